@@ -1,0 +1,442 @@
+//! Validated engine configuration: what a network, its data and its training are.
+//!
+//! These are plain Rust types with no serde. The wire spec (`crate::spec`) checks a request and
+//! converts it into these once ("parse, don't validate"); the engine trusts their documented
+//! invariants but still returns [`crate::engine::EngineError`] rather than panicking where a
+//! violated invariant would otherwise index out of bounds.
+
+use std::collections::BTreeMap;
+
+/// Explicit parameter values for one layer, keyed by PyTorch `state_dict` name (`weight`, `bias`,
+/// `running_mean`, `prelu_weight`, ...), flattened row-major. Shapes are checked when the layer is
+/// built.
+pub type ExplicitParams = BTreeMap<String, Vec<f64>>;
+
+/// A whole network: input width and the layers in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkConfig {
+    /// Features per sample (per time step for sequences).
+    pub input_dim: usize,
+    /// Layers, shorthands (`mlp`) already expanded.
+    pub layers: Vec<LayerConfig>,
+}
+
+/// One layer of the network.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayerConfig {
+    /// `y = act(norm(x W^T + b))`.
+    Dense(DenseConfig),
+    /// Standalone batch normalisation over the feature axis.
+    BatchNorm(NormConfig),
+    /// Standalone layer normalisation over the feature axis.
+    LayerNorm(NormConfig),
+    /// Inverted dropout; identity in evaluation.
+    Dropout {
+        /// Probability of zeroing a unit, in `[0, 1)`.
+        rate: f64,
+    },
+    /// Elementwise activation; `params` may hold `prelu_weight`.
+    Activation {
+        /// The function.
+        activation: Activation,
+        /// Explicit parameters (`prelu_weight`).
+        params: ExplicitParams,
+    },
+    /// `y = x + f(x)` where `f` is the inner stack; inner output width must equal input width.
+    Residual(Vec<LayerConfig>),
+}
+
+/// A dense (fully connected) layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseConfig {
+    /// Output width.
+    pub units: usize,
+    /// Applied after the optional norm.
+    pub activation: Activation,
+    /// Weight initialisation (`weight` is units x inputs, as in PyTorch).
+    pub init: Init,
+    /// Bias initialisation (default zeros).
+    pub bias_init: Init,
+    /// Optional normalisation between the affine map and the activation.
+    pub norm: Option<NormKind>,
+    /// Norm settings when `norm` is set.
+    pub norm_config: NormConfig,
+    /// Explicit parameters: `weight`, `bias`, `prelu_weight`, and for the norm `norm_weight`,
+    /// `norm_bias`, `running_mean`, `running_var`.
+    pub params: ExplicitParams,
+}
+
+/// Which normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormKind {
+    /// Batch statistics in training, running statistics in evaluation.
+    Batch,
+    /// Per-sample statistics over features.
+    Layer,
+}
+
+/// Settings of a batch or layer norm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormConfig {
+    /// Added to the variance before the square root (PyTorch default 1e-5).
+    pub eps: f64,
+    /// Running-statistics momentum for batch norm (PyTorch default 0.1).
+    pub momentum: f64,
+    /// Explicit parameters: `weight`, `bias`, `running_mean`, `running_var`.
+    pub params: ExplicitParams,
+}
+
+impl Default for NormConfig {
+    fn default() -> Self {
+        NormConfig { eps: 1e-5, momentum: 0.1, params: ExplicitParams::new() }
+    }
+}
+
+/// Elementwise activation functions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    /// `x`
+    Linear,
+    /// `1 / (1 + e^-x)`
+    Sigmoid,
+    /// `tanh x`
+    Tanh,
+    /// `max(0, x)`
+    Relu,
+    /// `x` if `x > 0` else `slope * x`
+    LeakyRelu {
+        /// Negative-side slope (PyTorch default 0.01).
+        slope: f64,
+    },
+    /// `x` if `x > 0` else `alpha (e^x - 1)`
+    Elu {
+        /// PyTorch default 1.0.
+        alpha: f64,
+    },
+    /// Leaky ReLU with a learnable slope per unit.
+    Prelu {
+        /// Initial slope (PyTorch default 0.25).
+        init: f64,
+    },
+    /// `scale * elu(x, alpha)` with Klambauer et al.'s constants.
+    Selu,
+    /// `x Phi(x)` (exact, erf-based, as PyTorch's default).
+    Gelu,
+    /// `ln(1 + e^x)` (PyTorch: beta 1, linear above 20).
+    Softplus,
+    /// `x sigmoid(x)`
+    Silu,
+}
+
+/// Which fan a variance-scaling init divides by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanMode {
+    /// Inputs per unit (preserves forward variance).
+    FanIn,
+    /// Units (preserves backward variance).
+    FanOut,
+}
+
+/// Weight initialisations, formulas as in the contract (PyTorch-compatible).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// N(0, std^2).
+    Normal {
+        /// Standard deviation.
+        std: f64,
+    },
+    /// U(-limit, limit).
+    Uniform {
+        /// Half-width.
+        limit: f64,
+    },
+    /// Every entry `value`.
+    Constant {
+        /// The value.
+        value: f64,
+    },
+    /// U(-l, l), l = gain sqrt(6 / (fan_in + fan_out)).
+    XavierUniform {
+        /// Multiplier.
+        gain: f64,
+    },
+    /// N(0, s^2), s = gain sqrt(2 / (fan_in + fan_out)).
+    XavierNormal {
+        /// Multiplier.
+        gain: f64,
+    },
+    /// U(-l, l), l = gain sqrt(6 / fan).
+    HeUniform {
+        /// Multiplier.
+        gain: f64,
+        /// Which fan.
+        mode: FanMode,
+    },
+    /// N(0, s^2), s = gain sqrt(2 / fan).
+    HeNormal {
+        /// Multiplier.
+        gain: f64,
+        /// Which fan.
+        mode: FanMode,
+    },
+    /// N(0, s^2), s = gain sqrt(1 / fan).
+    LecunNormal {
+        /// Multiplier.
+        gain: f64,
+        /// Which fan.
+        mode: FanMode,
+    },
+    /// gain * a (semi-)orthogonal matrix from the QR of a Gaussian matrix.
+    Orthogonal {
+        /// Multiplier.
+        gain: f64,
+    },
+    /// gain * I (padded with zeros when not square).
+    Identity {
+        /// Multiplier.
+        gain: f64,
+    },
+}
+
+/// Data to train on, generated deterministically from the run's seed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataConfig {
+    /// 2-D XOR: four Gaussian clusters, label = sign(x0) xor sign(x1).
+    Xor {
+        /// Number of samples.
+        samples: usize,
+        /// Gaussian noise std added to each point.
+        noise: f64,
+    },
+    /// Interleaved 2-D spirals, one arm per class.
+    Spirals {
+        /// Number of samples.
+        samples: usize,
+        /// Gaussian noise std.
+        noise: f64,
+        /// Number of arms (classes), >= 2.
+        classes: usize,
+    },
+    /// Two concentric circles (sklearn `make_circles`).
+    Circles {
+        /// Number of samples.
+        samples: usize,
+        /// Gaussian noise std.
+        noise: f64,
+        /// Inner radius / outer radius, in (0, 1).
+        factor: f64,
+    },
+    /// Two interleaved half-moons (sklearn `make_moons`).
+    Moons {
+        /// Number of samples.
+        samples: usize,
+        /// Gaussian noise std.
+        noise: f64,
+    },
+    /// Isotropic Gaussian blobs, one per class, centres U(-10, 10)^dims (sklearn `make_blobs`).
+    Blobs {
+        /// Number of samples.
+        samples: usize,
+        /// Number of classes.
+        classes: usize,
+        /// Input dimensions.
+        dims: usize,
+        /// Cluster standard deviation.
+        std: f64,
+    },
+    /// Regression: x ~ U(-pi, pi), y = sin(x) + noise.
+    Sine {
+        /// Number of samples.
+        samples: usize,
+        /// Gaussian noise std on the target.
+        noise: f64,
+    },
+    /// A random tanh network labels N(0, I) inputs.
+    Teacher {
+        /// Number of samples.
+        samples: usize,
+        /// Input dimensions.
+        dims: usize,
+        /// Classes (argmax of the teacher's output) or, with `classes == 0`, regression with
+        /// `outputs` targets.
+        classes: usize,
+        /// Regression outputs when `classes == 0`.
+        outputs: usize,
+        /// Hidden width of the teacher.
+        hidden: usize,
+    },
+    /// User-supplied samples.
+    Inline {
+        /// Row-major samples x features.
+        x: Vec<Vec<f64>>,
+        /// Targets.
+        y: InlineTargets,
+    },
+}
+
+/// Targets of inline data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InlineTargets {
+    /// Class indices.
+    Classes(Vec<usize>),
+    /// Regression targets, one row per sample.
+    Values(Vec<Vec<f64>>),
+}
+
+/// Loss functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossKind {
+    /// Softmax cross-entropy over class logits, mean over the batch.
+    CrossEntropy,
+    /// Mean squared error, mean over all elements.
+    Mse,
+    /// Binary cross-entropy with logits, mean over all elements.
+    Bce,
+}
+
+/// Optimisers with PyTorch's update rules; `None` fields take PyTorch's defaults at validation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OptimizerConfig {
+    /// `torch.optim.SGD`.
+    Sgd {
+        /// Learning rate.
+        lr: f64,
+        /// Momentum (0 = none).
+        momentum: f64,
+        /// Dampening of the momentum buffer.
+        dampening: f64,
+        /// Nesterov momentum.
+        nesterov: bool,
+    },
+    /// `torch.optim.RMSprop`.
+    Rmsprop {
+        /// Learning rate.
+        lr: f64,
+        /// Smoothing constant (default 0.99).
+        alpha: f64,
+        /// Denominator epsilon (default 1e-8).
+        eps: f64,
+        /// Momentum (default 0).
+        momentum: f64,
+        /// Centred variant.
+        centered: bool,
+    },
+    /// `torch.optim.Adagrad`.
+    Adagrad {
+        /// Learning rate.
+        lr: f64,
+        /// Learning-rate decay (default 0).
+        lr_decay: f64,
+        /// Denominator epsilon (default 1e-10).
+        eps: f64,
+        /// Initial accumulator (default 0).
+        initial_accumulator_value: f64,
+    },
+    /// `torch.optim.Adam` (L2 weight decay added to the gradient).
+    Adam {
+        /// Learning rate.
+        lr: f64,
+        /// First-moment decay (default 0.9).
+        beta1: f64,
+        /// Second-moment decay (default 0.999).
+        beta2: f64,
+        /// Denominator epsilon (default 1e-8).
+        eps: f64,
+        /// AMSGrad variant.
+        amsgrad: bool,
+    },
+    /// `torch.optim.AdamW` (decoupled weight decay).
+    AdamW {
+        /// Learning rate.
+        lr: f64,
+        /// First-moment decay (default 0.9).
+        beta1: f64,
+        /// Second-moment decay (default 0.999).
+        beta2: f64,
+        /// Denominator epsilon (default 1e-8).
+        eps: f64,
+        /// AMSGrad variant.
+        amsgrad: bool,
+    },
+}
+
+/// Gradient clipping, applied after backward and before the optimiser step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ClipConfig {
+    /// Scale all gradients by `max / (norm + 1e-6)` when the global L2 norm exceeds `max`
+    /// (`torch.nn.utils.clip_grad_norm_`).
+    GlobalNorm {
+        /// Threshold.
+        max: f64,
+    },
+    /// Clamp every gradient entry to `[-max, max]` (`clip_grad_value_`).
+    Value {
+        /// Threshold.
+        max: f64,
+    },
+}
+
+/// Numeric precision of a training run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// 32-bit floats (default; fast).
+    #[default]
+    F32,
+    /// 64-bit floats.
+    F64,
+}
+
+/// How to train.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Number of optimiser steps (epochs are converted by the spec layer).
+    pub steps: usize,
+    /// Samples per step; clamped to the training-set size.
+    pub batch_size: usize,
+    /// Loss.
+    pub loss: LossKind,
+    /// Optimiser.
+    pub optimizer: OptimizerConfig,
+    /// L2 penalty (coupled for all optimisers but AdamW, where it is decoupled).
+    pub weight_decay: f64,
+    /// Optional gradient clipping.
+    pub clip: Option<ClipConfig>,
+    /// Reshuffle the training set every epoch.
+    pub shuffle: bool,
+    /// Precision.
+    pub precision: Precision,
+    /// Fraction of samples held out for validation, in `[0, 1)`.
+    pub validation_split: f64,
+}
+
+/// What to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeConfig {
+    /// Probe every this many steps (plus step 0 and the last step). >= 1.
+    pub every: usize,
+    /// Record histograms of log10|g|.
+    pub histograms: bool,
+    /// Return the trained parameters.
+    pub parameters: bool,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig { every: 10, histograms: false, parameters: false }
+    }
+}
+
+/// A complete, validated run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    /// Seed of every random choice (init, data, shuffling, dropout).
+    pub seed: u64,
+    /// The network.
+    pub network: NetworkConfig,
+    /// The data.
+    pub data: DataConfig,
+    /// The training.
+    pub training: TrainConfig,
+    /// The probes.
+    pub probes: ProbeConfig,
+}

@@ -1,0 +1,1 @@
+//! Optimisers and gradient clipping. (in progress: being written)

@@ -1,0 +1,11 @@
+//! gradscope: trains a neural network described as JSON and reports how the gradient flows
+//! through it — where it vanishes or explodes, what theory predicted, and what to change.
+//!
+//! Layers, each depending only on those above it in this list:
+//! `engine` (numerics, no I/O) -> `spec` (the JSON request and its validation) -> `analysis`
+//! (the report) -> `cli`.
+
+/// The training engine: layers, gradients, optimisers, data, probes. Pure and deterministic.
+pub mod engine;
+/// The wire format of a spec and its validation into engine configuration.
+pub mod spec;

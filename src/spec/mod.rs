@@ -1,0 +1,1 @@
+//! The JSON spec: wire types and validation. (in progress)
