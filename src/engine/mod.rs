@@ -14,6 +14,7 @@ pub mod activation;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod gradcheck;
 pub mod init;
 pub mod layers;
 pub mod loss;

@@ -1,1 +1,260 @@
-//! (in progress)
+//! A network: layers in order, with residual skips, over arrays the network owns.
+//!
+//! The config tree is flattened into nodes `k = 0..n`, node `k` mapping tensor `t_k` to
+//! `t_{k+1}` (`t_0` is the input batch). A residual block `y = x + f(x)` becomes its inner
+//! layers followed by an `Add { from }` node with `t_{k+1} = t_k + t_from`; in backward its
+//! gradient is passed through and also added to `d_from` once the node that writes `d_from` has
+//! run. Keeping every `t_k` and `d_k = dL/dt_k` lets probes read any layer's output and
+//! `delta_norm` without extra passes; buffers are reused from step to step.
+
+use ndarray::Array2;
+
+use super::config::{Activation, LayerConfig, NetworkConfig, NormKind};
+use super::layers::{layer_name, ActivationLayer, Ctx, Dense, Dropout, Layer, NormLayer, Param};
+use super::rng::{rng, Stream};
+use super::{EngineError, Result, Scalar};
+
+/// What a reported layer is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerInfo {
+    /// Position among reported layers (0-based, in forward order).
+    pub index: usize,
+    /// `dense_0`, `batch_norm_3`, ... (kind and index).
+    pub name: String,
+    /// Spec type name.
+    pub kind: &'static str,
+    /// Activation, when the layer applies one.
+    pub activation: Option<Activation>,
+    /// Number of learnable scalars.
+    pub params: usize,
+    /// Output width.
+    pub units: usize,
+    /// Position in the (expanded) spec tree: indices through nested residual blocks.
+    pub path: Vec<usize>,
+    /// Node index in the flattened network.
+    node: usize,
+}
+
+enum Node<T> {
+    Layer(Box<dyn Layer<T>>),
+    Add { from: usize },
+}
+
+/// See the module doc.
+pub struct Network<T> {
+    nodes: Vec<Node<T>>,
+    info: Vec<LayerInfo>,
+    /// `t_0 ..= t_n`.
+    acts: Vec<Array2<T>>,
+    /// `d_0 ..= d_n`; `d_0` only when the input gradient is asked for.
+    deltas: Vec<Array2<T>>,
+    input_dim: usize,
+    output_dim: usize,
+}
+
+impl<T: Scalar> Network<T> {
+    /// Builds the network, initialising parameters from `rng(seed, Stream::Init)`.
+    pub fn new(config: &NetworkConfig, seed: u64) -> Result<Self> {
+        if config.input_dim == 0 {
+            return Err(EngineError::config("/model/input_dim", "input_dim must be at least 1"));
+        }
+        let mut b = Builder { nodes: Vec::new(), info: Vec::new(), rng: rng(seed, Stream::Init) };
+        let output_dim = b.build(&config.layers, config.input_dim, &mut Vec::new())?;
+        let n = b.nodes.len();
+        Ok(Network {
+            nodes: b.nodes,
+            info: b.info,
+            acts: (0..=n).map(|_| Array2::zeros((0, 0))).collect(),
+            deltas: (0..=n).map(|_| Array2::zeros((0, 0))).collect(),
+            input_dim: config.input_dim,
+            output_dim,
+        })
+    }
+
+    /// Features the network expects.
+    pub fn input_dim(&self) -> usize {
+        self.input_dim
+    }
+
+    /// Width of the output.
+    pub fn output_dim(&self) -> usize {
+        self.output_dim
+    }
+
+    /// The reported layers, in forward order.
+    pub fn layers(&self) -> &[LayerInfo] {
+        &self.info
+    }
+
+    /// The layer behind `info`.
+    pub fn layer(&self, info: &LayerInfo) -> Option<&dyn Layer<T>> {
+        match self.nodes.get(info.node) {
+            Some(Node::Layer(l)) => Some(l.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The output of the layer `info` on the last forward pass.
+    pub fn output_of(&self, info: &LayerInfo) -> &Array2<T> {
+        &self.acts[info.node + 1]
+    }
+
+    /// dL/d(output of `info`) from the last backward pass.
+    pub fn delta_of(&self, info: &LayerInfo) -> &Array2<T> {
+        &self.deltas[info.node + 1]
+    }
+
+    /// The input buffer `t_0`: fill it (e.g. with `Dataset::gather_x`) before `forward`.
+    pub fn input_mut(&mut self) -> &mut Array2<T> {
+        &mut self.acts[0]
+    }
+
+    /// dL/d(input) from the last `backward` with `input_grad`.
+    pub fn input_grad(&self) -> &Array2<T> {
+        &self.deltas[0]
+    }
+
+    /// Runs every node on the input buffer; returns the output.
+    pub fn forward(&mut self, ctx: &mut Ctx<'_>) -> &Array2<T> {
+        for k in 0..self.nodes.len() {
+            let (done, rest) = self.acts.split_at_mut(k + 1);
+            let y = &mut rest[0];
+            match &mut self.nodes[k] {
+                Node::Layer(layer) => layer.forward(&done[k], y, ctx),
+                Node::Add { from } => {
+                    let (x, skip) = (&done[k], &done[*from]);
+                    super::layers::ensure_shape(y, x.nrows(), x.ncols());
+                    ndarray::Zip::from(y).and(x).and(skip).for_each(|y, &a, &b| *y = a + b);
+                }
+            }
+        }
+        &self.acts[self.nodes.len()]
+    }
+
+    /// The output and the buffer for dL/d(output), for the loss to fill before `backward`.
+    pub fn output_and_grad(&mut self) -> (&Array2<T>, &mut Array2<T>) {
+        let n = self.nodes.len();
+        (&self.acts[n], &mut self.deltas[n])
+    }
+
+    /// Back-propagates the output gradient (set through [`Self::output_and_grad`]) to every
+    /// parameter, and to the input when `input_grad`.
+    pub fn backward(&mut self, input_grad: bool) {
+        for k in (0..self.nodes.len()).rev() {
+            let (lower, upper) = self.deltas.split_at_mut(k + 1);
+            let dy = &upper[0];
+            let wants_dx = k > 0 || input_grad;
+            match &mut self.nodes[k] {
+                Node::Layer(layer) => {
+                    let dx = if wants_dx { Some(&mut lower[k]) } else { None };
+                    layer.backward(&self.acts[k], &self.acts[k + 1], dy, dx);
+                }
+                Node::Add { .. } => {
+                    if wants_dx {
+                        super::layers::ensure_shape(&mut lower[k], dy.nrows(), dy.ncols());
+                        lower[k].assign(dy);
+                    }
+                }
+            }
+            if !wants_dx {
+                continue;
+            }
+            // Skip connections that start at t_k add their gradient now that d_k is written.
+            for (i, node) in self.nodes.iter().enumerate().skip(k) {
+                if let Node::Add { from } = node {
+                    if *from == k {
+                        let (lower, upper) = self.deltas.split_at_mut(i + 1);
+                        lower[k] += &upper[0];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every parameter with the reported layer it belongs to, in a fixed order.
+    pub fn params(&self) -> impl Iterator<Item = (&LayerInfo, &Param<T>)> {
+        self.info.iter().flat_map(move |info| {
+            let params = match &self.nodes[info.node] {
+                Node::Layer(l) => l.params(),
+                Node::Add { .. } => &[],
+            };
+            params.iter().map(move |p| (info, p))
+        })
+    }
+
+    /// Mutable access to every parameter, in the order of [`Self::params`].
+    pub fn params_mut(&mut self) -> impl Iterator<Item = &mut Param<T>> {
+        self.nodes.iter_mut().flat_map(|n| match n {
+            Node::Layer(l) => l.params_mut().iter_mut(),
+            Node::Add { .. } => [].iter_mut(),
+        })
+    }
+
+    /// Total learnable scalars.
+    pub fn num_params(&self) -> usize {
+        self.params().map(|(_, p)| p.len()).sum()
+    }
+}
+
+struct Builder<T> {
+    nodes: Vec<Node<T>>,
+    info: Vec<LayerInfo>,
+    rng: super::rng::Rng,
+}
+
+impl<T: Scalar> Builder<T> {
+    /// Appends the nodes of `layers` fed with `width` features; returns the output width.
+    fn build(&mut self, layers: &[LayerConfig], mut width: usize, path: &mut Vec<usize>) -> Result<usize> {
+        for (i, config) in layers.iter().enumerate() {
+            path.push(i);
+            let name = |kind: &str, info: &[LayerInfo]| layer_name(kind, info.len());
+            let layer: Option<Box<dyn Layer<T>>> = match config {
+                LayerConfig::Dense(d) => Some(Box::new(Dense::new(d, width, &name("dense", &self.info), &mut self.rng)?)),
+                LayerConfig::BatchNorm(c) => {
+                    Some(Box::new(NormLayer::new(NormKind::Batch, width, c, &name("batch_norm", &self.info))?))
+                }
+                LayerConfig::LayerNorm(c) => {
+                    Some(Box::new(NormLayer::new(NormKind::Layer, width, c, &name("layer_norm", &self.info))?))
+                }
+                LayerConfig::Dropout { rate } => Some(Box::new(Dropout::new(*rate, width))),
+                LayerConfig::Activation { activation, params } => {
+                    Some(Box::new(ActivationLayer::new(*activation, width, params, &name("activation", &self.info))?))
+                }
+                LayerConfig::Residual(inner) => {
+                    let from = self.nodes.len();
+                    let out = self.build(inner, width, path)?;
+                    if out != width {
+                        return Err(EngineError::Shape {
+                            layer: format!("residual block at /model/layers/{}", join(path)),
+                            expected: format!("inner output width {width} (the block's input width)"),
+                            got: format!("{out}"),
+                        });
+                    }
+                    self.nodes.push(Node::Add { from });
+                    None
+                }
+            };
+            if let Some(layer) = layer {
+                let info = LayerInfo {
+                    index: self.info.len(),
+                    name: layer_name(layer.kind(), self.info.len()),
+                    kind: layer.kind(),
+                    activation: layer.activation(),
+                    params: layer.params().iter().map(Param::len).sum(),
+                    units: layer.out_dim(),
+                    path: path.clone(),
+                    node: self.nodes.len(),
+                };
+                width = layer.out_dim();
+                self.info.push(info);
+                self.nodes.push(Node::Layer(layer));
+            }
+            path.pop();
+        }
+        Ok(width)
+    }
+}
+
+fn join(path: &[usize]) -> String {
+    path.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("/layers/")
+}

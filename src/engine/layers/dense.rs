@@ -1,0 +1,174 @@
+//! Dense (fully connected) layer with optional norm and activation.
+//!
+//! ```text
+//! forward:  z = x W^T + b            x: (batch, in)  W: (units, in)  b: (1, units)
+//!           p = norm(z)  (or p = z)  p: (batch, units)
+//!           y = f(p)                 y: (batch, units)
+//! backward: dp = dy * f'(p)
+//!           dz = norm_backward(dp)  (or dz = dp)
+//!           dW = dz^T x,  db = sum_batch dz,  dx = dz W
+//! ```
+//! `W` is stored `units x inputs`, PyTorch's `nn.Linear.weight` layout, so explicit weights
+//! from a `state_dict` load as they are.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, Axis};
+
+use super::norm::running_buffers;
+use super::{activate, activation_backward, ensure_shape, explicit_or, unit_stats, Ctx, Layer, NormCore, Param, UnitStats};
+use crate::engine::config::{Activation, DenseConfig};
+use crate::engine::rng::Rng;
+use crate::engine::{EngineError, Result, Scalar};
+
+const WEIGHT: usize = 0;
+const BIAS: usize = 1;
+
+/// See the module doc.
+pub struct Dense<T> {
+    activation: Activation,
+    /// weight, bias, then `prelu_weight` if the activation is PReLU, then `norm_weight`,
+    /// `norm_bias` if there is a norm.
+    params: Vec<Param<T>>,
+    prelu: Option<usize>,
+    norm: Option<(NormCore<T>, usize)>,
+    /// Affine output `z` when a norm follows (its input); unused otherwise.
+    z: Array2<T>,
+    /// Activation input `p`.
+    pre: Array2<T>,
+    /// Scratch for dp and dz.
+    dpre: Array2<T>,
+    dz: Array2<T>,
+    stats: UnitStats,
+}
+
+impl<T: Scalar> Dense<T> {
+    /// Builds the layer for `inputs` features, drawing unspecified parameters from `rng`.
+    pub fn new(config: &DenseConfig, inputs: usize, name: &str, rng: &mut Rng) -> Result<Self> {
+        let units = config.units;
+        if units == 0 || inputs == 0 {
+            return Err(EngineError::config(name, "a dense layer needs at least one input and one unit"));
+        }
+        let p = &config.params;
+        // Draw the random defaults even when explicit values replace them, so that giving one
+        // layer's weights does not change every later layer's initialisation.
+        let w_default = config.init.matrix(units, inputs, rng);
+        let b_default = config.bias_init.vector(units, rng);
+        let w = explicit_or(p, "weight", units * inputs, name, || w_default.iter().copied().collect())?;
+        let b = explicit_or(p, "bias", units, name, || b_default)?;
+        let w = Array2::from_shape_vec((units, inputs), w).map_err(|e| EngineError::config(name, e.to_string()))?;
+        let mut params = vec![Param::matrix("weight", w), Param::vector("bias", b)];
+        let prelu = match config.activation {
+            Activation::Prelu { init } => {
+                let s = explicit_or(p, "prelu_weight", units, name, || vec![init; units])?;
+                params.push(Param::vector("prelu_weight", s));
+                Some(params.len() - 1)
+            }
+            _ => None,
+        };
+        let norm = match config.norm {
+            Some(kind) => {
+                let g = explicit_or(p, "norm_weight", units, name, || vec![1.0; units])?;
+                let b = explicit_or(p, "norm_bias", units, name, || vec![0.0; units])?;
+                let rm = explicit_or(p, "running_mean", units, name, || vec![0.0; units])?;
+                let rv = explicit_or(p, "running_var", units, name, || vec![1.0; units])?;
+                params.push(Param::vector("norm_weight", g));
+                params.push(Param::vector("norm_bias", b));
+                Some((NormCore::new(kind, units, &config.norm_config, rm, rv), params.len() - 2))
+            }
+            None => None,
+        };
+        Ok(Dense {
+            activation: config.activation,
+            params,
+            prelu,
+            norm,
+            z: Array2::zeros((0, units)),
+            pre: Array2::zeros((0, units)),
+            dpre: Array2::zeros((0, units)),
+            dz: Array2::zeros((0, units)),
+            stats: UnitStats::default(),
+        })
+    }
+}
+
+impl<T: Scalar> Layer<T> for Dense<T> {
+    fn kind(&self) -> &'static str {
+        "dense"
+    }
+
+    fn activation(&self) -> Option<Activation> {
+        Some(self.activation)
+    }
+
+    fn out_dim(&self) -> usize {
+        self.params[BIAS].len()
+    }
+
+    fn forward(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>) {
+        let (n, units) = (x.nrows(), self.out_dim());
+        let (w, b) = (&self.params[WEIGHT].value, &self.params[BIAS].value);
+        let target = if self.norm.is_some() { &mut self.z } else { &mut self.pre };
+        ensure_shape(target, n, units);
+        // Broadcast the bias first, then accumulate x W^T onto it (beta = 1): one pass fewer.
+        target.assign(&b.broadcast((n, units)).unwrap_or_else(|| b.view()));
+        general_mat_mul(T::one(), x, &w.t(), T::one(), target);
+        if let Some((core, i)) = &mut self.norm {
+            let (g, bt) = (&self.params[*i].value, &self.params[*i + 1].value);
+            core.forward(&self.z, g, bt, &mut self.pre, ctx.training);
+        }
+        activate(self.activation, &self.pre, y, self.prelu.map(|i| &self.params[i]));
+        if ctx.probe {
+            self.stats = unit_stats(self.activation, &self.pre, y);
+        }
+    }
+
+    fn backward(&mut self, x: &Array2<T>, y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) {
+        let prelu = self.prelu.map(|i| &mut self.params[i]);
+        activation_backward(self.activation, &self.pre, y, dy, &mut self.dpre, prelu);
+        let dz = match &self.norm {
+            Some((core, i)) => {
+                let (left, right) = self.params.split_at_mut(*i + 1);
+                let gamma = &mut left[*i];
+                let beta = &mut right[0];
+                core.backward(&self.dpre, gamma, beta, &mut self.dz);
+                &self.dz
+            }
+            None => &self.dpre,
+        };
+        {
+            let w = &mut self.params[WEIGHT];
+            general_mat_mul(T::one(), &dz.t(), x, T::zero(), &mut w.grad);
+        }
+        {
+            let b = &mut self.params[BIAS];
+            b.grad.fill(T::zero());
+            let mut row = b.grad.row_mut(0);
+            for r in dz.axis_iter(Axis(0)) {
+                row += &r;
+            }
+        }
+        if let Some(dx) = dx {
+            ensure_shape(dx, x.nrows(), x.ncols());
+            general_mat_mul(T::one(), dz, &self.params[WEIGHT].value, T::zero(), dx);
+        }
+    }
+
+    fn params(&self) -> &[Param<T>] {
+        &self.params
+    }
+
+    fn params_mut(&mut self) -> &mut [Param<T>] {
+        &mut self.params
+    }
+
+    fn buffers(&self) -> Vec<(&'static str, Vec<f64>)> {
+        match &self.norm {
+            Some((core, _)) => running_buffers(core, "running_mean", "running_var"),
+            None => Vec::new(),
+        }
+    }
+
+    fn unit_stats(&self) -> UnitStats {
+        self.stats
+    }
+}
