@@ -1,1 +1,162 @@
-//! (in progress)
+//! Probes: what is measured about each layer at a probe step, and the series they form.
+//!
+//! Definitions (one name per quantity across engine, JSON and docs):
+//! - `grad_norm`, `grad_rms`, `grad_max`: L2 norm, root mean square and largest magnitude of the
+//!   layer's weight gradient (its first parameter: `weight` for dense and norms, the slopes for
+//!   a PReLU activation layer), before clipping.
+//! - `bias_grad_norm`: L2 norm of the `bias` gradient.
+//! - `delta_norm`: L2 norm of dL/d(layer output) over the batch.
+//! - `weight_norm`: L2 norm of the weight before the step.
+//! - `update_ratio`: ||W_after - W_before|| / ||W_before|| of the step taken at the probe step.
+//! - `activation_mean`, `activation_std`: over every (sample, unit) entry of the layer output.
+//! - `saturation`, `dead_fraction`: see [`crate::engine::layers::UnitStats`].
+//! - histograms: counts of log10|g| over the weight gradient in the fixed bins of
+//!   [`HIST_EDGES`]: bin 0 holds |g| < 1e-12 (zeros included), the last bin |g| >= 1e2.
+//!
+//! Values are `f64` and may be NaN or infinite; the report layer turns those into `null` and
+//! counts them.
+
+use ndarray::Array2;
+
+use super::Scalar;
+
+/// Interior bin edges of the log10|g| histograms: -12, -11.5, ..., 2 (29 edges, 30 bins).
+pub const HIST_EDGES: [f64; 29] = {
+    let mut e = [0.0; 29];
+    let mut i = 0;
+    while i < 29 {
+        e[i] = -12.0 + 0.5 * i as f64;
+        i += 1;
+    }
+    e
+};
+
+/// Per-layer series; entry `i` belongs to probe step `i`. `None` where the quantity does not
+/// apply to the layer (no weight, no saturating activation, ...).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerSeries {
+    /// See the module doc for every field.
+    pub grad_norm: Vec<Option<f64>>,
+    #[allow(missing_docs)]
+    pub grad_rms: Vec<Option<f64>>,
+    #[allow(missing_docs)]
+    pub grad_max: Vec<Option<f64>>,
+    #[allow(missing_docs)]
+    pub bias_grad_norm: Vec<Option<f64>>,
+    #[allow(missing_docs)]
+    pub delta_norm: Vec<f64>,
+    #[allow(missing_docs)]
+    pub weight_norm: Vec<Option<f64>>,
+    #[allow(missing_docs)]
+    pub update_ratio: Vec<Option<f64>>,
+    #[allow(missing_docs)]
+    pub activation_mean: Vec<f64>,
+    #[allow(missing_docs)]
+    pub activation_std: Vec<f64>,
+    #[allow(missing_docs)]
+    pub saturation: Vec<Option<f64>>,
+    #[allow(missing_docs)]
+    pub dead_fraction: Vec<Option<f64>>,
+    /// One histogram per probe step when histograms are on.
+    pub histograms: Vec<Vec<u64>>,
+    /// NaN and infinity counts over the layer's outputs and gradients, summed over probes and
+    /// the step where a run stopped on them.
+    pub non_finite: NonFinite,
+}
+
+/// Counts of non-finite values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NonFinite {
+    /// NaN values.
+    pub nan: u64,
+    /// Infinite values.
+    pub inf: u64,
+}
+
+impl NonFinite {
+    /// Counts the non-finite entries of `values`.
+    pub fn of<'a, T: Scalar>(values: impl IntoIterator<Item = &'a T>) -> Self {
+        let mut c = NonFinite::default();
+        for v in values {
+            if v.is_nan() {
+                c.nan += 1;
+            } else if v.is_infinite() {
+                c.inf += 1;
+            }
+        }
+        c
+    }
+
+    /// True when nothing non-finite was counted.
+    pub fn is_clean(&self) -> bool {
+        self.nan == 0 && self.inf == 0
+    }
+
+    /// Adds `other`.
+    pub fn add(&mut self, other: NonFinite) {
+        self.nan += other.nan;
+        self.inf += other.inf;
+    }
+}
+
+/// L2 norm, RMS and max |v| of an array, accumulated in f64.
+pub fn norm_rms_max<T: Scalar>(a: &Array2<T>) -> (f64, f64, f64) {
+    let (mut sq, mut max) = (0.0f64, 0.0f64);
+    for v in a.iter() {
+        let v = v.f64();
+        sq += v * v;
+        // NaN must survive `max`, so that a non-finite gradient is not reported as finite.
+        max = if v.abs() > max || v.is_nan() { v.abs() } else { max };
+    }
+    let n = a.len().max(1) as f64;
+    (sq.sqrt(), (sq / n).sqrt(), max)
+}
+
+/// Mean and (population) standard deviation, accumulated in f64.
+pub fn mean_std<T: Scalar>(a: &Array2<T>) -> (f64, f64) {
+    let n = a.len().max(1) as f64;
+    let mean = a.iter().map(|v| v.f64()).sum::<f64>() / n;
+    let var = a.iter().map(|v| (v.f64() - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+/// L2 norm of `a - b` (same shapes), in f64.
+pub fn diff_norm<T: Scalar>(a: &Array2<T>, b: &Array2<T>) -> f64 {
+    a.iter().zip(b.iter()).map(|(x, y)| (x.f64() - y.f64()).powi(2)).sum::<f64>().sqrt()
+}
+
+/// Histogram of log10|g| in the bins of [`HIST_EDGES`].
+pub fn log_histogram<T: Scalar>(a: &Array2<T>) -> Vec<u64> {
+    let mut h = vec![0u64; HIST_EDGES.len() + 1];
+    for v in a.iter() {
+        let m = v.f64().abs();
+        if !m.is_finite() {
+            continue;
+        }
+        let l = if m > 0.0 { m.log10() } else { f64::NEG_INFINITY };
+        let bin = HIST_EDGES.partition_point(|&e| e <= l);
+        h[bin] += 1;
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn histogram_puts_zero_in_the_first_bin_and_edges_in_the_upper_bin() {
+        let h = log_histogram(&array![[0.0f64, 1e-12, 1.0, 1e3]]);
+        assert_eq!(h[0], 1, "zero");
+        assert_eq!(h[1], 1, "1e-12 sits on the first edge");
+        assert_eq!(h[25], 1, "log10(1) = 0 = edge 24");
+        assert_eq!(h[29], 1, "overflow");
+    }
+
+    #[test]
+    fn norm_keeps_nan_visible() {
+        let (n, _, m) = norm_rms_max(&array![[1.0f32, f32::NAN]]);
+        assert!(n.is_nan() && m.is_nan());
+    }
+}

@@ -1,1 +1,501 @@
-//! (in progress)
+//! The training loop, the one-shot analysis pass, and the record of what the probes saw.
+//!
+//! One step: gather a batch, forward (training mode), loss, backward, check for non-finite
+//! values, [probe], clip, optimiser update, [update ratios]. Batches always have exactly
+//! `batch_size` rows (clamped to the training-set size): they are cut from a shuffled order of
+//! the training samples that is reshuffled whenever it runs out, so a batch may span two epochs.
+//! Constant batch shapes mean every buffer is allocated in the first step and reused.
+//!
+//! Cancellation is cooperative: the flag is read before every step, so a cancel takes effect
+//! within one step. Non-finite values end the run as [`RunEnd::NonFinite`] with everything
+//! measured up to and including that step.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use ndarray::Array2;
+use rand::seq::SliceRandom;
+
+use super::config::{LossKind, Precision, RunConfig};
+use super::data::{generate, Dataset, Targets};
+use super::layers::Ctx;
+use super::loss::{loss_and_grad, BatchTargets, LossValue};
+use super::network::{LayerInfo, Network};
+use super::optim::{clip, global_norm, Optimizer, ParamSlot};
+use super::probe::{diff_norm, log_histogram, mean_std, norm_rms_max, LayerSeries, NonFinite};
+use super::rng::{rng, Rng, Stream};
+use super::{EngineError, Result, Scalar};
+
+/// Set from another thread to stop a run at the next step.
+#[derive(Debug, Default)]
+pub struct CancelFlag(AtomicBool);
+
+impl CancelFlag {
+    /// A flag that is not set.
+    pub fn new() -> Self {
+        CancelFlag(AtomicBool::new(false))
+    }
+    /// Requests cancellation.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    /// True once cancellation was requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Reported after every step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Steps completed.
+    pub step: usize,
+    /// Steps planned.
+    pub total_steps: usize,
+    /// Loss of the last batch.
+    pub loss: f64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEnd {
+    /// Every planned step ran.
+    Completed,
+    /// The cancel flag was seen before `step`.
+    Cancelled {
+        /// Steps completed.
+        step: usize,
+    },
+    /// NaN or Inf appeared at `step`, first in `layer` (forward order; `loss` when only the loss
+    /// was non-finite).
+    NonFinite {
+        /// The step.
+        step: usize,
+        /// Layer name, or `loss`.
+        layer: String,
+        /// `activations`, `gradients` or `loss`.
+        location: &'static str,
+    },
+}
+
+/// One layer's parameters, for export in the spec's explicit-parameter layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerParams {
+    /// Position in the expanded spec tree.
+    pub path: Vec<usize>,
+    /// (name, shape, row-major values), parameters then buffers.
+    pub tensors: Vec<(String, Vec<usize>, Vec<f64>)>,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// The reported layers.
+    pub layers: Vec<LayerInfo>,
+    /// Learnable scalars in the network.
+    pub num_params: usize,
+    /// Probe steps (0-based step index at which the probe was taken).
+    pub steps: Vec<usize>,
+    /// Training-batch loss at each probe step.
+    pub loss: Vec<f64>,
+    /// Training-batch accuracy at each probe step (classification only).
+    pub accuracy: Vec<Option<f64>>,
+    /// Validation loss at each probe step (eval mode), when there is a validation set.
+    pub val_loss: Vec<Option<f64>>,
+    /// Validation accuracy at each probe step.
+    pub val_accuracy: Vec<Option<f64>>,
+    /// Global gradient norm before clipping, at each probe step.
+    pub grad_norm_global: Vec<f64>,
+    /// Global gradient norm after clipping, at each probe step.
+    pub grad_norm_clipped: Vec<f64>,
+    /// Per-layer series, parallel to `layers`.
+    pub layer_stats: Vec<LayerSeries>,
+    /// Steps at which clipping changed the gradient, over all steps.
+    pub clipped_steps: usize,
+    /// Steps run.
+    pub steps_run: usize,
+    /// Steps planned.
+    pub total_steps: usize,
+    /// How the run ended.
+    pub end: RunEnd,
+    /// Loss and accuracy of the final network on the training set (eval mode, at most
+    /// [`FINAL_EVAL_SAMPLES`] samples).
+    pub final_loss: Option<f64>,
+    /// See `final_loss`.
+    pub final_accuracy: Option<f64>,
+    /// The same on the validation set.
+    pub final_val_loss: Option<f64>,
+    /// See `final_val_loss`.
+    pub final_val_accuracy: Option<f64>,
+    /// Wall-clock duration.
+    pub duration_ms: u64,
+    /// Trained parameters, when asked for.
+    pub parameters: Option<Vec<LayerParams>>,
+    /// Parameter gradients of the last step, when asked for (analysis).
+    pub gradients: Option<Vec<LayerParams>>,
+    /// Precision the run computed in.
+    pub precision: &'static str,
+}
+
+/// Samples used for the end-of-run training-set evaluation.
+pub const FINAL_EVAL_SAMPLES: usize = 4096;
+
+/// Trains `config`, calling `progress` after every step.
+pub fn train(config: &RunConfig, cancel: &CancelFlag, progress: &mut dyn FnMut(Progress)) -> Result<RunRecord> {
+    match config.training.precision {
+        Precision::F32 => Trainer::<f32>::new(config)?.run(cancel, progress),
+        Precision::F64 => Trainer::<f64>::new(config)?.run(cancel, progress),
+    }
+}
+
+/// One forward/backward at initialisation (or with the given weights) in `f64`, training mode
+/// with dropout off, on the first `batch` training samples (all when `None`); probes at step 0
+/// and, when `gradients`, every parameter's gradient.
+pub fn analyze(config: &RunConfig, batch: Option<usize>, gradients: bool) -> Result<RunRecord> {
+    let mut t = Trainer::<f64>::new(config)?;
+    let n = batch.unwrap_or(t.train.len()).clamp(1, t.train.len().max(1));
+    t.batch_size = n;
+    t.order = (0..n).collect();
+    t.dropout = false;
+    let started = Instant::now();
+    let mut record = t.empty_record();
+    record.total_steps = 0;
+    t.forward_backward(&mut record, 0, true)?;
+    record.steps_run = 0;
+    if gradients {
+        record.gradients = Some(t.export(|p| &p.grad));
+    }
+    if config.probes.parameters {
+        record.parameters = Some(t.export(|p| &p.value));
+    }
+    record.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(record)
+}
+
+struct Trainer<'c, T> {
+    config: &'c RunConfig,
+    net: Network<T>,
+    optimizer: Optimizer<T>,
+    train: Dataset,
+    validation: Option<Dataset>,
+    batch_size: usize,
+    order: Vec<usize>,
+    cursor: usize,
+    shuffle_rng: Rng,
+    dropout_rng: Rng,
+    dropout: bool,
+    labels: Vec<usize>,
+    values: Array2<T>,
+    /// Weights before the update, at probe steps (reused).
+    before: Vec<Array2<T>>,
+}
+
+impl<'c, T: Scalar> Trainer<'c, T> {
+    fn new(config: &'c RunConfig) -> Result<Self> {
+        let data = generate(&config.data, config.seed)?;
+        let (train, validation) = data.split(config.training.validation_split, config.seed);
+        if train.is_empty() {
+            return Err(EngineError::config("/data", "the training set is empty"));
+        }
+        let net = Network::<T>::new(&config.network, config.seed)?;
+        if train.input_dim() != net.input_dim() {
+            return Err(EngineError::config(
+                "/model/input_dim",
+                format!("the data has {} features but input_dim is {}", train.input_dim(), net.input_dim()),
+            ));
+        }
+        let batch_size = config.training.batch_size.clamp(1, train.len());
+        let mut shuffle_rng = rng(config.seed, Stream::Shuffle);
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        if config.training.shuffle {
+            order.shuffle(&mut shuffle_rng);
+        }
+        Ok(Trainer {
+            optimizer: Optimizer::new(config.training.optimizer, config.training.weight_decay),
+            net,
+            train,
+            validation,
+            batch_size,
+            order,
+            cursor: 0,
+            shuffle_rng,
+            dropout_rng: rng(config.seed, Stream::Dropout),
+            dropout: true,
+            labels: Vec::new(),
+            values: Array2::zeros((0, 0)),
+            before: Vec::new(),
+            config,
+        })
+    }
+
+    fn empty_record(&self) -> RunRecord {
+        let layers = self.net.layers().to_vec();
+        RunRecord {
+            layer_stats: vec![LayerSeries::default(); layers.len()],
+            layers,
+            num_params: self.net.num_params(),
+            steps: Vec::new(),
+            loss: Vec::new(),
+            accuracy: Vec::new(),
+            val_loss: Vec::new(),
+            val_accuracy: Vec::new(),
+            grad_norm_global: Vec::new(),
+            grad_norm_clipped: Vec::new(),
+            clipped_steps: 0,
+            steps_run: 0,
+            total_steps: self.config.training.steps,
+            end: RunEnd::Completed,
+            final_loss: None,
+            final_accuracy: None,
+            final_val_loss: None,
+            final_val_accuracy: None,
+            duration_ms: 0,
+            parameters: None,
+            gradients: None,
+            precision: T::NAME,
+        }
+    }
+
+    fn run(mut self, cancel: &CancelFlag, progress: &mut dyn FnMut(Progress)) -> Result<RunRecord> {
+        let started = Instant::now();
+        let mut record = self.empty_record();
+        let total = self.config.training.steps;
+        let every = self.config.probes.every.max(1);
+        for step in 0..total {
+            if cancel.is_cancelled() {
+                record.end = RunEnd::Cancelled { step };
+                break;
+            }
+            let probe = step % every == 0 || step + 1 == total;
+            self.next_batch();
+            let loss = self.forward_backward(&mut record, step, probe)?;
+            if !matches!(record.end, RunEnd::Completed) {
+                break;
+            }
+            self.update(&mut record, probe);
+            record.steps_run = step + 1;
+            progress(Progress { step: step + 1, total_steps: total, loss: loss.loss });
+        }
+        if !matches!(record.end, RunEnd::NonFinite { .. }) {
+            self.final_evaluation(&mut record);
+        }
+        if self.config.probes.parameters {
+            record.parameters = Some(self.export(|p| &p.value));
+        }
+        record.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(record)
+    }
+
+    /// Moves the next `batch_size` training rows into the network input and target buffers.
+    fn next_batch(&mut self) {
+        if self.cursor + self.batch_size > self.order.len() {
+            // Reshuffle and start a new pass; the remainder of the old one is dropped so that
+            // every batch has the same shape.
+            if self.config.training.shuffle {
+                self.order.shuffle(&mut self.shuffle_rng);
+            }
+            self.cursor = 0;
+        }
+        let idx = &self.order[self.cursor..self.cursor + self.batch_size];
+        self.cursor += self.batch_size;
+        self.train.gather_x(idx, self.net.input_mut());
+        self.train.gather_y(idx, &mut self.labels, &mut self.values);
+    }
+
+    /// Forward, loss, backward on the batch in the buffers; records a probe when `probe`, and
+    /// ends the run (in `record.end`) on non-finite values.
+    fn forward_backward(&mut self, record: &mut RunRecord, step: usize, probe: bool) -> Result<LossValue> {
+        let mut ctx = Ctx { training: true, dropout: self.dropout, probe, rng: &mut self.dropout_rng };
+        self.net.forward(&mut ctx);
+        let kind = self.config.training.loss;
+        let targets = match self.train.y {
+            Targets::Classes { .. } => BatchTargets::Classes(&self.labels),
+            Targets::Values(_) => BatchTargets::Values(&self.values),
+        };
+        let (out, grad) = self.net.output_and_grad();
+        let value = loss_and_grad(kind, out, targets, grad);
+        self.net.backward(false);
+        let grads: Vec<&[T]> = self.net.params().filter_map(|(_, p)| p.grad.as_slice()).collect();
+        let gnorm = global_norm(&grads);
+        let finite = value.loss.is_finite() && gnorm.is_finite();
+        if probe || !finite {
+            self.record_probe(record, step, value, gnorm);
+        }
+        if !finite {
+            record.end = self.locate_non_finite(record, step);
+        }
+        Ok(value)
+    }
+
+    fn record_probe(&mut self, record: &mut RunRecord, step: usize, value: LossValue, gnorm: f64) {
+        let batch = self.batch_size as f64;
+        record.steps.push(step);
+        record.loss.push(value.loss);
+        record.accuracy.push(value.correct.map(|c| c as f64 / batch));
+        record.grad_norm_global.push(gnorm);
+        record.grad_norm_clipped.push(gnorm);
+        let histograms = self.config.probes.histograms;
+        for (series, info) in record.layer_stats.iter_mut().zip(self.net.layers()) {
+            let Some(layer) = self.net.layer(info) else { continue };
+            let weight = layer.params().first();
+            let stats = weight.map(|w| norm_rms_max(&w.grad));
+            series.grad_norm.push(stats.map(|s| s.0));
+            series.grad_rms.push(stats.map(|s| s.1));
+            series.grad_max.push(stats.map(|s| s.2));
+            series.weight_norm.push(weight.map(|w| norm_rms_max(&w.value).0));
+            series.bias_grad_norm.push(layer.params().iter().find(|p| p.name == "bias").map(|b| norm_rms_max(&b.grad).0));
+            series.update_ratio.push(None);
+            let out = self.net.output_of(info);
+            let (mean, std) = mean_std(out);
+            series.activation_mean.push(mean);
+            series.activation_std.push(std);
+            series.delta_norm.push(norm_rms_max(self.net.delta_of(info)).0);
+            let units = layer.unit_stats();
+            series.saturation.push(units.saturation);
+            series.dead_fraction.push(units.dead_fraction);
+            if histograms {
+                series.histograms.push(weight.map(|w| log_histogram(&w.grad)).unwrap_or_default());
+            }
+            let mut nf = NonFinite::of(out.iter());
+            for p in layer.params() {
+                nf.add(NonFinite::of(p.grad.iter()));
+            }
+            series.non_finite.add(nf);
+        }
+        let (vl, va) = match &self.validation {
+            Some(v) => {
+                let (l, a) = self.evaluate(v.clone());
+                (Some(l), a)
+            }
+            None => (None, None),
+        };
+        record.val_loss.push(vl);
+        record.val_accuracy.push(va);
+    }
+
+    /// The first layer (forward order) whose output, or else whose gradient, is non-finite.
+    fn locate_non_finite(&self, _record: &RunRecord, step: usize) -> RunEnd {
+        for info in self.net.layers() {
+            if !NonFinite::of(self.net.output_of(info).iter()).is_clean() {
+                return RunEnd::NonFinite { step, layer: info.name.clone(), location: "activations" };
+            }
+        }
+        for info in self.net.layers().iter().rev() {
+            let bad = self.net.layer(info).is_some_and(|l| l.params().iter().any(|p| !NonFinite::of(p.grad.iter()).is_clean()));
+            if bad {
+                return RunEnd::NonFinite { step, layer: info.name.clone(), location: "gradients" };
+            }
+        }
+        RunEnd::NonFinite { step, layer: "loss".into(), location: "loss" }
+    }
+
+    /// Clip, then the optimiser step; at probe steps also the update ratios.
+    fn update(&mut self, record: &mut RunRecord, probe: bool) {
+        if let Some(c) = &self.config.training.clip {
+            let mut grads: Vec<&mut [T]> = self.net.params_mut().filter_map(|p| p.grad.as_slice_mut()).collect();
+            let (before, after) = clip(c, &mut grads);
+            if after < before || after != before {
+                record.clipped_steps += 1;
+            }
+            if probe {
+                if let Some(last) = record.grad_norm_clipped.last_mut() {
+                    *last = after;
+                }
+            }
+        }
+        if probe {
+            self.before.resize_with(record.layers.len(), || Array2::zeros((0, 0)));
+            for (buf, info) in self.before.iter_mut().zip(self.net.layers()) {
+                if let Some(w) = self.net.layer(info).and_then(|l| l.params().first()) {
+                    buf.clone_from(&w.value);
+                }
+            }
+        }
+        let mut slots: Vec<ParamSlot<'_, T>> = self
+            .net
+            .params_mut()
+            .filter_map(|p| {
+                let grad = p.grad.as_slice()?;
+                let value = p.value.as_slice_mut()?;
+                Some(ParamSlot { value, grad })
+            })
+            .collect();
+        self.optimizer.step(&mut slots);
+        drop(slots);
+        if probe {
+            for ((series, info), before) in record.layer_stats.iter_mut().zip(self.net.layers()).zip(&self.before) {
+                if let Some(w) = self.net.layer(info).and_then(|l| l.params().first()) {
+                    let norm = norm_rms_max(before).0;
+                    if let Some(last) = series.update_ratio.last_mut() {
+                        *last = Some(diff_norm(&w.value, before) / norm);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Loss and accuracy of the network in evaluation mode on `data`.
+    fn evaluate(&mut self, data: Dataset) -> (f64, Option<f64>) {
+        let n = data.len().min(FINAL_EVAL_SAMPLES);
+        let idx: Vec<usize> = (0..n).collect();
+        let mut labels = Vec::new();
+        let mut values = Array2::<T>::zeros((0, 0));
+        data.gather_x(&idx, self.net.input_mut());
+        data.gather_y(&idx, &mut labels, &mut values);
+        let mut r = rng(self.config.seed, Stream::Dropout);
+        let mut ctx = Ctx { training: false, dropout: false, probe: false, rng: &mut r };
+        self.net.forward(&mut ctx);
+        let targets = match data.y {
+            Targets::Classes { .. } => BatchTargets::Classes(&labels),
+            Targets::Values(_) => BatchTargets::Values(&values),
+        };
+        let (out, grad) = self.net.output_and_grad();
+        let v = loss_and_grad(self.config.training.loss, out, targets, grad);
+        (v.loss, v.correct.map(|c| c as f64 / n.max(1) as f64))
+    }
+
+    fn final_evaluation(&mut self, record: &mut RunRecord) {
+        let (l, a) = self.evaluate(self.train.clone());
+        record.final_loss = Some(l);
+        record.final_accuracy = a;
+        if let Some(v) = self.validation.clone() {
+            let (l, a) = self.evaluate(v);
+            record.final_val_loss = Some(l);
+            record.final_val_accuracy = a;
+        }
+    }
+
+    /// Parameters (or gradients) in spec layout, plus batch-norm buffers for values.
+    fn export(&self, pick: impl Fn(&super::layers::Param<T>) -> &Array2<T>) -> Vec<LayerParams> {
+        self.net
+            .layers()
+            .iter()
+            .filter_map(|info| {
+                let layer = self.net.layer(info)?;
+                let mut tensors: Vec<(String, Vec<usize>, Vec<f64>)> = layer
+                    .params()
+                    .iter()
+                    .map(|p| {
+                        let a = pick(p);
+                        let shape = if p.is_vector { vec![a.len()] } else { a.shape().to_vec() };
+                        (p.name.to_string(), shape, a.iter().map(|v| v.f64()).collect())
+                    })
+                    .collect();
+                if std::ptr::eq(pick(&layer.params().first()?.clone()), &layer.params().first()?.value) {
+                    // unreachable comparison guard; buffers are appended below for values only
+                }
+                tensors.extend(layer.buffers().into_iter().map(|(n, v)| (n.to_string(), vec![v.len()], v)));
+                Some(LayerParams { path: info.path.clone(), tensors })
+            })
+            .collect()
+    }
+}
+
+/// The loss a network should start near for a balanced classification task: ln(classes) for
+/// cross-entropy. Used by diagnostics; `None` when there is no such reference.
+pub fn chance_loss(kind: LossKind, classes: usize) -> Option<f64> {
+    match kind {
+        LossKind::CrossEntropy if classes > 1 => Some((classes as f64).ln()),
+        _ => None,
+    }
+}
