@@ -74,31 +74,14 @@ pub fn generate(config: &DataConfig, seed: u64) -> Result<Dataset> {
     let mut r = rng(seed, Stream::Data);
     let generated = match config {
         DataConfig::Xor { samples, noise } => xor(*samples, *noise, &mut r)?,
-        DataConfig::Spirals {
-            samples,
-            noise,
-            classes,
-        } => spirals(*samples, *noise, *classes, &mut r)?,
-        DataConfig::Circles {
-            samples,
-            noise,
-            factor,
-        } => circles(*samples, *noise, *factor, &mut r)?,
+        DataConfig::Spirals { samples, noise, classes } => spirals(*samples, *noise, *classes, &mut r)?,
+        DataConfig::Circles { samples, noise, factor } => circles(*samples, *noise, *factor, &mut r)?,
         DataConfig::Moons { samples, noise } => moons(*samples, *noise, &mut r)?,
-        DataConfig::Blobs {
-            samples,
-            classes,
-            dims,
-            std,
-        } => blobs(*samples, *classes, *dims, *std, &mut r)?,
+        DataConfig::Blobs { samples, classes, dims, std } => blobs(*samples, *classes, *dims, *std, &mut r)?,
         DataConfig::Sine { samples, noise } => sine(*samples, *noise, &mut r)?,
-        DataConfig::Teacher {
-            samples,
-            dims,
-            classes,
-            outputs,
-            hidden,
-        } => teacher(*samples, *dims, *classes, *outputs, *hidden, &mut r)?,
+        DataConfig::Teacher { samples, dims, classes, outputs, hidden } => {
+            teacher(*samples, *dims, *classes, *outputs, *hidden, &mut r)?
+        }
         // User data keeps its order: the user may rely on it (e.g. `analyze` takes the first
         // `batch_size` samples), and the split shuffles anyway.
         DataConfig::Inline { x, y } => return inline(x, y),
@@ -178,12 +161,7 @@ impl Dataset {
     ///
     /// # Panics
     /// If an index is `>= len()` (a caller bug, as with slice indexing).
-    pub fn gather_y<T: Scalar>(
-        &self,
-        idx: &[usize],
-        labels: &mut Vec<usize>,
-        values: &mut Array2<T>,
-    ) {
+    pub fn gather_y<T: Scalar>(&self, idx: &[usize], labels: &mut Vec<usize>, values: &mut Array2<T>) {
         labels.clear();
         match &self.y {
             Targets::Classes { labels: all, .. } => labels.extend(idx.iter().map(|&i| all[i])),
@@ -196,10 +174,9 @@ impl Dataset {
     fn take(&self, idx: &[usize]) -> Dataset {
         let x = self.x.select(Axis(0), idx);
         let y = match &self.y {
-            Targets::Classes { labels, classes } => Targets::Classes {
-                labels: idx.iter().map(|&i| labels[i]).collect(),
-                classes: *classes,
-            },
+            Targets::Classes { labels, classes } => {
+                Targets::Classes { labels: idx.iter().map(|&i| labels[i]).collect(), classes: *classes }
+            }
             Targets::Values(v) => Targets::Values(v.select(Axis(0), idx)),
         };
         Dataset { x, y }
@@ -268,21 +245,14 @@ fn spirals(samples: usize, noise: f64, classes: usize, r: &mut Rng) -> Result<Da
     check_samples(samples)?;
     check_noise(noise, "/data/noise")?;
     if classes < 2 {
-        return Err(EngineError::config(
-            "/data/classes",
-            "spirals need at least 2 classes",
-        ));
+        return Err(EngineError::config("/data/classes", "spirals need at least 2 classes"));
     }
     let mut x = Vec::with_capacity(checked_size(samples, 2)?);
     let mut labels = Vec::with_capacity(samples);
     for (class, count) in balanced_counts(samples, classes) {
         let offset = 2.0 * PI * class as f64 / classes as f64;
         for k in 0..count {
-            let t = if count > 1 {
-                k as f64 / (count - 1) as f64
-            } else {
-                0.0
-            };
+            let t = if count > 1 { k as f64 / (count - 1) as f64 } else { 0.0 };
             let radius = SPIRAL_R0 + (1.0 - SPIRAL_R0) * t;
             let theta = offset + SPIRAL_SWEEP * t;
             x.push(radius * theta.sin() + noise * normal(r));
@@ -303,10 +273,7 @@ fn circles(samples: usize, noise: f64, factor: f64, r: &mut Rng) -> Result<Datas
     check_samples(samples)?;
     check_noise(noise, "/data/noise")?;
     if !(factor > 0.0 && factor < 1.0) {
-        return Err(EngineError::config(
-            "/data/factor",
-            format!("factor must be in (0, 1), got {factor}"),
-        ));
+        return Err(EngineError::config("/data/factor", format!("factor must be in (0, 1), got {factor}")));
     }
     let outer = samples / 2;
     let inner = samples - outer;
@@ -368,20 +335,12 @@ fn blobs(samples: usize, classes: usize, dims: usize, std: f64, r: &mut Rng) -> 
     check_samples(samples)?;
     check_noise(std, "/data/std")?;
     if classes == 0 {
-        return Err(EngineError::config(
-            "/data/classes",
-            "blobs need at least 1 class",
-        ));
+        return Err(EngineError::config("/data/classes", "blobs need at least 1 class"));
     }
     if dims == 0 {
-        return Err(EngineError::config(
-            "/data/dims",
-            "blobs need at least 1 dimension",
-        ));
+        return Err(EngineError::config("/data/dims", "blobs need at least 1 dimension"));
     }
-    let centres: Vec<f64> = (0..checked_size(classes, dims)?)
-        .map(|_| r.random_range(-10.0..10.0))
-        .collect();
+    let centres: Vec<f64> = (0..checked_size(classes, dims)?).map(|_| r.random_range(-10.0..10.0)).collect();
     let mut x = Vec::with_capacity(checked_size(samples, dims)?);
     let mut labels = Vec::with_capacity(samples);
     for (class, count) in balanced_counts(samples, classes) {
@@ -406,10 +365,7 @@ fn sine(samples: usize, noise: f64, r: &mut Rng) -> Result<Dataset> {
         x.push(v);
         y.push(v.sin() + noise * normal(r));
     }
-    Ok(Dataset {
-        x: array(x, 1)?,
-        y: Targets::Values(array(y, 1)?),
-    })
+    Ok(Dataset { x: array(x, 1)?, y: Targets::Values(array(y, 1)?) })
 }
 
 /// Data labelled by a random teacher network `dims -> hidden (tanh) -> out`, without biases.
@@ -420,41 +376,20 @@ fn sine(samples: usize, noise: f64, r: &mut Rng) -> Result<Dataset> {
 /// it. Then each sample `x ~ N(0, I_dims)`, and `o = W2 tanh(W1 x)`. Targets: the class
 /// `argmax o` (lowest index on ties), or `o` itself as `outputs` regression columns. Classes are
 /// not balanced: they are whatever the teacher says.
-fn teacher(
-    samples: usize,
-    dims: usize,
-    classes: usize,
-    outputs: usize,
-    hidden: usize,
-    r: &mut Rng,
-) -> Result<Dataset> {
+fn teacher(samples: usize, dims: usize, classes: usize, outputs: usize, hidden: usize, r: &mut Rng) -> Result<Dataset> {
     check_samples(samples)?;
     if dims == 0 {
-        return Err(EngineError::config(
-            "/data/dims",
-            "the teacher needs at least 1 input",
-        ));
+        return Err(EngineError::config("/data/dims", "the teacher needs at least 1 input"));
     }
     if hidden == 0 {
-        return Err(EngineError::config(
-            "/data/hidden",
-            "the teacher needs at least 1 hidden unit",
-        ));
+        return Err(EngineError::config("/data/hidden", "the teacher needs at least 1 hidden unit"));
     }
     let out = match classes {
         0 if outputs == 0 => {
-            return Err(EngineError::config(
-                "/data/outputs",
-                "regression (classes = 0) needs at least 1 output",
-            ))
+            return Err(EngineError::config("/data/outputs", "regression (classes = 0) needs at least 1 output"))
         }
         0 => outputs,
-        1 => {
-            return Err(EngineError::config(
-                "/data/classes",
-                "classes must be 0 (regression) or at least 2",
-            ))
-        }
+        1 => return Err(EngineError::config("/data/classes", "classes must be 0 (regression) or at least 2")),
         c => c,
     };
     let w1 = gaussian_matrix(hidden, dims, (1.0 / dims as f64).sqrt(), r)?;
@@ -498,14 +433,13 @@ fn inline(x: &[Vec<f64>], y: &InlineTargets) -> Result<Dataset> {
             check_count(labels.len(), x.len())?;
             let mut classes = 0;
             for (i, &label) in labels.iter().enumerate() {
-                classes = classes.max(label.checked_add(1).ok_or_else(|| {
-                    EngineError::config(format!("/data/y/{i}"), "class label is too large")
-                })?);
+                classes = classes.max(
+                    label
+                        .checked_add(1)
+                        .ok_or_else(|| EngineError::config(format!("/data/y/{i}"), "class label is too large"))?,
+                );
             }
-            Targets::Classes {
-                labels: labels.clone(),
-                classes,
-            }
+            Targets::Classes { labels: labels.clone(), classes }
         }
         InlineTargets::Values(rows) => {
             check_count(rows.len(), x.len())?;
@@ -530,17 +464,11 @@ fn check_count(targets: usize, samples: usize) -> Result<()> {
 /// Validates a rectangular, finite, nonempty matrix given as rows, and converts it.
 fn inline_matrix(rows: &[Vec<f64>], path: &str, name: &str) -> Result<Array2<f64>> {
     let Some(first) = rows.first() else {
-        return Err(EngineError::config(
-            path,
-            format!("{name} needs at least one sample"),
-        ));
+        return Err(EngineError::config(path, format!("{name} needs at least one sample")));
     };
     let width = first.len();
     if width == 0 {
-        return Err(EngineError::config(
-            format!("{path}/0"),
-            format!("{name} rows need at least one value"),
-        ));
+        return Err(EngineError::config(format!("{path}/0"), format!("{name} rows need at least one value")));
     }
     let mut flat = Vec::with_capacity(checked_size(rows.len(), width)?);
     for (i, row) in rows.iter().enumerate() {
@@ -575,9 +503,7 @@ fn add_noise(x: &mut [f64], noise: f64, r: &mut Rng) {
 
 /// A `rows x cols` matrix of `std * z`, drawn in row-major order.
 fn gaussian_matrix(rows: usize, cols: usize, std: f64, r: &mut Rng) -> Result<Array2<f64>> {
-    let values = (0..checked_size(rows, cols)?)
-        .map(|_| std * normal(r))
-        .collect();
+    let values = (0..checked_size(rows, cols)?).map(|_| std * normal(r)).collect();
     array(values, cols)
 }
 
@@ -593,10 +519,7 @@ fn balanced_counts(samples: usize, classes: usize) -> impl Iterator<Item = (usiz
 /// The sample count every generator needs: at least one, since nothing can train on no data.
 fn check_samples(samples: usize) -> Result<()> {
     if samples == 0 {
-        Err(EngineError::config(
-            "/data/samples",
-            "need at least 1 sample",
-        ))
+        Err(EngineError::config("/data/samples", "need at least 1 sample"))
     } else {
         Ok(())
     }
@@ -607,10 +530,7 @@ fn check_noise(value: f64, path: &str) -> Result<()> {
     if value.is_finite() && value >= 0.0 {
         Ok(())
     } else {
-        Err(EngineError::config(
-            path,
-            format!("must be finite and >= 0, got {value}"),
-        ))
+        Err(EngineError::config(path, format!("must be finite and >= 0, got {value}")))
     }
 }
 
@@ -629,16 +549,8 @@ fn array(values: Vec<f64>, cols: usize) -> Result<Array2<f64>> {
 }
 
 /// A classification dataset from row-major `x` with `cols` columns.
-fn classes_dataset(
-    x: Vec<f64>,
-    cols: usize,
-    labels: Vec<usize>,
-    classes: usize,
-) -> Result<Dataset> {
-    Ok(Dataset {
-        x: array(x, cols)?,
-        y: Targets::Classes { labels, classes },
-    })
+fn classes_dataset(x: Vec<f64>, cols: usize, labels: Vec<usize>, classes: usize) -> Result<Dataset> {
+    Ok(Dataset { x: array(x, cols)?, y: Targets::Classes { labels, classes } })
 }
 
 #[cfg(test)]
@@ -648,48 +560,14 @@ mod tests {
     /// One config of every synthetic generator, small enough to be quick.
     fn every_generator() -> Vec<DataConfig> {
         vec![
-            DataConfig::Xor {
-                samples: 101,
-                noise: 0.1,
-            },
-            DataConfig::Spirals {
-                samples: 101,
-                noise: 0.1,
-                classes: 3,
-            },
-            DataConfig::Circles {
-                samples: 101,
-                noise: 0.05,
-                factor: 0.5,
-            },
-            DataConfig::Moons {
-                samples: 101,
-                noise: 0.1,
-            },
-            DataConfig::Blobs {
-                samples: 101,
-                classes: 4,
-                dims: 3,
-                std: 1.0,
-            },
-            DataConfig::Sine {
-                samples: 101,
-                noise: 0.1,
-            },
-            DataConfig::Teacher {
-                samples: 101,
-                dims: 5,
-                classes: 3,
-                outputs: 0,
-                hidden: 8,
-            },
-            DataConfig::Teacher {
-                samples: 101,
-                dims: 5,
-                classes: 0,
-                outputs: 2,
-                hidden: 8,
-            },
+            DataConfig::Xor { samples: 101, noise: 0.1 },
+            DataConfig::Spirals { samples: 101, noise: 0.1, classes: 3 },
+            DataConfig::Circles { samples: 101, noise: 0.05, factor: 0.5 },
+            DataConfig::Moons { samples: 101, noise: 0.1 },
+            DataConfig::Blobs { samples: 101, classes: 4, dims: 3, std: 1.0 },
+            DataConfig::Sine { samples: 101, noise: 0.1 },
+            DataConfig::Teacher { samples: 101, dims: 5, classes: 3, outputs: 0, hidden: 8 },
+            DataConfig::Teacher { samples: 101, dims: 5, classes: 0, outputs: 2, hidden: 8 },
         ]
     }
 
@@ -731,10 +609,7 @@ mod tests {
         assert!(d.x.iter().all(|v| v.is_finite()));
         let counts = class_counts(d);
         let (min, max) = (counts.iter().min(), counts.iter().max());
-        assert!(
-            max.zip(min).is_some_and(|(a, b)| a - b <= 1),
-            "unbalanced: {counts:?}"
-        );
+        assert!(max.zip(min).is_some_and(|(a, b)| a - b <= 1), "unbalanced: {counts:?}");
     }
 
     fn inline_err(x: Vec<Vec<f64>>, y: InlineTargets) -> EngineError {
@@ -771,11 +646,7 @@ mod tests {
 
     #[test]
     fn same_seed_gives_identical_spirals() {
-        let config = DataConfig::Spirals {
-            samples: 300,
-            noise: 0.1,
-            classes: 2,
-        };
+        let config = DataConfig::Spirals { samples: 300, noise: 0.1, classes: 2 };
         assert_eq!(gen(&config, 42), gen(&config, 42));
     }
 
@@ -789,14 +660,7 @@ mod tests {
     #[test]
     fn generated_classes_are_interleaved_not_in_blocks() {
         // Unshuffled, the first half of circles would be all class 0.
-        let d = gen(
-            &DataConfig::Circles {
-                samples: 200,
-                noise: 0.0,
-                factor: 0.5,
-            },
-            3,
-        );
+        let d = gen(&DataConfig::Circles { samples: 200, noise: 0.0, factor: 0.5 }, 3);
         let first_half = &labels(&d)[..100];
         assert!(first_half.contains(&0) && first_half.contains(&1));
     }
@@ -804,13 +668,7 @@ mod tests {
     #[test]
     fn xor_is_balanced_and_labels_are_the_quadrant_xor() {
         for samples in [1, 2, 3, 4, 5, 102] {
-            let d = gen(
-                &DataConfig::Xor {
-                    samples,
-                    noise: 0.0,
-                },
-                5,
-            );
+            let d = gen(&DataConfig::Xor { samples, noise: 0.0 }, 5);
             assert_balanced(&d, samples, 2, 2);
             for (row, &label) in d.x.rows().into_iter().zip(labels(&d)) {
                 assert!(row.iter().all(|v| v.abs() <= 1.0 && *v != 0.0));
@@ -822,14 +680,7 @@ mod tests {
     #[test]
     fn spirals_are_balanced_with_radii_in_range() {
         for classes in [2, 3, 5] {
-            let d = gen(
-                &DataConfig::Spirals {
-                    samples: 103,
-                    noise: 0.0,
-                    classes,
-                },
-                9,
-            );
+            let d = gen(&DataConfig::Spirals { samples: 103, noise: 0.0, classes }, 9);
             assert_balanced(&d, 103, 2, classes);
             for row in d.x.rows() {
                 let r = row[0].hypot(row[1]);
@@ -845,14 +696,7 @@ mod tests {
         // Arms starting at the origin (CS231n) score 0.94 and 0.87 here, this recipe 0.998 and
         // 0.93.
         for (classes, floor) in [(2, 0.97), (3, 0.9)] {
-            let d = gen(
-                &DataConfig::Spirals {
-                    samples: 600,
-                    noise: 0.1,
-                    classes,
-                },
-                11,
-            );
+            let d = gen(&DataConfig::Spirals { samples: 600, noise: 0.1, classes }, 11);
             let y = labels(&d);
             let mut correct = 0;
             for i in 0..d.len() {
@@ -873,14 +717,7 @@ mod tests {
 
     #[test]
     fn circles_are_balanced_on_their_two_radii() {
-        let d = gen(
-            &DataConfig::Circles {
-                samples: 101,
-                noise: 0.0,
-                factor: 0.3,
-            },
-            1,
-        );
+        let d = gen(&DataConfig::Circles { samples: 101, noise: 0.0, factor: 0.3 }, 1);
         assert_balanced(&d, 101, 2, 2);
         for (row, &label) in d.x.rows().into_iter().zip(labels(&d)) {
             let expected = if label == 0 { 1.0 } else { 0.3 };
@@ -890,70 +727,36 @@ mod tests {
 
     #[test]
     fn moons_are_balanced_on_their_two_arcs() {
-        let d = gen(
-            &DataConfig::Moons {
-                samples: 100,
-                noise: 0.0,
-            },
-            1,
-        );
+        let d = gen(&DataConfig::Moons { samples: 100, noise: 0.0 }, 1);
         assert_balanced(&d, 100, 2, 2);
         for (row, &label) in d.x.rows().into_iter().zip(labels(&d)) {
             // Upper moon: unit circle, y >= 0; lower moon: unit circle about (1, 0.5), y <= 0.5.
-            let (cx, cy, upper) = if label == 0 {
-                (0.0, 0.0, true)
-            } else {
-                (1.0, 0.5, false)
-            };
+            let (cx, cy, upper) = if label == 0 { (0.0, 0.0, true) } else { (1.0, 0.5, false) };
             assert!(((row[0] - cx).hypot(row[1] - cy) - 1.0).abs() < 1e-12);
-            assert!(if upper {
-                row[1] >= -1e-12
-            } else {
-                row[1] <= 0.5 + 1e-12
-            });
+            assert!(if upper { row[1] >= -1e-12 } else { row[1] <= 0.5 + 1e-12 });
         }
     }
 
     #[test]
     fn blobs_are_balanced_and_each_point_is_nearest_its_own_centre() {
         let (samples, classes, dims, seed) = (203, 4, 10, 17);
-        let d = gen(
-            &DataConfig::Blobs {
-                samples,
-                classes,
-                dims,
-                std: 1.0,
-            },
-            seed,
-        );
+        let d = gen(&DataConfig::Blobs { samples, classes, dims, std: 1.0 }, seed);
         assert_balanced(&d, samples, dims, classes);
         // The recipe draws the centres first, so they can be redrawn here.
         let mut r = rng(seed, Stream::Data);
-        let centres: Vec<Vec<f64>> = (0..classes)
-            .map(|_| (0..dims).map(|_| r.random_range(-10.0..10.0)).collect())
-            .collect();
-        let dist = |row: &[f64], c: &[f64]| -> f64 {
-            row.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum()
-        };
+        let centres: Vec<Vec<f64>> =
+            (0..classes).map(|_| (0..dims).map(|_| r.random_range(-10.0..10.0)).collect()).collect();
+        let dist = |row: &[f64], c: &[f64]| -> f64 { row.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum() };
         for (row, &label) in d.x.rows().into_iter().zip(labels(&d)) {
             let row: Vec<f64> = row.to_vec();
             let own = dist(&row, &centres[label]);
-            assert!(
-                centres.iter().all(|c| dist(&row, c) >= own),
-                "label {label}"
-            );
+            assert!(centres.iter().all(|c| dist(&row, c) >= own), "label {label}");
         }
     }
 
     #[test]
     fn sine_targets_are_the_sine_of_x() {
-        let d = gen(
-            &DataConfig::Sine {
-                samples: 50,
-                noise: 0.0,
-            },
-            1,
-        );
+        let d = gen(&DataConfig::Sine { samples: 50, noise: 0.0 }, 1);
         assert_eq!((d.len(), d.input_dim(), d.output_dim()), (50, 1, 1));
         for (x, y) in d.x.column(0).iter().zip(values(&d).column(0)) {
             assert!((-PI..PI).contains(x));
@@ -963,31 +766,13 @@ mod tests {
 
     #[test]
     fn teacher_gives_labels_in_range_or_regression_columns() {
-        let d = gen(
-            &DataConfig::Teacher {
-                samples: 300,
-                dims: 4,
-                classes: 3,
-                outputs: 0,
-                hidden: 16,
-            },
-            2,
-        );
+        let d = gen(&DataConfig::Teacher { samples: 300, dims: 4, classes: 3, outputs: 0, hidden: 16 }, 2);
         assert_eq!((d.len(), d.input_dim(), d.output_dim()), (300, 4, 3));
         assert!(labels(&d).iter().all(|&l| l < 3));
         // A random teacher uses more than one class.
         assert!(class_counts(&d).iter().filter(|&&c| c > 0).count() >= 2);
 
-        let d = gen(
-            &DataConfig::Teacher {
-                samples: 30,
-                dims: 4,
-                classes: 0,
-                outputs: 2,
-                hidden: 16,
-            },
-            2,
-        );
+        let d = gen(&DataConfig::Teacher { samples: 30, dims: 4, classes: 0, outputs: 2, hidden: 16 }, 2);
         assert_eq!((d.len(), d.input_dim(), d.output_dim()), (30, 4, 2));
         assert!(values(&d).iter().all(|v| v.is_finite()));
     }
@@ -995,125 +780,20 @@ mod tests {
     #[test]
     fn invalid_generator_configs_are_errors_not_panics() {
         let bad = [
-            (
-                DataConfig::Xor {
-                    samples: 0,
-                    noise: 0.1,
-                },
-                "/data/samples",
-            ),
-            (
-                DataConfig::Xor {
-                    samples: 10,
-                    noise: f64::NAN,
-                },
-                "/data/noise",
-            ),
-            (
-                DataConfig::Moons {
-                    samples: 10,
-                    noise: -1.0,
-                },
-                "/data/noise",
-            ),
-            (
-                DataConfig::Spirals {
-                    samples: 10,
-                    noise: 0.1,
-                    classes: 1,
-                },
-                "/data/classes",
-            ),
-            (
-                DataConfig::Circles {
-                    samples: 10,
-                    noise: 0.1,
-                    factor: 1.0,
-                },
-                "/data/factor",
-            ),
-            (
-                DataConfig::Circles {
-                    samples: 10,
-                    noise: 0.1,
-                    factor: f64::NAN,
-                },
-                "/data/factor",
-            ),
-            (
-                DataConfig::Blobs {
-                    samples: 10,
-                    classes: 0,
-                    dims: 2,
-                    std: 1.0,
-                },
-                "/data/classes",
-            ),
-            (
-                DataConfig::Blobs {
-                    samples: 10,
-                    classes: 2,
-                    dims: 0,
-                    std: 1.0,
-                },
-                "/data/dims",
-            ),
-            (
-                DataConfig::Blobs {
-                    samples: 10,
-                    classes: 2,
-                    dims: 2,
-                    std: f64::INFINITY,
-                },
-                "/data/std",
-            ),
-            (
-                DataConfig::Sine {
-                    samples: 0,
-                    noise: 0.1,
-                },
-                "/data/samples",
-            ),
-            (
-                DataConfig::Teacher {
-                    samples: 10,
-                    dims: 2,
-                    classes: 1,
-                    outputs: 0,
-                    hidden: 4,
-                },
-                "/data/classes",
-            ),
-            (
-                DataConfig::Teacher {
-                    samples: 10,
-                    dims: 2,
-                    classes: 0,
-                    outputs: 0,
-                    hidden: 4,
-                },
-                "/data/outputs",
-            ),
-            (
-                DataConfig::Teacher {
-                    samples: 10,
-                    dims: 0,
-                    classes: 2,
-                    outputs: 0,
-                    hidden: 4,
-                },
-                "/data/dims",
-            ),
-            (
-                DataConfig::Teacher {
-                    samples: 10,
-                    dims: 2,
-                    classes: 2,
-                    outputs: 0,
-                    hidden: 0,
-                },
-                "/data/hidden",
-            ),
+            (DataConfig::Xor { samples: 0, noise: 0.1 }, "/data/samples"),
+            (DataConfig::Xor { samples: 10, noise: f64::NAN }, "/data/noise"),
+            (DataConfig::Moons { samples: 10, noise: -1.0 }, "/data/noise"),
+            (DataConfig::Spirals { samples: 10, noise: 0.1, classes: 1 }, "/data/classes"),
+            (DataConfig::Circles { samples: 10, noise: 0.1, factor: 1.0 }, "/data/factor"),
+            (DataConfig::Circles { samples: 10, noise: 0.1, factor: f64::NAN }, "/data/factor"),
+            (DataConfig::Blobs { samples: 10, classes: 0, dims: 2, std: 1.0 }, "/data/classes"),
+            (DataConfig::Blobs { samples: 10, classes: 2, dims: 0, std: 1.0 }, "/data/dims"),
+            (DataConfig::Blobs { samples: 10, classes: 2, dims: 2, std: f64::INFINITY }, "/data/std"),
+            (DataConfig::Sine { samples: 0, noise: 0.1 }, "/data/samples"),
+            (DataConfig::Teacher { samples: 10, dims: 2, classes: 1, outputs: 0, hidden: 4 }, "/data/classes"),
+            (DataConfig::Teacher { samples: 10, dims: 2, classes: 0, outputs: 0, hidden: 4 }, "/data/outputs"),
+            (DataConfig::Teacher { samples: 10, dims: 0, classes: 2, outputs: 0, hidden: 4 }, "/data/dims"),
+            (DataConfig::Teacher { samples: 10, dims: 2, classes: 2, outputs: 0, hidden: 0 }, "/data/hidden"),
         ];
         for (config, path) in bad {
             match generate(&config, 0) {
@@ -1127,41 +807,13 @@ mod tests {
     fn absurd_sample_counts_are_errors_not_panics() {
         let n = usize::MAX;
         for config in [
-            DataConfig::Xor {
-                samples: n,
-                noise: 0.1,
-            },
-            DataConfig::Spirals {
-                samples: n,
-                noise: 0.1,
-                classes: 2,
-            },
-            DataConfig::Circles {
-                samples: n,
-                noise: 0.1,
-                factor: 0.5,
-            },
-            DataConfig::Moons {
-                samples: n,
-                noise: 0.1,
-            },
-            DataConfig::Blobs {
-                samples: n,
-                classes: 2,
-                dims: 2,
-                std: 1.0,
-            },
-            DataConfig::Sine {
-                samples: n,
-                noise: 0.1,
-            },
-            DataConfig::Teacher {
-                samples: n,
-                dims: 2,
-                classes: 2,
-                outputs: 0,
-                hidden: 4,
-            },
+            DataConfig::Xor { samples: n, noise: 0.1 },
+            DataConfig::Spirals { samples: n, noise: 0.1, classes: 2 },
+            DataConfig::Circles { samples: n, noise: 0.1, factor: 0.5 },
+            DataConfig::Moons { samples: n, noise: 0.1 },
+            DataConfig::Blobs { samples: n, classes: 2, dims: 2, std: 1.0 },
+            DataConfig::Sine { samples: n, noise: 0.1 },
+            DataConfig::Teacher { samples: n, dims: 2, classes: 2, outputs: 0, hidden: 4 },
         ] {
             assert!(generate(&config, 0).is_err(), "{config:?}");
         }
@@ -1170,25 +822,13 @@ mod tests {
     #[test]
     fn inline_data_keeps_order_and_counts_classes_from_the_largest_label() {
         let x = vec![vec![1.0, 2.0], vec![3.0, 4.0], vec![5.0, 6.0]];
-        let d = gen(
-            &DataConfig::Inline {
-                x,
-                y: InlineTargets::Classes(vec![4, 0, 1]),
-            },
-            0,
-        );
+        let d = gen(&DataConfig::Inline { x, y: InlineTargets::Classes(vec![4, 0, 1]) }, 0);
         assert_eq!(d.x, ndarray::array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]);
         assert_eq!(labels(&d), &[4, 0, 1]);
         assert_eq!(d.output_dim(), 5);
 
         let y = InlineTargets::Values(vec![vec![0.5], vec![1.5]]);
-        let d = gen(
-            &DataConfig::Inline {
-                x: vec![vec![1.0], vec![2.0]],
-                y,
-            },
-            0,
-        );
+        let d = gen(&DataConfig::Inline { x: vec![vec![1.0], vec![2.0]], y }, 0);
         assert_eq!(values(&d), &ndarray::array![[0.5], [1.5]]);
     }
 
@@ -1201,10 +841,7 @@ mod tests {
 
     #[test]
     fn inline_empty_data_is_an_error() {
-        assert_eq!(
-            path_of(&inline_err(vec![], InlineTargets::Classes(vec![]))),
-            "/data/x"
-        );
+        assert_eq!(path_of(&inline_err(vec![], InlineTargets::Classes(vec![]))), "/data/x");
         let e = inline_err(vec![vec![], vec![]], InlineTargets::Classes(vec![0, 1]));
         assert_eq!(path_of(&e), "/data/x/0");
     }
@@ -1223,10 +860,7 @@ mod tests {
     #[test]
     fn inline_target_count_mismatch_is_an_error() {
         let x = vec![vec![1.0], vec![2.0], vec![3.0]];
-        assert_eq!(
-            path_of(&inline_err(x.clone(), InlineTargets::Classes(vec![0, 1]))),
-            "/data/y"
-        );
+        assert_eq!(path_of(&inline_err(x.clone(), InlineTargets::Classes(vec![0, 1]))), "/data/y");
         let y = InlineTargets::Values(vec![vec![0.0]; 4]);
         assert_eq!(path_of(&inline_err(x.clone(), y)), "/data/y");
         let y = InlineTargets::Values(vec![vec![0.0, 1.0], vec![0.0], vec![0.0, 1.0]]);
@@ -1235,10 +869,7 @@ mod tests {
 
     #[test]
     fn inline_label_too_large_to_count_is_an_error() {
-        let e = inline_err(
-            vec![vec![1.0], vec![2.0]],
-            InlineTargets::Classes(vec![0, usize::MAX]),
-        );
+        let e = inline_err(vec![vec![1.0], vec![2.0]], InlineTargets::Classes(vec![0, usize::MAX]));
         assert_eq!(path_of(&e), "/data/y/1");
     }
 
@@ -1253,10 +884,7 @@ mod tests {
         assert_eq!(all, (0..100).collect::<Vec<_>>());
         // Parts keep the original order, and targets travel with their rows.
         assert!(train_ids.windows(2).all(|w| w[0] < w[1]));
-        assert!(train_ids
-            .iter()
-            .zip(labels(&train))
-            .all(|(&i, &l)| l == i % 3));
+        assert!(train_ids.iter().zip(labels(&train)).all(|(&i, &l)| l == i % 3));
         assert_eq!(train.output_dim(), 3);
     }
 
@@ -1308,11 +936,7 @@ mod tests {
         let ptr = labels.as_ptr();
         d.gather_y(&[0, 1, 2], &mut labels, &mut values);
         assert_eq!((labels.as_ptr(), labels.as_slice()), (ptr, &[0, 1, 2][..]));
-        assert_eq!(
-            values.dim(),
-            (2, 2),
-            "class targets leave the value buffer alone"
-        );
+        assert_eq!(values.dim(), (2, 2), "class targets leave the value buffer alone");
     }
 
     #[test]

@@ -51,7 +51,14 @@ fn stencil(mut f: impl FnMut(f64) -> f64, h: f64) -> f64 {
 
 /// Checks every parameter gradient and the input gradient of `config` on the batch `x`,
 /// in training mode (batch statistics) with a dropout mask that is the same on every pass.
-pub fn check(config: &NetworkConfig, seed: u64, x: &Array2<f64>, targets: BatchTargets<'_, f64>, loss: LossKind, h: f64) -> Result<GradCheck> {
+pub fn check(
+    config: &NetworkConfig,
+    seed: u64,
+    x: &Array2<f64>,
+    targets: BatchTargets<'_, f64>,
+    loss: LossKind,
+    h: f64,
+) -> Result<GradCheck> {
     let mut net = Network::<f64>::new(config, seed)?;
     let loss_of = |net: &mut Network<f64>| loss_at(net, x, seed, targets, loss);
     loss_of(&mut net);
@@ -172,7 +179,8 @@ mod tests {
             let x = Array2::from_shape_fn((6, 3), |_| r.random_range(-1.5..1.5));
             let labels: Vec<usize> = (0..6).map(|i| if loss == LossKind::Bce { i % 2 } else { i % 3 }).collect();
             let values = Array2::from_shape_fn((6, outputs), |_| r.random_range(-1.0..1.0));
-            let targets = if loss == LossKind::Mse { BatchTargets::Values(&values) } else { BatchTargets::Classes(&labels) };
+            let targets =
+                if loss == LossKind::Mse { BatchTargets::Values(&values) } else { BatchTargets::Classes(&labels) };
             let res = check(&config, case as u64, &x, targets, loss, 1e-4).expect("valid network");
             assert!(res.max_rel_error < 1e-6, "case {case} ({loss:?}) {:#?}: {}", config.layers, res.worst);
             assert!(res.checked > 50);
@@ -192,7 +200,8 @@ mod tests {
             ],
         };
         let x = Array2::from_shape_fn((5, 4), |(i, j)| ((i * 7 + j * 3) % 5) as f64 * 0.4 - 0.9);
-        let res = check(&config, 1, &x, BatchTargets::Classes(&[0, 1, 1, 0, 1]), LossKind::CrossEntropy, 1e-4).expect("valid");
+        let res = check(&config, 1, &x, BatchTargets::Classes(&[0, 1, 1, 0, 1]), LossKind::CrossEntropy, 1e-4)
+            .expect("valid");
         assert!(res.max_rel_error < 1e-6, "{}", res.worst);
     }
 }

@@ -23,12 +23,8 @@ impl Init {
             Init::Normal { std } => normal(rows, cols, std, rng),
             Init::Uniform { limit } => uniform(rows, cols, limit, rng),
             Init::Constant { value } => Array2::from_elem((rows, cols), value),
-            Init::XavierUniform { gain } => {
-                uniform(rows, cols, gain * (6.0 / (fan_in + fan_out)).sqrt(), rng)
-            }
-            Init::XavierNormal { gain } => {
-                normal(rows, cols, gain * (2.0 / (fan_in + fan_out)).sqrt(), rng)
-            }
+            Init::XavierUniform { gain } => uniform(rows, cols, gain * (6.0 / (fan_in + fan_out)).sqrt(), rng),
+            Init::XavierNormal { gain } => normal(rows, cols, gain * (2.0 / (fan_in + fan_out)).sqrt(), rng),
             Init::HeUniform { gain, mode } => uniform(rows, cols, gain * (6.0 / fan(mode)).sqrt(), rng),
             Init::HeNormal { gain, mode } => normal(rows, cols, gain * (2.0 / fan(mode)).sqrt(), rng),
             Init::LecunNormal { gain, mode } => normal(rows, cols, gain * (1.0 / fan(mode)).sqrt(), rng),
@@ -60,9 +56,7 @@ impl Init {
             Init::Normal { std } => std * std,
             Init::Uniform { limit } => limit * limit / 3.0,
             Init::Constant { .. } | Init::Identity { .. } => return None,
-            Init::XavierUniform { gain } | Init::XavierNormal { gain } => {
-                gain * gain * 2.0 / (fan_in + fan_out)
-            }
+            Init::XavierUniform { gain } | Init::XavierNormal { gain } => gain * gain * 2.0 / (fan_in + fan_out),
             Init::HeUniform { gain, mode } | Init::HeNormal { gain, mode } => gain * gain * 2.0 / fan(mode),
             Init::LecunNormal { gain, mode } => gain * gain / fan(mode),
             // A semi-orthogonal rows x cols matrix has squared Frobenius norm min(rows, cols).

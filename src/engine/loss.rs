@@ -34,7 +34,12 @@ pub struct LossValue {
 }
 
 /// Computes the loss of `z` and writes dL/dz into `dz`.
-pub fn loss_and_grad<T: Scalar>(kind: LossKind, z: &Array2<T>, targets: BatchTargets<'_, T>, dz: &mut Array2<T>) -> LossValue {
+pub fn loss_and_grad<T: Scalar>(
+    kind: LossKind,
+    z: &Array2<T>,
+    targets: BatchTargets<'_, T>,
+    dz: &mut Array2<T>,
+) -> LossValue {
     let (b, k) = z.dim();
     ensure_shape(dz, b, k);
     let target = |i: usize, j: usize| -> T {
@@ -67,7 +72,13 @@ pub fn loss_and_grad<T: Scalar>(kind: LossKind, z: &Array2<T>, targets: BatchTar
                 };
                 for j in 0..k {
                     let p = (row[j] - lse).exp();
-                    let t = if y == usize::MAX { target(i, j) } else if y == j { T::one() } else { T::zero() };
+                    let t = if y == usize::MAX {
+                        target(i, j)
+                    } else if y == j {
+                        T::one()
+                    } else {
+                        T::zero()
+                    };
                     total -= t.f64() * (row[j] - lse).f64();
                     dz[(i, j)] = (p - t) * inv_b;
                 }

@@ -209,7 +209,9 @@ impl<T: Scalar> Builder<T> {
             path.push(i);
             let name = |kind: &str, info: &[LayerInfo]| layer_name(kind, info.len());
             let layer: Option<Box<dyn Layer<T>>> = match config {
-                LayerConfig::Dense(d) => Some(Box::new(Dense::new(d, width, &name("dense", &self.info), &mut self.rng)?)),
+                LayerConfig::Dense(d) => {
+                    Some(Box::new(Dense::new(d, width, &name("dense", &self.info), &mut self.rng)?))
+                }
                 LayerConfig::BatchNorm(c) => {
                     Some(Box::new(NormLayer::new(NormKind::Batch, width, c, &name("batch_norm", &self.info))?))
                 }

@@ -75,14 +75,7 @@ impl<T: Scalar> Optimizer<T> {
     /// sgd/rmsprop/adagrad/adam, decoupled (param *= 1 - lr*wd) for AdamW, exactly as torch.optim
     /// does.
     pub fn new(config: OptimizerConfig, weight_decay: f64) -> Self {
-        Optimizer {
-            config,
-            weight_decay,
-            slots: Vec::new(),
-            ready: false,
-            state_step: 0,
-            steps: 0,
-        }
+        Optimizer { config, weight_decay, slots: Vec::new(), ready: false, state_step: 0, steps: 0 }
     }
 
     /// Applies one update to every slot. The slot list must be the same length and order on
@@ -108,12 +101,7 @@ impl<T: Scalar> Optimizer<T> {
         let l2 = (wd != 0.0).then(|| T::of(wd));
 
         match self.config {
-            OptimizerConfig::Sgd {
-                lr,
-                momentum,
-                dampening,
-                nesterov,
-            } => {
+            OptimizerConfig::Sgd { lr, momentum, dampening, nesterov } => {
                 let h = SgdScalars {
                     neg_lr: T::of(-lr),
                     momentum: T::of(momentum),
@@ -126,13 +114,7 @@ impl<T: Scalar> Optimizer<T> {
                     sgd_update(&h, slot.value, slot.grad, &mut st.first);
                 }
             }
-            OptimizerConfig::Rmsprop {
-                lr,
-                alpha,
-                eps,
-                momentum,
-                centered: _,
-            } => {
+            OptimizerConfig::Rmsprop { lr, alpha, eps, momentum, centered: _ } => {
                 let h = RmspropScalars {
                     neg_lr: T::of(-lr),
                     alpha: T::of(alpha),
@@ -145,42 +127,21 @@ impl<T: Scalar> Optimizer<T> {
                     rmsprop_update(&h, slot.value, slot.grad, st);
                 }
             }
-            OptimizerConfig::Adagrad {
-                lr,
-                lr_decay,
-                eps,
-                initial_accumulator_value: _,
-            } => {
+            OptimizerConfig::Adagrad { lr, lr_decay, eps, initial_accumulator_value: _ } => {
                 // clr = lr / (1 + (step - 1) * lr_decay), a Python float in torch.
                 let clr = lr / (1.0 + (step - 1.0) * lr_decay);
-                let h = AdagradScalars {
-                    neg_clr: T::of(-clr),
-                    eps: T::of(eps),
-                    l2,
-                };
+                let h = AdagradScalars { neg_clr: T::of(-clr), eps: T::of(eps), l2 };
                 for (slot, st) in params.iter_mut().zip(self.slots.iter_mut()) {
                     adagrad_update(&h, slot.value, slot.grad, &mut st.second);
                 }
             }
-            OptimizerConfig::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                amsgrad: _,
-            } => {
+            OptimizerConfig::Adam { lr, beta1, beta2, eps, amsgrad: _ } => {
                 let h = AdamScalars::new(lr, beta1, beta2, eps, step, l2, None);
                 for (slot, st) in params.iter_mut().zip(self.slots.iter_mut()) {
                     adam_update(&h, slot.value, slot.grad, st);
                 }
             }
-            OptimizerConfig::AdamW {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                amsgrad: _,
-            } => {
+            OptimizerConfig::AdamW { lr, beta1, beta2, eps, amsgrad: _ } => {
                 // Decoupled decay: param.mul_(1 - lr * weight_decay), factor a Python float.
                 // (torch >= 2.6 skips it when weight_decay == 0; older AdamW multiplied by
                 // exactly 1.0, which is the same.)
@@ -213,11 +174,7 @@ impl<T: Scalar> Optimizer<T> {
     fn layout_matches(&self, params: &[ParamSlot<'_, T>]) -> bool {
         self.ready
             && self.slots.len() == params.len()
-            && self
-                .slots
-                .iter()
-                .zip(params)
-                .all(|(st, p)| st.len == p.value.len())
+            && self.slots.iter().zip(params).all(|(st, p)| st.len == p.value.len())
     }
 
     /// Allocates the per-slot buffers torch creates lazily on a parameter's first step; this is
@@ -232,35 +189,22 @@ impl<T: Scalar> Optimizer<T> {
                     // SGD: momentum_buffer only with momentum. torch starts it as None and clones
                     // the first gradient into it; it is allocated here so that the first step
                     // copies instead of allocating.
-                    OptimizerConfig::Sgd { momentum, .. } => {
-                        (zeros(momentum != 0.0, n), Vec::new(), Vec::new())
-                    }
+                    OptimizerConfig::Sgd { momentum, .. } => (zeros(momentum != 0.0, n), Vec::new(), Vec::new()),
                     // RMSprop: square_avg = 0; momentum_buffer = 0 if momentum > 0;
                     // grad_avg = 0 if centered.
-                    OptimizerConfig::Rmsprop {
-                        momentum, centered, ..
-                    } => (zeros(momentum > 0.0, n), zeros(true, n), zeros(centered, n)),
+                    OptimizerConfig::Rmsprop { momentum, centered, .. } => {
+                        (zeros(momentum > 0.0, n), zeros(true, n), zeros(centered, n))
+                    }
                     // Adagrad: sum = full_like(p, initial_accumulator_value).
-                    OptimizerConfig::Adagrad {
-                        initial_accumulator_value,
-                        ..
-                    } => (
-                        Vec::new(),
-                        vec![T::of(initial_accumulator_value); n],
-                        Vec::new(),
-                    ),
+                    OptimizerConfig::Adagrad { initial_accumulator_value, .. } => {
+                        (Vec::new(), vec![T::of(initial_accumulator_value); n], Vec::new())
+                    }
                     // Adam / AdamW: exp_avg = 0, exp_avg_sq = 0, max_exp_avg_sq = 0 if amsgrad.
-                    OptimizerConfig::Adam { amsgrad, .. }
-                    | OptimizerConfig::AdamW { amsgrad, .. } => {
+                    OptimizerConfig::Adam { amsgrad, .. } | OptimizerConfig::AdamW { amsgrad, .. } => {
                         (zeros(true, n), zeros(true, n), zeros(amsgrad, n))
                     }
                 };
-                SlotState {
-                    len: n,
-                    first,
-                    second,
-                    third,
-                }
+                SlotState { len: n, first, second, third }
             })
             .collect();
         self.ready = true;
@@ -321,22 +265,14 @@ struct SgdScalars<T> {
 /// p = p + (-lr) * g                                (param.add_(g, alpha=-lr))
 /// ```
 fn sgd_update<T: Scalar>(h: &SgdScalars<T>, value: &mut [T], grad: &[T], buf: &mut [T]) {
-    debug_assert_eq!(
-        value.len(),
-        grad.len(),
-        "parameter and gradient lengths differ"
-    );
+    debug_assert_eq!(value.len(), grad.len(), "parameter and gradient lengths differ");
     // `buf` is empty without momentum; `next()` then yields None for every element.
     let mut bufs = buf.iter_mut();
     for (p, &g) in value.iter_mut().zip(grad) {
         let g = with_l2(g, *p, h.l2);
         let d = match bufs.next() {
             Some(b) => {
-                *b = if h.first_step {
-                    g
-                } else {
-                    *b * h.momentum + h.one_minus_dampening * g
-                };
+                *b = if h.first_step { g } else { *b * h.momentum + h.one_minus_dampening * g };
                 if h.nesterov {
                     g + h.momentum * *b
                 } else {
@@ -375,17 +311,8 @@ struct RmspropScalars<T> {
 /// else:
 ///     p = p + (-lr) * g / avg                            (addcdiv_(g, avg, value=-lr))
 /// ```
-fn rmsprop_update<T: Scalar>(
-    h: &RmspropScalars<T>,
-    value: &mut [T],
-    grad: &[T],
-    st: &mut SlotState<T>,
-) {
-    debug_assert_eq!(
-        value.len(),
-        grad.len(),
-        "parameter and gradient lengths differ"
-    );
+fn rmsprop_update<T: Scalar>(h: &RmspropScalars<T>, value: &mut [T], grad: &[T], st: &mut SlotState<T>) {
+    debug_assert_eq!(value.len(), grad.len(), "parameter and gradient lengths differ");
     // Empty buffers (variant off) yield None for every element.
     let mut momentum_bufs = st.first.iter_mut();
     let mut grad_avgs = st.third.iter_mut();
@@ -427,11 +354,7 @@ struct AdagradScalars<T> {
 /// p = p + (-clr) * g / std                  (addcdiv_(g, std, value=-clr))
 /// ```
 fn adagrad_update<T: Scalar>(h: &AdagradScalars<T>, value: &mut [T], grad: &[T], sum: &mut [T]) {
-    debug_assert_eq!(
-        value.len(),
-        grad.len(),
-        "parameter and gradient lengths differ"
-    );
+    debug_assert_eq!(value.len(), grad.len(), "parameter and gradient lengths differ");
     for ((p, &g), s) in value.iter_mut().zip(grad).zip(sum.iter_mut()) {
         let g = with_l2(g, *p, h.l2);
         *s += T::one() * g * g;
@@ -457,15 +380,7 @@ struct AdamScalars<T> {
 }
 
 impl<T: Scalar> AdamScalars<T> {
-    fn new(
-        lr: f64,
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-        step: f64,
-        l2: Option<T>,
-        decay: Option<T>,
-    ) -> Self {
+    fn new(lr: f64, beta1: f64, beta2: f64, eps: f64, step: f64, l2: Option<T>, decay: Option<T>) -> Self {
         // Python floats in torch: bias_correction1 = 1 - beta1 ** step,
         // bias_correction2 = 1 - beta2 ** step, step_size = lr / bias_correction1,
         // bias_correction2_sqrt = math.sqrt(bias_correction2). `powf` is C `pow`, as in CPython.
@@ -496,11 +411,7 @@ impl<T: Scalar> AdamScalars<T> {
 /// p = p + (-lr / (1 - beta1^t)) * m / denom      (addcdiv_(m, denom, value=-step_size))
 /// ```
 fn adam_update<T: Scalar>(h: &AdamScalars<T>, value: &mut [T], grad: &[T], st: &mut SlotState<T>) {
-    debug_assert_eq!(
-        value.len(),
-        grad.len(),
-        "parameter and gradient lengths differ"
-    );
+    debug_assert_eq!(value.len(), grad.len(), "parameter and gradient lengths differ");
     // Empty without amsgrad: None for every element.
     let mut max_sqs = st.third.iter_mut();
     let moments = st.first.iter_mut().zip(st.second.iter_mut());
@@ -594,10 +505,7 @@ mod tests {
         let mut opt = Optimizer::<T>::new(config, wd);
         let mut p = p0.to_vec();
         for g in grads {
-            opt.step(&mut [ParamSlot {
-                value: &mut p,
-                grad: g,
-            }]);
+            opt.step(&mut [ParamSlot { value: &mut p, grad: g }]);
         }
         assert_eq!(opt.steps_taken(), grads.len());
         p
@@ -605,10 +513,7 @@ mod tests {
 
     fn assert_close(got: f64, want: f64, rel: f64) {
         let tol = rel * want.abs().max(1e-300);
-        assert!(
-            (got - want).abs() <= tol,
-            "got {got:e}, want {want:e} (rel tol {rel:e})"
-        );
+        assert!((got - want).abs() <= tol, "got {got:e}, want {want:e} (rel tol {rel:e})");
     }
 
     fn assert_all_close(got: &[f64], want: &[f64], rel: f64) {
@@ -619,43 +524,21 @@ mod tests {
     }
 
     fn sgd(lr: f64, momentum: f64, dampening: f64, nesterov: bool) -> OptimizerConfig {
-        OptimizerConfig::Sgd {
-            lr,
-            momentum,
-            dampening,
-            nesterov,
-        }
+        OptimizerConfig::Sgd { lr, momentum, dampening, nesterov }
     }
 
     fn adam(lr: f64, amsgrad: bool) -> OptimizerConfig {
-        OptimizerConfig::Adam {
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            amsgrad,
-        }
+        OptimizerConfig::Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, amsgrad }
     }
 
     fn adamw(lr: f64, amsgrad: bool) -> OptimizerConfig {
-        OptimizerConfig::AdamW {
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            amsgrad,
-        }
+        OptimizerConfig::AdamW { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, amsgrad }
     }
 
     #[test]
     fn sgd_one_step_is_p_minus_lr_g() {
         // p1 = p0 - lr * g = [1 - 0.1*0.5, -2 - 0.1*0.25, 3 - 0.1*(-4)] = [0.95, -2.025, 3.4].
-        let p = run(
-            sgd(0.1, 0.0, 0.0, false),
-            0.0,
-            &[1.0, -2.0, 3.0],
-            &[vec![0.5, 0.25, -4.0]],
-        );
+        let p = run(sgd(0.1, 0.0, 0.0, false), 0.0, &[1.0, -2.0, 3.0], &[vec![0.5, 0.25, -4.0]]);
         assert_all_close(&p, &[0.95, -2.025, 3.4], 1e-15);
     }
 
@@ -664,12 +547,7 @@ mod tests {
         // momentum 0.9, lr 0.1, p0 = 1, g1 = 1, g2 = 0.5.
         // step 1: buf = g1 = 1 (buffer starts as the gradient); p1 = 1 - 0.1*1 = 0.9.
         // step 2: buf = 0.9*1 + 0.5 = 1.4; p2 = 0.9 - 0.1*1.4 = 0.76.
-        let p = run(
-            sgd(0.1, 0.9, 0.0, false),
-            0.0,
-            &[1.0],
-            &[vec![1.0], vec![0.5]],
-        );
+        let p = run(sgd(0.1, 0.9, 0.0, false), 0.0, &[1.0], &[vec![1.0], vec![0.5]]);
         assert_all_close(&p, &[0.76], 1e-15);
     }
 
@@ -678,12 +556,7 @@ mod tests {
         // As above with dampening 0.5: the first buffer is the raw gradient (torch does not
         // dampen it), so p1 = 0.9 still.
         // step 2: buf = 0.9*1 + (1-0.5)*0.5 = 1.15; p2 = 0.9 - 0.1*1.15 = 0.785.
-        let p = run(
-            sgd(0.1, 0.9, 0.5, false),
-            0.0,
-            &[1.0],
-            &[vec![1.0], vec![0.5]],
-        );
+        let p = run(sgd(0.1, 0.9, 0.5, false), 0.0, &[1.0], &[vec![1.0], vec![0.5]]);
         assert_all_close(&p, &[0.785], 1e-15);
     }
 
@@ -692,12 +565,7 @@ mod tests {
         // momentum 0.9, lr 0.1, p0 = 1, g1 = 1, g2 = 0.5, nesterov.
         // step 1: buf = 1; d = g + 0.9*buf = 1.9; p1 = 1 - 0.19 = 0.81.
         // step 2: buf = 0.9*1 + 0.5 = 1.4; d = 0.5 + 0.9*1.4 = 1.76; p2 = 0.81 - 0.176 = 0.634.
-        let p = run(
-            sgd(0.1, 0.9, 0.0, true),
-            0.0,
-            &[1.0],
-            &[vec![1.0], vec![0.5]],
-        );
+        let p = run(sgd(0.1, 0.9, 0.0, true), 0.0, &[1.0], &[vec![1.0], vec![0.5]]);
         assert_all_close(&p, &[0.634], 1e-15);
     }
 
@@ -719,11 +587,7 @@ mod tests {
         let g = [2.0, -0.5, 1e-3, 0.0];
         let p0 = [0.3, 0.3, -0.7, 1.5];
         let p = run(adam(lr, false), 0.0, &p0, &[g.to_vec()]);
-        let want: Vec<f64> = p0
-            .iter()
-            .zip(&g)
-            .map(|(&p, &g): (&f64, &f64)| p - lr * g / (g.abs() + eps))
-            .collect();
+        let want: Vec<f64> = p0.iter().zip(&g).map(|(&p, &g): (&f64, &f64)| p - lr * g / (g.abs() + eps)).collect();
         assert_all_close(&p, &want, 1e-12);
         assert_eq!(p[3], 1.5);
         assert_close(p[0], 0.3 - 0.01, 1e-7);
@@ -792,12 +656,7 @@ mod tests {
         //   p1 = 1 - 0.1*1/(sqrt(1.1) + 1e-10) = 0.90465374108...
         // step 2: clr = 0.1/(1 + 1*0.5) = 0.1/1.5; sum = 1.1 + 4 = 5.1;
         //   p2 = p1 - (0.1/1.5)*2/(sqrt(5.1) + 1e-10) = 0.84561274871...
-        let config = OptimizerConfig::Adagrad {
-            lr: 0.1,
-            lr_decay: 0.5,
-            eps: 1e-10,
-            initial_accumulator_value: 0.1,
-        };
+        let config = OptimizerConfig::Adagrad { lr: 0.1, lr_decay: 0.5, eps: 1e-10, initial_accumulator_value: 0.1 };
         let p1 = 1.0 - 0.1 / (1.1f64.sqrt() + 1e-10);
         let p2 = p1 - (0.1 / 1.5) * 2.0 / (5.1f64.sqrt() + 1e-10);
         assert_close(p1, 0.904_653_741_084_531_7, 1e-15);
@@ -813,13 +672,7 @@ mod tests {
         //   p1 = 1 - 0.01*1/(0.1 + 1e-8) = 0.90000001...
         // step 2: sq = 0.99*0.01 + 0.01*4 = 0.0499; avg = sqrt(0.0499) + 1e-8;
         //   p2 = p1 + 0.01*2/avg = 0.98953230...
-        let config = OptimizerConfig::Rmsprop {
-            lr: 0.01,
-            alpha: 0.99,
-            eps: 1e-8,
-            momentum: 0.0,
-            centered: false,
-        };
+        let config = OptimizerConfig::Rmsprop { lr: 0.01, alpha: 0.99, eps: 1e-8, momentum: 0.0, centered: false };
         let p1 = 1.0 - 0.01 / (0.1 + 1e-8);
         let p2 = p1 + 0.02 / (0.0499f64.sqrt() + 1e-8);
         assert_close(p2, 0.989_532_302_199_152_2, 1e-15);
@@ -835,13 +688,7 @@ mod tests {
         // step 2: sq = 0.9*0.1 + 0.1*9 = 0.99; ga = 0.1 + 0.1*(3 - 0.1) = 0.39;
         //   avg = sqrt(0.99 - 0.39^2) + eps = sqrt(0.8379) + eps; buf = 0.5*buf1 + 3/avg;
         //   p2 = p1 - 0.01*buf = 0.91722632...
-        let config = OptimizerConfig::Rmsprop {
-            lr: 0.01,
-            alpha: 0.9,
-            eps: 1e-8,
-            momentum: 0.5,
-            centered: true,
-        };
+        let config = OptimizerConfig::Rmsprop { lr: 0.01, alpha: 0.9, eps: 1e-8, momentum: 0.5, centered: true };
         let buf1 = 1.0 / (0.3 + 1e-8);
         let p1 = 1.0 - 0.01 * buf1;
         let buf2 = 0.5 * buf1 + 3.0 / (0.8379f64.sqrt() + 1e-8);
@@ -856,35 +703,20 @@ mod tests {
         // Every rule's step is proportional to the (decayed) gradient or to state built from
         // it, so with g = 0 and wd = 0 the parameters stay bit-identical over several steps
         // (Adagrad and RMSprop divide 0 by eps; Adam divides m = 0 by eps).
-        let rms = |momentum, centered| OptimizerConfig::Rmsprop {
-            lr: 0.01,
-            alpha: 0.99,
-            eps: 1e-8,
-            momentum,
-            centered,
-        };
+        let rms =
+            |momentum, centered| OptimizerConfig::Rmsprop { lr: 0.01, alpha: 0.99, eps: 1e-8, momentum, centered };
         let configs = [
             sgd(0.1, 0.0, 0.0, false),
             sgd(0.1, 0.9, 0.1, true),
             rms(0.0, false),
             rms(0.9, true),
-            OptimizerConfig::Adagrad {
-                lr: 0.1,
-                lr_decay: 0.0,
-                eps: 1e-10,
-                initial_accumulator_value: 0.0,
-            },
+            OptimizerConfig::Adagrad { lr: 0.1, lr_decay: 0.0, eps: 1e-10, initial_accumulator_value: 0.0 },
             adam(0.1, true),
             adamw(0.1, false),
         ];
         let p0 = [0.5, -1.25, 3.0];
         for config in configs {
-            let p = run(
-                config,
-                0.0,
-                &p0,
-                &[vec![0.0; 3], vec![0.0; 3], vec![0.0; 3]],
-            );
+            let p = run(config, 0.0, &p0, &[vec![0.0; 3], vec![0.0; 3], vec![0.0; 3]]);
             assert_eq!(p, p0, "{config:?}");
         }
         // With decay only AdamW moves without a gradient signal through the moments:
@@ -897,27 +729,12 @@ mod tests {
     fn step_does_not_reallocate_state_after_the_first_call() {
         // The state buffers are created on the first step; later steps must reuse them, so
         // their addresses and capacities never change.
-        let rms = OptimizerConfig::Rmsprop {
-            lr: 0.01,
-            alpha: 0.99,
-            eps: 1e-8,
-            momentum: 0.9,
-            centered: true,
-        };
+        let rms = OptimizerConfig::Rmsprop { lr: 0.01, alpha: 0.99, eps: 1e-8, momentum: 0.9, centered: true };
         for config in [adam(0.01, true), rms, sgd(0.1, 0.9, 0.0, false)] {
             let mut opt = Optimizer::<f32>::new(config, 0.01);
             let (mut a, mut b) = (vec![0.5f32; 7], vec![-0.25f32; 3]);
             let (ga, gb) = (vec![0.1f32; 7], vec![0.2f32; 3]);
-            opt.step(&mut [
-                ParamSlot {
-                    value: &mut a,
-                    grad: &ga,
-                },
-                ParamSlot {
-                    value: &mut b,
-                    grad: &gb,
-                },
-            ]);
+            opt.step(&mut [ParamSlot { value: &mut a, grad: &ga }, ParamSlot { value: &mut b, grad: &gb }]);
             let snapshot = |opt: &Optimizer<f32>| -> Vec<(*const f32, usize)> {
                 opt.slots
                     .iter()
@@ -927,16 +744,7 @@ mod tests {
             };
             let before = snapshot(&opt);
             for _ in 0..5 {
-                opt.step(&mut [
-                    ParamSlot {
-                        value: &mut a,
-                        grad: &ga,
-                    },
-                    ParamSlot {
-                        value: &mut b,
-                        grad: &gb,
-                    },
-                ]);
+                opt.step(&mut [ParamSlot { value: &mut a, grad: &ga }, ParamSlot { value: &mut b, grad: &gb }]);
             }
             assert_eq!(snapshot(&opt), before, "{config:?}");
             assert_eq!(opt.steps_taken(), 6);
@@ -950,10 +758,7 @@ mod tests {
         assert_eq!(opt.steps_taken(), 0);
         assert_eq!(opt.learning_rate(), 3e-4);
         let mut p = vec![1.0];
-        opt.step(&mut [ParamSlot {
-            value: &mut p,
-            grad: &[0.5],
-        }]);
+        opt.step(&mut [ParamSlot { value: &mut p, grad: &[0.5] }]);
         assert_eq!(opt.steps_taken(), 1);
     }
 

@@ -143,8 +143,8 @@ pub const FINAL_EVAL_SAMPLES: usize = 4096;
 /// Trains `config`, calling `progress` after every step.
 pub fn train(config: &RunConfig, cancel: &CancelFlag, progress: &mut dyn FnMut(Progress)) -> Result<RunRecord> {
     match config.training.precision {
-        Precision::F32 => Trainer::<f32>::new(config)?.run(cancel, progress),
-        Precision::F64 => Trainer::<f64>::new(config)?.run(cancel, progress),
+        Precision::F32 => Session::<f32>::new(config)?.run(cancel, progress),
+        Precision::F64 => Session::<f64>::new(config)?.run(cancel, progress),
     }
 }
 
@@ -152,27 +152,30 @@ pub fn train(config: &RunConfig, cancel: &CancelFlag, progress: &mut dyn FnMut(P
 /// with dropout off, on the first `batch` training samples (all when `None`); probes at step 0
 /// and, when `gradients`, every parameter's gradient.
 pub fn analyze(config: &RunConfig, batch: Option<usize>, gradients: bool) -> Result<RunRecord> {
-    let mut t = Trainer::<f64>::new(config)?;
+    let mut t = Session::<f64>::new(config)?;
     let n = batch.unwrap_or(t.train.len()).clamp(1, t.train.len().max(1));
     t.batch_size = n;
     t.order = (0..n).collect();
     t.dropout = false;
+    t.next_batch();
     let started = Instant::now();
     let mut record = t.empty_record();
     record.total_steps = 0;
     t.forward_backward(&mut record, 0, true)?;
     record.steps_run = 0;
     if gradients {
-        record.gradients = Some(t.export(|p| &p.grad));
+        record.gradients = Some(t.export(|p| &p.grad, false));
     }
     if config.probes.parameters {
-        record.parameters = Some(t.export(|p| &p.value));
+        record.parameters = Some(t.export(|p| &p.value, true));
     }
     record.duration_ms = started.elapsed().as_millis() as u64;
     Ok(record)
 }
 
-struct Trainer<'c, T> {
+/// A training run in progress: the network, its optimiser and its data. [`train`] drives one
+/// to the end; benchmarks and tools may step it themselves.
+pub struct Session<'c, T> {
     config: &'c RunConfig,
     net: Network<T>,
     optimizer: Optimizer<T>,
@@ -190,8 +193,9 @@ struct Trainer<'c, T> {
     before: Vec<Array2<T>>,
 }
 
-impl<'c, T: Scalar> Trainer<'c, T> {
-    fn new(config: &'c RunConfig) -> Result<Self> {
+impl<'c, T: Scalar> Session<'c, T> {
+    /// Generates the data and builds the network of `config`.
+    pub fn new(config: &'c RunConfig) -> Result<Self> {
         let data = generate(&config.data, config.seed)?;
         let (train, validation) = data.split(config.training.validation_split, config.seed);
         if train.is_empty() {
@@ -228,7 +232,8 @@ impl<'c, T: Scalar> Trainer<'c, T> {
         })
     }
 
-    fn empty_record(&self) -> RunRecord {
+    /// A record with no probes yet, for this session's network.
+    pub fn empty_record(&self) -> RunRecord {
         let layers = self.net.layers().to_vec();
         RunRecord {
             layer_stats: vec![LayerSeries::default(); layers.len()],
@@ -267,23 +272,33 @@ impl<'c, T: Scalar> Trainer<'c, T> {
                 break;
             }
             let probe = step % every == 0 || step + 1 == total;
-            self.next_batch();
-            let loss = self.forward_backward(&mut record, step, probe)?;
+            let loss = self.step(&mut record, step, probe)?;
             if !matches!(record.end, RunEnd::Completed) {
                 break;
             }
-            self.update(&mut record, probe);
-            record.steps_run = step + 1;
             progress(Progress { step: step + 1, total_steps: total, loss: loss.loss });
         }
         if !matches!(record.end, RunEnd::NonFinite { .. }) {
             self.final_evaluation(&mut record);
         }
         if self.config.probes.parameters {
-            record.parameters = Some(self.export(|p| &p.value));
+            record.parameters = Some(self.export(|p| &p.value, true));
         }
         record.duration_ms = started.elapsed().as_millis() as u64;
         Ok(record)
+    }
+
+    /// One training step (batch, forward, backward, clip, update), probed when `probe`.
+    /// Returns the batch loss; after a non-finite step `record.end` says where it happened and
+    /// no update was made.
+    pub fn step(&mut self, record: &mut RunRecord, step: usize, probe: bool) -> Result<LossValue> {
+        self.next_batch();
+        let loss = self.forward_backward(record, step, probe)?;
+        if matches!(record.end, RunEnd::Completed) {
+            self.update(record, probe);
+            record.steps_run = step + 1;
+        }
+        Ok(loss)
     }
 
     /// Moves the next `batch_size` training rows into the network input and target buffers.
@@ -343,7 +358,9 @@ impl<'c, T: Scalar> Trainer<'c, T> {
             series.grad_rms.push(stats.map(|s| s.1));
             series.grad_max.push(stats.map(|s| s.2));
             series.weight_norm.push(weight.map(|w| norm_rms_max(&w.value).0));
-            series.bias_grad_norm.push(layer.params().iter().find(|p| p.name == "bias").map(|b| norm_rms_max(&b.grad).0));
+            series
+                .bias_grad_norm
+                .push(layer.params().iter().find(|p| p.name == "bias").map(|b| norm_rms_max(&b.grad).0));
             series.update_ratio.push(None);
             let out = self.net.output_of(info);
             let (mean, std) = mean_std(out);
@@ -381,7 +398,10 @@ impl<'c, T: Scalar> Trainer<'c, T> {
             }
         }
         for info in self.net.layers().iter().rev() {
-            let bad = self.net.layer(info).is_some_and(|l| l.params().iter().any(|p| !NonFinite::of(p.grad.iter()).is_clean()));
+            let bad = self
+                .net
+                .layer(info)
+                .is_some_and(|l| l.params().iter().any(|p| !NonFinite::of(p.grad.iter()).is_clean()));
             if bad {
                 return RunEnd::NonFinite { step, layer: info.name.clone(), location: "gradients" };
             }
@@ -465,8 +485,8 @@ impl<'c, T: Scalar> Trainer<'c, T> {
         }
     }
 
-    /// Parameters (or gradients) in spec layout, plus batch-norm buffers for values.
-    fn export(&self, pick: impl Fn(&super::layers::Param<T>) -> &Array2<T>) -> Vec<LayerParams> {
+    /// Parameters (or gradients) in spec layout; `with_buffers` adds batch-norm running statistics.
+    fn export(&self, pick: impl Fn(&super::layers::Param<T>) -> &Array2<T>, with_buffers: bool) -> Vec<LayerParams> {
         self.net
             .layers()
             .iter()
@@ -481,10 +501,9 @@ impl<'c, T: Scalar> Trainer<'c, T> {
                         (p.name.to_string(), shape, a.iter().map(|v| v.f64()).collect())
                     })
                     .collect();
-                if std::ptr::eq(pick(&layer.params().first()?.clone()), &layer.params().first()?.value) {
-                    // unreachable comparison guard; buffers are appended below for values only
+                if with_buffers {
+                    tensors.extend(layer.buffers().into_iter().map(|(n, v)| (n.to_string(), vec![v.len()], v)));
                 }
-                tensors.extend(layer.buffers().into_iter().map(|(n, v)| (n.to_string(), vec![v.len()], v)));
                 Some(LayerParams { path: info.path.clone(), tensors })
             })
             .collect()

@@ -24,7 +24,10 @@ impl<T: Scalar> ActivationLayer<T> {
     pub fn new(activation: Activation, width: usize, params: &ExplicitParams, name: &str) -> Result<Self> {
         let params = match activation {
             Activation::Prelu { init } => {
-                vec![Param::vector("prelu_weight", explicit_or(params, "prelu_weight", width, name, || vec![init; width])?)]
+                vec![Param::vector(
+                    "prelu_weight",
+                    explicit_or(params, "prelu_weight", width, name, || vec![init; width])?,
+                )]
             }
             _ => Vec::new(),
         };

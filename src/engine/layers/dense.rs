@@ -15,7 +15,9 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, Axis};
 
 use super::norm::running_buffers;
-use super::{activate, activation_backward, ensure_shape, explicit_or, unit_stats, Ctx, Layer, NormCore, Param, UnitStats};
+use super::{
+    activate, activation_backward, ensure_shape, explicit_or, unit_stats, Ctx, Layer, NormCore, Param, UnitStats,
+};
 use crate::engine::config::{Activation, DenseConfig};
 use crate::engine::rng::Rng;
 use crate::engine::{EngineError, Result, Scalar};

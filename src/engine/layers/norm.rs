@@ -37,7 +37,13 @@ pub struct NormCore<T> {
 
 impl<T: Scalar> NormCore<T> {
     /// A norm over `features`, with running statistics from `config.params` when given.
-    pub fn new(kind: NormKind, features: usize, config: &NormConfig, running_mean: Vec<f64>, running_var: Vec<f64>) -> Self {
+    pub fn new(
+        kind: NormKind,
+        features: usize,
+        config: &NormConfig,
+        running_mean: Vec<f64>,
+        running_var: Vec<f64>,
+    ) -> Self {
         NormCore {
             kind,
             eps: T::of(config.eps),
@@ -233,7 +239,11 @@ impl<T: Scalar> Layer<T> for NormLayer<T> {
 }
 
 /// Running statistics of a batch norm, for export with the parameters.
-pub(crate) fn running_buffers<T: Scalar>(core: &NormCore<T>, mean: &'static str, var: &'static str) -> Vec<(&'static str, Vec<f64>)> {
+pub(crate) fn running_buffers<T: Scalar>(
+    core: &NormCore<T>,
+    mean: &'static str,
+    var: &'static str,
+) -> Vec<(&'static str, Vec<f64>)> {
     match core.kind {
         NormKind::Batch => vec![
             (mean, core.running_mean.iter().map(|v| v.f64()).collect()),
