@@ -214,7 +214,7 @@ impl<'c, T: Scalar> Session<'c, T> {
         if config.training.shuffle {
             order.shuffle(&mut shuffle_rng);
         }
-        Ok(Trainer {
+        Ok(Session {
             optimizer: Optimizer::new(config.training.optimizer, config.training.weight_decay),
             net,
             train,
