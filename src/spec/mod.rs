@@ -1,4 +1,5 @@
-//! The JSON spec: its wire types and structural parsing. (validation: in progress)
+//! The JSON spec: its wire types, structural parsing, defaults and expansion, and semantic
+//! validation into the engine's [`RunConfig`](crate::engine::config::RunConfig).
 //!
 //! ```text
 //! serde_json::Value --parse--> Spec --expanded--> Spec (as run; echoed in the report)
@@ -16,13 +17,18 @@
 //! expansion), `convert` (wire enums <-> engine enums), `validate` (limits, checks, conversion),
 //! `error` (problems and pointers).
 
+mod convert;
 mod error;
+mod expand;
 mod parse;
 mod types;
+mod validate;
 
 pub use error::{SpecError, SpecErrors};
+pub use expand::MAX_EXPANDED_LAYERS;
 pub use parse::parse;
 pub use types::{
     Activation, ActivationLayer, BatchNorm, Cell, Clip, Data, DataSource, Dense, Dropout, FanMode, Init, InlineTargets,
     Layer, LayerNorm, Loss, Mlp, Model, Norm, Optimizer, Precision, Probes, Residual, Rnn, Spec, Training,
 };
+pub use validate::Limits;
