@@ -24,6 +24,9 @@ mod parse;
 mod types;
 mod validate;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::{SpecError, SpecErrors};
 pub use expand::MAX_EXPANDED_LAYERS;
 pub use parse::parse;
