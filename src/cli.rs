@@ -59,7 +59,8 @@ pub fn main(cli: Cli) -> ExitCode {
             let out = pipeline::run_json(&body, &crate::spec::Limits::default(), &Default::default(), &mut on_progress)
                 .map_err(Failure::from)?;
             if let Some(path) = params_out {
-                let text = serde_json::to_string_pretty(&out.spec_with_params).map_err(|e| Failure::Io(e.to_string()))?;
+                let text =
+                    serde_json::to_string_pretty(&out.spec_with_params).map_err(|e| Failure::Io(e.to_string()))?;
                 std::fs::write(&path, text).map_err(|e| Failure::Io(format!("{}: {e}", path.display())))?;
             }
             Ok(out.report)

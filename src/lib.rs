@@ -5,13 +5,13 @@
 //! `engine` (numerics, no I/O) -> `spec` (the JSON request and its validation) -> `analysis`
 //! (the report) -> `cli`.
 
-/// The training engine: layers, gradients, optimisers, data, probes. Pure and deterministic.
-pub mod engine;
 /// The report: what the engine measured, as the contract's Report.
 pub mod analysis;
-/// The wire format of a spec and its validation into engine configuration.
-pub mod spec;
-/// RFC 9457 problem details, shared by the command line and the HTTP API.
-pub mod problem;
 /// The command line (`run`, `analyze`).
 pub mod cli;
+/// The training engine: layers, gradients, optimisers, data, probes. Pure and deterministic.
+pub mod engine;
+/// RFC 9457 problem details, shared by the command line and the HTTP API.
+pub mod problem;
+/// The wire format of a spec and its validation into engine configuration.
+pub mod spec;

@@ -38,7 +38,13 @@ pub struct ProblemEntry {
 impl Problem {
     /// A problem without per-field entries.
     pub fn new(kind: &str, title: &str, status: u16, detail: impl Into<String>) -> Self {
-        Problem { kind: format!("/problems/{kind}"), title: title.into(), status, detail: detail.into(), errors: Vec::new() }
+        Problem {
+            kind: format!("/problems/{kind}"),
+            title: title.into(),
+            status,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
     }
 
     /// The body is not JSON.
@@ -55,7 +61,8 @@ impl Problem {
             422,
             format!("the spec has {n} problem{}", if n == 1 { "" } else { "s" }),
         );
-        p.errors = errors.0.iter().map(|e| ProblemEntry { pointer: e.pointer.clone(), detail: e.detail.clone() }).collect();
+        p.errors =
+            errors.0.iter().map(|e| ProblemEntry { pointer: e.pointer.clone(), detail: e.detail.clone() }).collect();
         p
     }
 }

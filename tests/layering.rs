@@ -1,5 +1,8 @@
 //! The layering of ARCHITECTURE.md, enforced: each module may only use the layers above it.
 
+// Tests may panic on a broken expectation; the crate's unwrap/expect lints are for library code.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;
@@ -24,7 +27,11 @@ fn assert_free_of(module: &str, forbidden: &[&str]) {
         for (n, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");
             for f in forbidden {
-                assert!(!code.contains(f), "{path}:{}: `{f}` is not allowed in src/{module} (see ARCHITECTURE.md)", n + 1);
+                assert!(
+                    !code.contains(f),
+                    "{path}:{}: `{f}` is not allowed in src/{module} (see ARCHITECTURE.md)",
+                    n + 1
+                );
             }
         }
     }
@@ -34,7 +41,18 @@ fn assert_free_of(module: &str, forbidden: &[&str]) {
 fn engine_depends_on_nothing_but_numerics() {
     assert_free_of(
         "engine",
-        &["serde", "tokio", "axum", "utoipa", "crate::spec", "crate::analysis", "crate::problem", "crate::cli", "std::fs", "std::net"],
+        &[
+            "serde",
+            "tokio",
+            "axum",
+            "utoipa",
+            "crate::spec",
+            "crate::analysis",
+            "crate::problem",
+            "crate::cli",
+            "std::fs",
+            "std::net",
+        ],
     );
 }
 

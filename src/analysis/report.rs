@@ -215,12 +215,8 @@ pub fn build_report(spec: Value, seed: u64, max_points: usize, record: &RunRecor
             pointer: pointer(&l.path),
         })
         .collect();
-    let layer_stats = record
-        .layers
-        .iter()
-        .zip(&record.layer_stats)
-        .map(|(l, s)| layer_stats(&l.name, s, &keep))
-        .collect();
+    let layer_stats =
+        record.layers.iter().zip(&record.layer_stats).map(|(l, s)| layer_stats(&l.name, s, &keep)).collect();
     let end_outcome = match &record.end {
         RunEnd::Completed => ("completed", None),
         RunEnd::Cancelled { .. } => ("cancelled", None),
@@ -279,9 +275,8 @@ pub fn downsample(n: usize, max_points: usize) -> Vec<usize> {
     if max_points == 1 {
         return vec![n - 1];
     }
-    let mut keep: Vec<usize> = (0..max_points)
-        .map(|i| ((i as f64) * (n - 1) as f64 / (max_points - 1) as f64).round() as usize)
-        .collect();
+    let mut keep: Vec<usize> =
+        (0..max_points).map(|i| ((i as f64) * (n - 1) as f64 / (max_points - 1) as f64).round() as usize).collect();
     keep.dedup();
     keep
 }
@@ -420,7 +415,9 @@ fn slot_at<'a>(tree: &'a mut Value, path: &[usize]) -> Option<&'a mut Map<String
 fn tensor_json(shape: &[usize], values: &[f64]) -> Value {
     let num = |v: f64| serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null);
     match shape {
-        [_rows, cols] if *cols > 0 => Value::Array(values.chunks(*cols).map(|r| Value::Array(r.iter().map(|&v| num(v)).collect())).collect()),
+        [_rows, cols] if *cols > 0 => {
+            Value::Array(values.chunks(*cols).map(|r| Value::Array(r.iter().map(|&v| num(v)).collect())).collect())
+        }
         _ => Value::Array(values.iter().map(|&v| num(v)).collect()),
     }
 }

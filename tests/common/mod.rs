@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+
+// Tests may panic on a broken expectation; the crate's unwrap/expect lints are for library code.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,7 +23,10 @@ pub fn read_json(path: &Path) -> Value {
 pub fn gradscope(args: &[&str], stdin: Option<&[u8]>) -> Output {
     use std::io::Write;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gradscope"));
-    cmd.args(args).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("spawn gradscope");
     if let Some(input) = stdin {
         child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
