@@ -62,10 +62,7 @@ fn analyze_gradients_match_pytorch() {
     assert!(files.len() >= 14, "expected the gradient references, found {}", files.len());
     for file in files {
         let reference = read_json(&file);
-        let spec = temp_json(
-            &format!("{}", file.file_name().and_then(|n| n.to_str()).unwrap_or("spec.json")),
-            &reference["spec"],
-        );
+        let spec = temp_json(file.file_name().and_then(|n| n.to_str()).unwrap_or("spec.json"), &reference["spec"]);
         let out = gradscope(&["analyze", "--gradients", spec.to_str().expect("utf-8 path")], None);
         assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
         let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");

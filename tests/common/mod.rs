@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 
 // Tests may panic on a broken expectation; the crate's unwrap/expect lints are for library code.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
+#![allow(clippy::expect_used, clippy::unwrap_used, dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
