@@ -81,8 +81,10 @@ pub fn run_spec(
     cancel: &CancelFlag,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<RunOutput, PipelineError> {
+    // Validate the spec as written, so that pointers name what the user wrote (an mlp, not
+    // the dense layer it expanded into); the expanded spec gives the same config.
+    let mut config = spec.validate(limits).map_err(PipelineError::Invalid)?;
     let expanded = spec.expanded();
-    let mut config = expanded.validate(limits).map_err(PipelineError::Invalid)?;
     let wants_params = config.probes.parameters;
     // Parameters are always collected so that they can be written out; the report carries
     // them only when the spec asked.
@@ -106,8 +108,8 @@ pub fn analyze_json(body: &[u8], limits: &Limits, gradients: bool) -> Result<Rep
 /// statistics), dropout off, on the first `training.batch_size` samples — all inline samples,
 /// or [`DEFAULT_ANALYZE_BATCH`], when the spec gives no batch size.
 pub fn analyze_spec(spec: &Spec, limits: &Limits, gradients: bool) -> Result<Report, PipelineError> {
+    let config = spec.validate(limits).map_err(PipelineError::Invalid)?;
     let expanded = spec.expanded();
-    let config = expanded.validate(limits).map_err(PipelineError::Invalid)?;
     let given_batch = spec.training.as_ref().and_then(|t| t.batch_size).map(|b| b as usize);
     let batch = match (&config.data, given_batch) {
         (_, Some(b)) => b,
