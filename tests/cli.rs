@@ -44,7 +44,8 @@ fn invalid_spec_exits_2_with_a_problem_listing_every_pointer() {
     assert_eq!(out.status.code(), Some(2));
     let problem: Value = serde_json::from_slice(&out.stderr).expect("problem JSON on stderr");
     assert_eq!(problem["status"], 422);
-    let pointers: Vec<&str> = problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["pointer"].as_str()).collect();
+    let pointers: Vec<&str> =
+        problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["pointer"].as_str()).collect();
     assert!(pointers.contains(&"/model/layers/0/widht"), "{pointers:?}");
     assert!(out.stdout.is_empty());
 }

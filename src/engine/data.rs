@@ -78,6 +78,14 @@ pub fn generate(config: &DataConfig, seed: u64) -> Result<Dataset> {
         DataConfig::Circles { samples, noise, factor } => circles(*samples, *noise, *factor, &mut r)?,
         DataConfig::Moons { samples, noise } => moons(*samples, *noise, &mut r)?,
         DataConfig::Blobs { samples, classes, dims, std } => blobs(*samples, *classes, *dims, *std, &mut r)?,
+        DataConfig::Adding { .. }
+        | DataConfig::Copy { .. }
+        | DataConfig::TemporalOrder { .. }
+        | DataConfig::Parity { .. }
+        | DataConfig::SineSequence { .. }
+        | DataConfig::InlineSequences { .. } => {
+            return Err(EngineError::config("/data/type", "sequence data sets are being added to the engine"))
+        }
         DataConfig::Sine { samples, noise } => sine(*samples, *noise, &mut r)?,
         DataConfig::Teacher { samples, dims, classes, outputs, hidden } => {
             teacher(*samples, *dims, *classes, *outputs, *hidden, &mut r)?

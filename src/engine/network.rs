@@ -222,6 +222,12 @@ impl<T: Scalar> Builder<T> {
                 LayerConfig::Activation { activation, params } => {
                     Some(Box::new(ActivationLayer::new(*activation, width, params, &name("activation", &self.info))?))
                 }
+                LayerConfig::Rnn(_) => {
+                    return Err(EngineError::config(
+                        format!("/model/layers/{}", join(path)),
+                        "recurrent layers are being added to the engine",
+                    ))
+                }
                 LayerConfig::Residual(inner) => {
                     let from = self.nodes.len();
                     let out = self.build(inner, width, path)?;

@@ -95,6 +95,7 @@ impl Spec {
                     shuffle: training.shuffle.unwrap_or(SHUFFLE),
                     precision: training.precision.unwrap_or(PRECISION).to_engine(),
                     validation_split,
+                    bptt_truncate: training.bptt_truncate.map(|k| k as usize),
                 },
                 probes: probes?,
             })
