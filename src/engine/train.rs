@@ -187,6 +187,8 @@ pub struct Session<'c, T> {
     shuffle_rng: Rng,
     dropout_rng: Rng,
     dropout: bool,
+    /// Time steps per sample (1 for plain data).
+    seq_len: usize,
     labels: Vec<usize>,
     values: Array2<T>,
     /// Weights before the update, at probe steps (reused).
@@ -225,6 +227,7 @@ impl<'c, T: Scalar> Session<'c, T> {
             shuffle_rng,
             dropout_rng: rng(config.seed, Stream::Dropout),
             dropout: true,
+            seq_len: 1,
             labels: Vec::new(),
             values: Array2::zeros((0, 0)),
             before: Vec::new(),
@@ -320,7 +323,14 @@ impl<'c, T: Scalar> Session<'c, T> {
     /// Forward, loss, backward on the batch in the buffers; records a probe when `probe`, and
     /// ends the run (in `record.end`) on non-finite values.
     fn forward_backward(&mut self, record: &mut RunRecord, step: usize, probe: bool) -> Result<LossValue> {
-        let mut ctx = Ctx { training: true, dropout: self.dropout, probe, rng: &mut self.dropout_rng };
+        let mut ctx = Ctx {
+            training: true,
+            dropout: self.dropout,
+            probe,
+            rng: &mut self.dropout_rng,
+            seq_len: self.seq_len,
+            bptt_truncate: self.config.training.bptt_truncate,
+        };
         self.net.forward(&mut ctx);
         let kind = self.config.training.loss;
         let targets = match self.train.y {
@@ -463,7 +473,14 @@ impl<'c, T: Scalar> Session<'c, T> {
         data.gather_x(&idx, self.net.input_mut());
         data.gather_y(&idx, &mut labels, &mut values);
         let mut r = rng(self.config.seed, Stream::Dropout);
-        let mut ctx = Ctx { training: false, dropout: false, probe: false, rng: &mut r };
+        let mut ctx = Ctx {
+            training: false,
+            dropout: false,
+            probe: false,
+            rng: &mut r,
+            seq_len: self.seq_len,
+            bptt_truncate: None,
+        };
         self.net.forward(&mut ctx);
         let targets = match data.y {
             Targets::Classes { .. } => BatchTargets::Classes(&labels),
