@@ -114,6 +114,7 @@ pub fn check(
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test may panic on a broken expectation
 mod tests {
     use super::*;
     use crate::engine::config::{Activation, DenseConfig, FanMode, Init, LayerConfig, NormConfig, NormKind};
