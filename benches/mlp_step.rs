@@ -222,16 +222,36 @@ fn jiffies() -> (f64, f64) {
     (machine, own)
 }
 
-/// Cores' worth of CPU that other processes used while `f` ran, and `f`'s wall seconds.
-fn contended<R>(f: impl FnOnce() -> R) -> (R, f64, f64) {
+/// Seconds this thread has run on a CPU (/proc/thread-self/schedstat, in ns), or NaN.
+fn thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns * 1e-9)
+}
+
+/// What a timed call measured.
+struct Timed<R> {
+    result: R,
+    /// Wall seconds.
+    wall: f64,
+    /// Seconds on a CPU (excludes time the scheduler gave to other processes).
+    cpu: f64,
+    /// Cores' worth of CPU that other processes used meanwhile.
+    other: f64,
+}
+
+fn timed<R>(f: impl FnOnce() -> R) -> Timed<R> {
     const USER_HZ: f64 = 100.0;
     let (m0, o0) = jiffies();
+    let c0 = thread_cpu_seconds();
     let t0 = Instant::now();
-    let r = f();
+    let result = f();
     let wall = t0.elapsed().as_secs_f64();
+    let cpu = thread_cpu_seconds() - c0;
     let (m1, o1) = jiffies();
     let other = ((m1 - m0) - (o1 - o0)) / USER_HZ / wall.max(1e-9);
-    (r, wall, other.max(0.0))
+    Timed { result, wall, cpu, other: other.max(0.0) }
 }
 
 struct Mode<'c> {
@@ -241,6 +261,7 @@ struct Mode<'c> {
     step: usize,
     steps_per_block: usize,
     per_step: Vec<f64>,
+    cpu_per_step: Vec<f64>,
     loads: Vec<f64>,
     last_loss: f64,
 }
@@ -281,22 +302,24 @@ impl Mode<'_> {
     }
 
     fn block(&mut self) {
-        let n = self.steps_per_block;
-        let mut best: Option<(f64, f64)> = None;
+        let n = self.steps_per_block as f64;
+        let mut best: Option<Timed<f64>> = None;
         for attempt in 0..=RETRIES {
-            let (loss, wall, other) = contended(|| self.run(n));
-            self.last_loss = loss;
-            if best.is_none_or(|(_, o)| other < o) {
-                best = Some((wall / n as f64, other));
+            let t = timed(|| self.run(self.steps_per_block));
+            self.last_loss = t.result;
+            let other = t.other;
+            if best.as_ref().is_none_or(|b| other < b.other) {
+                best = Some(t);
             }
             if other < BUSY_THRESHOLD || attempt == RETRIES {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_secs(2));
         }
-        if let Some((per, other)) = best {
-            self.per_step.push(per);
-            self.loads.push(other);
+        if let Some(t) = best {
+            self.per_step.push(t.wall / n);
+            self.cpu_per_step.push(t.cpu / n);
+            self.loads.push(t.other);
         }
     }
 }
@@ -314,6 +337,9 @@ struct Line<'a> {
     us_per_step_min: f64,
     us_per_step_max: f64,
     spread_pct: f64,
+    /// Median CPU time per step: unlike wall time, not inflated when the scheduler runs other
+    /// processes on this core (shared caches still are).
+    cpu_us_per_step: f64,
     steps_per_block: usize,
     blocks: usize,
     other_busy_cores_max: f64,
@@ -370,6 +396,7 @@ fn bench(args: &Args, config: Config, act: Activation) {
             step: 0,
             steps_per_block: 0,
             per_step: Vec::new(),
+            cpu_per_step: Vec::new(),
             loads: Vec::new(),
             last_loss: f64::NAN,
         })
@@ -400,6 +427,7 @@ fn bench(args: &Args, config: Config, act: Activation) {
             us_per_step_min: round(min * 1e6, 1),
             us_per_step_max: round(max * 1e6, 1),
             spread_pct: round((max - min) / med * 100.0, 1),
+            cpu_us_per_step: round(median(&m.cpu_per_step) * 1e6, 1),
             steps_per_block: m.steps_per_block,
             blocks: m.per_step.len(),
             other_busy_cores_max: round(m.loads.iter().copied().fold(0.0, f64::max), 2),
