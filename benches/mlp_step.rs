@@ -1,1 +1,539 @@
-fn main() {}
+//! MLP training-step throughput, the counterpart of `shared/bench/mlp_step.py` (PyTorch).
+//!
+//! ```text
+//! cargo bench --bench mlp_step -- [--depth 4 20 50] [--width 32 128 512] [--batch 64 256]
+//!                                 [--act relu sigmoid] [--out FILE] [--blocks 3] [--block-sec 0.4]
+//! cargo bench --bench mlp_step -- --memory [--depth 50] [--width 512] [--batch 64]
+//!                                 [--steps 300] [--probe-every 10]
+//! ```
+//!
+//! Model and data as in `mlp_step.py`: input 32 -> `depth` x (dense `width`, act) -> dense(10,
+//! linear); softmax cross-entropy; SGD lr 0.01; PyTorch's default `nn.Linear` init (weight and
+//! bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))); 8 fixed batches of N(0,1) inputs labelled by the
+//! argmax of a fixed random linear teacher, cycled (inline data, no shuffling, so step `i` sees
+//! batch `i % 8`); f32; one thread (ndarray/matrixmultiply are built without threading).
+//!
+//! Modes, timed in interleaved blocks:
+//! - `instrumented`: probes every step (the engine's full per-layer statistics: grad
+//!   norm/rms/max, bias grad norm, delta norm, weight norm, update ratio, activation mean/std,
+//!   saturation/dead fraction, non-finite counts), a superset of PyTorch's `item`/`foreach`.
+//! - `plain`: no probes.
+//!
+//! A block is timed after a warm-up, with enough steps to take ~`--block-sec`; the median of
+//! `--blocks` blocks is reported. Like `_bench.py`, a block during which other processes used more
+//! than 0.15 cores is re-run (up to 3 times, 2 s apart) and the least disturbed attempt is kept.
+//! Each block starts a fresh `RunRecord`, so probe series never grow without bound.
+//!
+//! `--memory` runs the engine's own training loop (`train`) on one configuration and prints the
+//! resident set size after every `--steps / 10` steps and the peak (from /proc/self/status), so
+//! that steady-state growth would show.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::time::Instant;
+
+use clap::Parser;
+use gradscope::engine::config::{
+    Activation, DataConfig, DenseConfig, Init, InlineTargets, LayerConfig, LossKind, NetworkConfig, NormConfig,
+    OptimizerConfig, Precision, ProbeConfig, RunConfig, TrainConfig,
+};
+use gradscope::engine::train::{train, CancelFlag, Session};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::Serialize;
+
+const IN_DIM: usize = 32;
+const CLASSES: usize = 10;
+const BATCHES: usize = 8;
+/// Other processes' load (cores) above which a block counts as contended (as `_bench.py`).
+const BUSY_THRESHOLD: f64 = 0.15;
+const RETRIES: usize = 3;
+
+#[derive(Parser, Debug)]
+#[command(about = "gradscope MLP training-step benchmark (see the module doc)")]
+struct Args {
+    #[arg(long, num_args = 1.., default_values_t = [4])]
+    depth: Vec<usize>,
+    #[arg(long, num_args = 1.., default_values_t = [128])]
+    width: Vec<usize>,
+    #[arg(long, num_args = 1.., default_values_t = [64])]
+    batch: Vec<usize>,
+    #[arg(long, num_args = 1.., default_values = ["relu"])]
+    act: Vec<String>,
+    /// Timed blocks per mode; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    blocks: usize,
+    /// Target seconds per block.
+    #[arg(long, default_value_t = 0.4)]
+    block_sec: f64,
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Fixed steps per block (0 = calibrate from --block-sec).
+    #[arg(long, default_value_t = 0)]
+    steps_per_block: usize,
+    /// Modes to run, comma-separated: plain, instrumented.
+    #[arg(long, default_value = "plain,instrumented")]
+    modes: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also append the JSON lines to this file.
+    #[arg(long)]
+    out: Option<String>,
+    #[arg(long, default_value = "")]
+    tag: String,
+    /// Memory mode: run `train` on the first configuration and report RSS.
+    #[arg(long)]
+    memory: bool,
+    /// Steps of the memory run.
+    #[arg(long, default_value_t = 300)]
+    steps: usize,
+    /// Probe interval of the memory run.
+    #[arg(long, default_value_t = 10)]
+    probe_every: usize,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn activation(name: &str) -> Result<(Activation, &'static str), String> {
+    match name {
+        "relu" => Ok((Activation::Relu, "relu")),
+        "sigmoid" => Ok((Activation::Sigmoid, "sigmoid")),
+        "tanh" => Ok((Activation::Tanh, "tanh")),
+        other => Err(format!("unknown activation {other} (relu, sigmoid, tanh)")),
+    }
+}
+
+/// `nn.Linear`'s default init: kaiming_uniform(a = sqrt 5) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+/// and the bias uses the same bound.
+fn dense(units: usize, fan_in: usize, activation: Activation) -> LayerConfig {
+    let limit = 1.0 / (fan_in as f64).sqrt();
+    LayerConfig::Dense(DenseConfig {
+        units,
+        activation,
+        init: Init::Uniform { limit },
+        bias_init: Init::Uniform { limit },
+        norm: None,
+        norm_config: NormConfig::default(),
+        params: Default::default(),
+    })
+}
+
+/// 8 batches of N(0,1) inputs, labels = argmax(x teacher) with a N(0,1) `32 x 10` teacher.
+fn data(batch: usize, seed: u64) -> DataConfig {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
+    let mut normal = || -> f64 { rng.sample(StandardNormal) };
+    let teacher: Vec<Vec<f64>> = (0..IN_DIM).map(|_| (0..CLASSES).map(|_| normal()).collect()).collect();
+    let x: Vec<Vec<f64>> = (0..BATCHES * batch).map(|_| (0..IN_DIM).map(|_| normal()).collect()).collect();
+    let labels = x
+        .iter()
+        .map(|row| {
+            let logit = |c: usize| row.iter().zip(&teacher).map(|(v, t)| v * t[c]).sum::<f64>();
+            (0..CLASSES)
+                .map(|c| (c, logit(c)))
+                .fold((0, f64::NEG_INFINITY), |b, (c, l)| if l > b.1 { (c, l) } else { b })
+                .0
+        })
+        .collect();
+    DataConfig::Inline { x, y: InlineTargets::Classes(labels) }
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Config {
+    depth: usize,
+    width: usize,
+    batch: usize,
+    act: &'static str,
+    in_dim: usize,
+    classes: usize,
+    linear_layers: usize,
+    params: usize,
+    optimizer: &'static str,
+    lr: f64,
+}
+
+impl Config {
+    fn run_config(&self, activation: Activation, seed: u64, steps: usize, probe_every: usize) -> RunConfig {
+        let mut layers = Vec::with_capacity(self.depth + 1);
+        let mut fan_in = IN_DIM;
+        for _ in 0..self.depth {
+            layers.push(dense(self.width, fan_in, activation));
+            fan_in = self.width;
+        }
+        layers.push(dense(CLASSES, fan_in, Activation::Linear));
+        RunConfig {
+            seed,
+            network: NetworkConfig { input_dim: IN_DIM, layers },
+            data: data(self.batch, seed),
+            training: TrainConfig {
+                steps,
+                batch_size: self.batch,
+                loss: LossKind::CrossEntropy,
+                optimizer: OptimizerConfig::Sgd { lr: self.lr, momentum: 0.0, dampening: 0.0, nesterov: false },
+                weight_decay: 0.0,
+                clip: None,
+                shuffle: false,
+                precision: Precision::F32,
+                validation_split: 0.0,
+                bptt_truncate: None,
+            },
+            probes: ProbeConfig { every: probe_every, histograms: false, parameters: false },
+        }
+    }
+
+    /// (in, out) of every dense layer.
+    fn shapes(&self) -> Vec<(usize, usize)> {
+        let mut dims = vec![IN_DIM];
+        dims.extend(std::iter::repeat_n(self.width, self.depth));
+        dims.push(CLASSES);
+        dims.windows(2).map(|w| (w[0], w[1])).collect()
+    }
+
+    /// Matrix-product FLOPs of one step, as `mlp_step.py` counts them: forward 2 B sum(in out);
+    /// backward dW for every layer and dX for all but the first.
+    fn flops(&self) -> f64 {
+        let mm: Vec<usize> = self.shapes().iter().map(|(i, o)| i * o).collect();
+        let all: usize = mm.iter().sum();
+        2.0 * self.batch as f64 * (2 * all + all - mm[0]) as f64
+    }
+}
+
+/// Non-idle jiffies of all CPUs (/proc/stat) and of this process (/proc/self/stat); both are in
+/// USER_HZ units.
+fn jiffies() -> (f64, f64) {
+    let machine = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let v: Vec<f64> = s.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+            let idle = v.get(3)? + v.get(4).copied().unwrap_or(0.0);
+            Some(v.iter().take(8).sum::<f64>() - idle)
+        })
+        .unwrap_or(0.0);
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may contain spaces) start at field 3.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // utime, stime, cutime, cstime are fields 14-17 (indices 11-14 of `rest`).
+            f.get(11..15)?.iter().map(|x| x.parse::<f64>().ok()).sum()
+        })
+        .unwrap_or(0.0);
+    (machine, own)
+}
+
+/// Seconds this thread has run on a CPU (/proc/thread-self/schedstat, in ns), or NaN.
+fn thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns * 1e-9)
+}
+
+/// What a timed call measured.
+struct Timed<R> {
+    result: R,
+    /// Wall seconds.
+    wall: f64,
+    /// Seconds on a CPU (excludes time the scheduler gave to other processes).
+    cpu: f64,
+    /// Cores' worth of CPU that other processes used meanwhile.
+    other: f64,
+}
+
+fn timed<R>(f: impl FnOnce() -> R) -> Timed<R> {
+    const USER_HZ: f64 = 100.0;
+    let (m0, o0) = jiffies();
+    let c0 = thread_cpu_seconds();
+    let t0 = Instant::now();
+    let result = f();
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = thread_cpu_seconds() - c0;
+    let (m1, o1) = jiffies();
+    let other = ((m1 - m0) - (o1 - o0)) / USER_HZ / wall.max(1e-9);
+    Timed { result, wall, cpu, other: other.max(0.0) }
+}
+
+struct Mode<'c> {
+    name: &'static str,
+    probe: bool,
+    session: Session<'c, f32>,
+    step: usize,
+    steps_per_block: usize,
+    per_step: Vec<f64>,
+    cpu_per_step: Vec<f64>,
+    loads: Vec<f64>,
+    last_loss: f64,
+}
+
+impl Mode<'_> {
+    /// Runs `n` steps on a fresh record; returns the last loss.
+    fn run(&mut self, n: usize) -> f64 {
+        let mut record = self.session.empty_record();
+        let mut loss = f64::NAN;
+        for _ in 0..n {
+            match self.session.step(&mut record, self.step, self.probe) {
+                Ok(v) => loss = v.loss,
+                Err(e) => panic!("step failed: {e}"),
+            }
+            self.step += 1;
+        }
+        std::hint::black_box(&record);
+        loss
+    }
+
+    fn calibrate(&mut self, warmup: usize, block_sec: f64, fixed: usize) {
+        self.run(warmup);
+        if fixed > 0 {
+            self.steps_per_block = fixed;
+            return;
+        }
+        let mut n = 1;
+        let per = loop {
+            let t0 = Instant::now();
+            self.run(n);
+            let t = t0.elapsed().as_secs_f64();
+            if t >= 0.05 || n >= 1 << 16 {
+                break t / n as f64;
+            }
+            n *= 2;
+        };
+        self.steps_per_block = ((block_sec / per).round() as usize).max(3);
+    }
+
+    fn block(&mut self) {
+        let n = self.steps_per_block as f64;
+        let mut best: Option<Timed<f64>> = None;
+        for attempt in 0..=RETRIES {
+            let t = timed(|| self.run(self.steps_per_block));
+            self.last_loss = t.result;
+            let other = t.other;
+            if best.as_ref().is_none_or(|b| other < b.other) {
+                best = Some(t);
+            }
+            if other < BUSY_THRESHOLD || attempt == RETRIES {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+        if let Some(t) = best {
+            self.per_step.push(t.wall / n);
+            self.cpu_per_step.push(t.cpu / n);
+            self.loads.push(t.other);
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    framework: &'static str,
+    bench: &'static str,
+    config: Config,
+    threads: usize,
+    instrumented: bool,
+    mode: &'static str,
+    steps_per_sec: f64,
+    us_per_step: f64,
+    us_per_step_min: f64,
+    us_per_step_max: f64,
+    spread_pct: f64,
+    /// Median CPU time per step: unlike wall time, not inflated when the scheduler runs other
+    /// processes on this core (shared caches still are).
+    cpu_us_per_step: f64,
+    steps_per_block: usize,
+    blocks: usize,
+    other_busy_cores_max: f64,
+    contended_blocks: usize,
+    overhead_pct: Option<f64>,
+    matmul_gflop_per_step: f64,
+    achieved_gflops: f64,
+    last_batch_loss: f64,
+    tag: &'a str,
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let s = 10f64.powi(digits);
+    (x * s).round() / s
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => 0.5 * (s[n / 2 - 1] + s[n / 2]),
+    }
+}
+
+fn emit(line: &Line<'_>, out: Option<&str>) {
+    let text = match serde_json::to_string(line) {
+        Ok(t) => t,
+        Err(e) => panic!("serialising a bench line: {e}"),
+    };
+    println!("{text}");
+    if let Some(path) = out {
+        let written = OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| writeln!(f, "{text}"));
+        if let Err(e) = written {
+            eprintln!("cannot append to {path}: {e}");
+        }
+    }
+}
+
+fn bench(args: &Args, config: Config, act: Activation) {
+    let run = config.run_config(act, args.seed, usize::MAX, 1);
+    let wanted: Vec<&str> = args.modes.split(',').filter(|m| !m.is_empty()).collect();
+    let mut modes: Vec<Mode<'_>> = [("plain", false), ("instrumented", true)]
+        .into_iter()
+        .filter(|(name, _)| wanted.contains(name))
+        .map(|(name, probe)| Mode {
+            name,
+            probe,
+            session: match Session::<f32>::new(&run) {
+                Ok(s) => s,
+                Err(e) => panic!("invalid bench config: {e}"),
+            },
+            step: 0,
+            steps_per_block: 0,
+            per_step: Vec::new(),
+            cpu_per_step: Vec::new(),
+            loads: Vec::new(),
+            last_loss: f64::NAN,
+        })
+        .collect();
+    for m in &mut modes {
+        m.calibrate(args.warmup, args.block_sec, args.steps_per_block);
+    }
+    for _ in 0..args.blocks {
+        for m in &mut modes {
+            m.block();
+        }
+    }
+    let flops = config.flops();
+    let plain_us = modes.iter().find(|m| !m.probe).map(|m| median(&m.per_step) * 1e6);
+    for m in &modes {
+        let med = median(&m.per_step);
+        let (min, max) = m.per_step.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
+        let us = med * 1e6;
+        let line = Line {
+            framework: "gradscope",
+            bench: "mlp_step",
+            config,
+            threads: 1,
+            instrumented: m.probe,
+            mode: m.name,
+            steps_per_sec: round(1.0 / med, 2),
+            us_per_step: round(us, 1),
+            us_per_step_min: round(min * 1e6, 1),
+            us_per_step_max: round(max * 1e6, 1),
+            spread_pct: round((max - min) / med * 100.0, 1),
+            cpu_us_per_step: round(median(&m.cpu_per_step) * 1e6, 1),
+            steps_per_block: m.steps_per_block,
+            blocks: m.per_step.len(),
+            other_busy_cores_max: round(m.loads.iter().copied().fold(0.0, f64::max), 2),
+            contended_blocks: m.loads.iter().filter(|&&l| l >= BUSY_THRESHOLD).count(),
+            overhead_pct: plain_us.filter(|_| m.probe).map(|p| round((us / p - 1.0) * 100.0, 1)),
+            matmul_gflop_per_step: round(flops / 1e9, 4),
+            achieved_gflops: round(flops / us / 1e3, 2),
+            last_batch_loss: round(m.last_loss, 4),
+            tag: &args.tag,
+        };
+        emit(&line, args.out.as_deref());
+    }
+}
+
+/// `VmRSS` and `VmHWM` of this process, in KiB.
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn memory(args: &Args, config: Config, act: Activation) {
+    let run = config.run_config(act, args.seed, args.steps, args.probe_every);
+    let (rss0, _) = rss_kib();
+    let every = (args.steps / 10).max(1);
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    let record = train(&run, &CancelFlag::new(), &mut |p| {
+        if p.step % every == 0 {
+            samples.push((p.step, rss_kib().0));
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let (rss, hwm) = rss_kib();
+    let record = match record {
+        Ok(r) => r,
+        Err(e) => panic!("memory run failed: {e}"),
+    };
+    let mib = |k: u64| round(k as f64 / 1024.0, 1);
+    let line = serde_json::json!({
+        "framework": "gradscope",
+        "bench": "mlp_memory",
+        "config": config,
+        "steps": args.steps,
+        "probe_every": args.probe_every,
+        "probe_steps": record.steps.len(),
+        "rss_mib_before": mib(rss0),
+        "rss_mib_by_step": samples.iter().map(|&(s, k)| (s, mib(k))).collect::<Vec<_>>(),
+        "rss_mib_end": mib(rss),
+        "peak_rss_mib": mib(hwm),
+        "seconds": round(secs, 2),
+        "final_loss": record.final_loss,
+    });
+    println!("{line}");
+    if let Some(path) = &args.out {
+        let written = OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = written {
+            eprintln!("cannot append to {path}: {e}");
+        }
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut acts = Vec::new();
+    for name in &args.act {
+        match activation(name) {
+            Ok(a) => acts.push(a),
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(2);
+            }
+        }
+    }
+    for &(act, act_name) in &acts {
+        for &depth in &args.depth {
+            for &width in &args.width {
+                for &batch in &args.batch {
+                    let mut config = Config {
+                        depth,
+                        width,
+                        batch,
+                        act: act_name,
+                        in_dim: IN_DIM,
+                        classes: CLASSES,
+                        linear_layers: depth + 1,
+                        params: 0,
+                        optimizer: "sgd",
+                        lr: 0.01,
+                    };
+                    config.params = config.shapes().iter().map(|(i, o)| i * o + o).sum();
+                    if args.memory {
+                        memory(&args, config, act);
+                        return;
+                    }
+                    bench(&args, config, act);
+                }
+            }
+        }
+    }
+}

@@ -27,7 +27,7 @@
 //! operation. Results therefore agree with torch to a few ulps per step, not bit for bit.
 
 use super::config::{ClipConfig, OptimizerConfig};
-use super::scalar::Scalar;
+use super::scalar::{sum_sq, Scalar};
 
 /// One parameter tensor as the optimiser sees it: contiguous values and their gradient, same
 /// length.
@@ -432,11 +432,6 @@ fn adam_update<T: Scalar>(h: &AdamScalars<T>, value: &mut [T], grad: &[T], st: &
         let denom = second.sqrt() / h.bias_correction2_sqrt + h.eps;
         *p += h.neg_step_size * *m / denom;
     }
-}
-
-/// Sum of squares of one gradient, in `f64`.
-fn sum_sq<T: Scalar>(g: &[T]) -> f64 {
-    g.iter().map(|&x| x.f64() * x.f64()).sum()
 }
 
 /// Global L2 norm over all gradients (accumulate in f64 for accuracy), as

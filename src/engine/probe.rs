@@ -18,6 +18,7 @@
 
 use ndarray::Array2;
 
+use super::scalar::{sum_sq, sum_sq_max, LANES};
 use super::Scalar;
 
 /// Interior bin edges of the log10|g| histograms: -12, -11.5, ..., 2 (29 edges, 30 bins).
@@ -99,30 +100,79 @@ impl NonFinite {
     }
 }
 
+/// The array's elements in memory order: the engine's arrays are contiguous, and every statistic
+/// here is independent of element order. A non-contiguous view is copied.
+fn elements<T: Scalar>(a: &Array2<T>) -> std::borrow::Cow<'_, [T]> {
+    match a.as_slice_memory_order() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(a.iter().copied().collect()),
+    }
+}
+
+/// `sum (v - shift)` and `sum (v - shift)^2`.
+fn shifted_sums<T: Scalar>(values: &[T], shift: f64) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for ((a, b), v) in s1.iter_mut().zip(s2.iter_mut()).zip(c) {
+            let d = v.f64() - shift;
+            *a += d;
+            *b += d * d;
+        }
+    }
+    let (mut sum, mut sum_sq) = (s1.iter().sum::<f64>(), s2.iter().sum::<f64>());
+    for v in tail {
+        let d = v.f64() - shift;
+        sum += d;
+        sum_sq += d * d;
+    }
+    (sum, sum_sq)
+}
+
 /// L2 norm, RMS and max |v| of an array, accumulated in f64.
 pub fn norm_rms_max<T: Scalar>(a: &Array2<T>) -> (f64, f64, f64) {
-    let (mut sq, mut max) = (0.0f64, 0.0f64);
-    for v in a.iter() {
-        let v = v.f64();
-        sq += v * v;
-        // NaN must survive `max`, so that a non-finite gradient is not reported as finite.
-        max = if v.abs() > max || v.is_nan() { v.abs() } else { max };
-    }
+    let (sq, max) = sum_sq_max(&elements(a));
     let n = a.len().max(1) as f64;
     (sq.sqrt(), (sq / n).sqrt(), max)
 }
 
-/// Mean and (population) standard deviation, accumulated in f64.
+/// L2 norm of an array, accumulated in f64.
+pub fn norm<T: Scalar>(a: &Array2<T>) -> f64 {
+    sum_sq(&elements(a)).sqrt()
+}
+
+/// Mean and (population) standard deviation, accumulated in f64, in one pass.
+///
+/// The sums are taken about the first element (`var = E[(v-s)^2] - E[v-s]^2` for any shift
+/// `s`): with `s` near the mean, the subtraction does not cancel the variance away the way the
+/// textbook `E[v^2] - E[v]^2` does when `|mean| >> std`.
 pub fn mean_std<T: Scalar>(a: &Array2<T>) -> (f64, f64) {
-    let n = a.len().max(1) as f64;
-    let mean = a.iter().map(|v| v.f64()).sum::<f64>() / n;
-    let var = a.iter().map(|v| (v.f64() - mean).powi(2)).sum::<f64>() / n;
-    (mean, var.sqrt())
+    let values = elements(a);
+    let n = values.len().max(1) as f64;
+    let shift = values.first().map_or(0.0, |v| v.f64());
+    let shift = if shift.is_finite() { shift } else { 0.0 };
+    let (sum, sum_sq) = shifted_sums(&values, shift);
+    let d = sum / n;
+    let var = sum_sq / n - d * d;
+    // Clamp rounding below zero; written so that NaN (a non-finite input) stays NaN.
+    let var = if var < 0.0 { 0.0 } else { var };
+    (shift + d, var.sqrt())
 }
 
 /// L2 norm of `a - b` (same shapes), in f64.
 pub fn diff_norm<T: Scalar>(a: &Array2<T>, b: &Array2<T>) -> f64 {
-    a.iter().zip(b.iter()).map(|(x, y)| (x.f64() - y.f64()).powi(2)).sum::<f64>().sqrt()
+    let (a, b) = (elements(a), elements(b));
+    let mut sq = [0.0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| (x.f64() - y.f64()).powi(2)).sum();
+    for (x, y) in ca.zip(cb) {
+        for ((s, x), y) in sq.iter_mut().zip(x).zip(y) {
+            let d = x.f64() - y.f64();
+            *s += d * d;
+        }
+    }
+    (sq.iter().sum::<f64>() + tail).sqrt()
 }
 
 /// Histogram of log10|g| in the bins of [`HIST_EDGES`].
@@ -155,8 +205,34 @@ mod tests {
     }
 
     #[test]
+    fn reductions_match_the_naive_sums() {
+        let a = Array2::from_shape_fn((7, 5), |(i, j)| (i as f64 - 3.1) * 0.37 + j as f64 * 1.9 - 100.0);
+        let v: Vec<f64> = a.iter().copied().collect();
+        let n = v.len() as f64;
+        let sq: f64 = v.iter().map(|x| x * x).sum();
+        let max = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let (norm, rms, m) = norm_rms_max(&a);
+        assert!((norm - sq.sqrt()).abs() < 1e-12 * norm && (rms - (sq / n).sqrt()).abs() < 1e-12 * rms);
+        assert_eq!(m, max);
+        let mean = v.iter().sum::<f64>() / n;
+        let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let (mu, sd) = mean_std(&a);
+        assert!((mu - mean).abs() < 1e-12 * mean.abs() && (sd - std).abs() < 1e-10 * std, "{mu} {sd}");
+        let b = a.mapv(|x| x * 0.5);
+        let d: f64 = v.iter().map(|x| (x * 0.5).powi(2)).sum::<f64>().sqrt();
+        assert!((diff_norm(&a, &b) - d).abs() < 1e-12 * d);
+        // A transposed (non-contiguous in row order) view gives the same statistics.
+        assert_eq!(norm_rms_max(&a.t().to_owned()).2, max);
+    }
+
+    #[test]
     fn norm_keeps_nan_visible() {
         let (n, _, m) = norm_rms_max(&array![[1.0f32, f32::NAN]]);
         assert!(n.is_nan() && m.is_nan());
+        let long = Array2::from_shape_fn((3, 11), |(i, j)| if (i, j) == (1, 4) { f32::NAN } else { 1.0 });
+        let (n, _, m) = norm_rms_max(&long);
+        assert!(n.is_nan() && m.is_nan());
+        let (_, _, m) = norm_rms_max(&array![[1.0f32, f32::INFINITY, -2.0]]);
+        assert_eq!(m, f64::INFINITY);
     }
 }

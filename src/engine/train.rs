@@ -21,9 +21,10 @@ use super::data::{generate, Dataset, Targets};
 use super::layers::Ctx;
 use super::loss::{loss_and_grad, BatchTargets, LossValue};
 use super::network::{LayerInfo, Network};
-use super::optim::{clip, global_norm, Optimizer, ParamSlot};
-use super::probe::{diff_norm, log_histogram, mean_std, norm_rms_max, LayerSeries, NonFinite};
+use super::optim::{clip, Optimizer, ParamSlot};
+use super::probe::{diff_norm, log_histogram, mean_std, norm, LayerSeries, NonFinite};
 use super::rng::{rng, Rng, Stream};
+use super::scalar::sum_sq_max;
 use super::{EngineError, Result, Scalar};
 
 /// Set from another thread to stop a run at the next step.
@@ -193,6 +194,9 @@ pub struct Session<'c, T> {
     values: Array2<T>,
     /// Weights before the update, at probe steps (reused).
     before: Vec<Array2<T>>,
+    /// `(sum g^2, max |g|)` of every parameter's gradient in [`Network::params`] order, from the
+    /// last backward pass: the global norm and the probes' gradient statistics share this pass.
+    grad_sums: Vec<(f64, f64)>,
 }
 
 impl<'c, T: Scalar> Session<'c, T> {
@@ -231,6 +235,7 @@ impl<'c, T: Scalar> Session<'c, T> {
             labels: Vec::new(),
             values: Array2::zeros((0, 0)),
             before: Vec::new(),
+            grad_sums: Vec::new(),
             config,
         })
     }
@@ -340,8 +345,12 @@ impl<'c, T: Scalar> Session<'c, T> {
         let (out, grad) = self.net.output_and_grad();
         let value = loss_and_grad(kind, out, targets, grad);
         self.net.backward(false);
-        let grads: Vec<&[T]> = self.net.params().filter_map(|(_, p)| p.grad.as_slice()).collect();
-        let gnorm = global_norm(&grads);
+        self.grad_sums.clear();
+        self.grad_sums.extend(self.net.params().map(|(_, p)| match p.grad.as_slice_memory_order() {
+            Some(g) => sum_sq_max(g),
+            None => sum_sq_max(&p.grad.iter().copied().collect::<Vec<_>>()),
+        }));
+        let gnorm = self.grad_sums.iter().map(|s| s.0).sum::<f64>().sqrt();
         let finite = value.loss.is_finite() && gnorm.is_finite();
         if probe || !finite {
             self.record_probe(record, step, value, gnorm);
@@ -360,38 +369,45 @@ impl<'c, T: Scalar> Session<'c, T> {
         record.grad_norm_global.push(gnorm);
         record.grad_norm_clipped.push(gnorm);
         let histograms = self.config.probes.histograms;
+        let mut sums = self.grad_sums.as_slice();
         for (series, info) in record.layer_stats.iter_mut().zip(self.net.layers()) {
             let Some(layer) = self.net.layer(info) else { continue };
-            let weight = layer.params().first();
-            let stats = weight.map(|w| norm_rms_max(&w.grad));
+            let params = layer.params();
+            let (own, rest) = sums.split_at(params.len().min(sums.len()));
+            sums = rest;
+            let weight = params.first().zip(own.first());
+            let stats = weight.map(|(w, &(sq, max))| (sq.sqrt(), (sq / w.len().max(1) as f64).sqrt(), max));
             series.grad_norm.push(stats.map(|s| s.0));
             series.grad_rms.push(stats.map(|s| s.1));
             series.grad_max.push(stats.map(|s| s.2));
-            series.weight_norm.push(weight.map(|w| norm_rms_max(&w.value).0));
-            series
-                .bias_grad_norm
-                .push(layer.params().iter().find(|p| p.name == "bias").map(|b| norm_rms_max(&b.grad).0));
+            series.weight_norm.push(weight.map(|(w, _)| norm(&w.value)));
+            let bias = params.iter().zip(own).find(|(p, _)| p.name == "bias");
+            series.bias_grad_norm.push(bias.map(|(_, s)| s.0.sqrt()));
             series.update_ratio.push(None);
             let out = self.net.output_of(info);
             let (mean, std) = mean_std(out);
             series.activation_mean.push(mean);
             series.activation_std.push(std);
-            series.delta_norm.push(norm_rms_max(self.net.delta_of(info)).0);
+            series.delta_norm.push(norm(self.net.delta_of(info)));
             let units = layer.unit_stats();
             series.saturation.push(units.saturation);
             series.dead_fraction.push(units.dead_fraction);
             if histograms {
-                series.histograms.push(weight.map(|w| log_histogram(&w.grad)).unwrap_or_default());
+                series.histograms.push(weight.map(|(w, _)| log_histogram(&w.grad)).unwrap_or_default());
             }
-            let mut nf = NonFinite::of(out.iter());
-            for p in layer.params() {
+            // A NaN or infinity makes the sums non-finite, so only then are they counted.
+            let mut nf = NonFinite::default();
+            if !mean.is_finite() {
+                nf.add(NonFinite::of(out.iter()));
+            }
+            for (p, _) in params.iter().zip(own).filter(|(_, s)| !s.0.is_finite()) {
                 nf.add(NonFinite::of(p.grad.iter()));
             }
             series.non_finite.add(nf);
         }
         let (vl, va) = match &self.validation {
             Some(v) => {
-                let (l, a) = self.evaluate(v.clone());
+                let (l, a) = evaluate(&mut self.net, v, self.batch_size, self.config, self.seq_len);
                 (Some(l), a)
             }
             None => (None, None),
@@ -455,7 +471,8 @@ impl<'c, T: Scalar> Session<'c, T> {
         if probe {
             for ((series, info), before) in record.layer_stats.iter_mut().zip(self.net.layers()).zip(&self.before) {
                 if let Some(w) = self.net.layer(info).and_then(|l| l.params().first()) {
-                    let norm = norm_rms_max(before).0;
+                    // The weight norm before the step was recorded by this step's probe.
+                    let norm = series.weight_norm.last().copied().flatten().unwrap_or_else(|| norm(before));
                     if let Some(last) = series.update_ratio.last_mut() {
                         *last = Some(diff_norm(&w.value, before) / norm);
                     }
@@ -464,39 +481,12 @@ impl<'c, T: Scalar> Session<'c, T> {
         }
     }
 
-    /// Loss and accuracy of the network in evaluation mode on `data`.
-    fn evaluate(&mut self, data: Dataset) -> (f64, Option<f64>) {
-        let n = data.len().min(FINAL_EVAL_SAMPLES);
-        let idx: Vec<usize> = (0..n).collect();
-        let mut labels = Vec::new();
-        let mut values = Array2::<T>::zeros((0, 0));
-        data.gather_x(&idx, self.net.input_mut());
-        data.gather_y(&idx, &mut labels, &mut values);
-        let mut r = rng(self.config.seed, Stream::Dropout);
-        let mut ctx = Ctx {
-            training: false,
-            dropout: false,
-            probe: false,
-            rng: &mut r,
-            seq_len: self.seq_len,
-            bptt_truncate: None,
-        };
-        self.net.forward(&mut ctx);
-        let targets = match data.y {
-            Targets::Classes { .. } => BatchTargets::Classes(&labels),
-            Targets::Values(_) => BatchTargets::Values(&values),
-        };
-        let (out, grad) = self.net.output_and_grad();
-        let v = loss_and_grad(self.config.training.loss, out, targets, grad);
-        (v.loss, v.correct.map(|c| c as f64 / n.max(1) as f64))
-    }
-
     fn final_evaluation(&mut self, record: &mut RunRecord) {
-        let (l, a) = self.evaluate(self.train.clone());
+        let (l, a) = evaluate(&mut self.net, &self.train, self.batch_size, self.config, self.seq_len);
         record.final_loss = Some(l);
         record.final_accuracy = a;
-        if let Some(v) = self.validation.clone() {
-            let (l, a) = self.evaluate(v);
+        if let Some(v) = &self.validation {
+            let (l, a) = evaluate(&mut self.net, v, self.batch_size, self.config, self.seq_len);
             record.final_val_loss = Some(l);
             record.final_val_accuracy = a;
         }
@@ -525,6 +515,43 @@ impl<'c, T: Scalar> Session<'c, T> {
             })
             .collect()
     }
+}
+
+/// Loss and accuracy of `net` in evaluation mode on the first [`FINAL_EVAL_SAMPLES`] samples of
+/// `data`, taken in chunks of `chunk` rows: the training batch size, so that the network's
+/// buffers keep their size (and a large evaluation set does not multiply the memory held by
+/// every layer).
+fn evaluate<T: Scalar>(
+    net: &mut Network<T>,
+    data: &Dataset,
+    chunk: usize,
+    config: &RunConfig,
+    seq_len: usize,
+) -> (f64, Option<f64>) {
+    let n = data.len().min(FINAL_EVAL_SAMPLES);
+    let idx: Vec<usize> = (0..n).collect();
+    let mut labels = Vec::new();
+    let mut values = Array2::<T>::zeros((0, 0));
+    let mut r = rng(config.seed, Stream::Dropout);
+    // Each chunk's loss is a mean over its rows (cross-entropy) or its rows x outputs (mse, bce),
+    // so weighting by rows gives the mean over all of them.
+    let (mut loss, mut correct) = (0.0f64, None::<usize>);
+    for rows in idx.chunks(chunk.max(1)) {
+        data.gather_x(rows, net.input_mut());
+        data.gather_y(rows, &mut labels, &mut values);
+        let mut ctx = Ctx { training: false, dropout: false, probe: false, rng: &mut r, seq_len, bptt_truncate: None };
+        net.forward(&mut ctx);
+        let targets = match data.y {
+            Targets::Classes { .. } => BatchTargets::Classes(&labels),
+            Targets::Values(_) => BatchTargets::Values(&values),
+        };
+        let (out, grad) = net.output_and_grad();
+        let v = loss_and_grad(config.training.loss, out, targets, grad);
+        loss += v.loss * rows.len() as f64;
+        correct = v.correct.map(|c| c + correct.unwrap_or(0));
+    }
+    let n = n.max(1) as f64;
+    (loss / n, correct.map(|c| c as f64 / n))
 }
 
 /// The loss a network should start near for a balanced classification task: ln(classes) for
