@@ -9,6 +9,8 @@
 //! at indices `round(i (n - 1) / (max_points - 1))` for `i = 0..max_points` — evenly spaced,
 //! always including the first and the last probe.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -45,6 +47,10 @@ pub struct Report {
     pub grad_norm_clipped: Vec<Option<f64>>,
     /// Per-layer series, parallel to `layers`.
     pub layer_stats: Vec<LayerStats>,
+    /// Recurrent networks: ||dL/dh_t|| for t = 1..T at each kept probe step, for the first
+    /// recurrent layer (the one the gradient must travel furthest to reach).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timesteps: Option<Timesteps>,
     /// Diagnostics (what is wrong, where, how sure, what to change).
     pub diagnostics: Vec<Value>,
     /// Theory at initialisation.
@@ -91,6 +97,16 @@ pub struct Summary {
     pub clipped_steps: usize,
     /// `completed`, `cancelled` or `non_finite`.
     pub outcome: String,
+    /// Recurrent networks: the effective memory horizon at the last probe — the largest lag
+    /// `T - t` at which ||dL/dh_t|| is still above 1e-3 of its maximum over t.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_horizon: Option<usize>,
+    /// The same at step 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_horizon_init: Option<usize>,
+    /// Sequence length T of recurrent networks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence_length: Option<usize>,
     /// Where non-finite values first appeared, when they did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub non_finite: Option<NonFiniteAt>,
@@ -105,6 +121,17 @@ pub struct NonFiniteAt {
     pub layer: String,
     /// `activations`, `gradients` or `loss`.
     pub location: String,
+}
+
+/// The gradient through time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timesteps {
+    /// The recurrent layer measured.
+    pub layer: String,
+    /// Probe steps (a subset of the report's `steps`, the same downsampling).
+    pub steps: Vec<usize>,
+    /// One row per probe step: ||dL/dh_t|| for t = 1..T.
+    pub grad_norm: Vec<Vec<Option<f64>>>,
 }
 
 /// One row of the layer table.
@@ -154,6 +181,22 @@ pub struct LayerStats {
     pub dead_fraction: Option<Vec<Option<f64>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub histograms: Option<Histograms>,
+    /// Recurrent layers: L2 norm of the `weight_hh` gradient (`grad_norm` is `weight_ih`'s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recurrent_grad_norm: Option<Vec<Option<f64>>>,
+    /// Recurrent layers: largest singular value of each recurrent block of W_hh (`hh` for a
+    /// vanilla cell, the gate name otherwise), per probe step.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub spectral_norm: BTreeMap<String, Vec<Option<f64>>>,
+    /// Recurrent layers: spectral radius of each recurrent block, per probe step.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub spectral_radius: BTreeMap<String, Vec<Option<f64>>>,
+    /// Gated cells: mean activation of each gate, per probe step.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub gate_mean: BTreeMap<String, Vec<Option<f64>>>,
+    /// Gated cells: saturation of each gate, per probe step.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub gate_saturation: BTreeMap<String, Vec<Option<f64>>>,
     pub non_finite: NonFiniteCounts,
 }
 
@@ -239,8 +282,19 @@ pub fn build_report(spec: Value, seed: u64, max_points: usize, record: &RunRecor
         params: record.num_params,
         clipped_steps: record.clipped_steps,
         outcome: end_outcome.0.to_string(),
+        memory_horizon: None,
+        memory_horizon_init: None,
+        sequence_length: None,
         non_finite: end_outcome.1,
     };
+    let timesteps = timesteps(record, &keep);
+    let mut summary = summary;
+    if let Some(first_rnn) = record.layers.iter().position(|l| l.kind == "rnn") {
+        let series = &record.layer_stats[first_rnn].recurrent;
+        summary.memory_horizon = series.last().and_then(|r| memory_horizon(&r.timestep_grad_norm));
+        summary.memory_horizon_init = series.first().and_then(|r| memory_horizon(&r.timestep_grad_norm));
+        summary.sequence_length = series.first().map(|r| r.timestep_grad_norm.len());
+    }
     let tree = spec.pointer("/model/layers").cloned().unwrap_or(Value::Array(Vec::new()));
     Report {
         report_version: 1,
@@ -254,6 +308,7 @@ pub fn build_report(spec: Value, seed: u64, max_points: usize, record: &RunRecor
         grad_norm_global: pick(&record.grad_norm_global, &mut global),
         grad_norm_clipped: pick(&record.grad_norm_clipped, &mut global),
         layer_stats,
+        timesteps,
         diagnostics: Vec::new(),
         theory: None,
         gradients: record.gradients.as_ref().map(|g| params_layout(&tree, g)),
@@ -265,6 +320,33 @@ pub fn build_report(spec: Value, seed: u64, max_points: usize, record: &RunRecor
         },
         spec,
     }
+}
+
+/// The first recurrent layer's ||dL/dh_t|| curves at the kept probe steps.
+fn timesteps(record: &RunRecord, keep: &[usize]) -> Option<Timesteps> {
+    let i = record.layers.iter().position(|l| l.kind == "rnn")?;
+    let series = &record.layer_stats[i].recurrent;
+    let mut counts = NonFiniteCounts::default();
+    let kept: Vec<usize> = keep.iter().copied().filter(|&k| k < series.len()).collect();
+    Some(Timesteps {
+        layer: record.layers[i].name.clone(),
+        steps: kept.iter().filter_map(|&k| record.steps.get(k).copied()).collect(),
+        grad_norm: kept
+            .iter()
+            .map(|&k| series[k].timestep_grad_norm.iter().map(|&v| finite(v, &mut counts)).collect())
+            .collect(),
+    })
+}
+
+/// The largest lag `T - t` (t = 1..T) with `norms[t-1] > 1e-3 * max(norms)`; `None` when the
+/// curve is empty or carries no gradient.
+pub fn memory_horizon(norms: &[f64]) -> Option<usize> {
+    let max = norms.iter().copied().filter(|v| v.is_finite()).fold(0.0f64, f64::max);
+    if max <= 0.0 {
+        return None;
+    }
+    let first = norms.iter().position(|&v| v.is_finite() && v > 1e-3 * max)?;
+    Some(norms.len() - 1 - first)
 }
 
 /// Indices of the probes kept under `max_points` (see the module doc).
@@ -322,8 +404,24 @@ fn layer_stats(name: &str, s: &LayerSeries, keep: &[usize]) -> LayerStats {
         saturation: some(&s.saturation),
         dead_fraction: some(&s.dead_fraction),
         histograms: None,
+        recurrent_grad_norm: some(&s.recurrent_grad_norm),
+        spectral_norm: BTreeMap::new(),
+        spectral_radius: BTreeMap::new(),
+        gate_mean: BTreeMap::new(),
+        gate_saturation: BTreeMap::new(),
         non_finite: NonFiniteCounts::default(),
     };
+    for &i in keep {
+        let Some(rec) = s.recurrent.get(i) else { continue };
+        for sp in &rec.spectra {
+            out.spectral_norm.entry(sp.block.to_string()).or_default().push(finite(sp.sigma_max, &mut counts));
+            out.spectral_radius.entry(sp.block.to_string()).or_default().push(finite(sp.spectral_radius, &mut counts));
+        }
+        for g in &rec.gates {
+            out.gate_mean.entry(g.gate.to_string()).or_default().push(finite(g.mean, &mut counts));
+            out.gate_saturation.entry(g.gate.to_string()).or_default().push(finite(g.saturation, &mut counts));
+        }
+    }
     if !s.histograms.is_empty() && s.histograms.iter().any(|h| !h.is_empty()) {
         out.histograms = Some(Histograms {
             edges: HIST_EDGES.to_vec(),

@@ -392,6 +392,11 @@ impl<'c, T: Scalar> Session<'c, T> {
             let units = layer.unit_stats();
             series.saturation.push(units.saturation);
             series.dead_fraction.push(units.dead_fraction);
+            if let Some(rec) = layer.recurrent_stats() {
+                let hh = params.iter().zip(own).find(|(p, _)| p.name == "weight_hh");
+                series.recurrent_grad_norm.push(hh.map(|(_, s)| s.0.sqrt()));
+                series.recurrent.push(rec.clone());
+            }
             if histograms {
                 series.histograms.push(weight.map(|(w, _)| log_histogram(&w.grad)).unwrap_or_default());
             }
