@@ -47,7 +47,8 @@ fn timestep_norms(activation: Activation, recurrent_init: Init, steps: usize, un
     *net.input_mut() = Array2::from_shape_fn((steps * batch, 3), |_| r.random_range(-1.0..1.0));
     let y = Array2::from_shape_fn((batch, 1), |_| r.random_range(-1.0..1.0));
     let mut dr = rng(seed, Stream::Dropout);
-    let mut ctx = Ctx { training: true, dropout: false, probe: true, rng: &mut dr, seq_len: steps, bptt_truncate: None };
+    let mut ctx =
+        Ctx { training: true, dropout: false, probe: true, rng: &mut dr, seq_len: steps, bptt_truncate: None };
     net.forward(&mut ctx);
     let (out, grad) = net.output_and_grad();
     loss_and_grad(LossKind::Mse, out, BatchTargets::Values(&y), grad);
@@ -65,7 +66,12 @@ fn tanh_rnn_gradient_stays_under_the_pascanu_bound() {
         let t_len = norms.len();
         for (t, n) in norms.iter().enumerate() {
             let bound = lambda.powi((t_len - 1 - t) as i32);
-            assert!(n / last <= bound * (1.0 + 1e-12), "seed {seed}, t = {}: ratio {} > bound {bound}", t + 1, n / last);
+            assert!(
+                n / last <= bound * (1.0 + 1e-12),
+                "seed {seed}, t = {}: ratio {} > bound {bound}",
+                t + 1,
+                n / last
+            );
         }
         // And the bound is not vacuous: the gradient does vanish.
         assert!(norms[0] / last < 1e-6);

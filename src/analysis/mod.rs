@@ -5,6 +5,7 @@
 //! Depends on `engine` (the measurements) and on serde/serde_json (the wire shape); must not
 //! depend on the job or HTTP layers.
 
+pub mod diagnostics;
 pub mod pipeline;
 pub mod report;
 

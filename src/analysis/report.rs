@@ -52,7 +52,7 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timesteps: Option<Timesteps>,
     /// Diagnostics (what is wrong, where, how sure, what to change).
-    pub diagnostics: Vec<Value>,
+    pub diagnostics: Vec<super::diagnostics::Diagnostic>,
     /// Theory at initialisation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub theory: Option<Value>,
@@ -267,7 +267,8 @@ pub fn build_report(spec: Value, seed: u64, max_points: usize, record: &RunRecor
             ("non_finite", Some(NonFiniteAt { step: *step, layer: layer.clone(), location: location.to_string() }))
         }
     };
-    let verdict = if end_outcome.1.is_some() { "diverged" } else { "healthy" };
+    let diagnostics = super::diagnostics::diagnose(record, record.classes);
+    let verdict = super::diagnostics::verdict(&diagnostics);
     let mut scratch = NonFiniteCounts::default();
     let summary = Summary {
         verdict: verdict.to_string(),
@@ -309,7 +310,7 @@ pub fn build_report(spec: Value, seed: u64, max_points: usize, record: &RunRecor
         grad_norm_clipped: pick(&record.grad_norm_clipped, &mut global),
         layer_stats,
         timesteps,
-        diagnostics: Vec::new(),
+        diagnostics,
         theory: None,
         gradients: record.gradients.as_ref().map(|g| params_layout(&tree, g)),
         parameters: record.parameters.as_ref().map(|p| params_layout(&tree, p)),

@@ -136,6 +136,8 @@ pub struct RunRecord {
     pub gradients: Option<Vec<LayerParams>>,
     /// Precision the run computed in.
     pub precision: &'static str,
+    /// Number of classes of a classification task.
+    pub classes: Option<usize>,
 }
 
 /// Samples used for the end-of-run training-set evaluation.
@@ -266,6 +268,10 @@ impl<'c, T: Scalar> Session<'c, T> {
             parameters: None,
             gradients: None,
             precision: T::NAME,
+            classes: match self.train.y {
+                Targets::Classes { classes, .. } => Some(classes),
+                Targets::Values(_) => None,
+            },
         }
     }
 
