@@ -64,7 +64,10 @@ fn sigmoid_stack_vanishes_at_init() {
     let record = analyze(&config, Some(64), false).expect("valid config");
     let g = |i: usize| record.layer_stats[i].grad_norm[0].expect("dense layers have weights");
     let (first, last_hidden) = (g(0), g(19));
-    eprintln!("sigmoid 20x64 xavier: grad_norm first {first:e}, last hidden {last_hidden:e}, ratio {:e}", first / last_hidden);
+    eprintln!(
+        "sigmoid 20x64 xavier: grad_norm first {first:e}, last hidden {last_hidden:e}, ratio {:e}",
+        first / last_hidden
+    );
     assert!(first * 100.0 <= last_hidden, "first {first:e}, last hidden {last_hidden:e}");
 }
 
@@ -93,7 +96,10 @@ fn relu_stack_shrinks_by_sqrt2_per_layer_with_lecun_and_holds_with_he() {
     let lecun = relu_std_profile(Init::LecunNormal { gain: 1.0, mode: FanMode::FanIn });
     let fitted = slope(&lecun.iter().map(|s| s.ln()).collect::<Vec<_>>());
     let expected = -(2f64.sqrt()).ln();
-    eprintln!("relu 30x256 lecun: fitted ln-slope {fitted:.4} (per-layer factor {:.4}), expected {expected:.4}", fitted.exp());
+    eprintln!(
+        "relu 30x256 lecun: fitted ln-slope {fitted:.4} (per-layer factor {:.4}), expected {expected:.4}",
+        fitted.exp()
+    );
     assert!((fitted / expected - 1.0).abs() < 0.10, "fitted ln-slope {fitted}, expected {expected}");
 
     let he = relu_std_profile(Init::HeNormal { gain: 1.0, mode: FanMode::FanIn });

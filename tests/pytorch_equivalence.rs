@@ -48,6 +48,15 @@ fn compare(ours: &Value, theirs: &Value, at: &str, worst: &mut (f64, String)) {
     }
 }
 
+/// Asserts max |ours - theirs| <= 1e-5 x max |theirs|, key by key; prints the margin.
+fn assert_close(ours: &Value, theirs: &Value, what: &str) {
+    let mut worst = (0.0, String::new());
+    compare(ours, theirs, "", &mut worst);
+    let tol = 1e-5 * scale(theirs);
+    eprintln!("{what}: max |diff| {:e} (tolerance {tol:e})", worst.0);
+    assert!(worst.0 <= tol, "{what}: max diff {:e} at {} (tolerance {tol:e})", worst.0, worst.1);
+}
+
 fn scale(v: &Value) -> f64 {
     let mut all = Vec::new();
     numbers(v, &mut all);
@@ -66,11 +75,7 @@ fn analyze_gradients_match_pytorch() {
         let out = gradscope(&["analyze", "--gradients", spec.to_str().expect("utf-8 path")], None);
         assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
         let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
-        let mut worst = (0.0, String::new());
-        compare(&report["gradients"], &reference["gradients"], "", &mut worst);
-        let tol = 1e-5 * scale(&reference["gradients"]);
-        eprintln!("{}: max |diff| {:e} (tolerance {tol:e})", file.display(), worst.0);
-        assert!(worst.0 <= tol, "{}: max diff {:e} at {} (tolerance {tol:e})", file.display(), worst.0, worst.1);
+        assert_close(&report["gradients"], &reference["gradients"], &file.display().to_string());
         let loss = report["loss"][0].as_f64().expect("loss at step 0");
         let expected = reference["loss"].as_f64().expect("reference loss");
         assert!(
@@ -99,10 +104,30 @@ fn ten_optimizer_steps_match_torch_optim() {
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
         let trained = read_json(&params_out);
         let ours = &trained["model"]["layers"];
-        let mut worst = (0.0, String::new());
-        compare(ours, &reference["parameters"], "", &mut worst);
-        let tol = 1e-5 * scale(&reference["parameters"]);
-        eprintln!("{name}: max |diff| {:e} (tolerance {tol:e})", worst.0);
-        assert!(worst.0 <= tol, "{name}: max diff {:e} at {} (tolerance {tol:e})", worst.0, worst.1);
+        assert_close(ours, &reference["parameters"], &name);
+    }
+}
+
+/// Recurrent networks (vanilla tanh/relu, LSTM, GRU, stacked, return_sequences, truncated BPTT):
+/// PyTorch's gradients, and its ||dL/dh_t|| for every t of the first recurrent layer.
+#[test]
+fn rnn_gradients_and_timestep_norms_match_pytorch() {
+    let files = references("rnn_");
+    assert!(files.len() >= 9, "expected the recurrent references, found {}", files.len());
+    for file in files {
+        let reference = read_json(&file);
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("spec.json").to_string();
+        let spec = temp_json(&name, &reference["spec"]);
+        let out = gradscope(&["analyze", "--gradients", spec.to_str().expect("utf-8 path")], None);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+        assert_close(&report["gradients"], &reference["gradients"], &name);
+
+        let first_rnn = reference["spec"]["model"]["layers"]
+            .as_array()
+            .and_then(|l| l.iter().position(|x| x["type"] == "rnn"))
+            .expect("an rnn layer");
+        let expected = &reference["timesteps"][first_rnn.to_string()];
+        assert_close(&report["timesteps"]["grad_norm"][0], expected, &format!("{name} timesteps"));
     }
 }
