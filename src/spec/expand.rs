@@ -58,7 +58,7 @@ pub(crate) const BETA2: f64 = 0.999;
 pub(crate) const SAMPLES: u64 = 1024;
 /// Noise of xor, spirals, circles and moons.
 pub(crate) const NOISE: f64 = 0.1;
-/// Noise of sine.
+/// Noise of sine and sine_sequence.
 pub(crate) const SINE_NOISE: f64 = 0.0;
 /// Circles' inner/outer radius.
 pub(crate) const CIRCLES_FACTOR: f64 = 0.5;
@@ -78,7 +78,7 @@ pub(crate) const TEACHER_CLASSES: u64 = 2;
 pub(crate) const TEACHER_OUTPUTS: u64 = 1;
 /// Teacher hidden width.
 pub(crate) const TEACHER_HIDDEN: u64 = 32;
-/// Adding-problem and temporal-order sequence length.
+/// Sequence length of adding, temporal_order and sine_sequence.
 pub(crate) const SEQUENCE_LENGTH: u64 = 50;
 /// Copy-problem symbols to remember.
 pub(crate) const COPY_LENGTH: u64 = 10;
@@ -114,6 +114,8 @@ pub(crate) const RECURRENT_INIT: Init = Init::Orthogonal { gain: None };
 pub(crate) const RNN_CELL: Cell = Cell::Vanilla;
 /// A vanilla rnn's activation.
 pub(crate) const RNN_ACTIVATION: Activation = Activation::Tanh;
+/// An lstm's initial forget-gate bias (PyTorch's 0).
+pub(crate) const FORGET_BIAS: f64 = 0.0;
 /// `leaky_relu` slope (PyTorch).
 pub(crate) const LEAKY_RELU_SLOPE: f64 = 0.01;
 /// `elu` alpha (PyTorch).
@@ -375,13 +377,26 @@ fn filled_dense(d: &Dense) -> Dense {
     }
 }
 
+/// Defaults are written only where the cell uses them: `activation` for vanilla cells,
+/// `forget_bias` for lstm. A value the cell does not use is kept as written, so that validation
+/// of the expanded spec still refuses it.
 fn filled_rnn(r: &Rnn) -> Rnn {
+    let cell = r.cell.unwrap_or(RNN_CELL);
+    let activation = match cell {
+        Cell::Vanilla => Some(r.activation.unwrap_or(RNN_ACTIVATION)),
+        Cell::Lstm | Cell::Gru => r.activation,
+    };
+    let forget_bias = match cell {
+        Cell::Lstm => Some(r.forget_bias.unwrap_or(FORGET_BIAS)),
+        Cell::Vanilla | Cell::Gru => r.forget_bias,
+    };
     Rnn {
-        cell: Some(r.cell.unwrap_or(RNN_CELL)),
-        activation: Some(r.activation.unwrap_or(RNN_ACTIVATION).filled()),
+        cell: Some(cell),
+        activation: activation.map(Activation::filled),
         init: Some(r.init.unwrap_or(WEIGHT_INIT).filled()),
         recurrent_init: Some(r.recurrent_init.unwrap_or(RECURRENT_INIT).filled()),
         return_sequences: Some(r.return_sequences.unwrap_or(false)),
+        forget_bias,
         ..r.clone()
     }
 }
@@ -464,6 +479,11 @@ impl Data {
             S::Parity { samples, length } => {
                 S::Parity { samples: n(*samples), length: Some(length.unwrap_or(PARITY_LENGTH)) }
             }
+            S::SineSequence { samples, length, noise } => S::SineSequence {
+                samples: n(*samples),
+                length: Some(length.unwrap_or(SEQUENCE_LENGTH)),
+                noise: Some(noise.unwrap_or(SINE_NOISE)),
+            },
             other @ (S::Inline { .. } | S::InlineSequences { .. }) => other.clone(),
         };
         Data { source, validation_split: Some(self.validation_split.unwrap_or(VALIDATION_SPLIT)) }
@@ -477,9 +497,12 @@ impl Data {
         match &self.source {
             S::Xor { .. } | S::Spirals { .. } | S::Circles { .. } | S::Moons { .. } | S::Blobs { .. } => true,
             S::Copy { .. } | S::TemporalOrder { .. } | S::Parity { .. } => true,
-            S::Sine { .. } | S::Adding { .. } => false,
+            S::Sine { .. } | S::Adding { .. } | S::SineSequence { .. } => false,
             S::Teacher { classes, .. } => classes.unwrap_or(TEACHER_CLASSES) != 0,
-            S::Inline { y, .. } | S::InlineSequences { y, .. } => matches!(y, InlineTargets::Labels(_)),
+            S::Inline { y, .. } | S::InlineSequences { y: InlineSequenceTargets::PerSequence(y), .. } => {
+                matches!(y, InlineTargets::Labels(_))
+            }
+            S::InlineSequences { y, .. } => matches!(y, InlineSequenceTargets::ClassesPerStep(_)),
         }
     }
 }

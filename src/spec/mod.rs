@@ -31,7 +31,8 @@ pub use error::{SpecError, SpecErrors};
 pub use expand::MAX_EXPANDED_LAYERS;
 pub use parse::parse;
 pub use types::{
-    Activation, ActivationLayer, BatchNorm, Cell, Clip, Data, DataSource, Dense, Dropout, FanMode, Init, InlineTargets,
-    Layer, LayerNorm, Loss, Mlp, Model, Norm, Optimizer, Precision, Probes, Residual, Rnn, Spec, Training,
+    Activation, ActivationLayer, BatchNorm, Cell, Clip, Data, DataSource, Dense, Dropout, FanMode, Init,
+    InlineSequenceTargets, InlineTargets, Layer, LayerNorm, Loss, Mlp, Model, Norm, Optimizer, Precision, Probes,
+    Residual, Rnn, Spec, Training,
 };
 pub use validate::Limits;

@@ -514,6 +514,7 @@ fn parse_rnn(cx: &mut Collector, o: &mut Obj<'_>) -> Option<Rnn> {
     let init = o.opt(cx, "init", parse_init);
     let recurrent_init = o.opt(cx, "recurrent_init", parse_init);
     let return_sequences = o.opt(cx, "return_sequences", p_bool);
+    let forget_bias = o.opt(cx, "forget_bias", p_f64);
     let weight_ih = o.opt(cx, "weight_ih", p_matrix);
     let weight_hh = o.opt(cx, "weight_hh", p_matrix);
     let bias_ih = o.opt(cx, "bias_ih", p_vector);
@@ -525,6 +526,7 @@ fn parse_rnn(cx: &mut Collector, o: &mut Obj<'_>) -> Option<Rnn> {
         init: init?,
         recurrent_init: recurrent_init?,
         return_sequences: return_sequences?,
+        forget_bias: forget_bias?,
         weight_ih: weight_ih?,
         weight_hh: weight_hh?,
         bias_ih: bias_ih?,
@@ -626,6 +628,7 @@ pub(crate) const DATA_TYPES: &[&str] = &[
     "copy",
     "temporal_order",
     "parity",
+    "sine_sequence",
     "inline",
     "inline_sequences",
 ];
@@ -700,6 +703,11 @@ fn parse_data_source(cx: &mut Collector, o: &mut Obj<'_>, tag: &str) -> Option<D
             let length = o.opt(cx, "length", p_u64);
             DataSource::Parity { samples: samples?, length: length? }
         }
+        "sine_sequence" => {
+            let length = o.opt(cx, "length", p_u64);
+            let noise = o.opt(cx, "noise", p_f64);
+            DataSource::SineSequence { samples: samples?, length: length?, noise: noise? }
+        }
         "inline" => {
             let x = o.req(cx, "x", p_matrix);
             let y = o.req(cx, "y", p_targets);
@@ -707,7 +715,7 @@ fn parse_data_source(cx: &mut Collector, o: &mut Obj<'_>, tag: &str) -> Option<D
         }
         "inline_sequences" => {
             let x = o.req(cx, "x", p_tensor3);
-            let y = o.req(cx, "y", p_targets);
+            let y = o.req(cx, "y", p_sequence_targets);
             DataSource::InlineSequences { x: x?, y: y? }
         }
         _ => return None,
@@ -753,6 +761,50 @@ fn p_targets(cx: &mut Collector, v: &Value, ptr: &str) -> Option<InlineTargets> 
             type_error(cx, &index(ptr, 0), "a class label, a number or an array of numbers", other);
             None
         }
+    }
+}
+
+/// Inline sequence targets, by the rule of [`InlineSequenceTargets`]: a flat list is read as
+/// inline targets are (one per sequence); a list of lists is per-step class labels when every
+/// inner element is an integer, and per-sequence regression rows otherwise; a list of lists of
+/// lists is per-step regression rows. The first element decides the depth; the others must
+/// match it.
+fn p_sequence_targets(cx: &mut Collector, v: &Value, ptr: &str) -> Option<InlineSequenceTargets> {
+    let Value::Array(items) = v else {
+        type_error(
+            cx,
+            ptr,
+            "an array of targets (per sequence: class labels, numbers or arrays of numbers; per time \
+             step: arrays of class labels or arrays of arrays of numbers)",
+            v,
+        );
+        return None;
+    };
+    let is_int = |x: &Value| x.is_i64() || x.is_u64();
+    match items.first() {
+        Some(Value::Array(first)) if matches!(first.first(), Some(Value::Array(_))) => {
+            p_list(cx, v, ptr, "sequences of target rows", |cx, item, p| match item {
+                Value::Array(_) => p_matrix(cx, item, p),
+                other => {
+                    type_error(cx, p, "an array of target rows (one per time step) like the first target", other);
+                    None
+                }
+            })
+            .map(InlineSequenceTargets::ValuesPerStep)
+        }
+        Some(Value::Array(_)) if items.iter().all(|i| i.as_array().is_some_and(|row| row.iter().all(is_int))) => {
+            p_list(cx, v, ptr, "arrays of class labels", |cx, item, p| {
+                p_list(cx, item, p, "class labels", |cx, label, p| {
+                    let n = label.as_i64();
+                    if n.is_none() {
+                        cx.push(p, format!("class label {label} is too large"));
+                    }
+                    n
+                })
+            })
+            .map(InlineSequenceTargets::ClassesPerStep)
+        }
+        _ => p_targets(cx, v, ptr).map(InlineSequenceTargets::PerSequence),
     }
 }
 

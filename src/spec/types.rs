@@ -92,7 +92,7 @@ pub enum Layer {
     Residual(Residual),
     /// Shorthand for `depth` dense layers of `width` units.
     Mlp(Mlp),
-    /// Recurrent layer (parsed; not yet run by this build).
+    /// Recurrent layer unrolled over the time steps of sequence data.
     Rnn(Rnn),
 }
 
@@ -221,7 +221,10 @@ pub struct Mlp {
     pub residual: Option<bool>,
 }
 
-/// A recurrent layer. Parsed and expanded; validation reports it unsupported for now.
+/// A recurrent layer. Its input is a sequence (sequence data, or an earlier rnn layer with
+/// `return_sequences`); its output is the last hidden state, or every step's with
+/// `return_sequences`. Explicit parameters (PyTorch's layout, gate blocks stacked in the
+/// cell's order) override the inits and `forget_bias`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rnn {
     /// Default `vanilla`.
@@ -229,7 +232,8 @@ pub struct Rnn {
     pub cell: Option<Cell>,
     /// Hidden width.
     pub units: u64,
-    /// Default `tanh` (vanilla cell).
+    /// Vanilla cells only: `tanh` (default), `relu` or `sigmoid`. Gated cells have fixed
+    /// activations, so an explicit one on `lstm`/`gru` is refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activation: Option<Activation>,
     /// Input-to-hidden init, default `xavier_uniform`.
@@ -241,6 +245,10 @@ pub struct Rnn {
     /// Output every step (true) or only the last (default false).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub return_sequences: Option<bool>,
+    /// Addition, `lstm` only: initial bias of the forget gate (default 0.0 as PyTorch; 1.0 is
+    /// Jozefowicz et al.'s advice). Refused on other cells.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forget_bias: Option<f64>,
     /// (gates x units) x inputs, PyTorch layout.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_ih: Option<Vec<Vec<f64>>>,
@@ -549,6 +557,19 @@ pub enum DataSource {
         #[serde(skip_serializing_if = "Option::is_none")]
         length: Option<u64>,
     },
+    /// Addition: next-step prediction of a noisy sine with random frequency and phase (a target
+    /// at every time step).
+    SineSequence {
+        /// Default 1024.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        samples: Option<u64>,
+        /// Time steps, default 50.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        length: Option<u64>,
+        /// Gaussian noise std on the inputs, default 0.0.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        noise: Option<f64>,
+    },
     /// User samples x features.
     Inline {
         /// Samples (rows) x features.
@@ -556,12 +577,13 @@ pub enum DataSource {
         /// One target per sample.
         y: InlineTargets,
     },
-    /// User sequences: samples x time x features.
+    /// User sequences: samples x time x features, all the same length (ragged sequences are
+    /// refused; nothing is padded or masked).
     InlineSequences {
         /// Samples x time steps x features.
         x: Vec<Vec<Vec<f64>>>,
-        /// One target per sequence.
-        y: InlineTargets,
+        /// One target per sequence or one per time step; see [`InlineSequenceTargets`].
+        y: InlineSequenceTargets,
     },
 }
 
@@ -577,6 +599,31 @@ pub enum InlineTargets {
     Scalars(Vec<f64>),
     /// A row of regression targets per sample.
     Rows(Vec<Vec<f64>>),
+}
+
+/// Targets of inline sequences, told apart by nesting depth and by how numbers are written
+/// (JSON integers vs numbers with a fraction or exponent):
+///
+/// | `y` | read as |
+/// |---|---|
+/// | `[c0, c1, ...]`, integers | one class label per sequence |
+/// | `[v0, v1, ...]`, numbers | one regression value per sequence |
+/// | `[[..K..], ...]`, numbers, not all integers | a row of `K` regression values per sequence |
+/// | `[[c_0, ..., c_T-1], ...]`, all integers | a class label per time step (`T` per sequence) |
+/// | `[[[..K..] x T], ...]` | a row of `K` regression values per time step |
+///
+/// So a list of integer lists is always per-step labels; per-sequence regression rows that
+/// happen to be whole numbers are written with a decimal point (`[[1.0, 2.0]]`). Per-step
+/// targets need `return_sequences: true` on the last rnn layer, per-sequence ones `false`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum InlineSequenceTargets {
+    /// One target per sequence, written as the targets of `inline` data.
+    PerSequence(InlineTargets),
+    /// A class label per time step: samples x time (signed so validation can name a negative).
+    ClassesPerStep(Vec<Vec<i64>>),
+    /// A row of regression targets per time step: samples x time x outputs.
+    ValuesPerStep(Vec<Vec<Vec<f64>>>),
 }
 
 /// How to train.
@@ -602,7 +649,7 @@ pub struct Training {
     pub weight_decay: Option<f64>,
     /// `null` = no clipping (always written so a patch can `replace` it).
     pub clip: Option<Clip>,
-    /// Truncated BPTT window for recurrent layers; `null` = full sequence.
+    /// Truncated BPTT window for recurrent layers (>= 1 time steps); `null` = full sequence.
     pub bptt_truncate: Option<u64>,
     /// Addition: reshuffle every epoch (default true).
     #[serde(skip_serializing_if = "Option::is_none")]

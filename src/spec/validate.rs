@@ -1,21 +1,23 @@
 //! Semantic validation: a parsed spec -> [`RunConfig`], or every problem with its pointer.
 //!
 //! Owns [`Limits`] and [`Spec::validate`]: sizes that make no sense (0 units, 0 samples), the
-//! shape walk through the layers (input width vs data, residual widths, output width vs loss
-//! and targets), explicit parameters' shapes and values, hyper-parameter ranges, and the budget
-//! of a run (layers, units, parameters, steps, batch, samples, sequence length, compute). It
+//! shape walk through the layers (input width vs data, residual widths, sequences through
+//! recurrent layers, output width vs loss and targets, per-step vs per-sequence targets),
+//! explicit parameters' shapes and values, hyper-parameter ranges, and the budget of a run
+//! (layers, units, parameters, steps, batch, samples, sequence length, compute). It
 //! works on the expanded spec (defaults filled, `mlp` expanded), but points at the positions the
 //! user wrote: a layer an `mlp` produced is reported at the `mlp` (its `units` at `width`).
 //!
-//! Depends on the wire types, `expand` (defaults, origins), `convert` and `engine::config`; must
-//! not depend on HTTP or async crates. Nothing here panics on any parsed spec: sizes are
-//! compared in `u128` with saturating arithmetic, and a layer count over the limit is refused
-//! before `mlp`s are expanded.
+//! Depends on the wire types, `expand` (defaults, origins), `convert`, `engine::config` and the
+//! sequence tasks' input widths in `engine::data`; must not depend on HTTP or async crates.
+//! Nothing here panics on any parsed spec: sizes are compared in `u128` with saturating
+//! arithmetic, and a layer count over the limit is refused before `mlp`s are expanded.
 
 use super::error::{index, join, thousands, Collector, SpecErrors};
 use super::expand::*;
 use super::types::*;
 use crate::engine::config as e;
+use crate::engine::data::{COPY_INPUTS, COPY_SYMBOLS, TEMPORAL_ORDER_INPUTS};
 
 /// What one run may cost. A spec over any of these is refused (`422`) with the computed value
 /// and the limit. The defaults suit a 2-core box serving a few runs at a time.
@@ -36,7 +38,8 @@ pub struct Limits {
     pub max_samples: u64,
     /// Time steps of a sequence.
     pub max_seq_len: u64,
-    /// parameters x steps x samples per batch: a proxy for the run's floating-point work.
+    /// parameters x steps x samples per batch (x time steps for sequence data): a proxy for the
+    /// run's floating-point work.
     pub max_compute: u64,
 }
 
@@ -62,8 +65,19 @@ impl Spec {
     /// Conversion rules worth knowing: `epochs` becomes `epochs * ceil(train / batch_size)`
     /// steps, where `train = samples - floor(samples * validation_split)`; a missing `training`
     /// takes the defaults (1000 steps of 64, Adam at 0.001, cross-entropy for class data and
-    /// MSE for regression). Recurrent layers and sequence data parse but are refused here: this
-    /// build's engine does not run them yet.
+    /// MSE for regression).
+    ///
+    /// Sequences: sequence data (`adding`, `copy`, `temporal_order`, `parity`, `sine_sequence`,
+    /// `inline_sequences`) needs an `rnn` layer and an `rnn` layer needs sequence data.
+    /// `input_dim` is the features per time step. The first rnn reads the sequence; one with
+    /// `return_sequences: false` outputs only its last step, after which the layers see one row
+    /// per sample (so a later rnn is refused); with `true`, later layers (dense, norms, dropout,
+    /// activations, another rnn) apply at every step. Data with a target at every step (`copy`,
+    /// `sine_sequence`, per-step inline targets) needs the last rnn to return sequences, data
+    /// with one target per sequence needs it not to. Rnn layers inside residual blocks are not
+    /// supported yet. Every sequence length (`2 length + delay` for `copy`) is held to
+    /// [`Limits::max_seq_len`], and the compute budget counts each time step:
+    /// parameters x steps x batch x T.
     pub fn validate(&self, limits: &Limits) -> Result<e::RunConfig, SpecErrors> {
         let mut v = Validator { cx: Collector::new(), limits, params: 0 };
         let training = filled_training(self.training.as_ref(), &self.data);
@@ -76,7 +90,7 @@ impl Spec {
         let probes = v.probes(&probes);
 
         if let (Some(steps), Some(batch), Some(samples)) = (train.steps, train.batch, data.train_samples) {
-            v.compute(steps, batch.min(samples), train.steps_ptr);
+            v.compute(steps, batch.min(samples), data.seq_len.filter(|_| data.sequence), train.steps_ptr);
         }
 
         let config = (|| {
@@ -95,7 +109,7 @@ impl Spec {
                     shuffle: training.shuffle.unwrap_or(SHUFFLE),
                     precision: training.precision.unwrap_or(PRECISION).to_engine(),
                     validation_split,
-                    bptt_truncate: training.bptt_truncate.map(|k| k as usize),
+                    bptt_truncate: train.bptt_truncate?,
                 },
                 probes: probes?,
             })
@@ -115,6 +129,12 @@ struct DataInfo {
     train_samples: Option<usize>,
     /// Sequence data (needs a recurrent layer).
     sequence: bool,
+    /// Time steps per sequence, when sequence data and valid.
+    seq_len: Option<usize>,
+    /// Sequence data with a target at every time step (the last rnn must return sequences).
+    per_step: bool,
+    /// Where the data's targets are written, for messages (`/data/type`, `/data/y`).
+    targets_ptr: &'static str,
     /// The `type` name, for messages.
     kind: &'static str,
     /// The engine's data config when valid and supported.
@@ -134,6 +154,8 @@ enum Target {
 struct TrainInfo {
     steps: Option<usize>,
     batch: Option<usize>,
+    /// `Some(None)`: full BPTT; `None`: invalid.
+    bptt_truncate: Option<Option<usize>>,
     /// Where a step-count problem is best pointed at (`steps` or `epochs`).
     steps_ptr: &'static str,
 }
@@ -343,7 +365,7 @@ impl Validator<'_> {
         use DataSource as S;
         let split = d.validation_split.unwrap_or(VALIDATION_SPLIT);
         let split_ok = self.fraction("/data/validation_split", "validation_split", split, false);
-        let mut info = DataInfo { kind: data_kind(&d.source), ..DataInfo::default() };
+        let mut info = DataInfo { kind: data_kind(&d.source), targets_ptr: "/data/type", ..DataInfo::default() };
 
         let samples = |v: &mut Self, n: Option<u64>| -> Option<usize> {
             let n = v.at_least("/data/samples", "samples", n.unwrap_or(SAMPLES), 1)?;
@@ -448,30 +470,63 @@ impl Validator<'_> {
                     info.config = Some(e::DataConfig::Teacher { samples, dims, classes, outputs, hidden });
                 }
             }
-            S::Adding { samples: n, length }
-            | S::TemporalOrder { samples: n, length }
-            | S::Parity { samples: n, length } => {
+            S::Adding { samples: n, length } => {
                 n_samples = samples(self, *n);
-                let default = if matches!(d.source, S::Parity { .. }) { PARITY_LENGTH } else { SEQUENCE_LENGTH };
-                self.seq_len("/data/length", length.unwrap_or(default), "length");
-                info.sequence = true;
+                let t = self.seq_len("/data/length", length.unwrap_or(SEQUENCE_LENGTH), 2, "the adding problem");
+                self.sequence(&mut info, t, 2, Target::Values { width: 1, unit: false }, false);
+                if let (Some(samples), Some(length)) = (n_samples, t) {
+                    info.config = Some(e::DataConfig::Adding { samples, length });
+                }
+            }
+            S::TemporalOrder { samples: n, length } => {
+                n_samples = samples(self, *n);
+                let t =
+                    self.seq_len("/data/length", length.unwrap_or(SEQUENCE_LENGTH), 10, "the temporal-order problem");
+                self.sequence(&mut info, t, TEMPORAL_ORDER_INPUTS, Target::Classes(4), false);
+                if let (Some(samples), Some(length)) = (n_samples, t) {
+                    info.config = Some(e::DataConfig::TemporalOrder { samples, length });
+                }
+            }
+            S::Parity { samples: n, length } => {
+                n_samples = samples(self, *n);
+                let t = self.seq_len("/data/length", length.unwrap_or(PARITY_LENGTH), 1, "a sequence");
+                self.sequence(&mut info, t, 1, Target::Classes(2), false);
+                if let (Some(samples), Some(length)) = (n_samples, t) {
+                    info.config = Some(e::DataConfig::Parity { samples, length });
+                }
+            }
+            S::SineSequence { samples: n, length, noise: z } => {
+                n_samples = samples(self, *n);
+                let t = self.seq_len("/data/length", length.unwrap_or(SEQUENCE_LENGTH), 1, "a sequence");
+                let z = z.unwrap_or(SINE_NOISE);
+                let z_ok = self.non_negative("/data/noise", "noise", z);
+                self.sequence(&mut info, t, 1, Target::Values { width: 1, unit: false }, true);
+                if let (Some(samples), Some(length), true) = (n_samples, t, z_ok) {
+                    info.config = Some(e::DataConfig::SineSequence { samples, length, noise: z });
+                }
             }
             S::Copy { samples: n, length, delay } => {
                 n_samples = samples(self, *n);
-                let length = length.unwrap_or(COPY_LENGTH);
-                let delay = delay.unwrap_or(COPY_DELAY);
-                if self.at_least("/data/length", "length", length, 1).is_some() {
+                let length = self.at_least("/data/length", "length", length.unwrap_or(COPY_LENGTH), 1);
+                // The delimiter takes the last step of the gap, so there must be one.
+                let delay = self.at_least("/data/delay", "delay", delay.unwrap_or(COPY_DELAY), 1);
+                let mut t = None;
+                if let (Some(length), Some(delay)) = (length, delay) {
                     // Symbols, blanks, then the recall: the whole input is length + delay + length.
-                    let total = u128::from(length) * 2 + u128::from(delay);
-                    self.over_limit(
+                    let total = (length as u128) * 2 + delay as u128;
+                    let over = self.over_limit(
                         "/data/delay",
                         "a sequence",
                         total,
                         "time steps (length + delay + length)",
                         self.limits.max_seq_len,
                     );
+                    t = usize::try_from(total).ok().filter(|_| !over);
                 }
-                info.sequence = true;
+                self.sequence(&mut info, t, COPY_INPUTS, Target::Classes(COPY_SYMBOLS + 1), true);
+                if let (Some(samples), Some(length), Some(delay), Some(_)) = (n_samples, length, delay, t) {
+                    info.config = Some(e::DataConfig::Copy { samples, length, delay });
+                }
             }
             S::Inline { x, y } => {
                 n_samples = self.inline_x(x);
@@ -495,16 +550,11 @@ impl Validator<'_> {
             }
             S::InlineSequences { x, y } => {
                 n_samples = self.inline_x(x);
-                for (i, seq) in x.iter().enumerate() {
-                    let p = index("/data/x", i);
-                    if seq.is_empty() {
-                        self.cx.push(p, "a sequence needs at least one time step");
-                    } else {
-                        self.seq_len(&p, seq.len() as u64, "sequence");
-                    }
-                }
-                info.features = self.rows_width("/data/x", "x", x.iter().flatten().map(Vec::len));
-                self.all_finite(
+                info.sequence = true;
+                info.targets_ptr = "/data/y";
+                let steps = self.inline_steps(x);
+                info.features = self.step_width(x);
+                let finite = self.all_finite(
                     "/data/x",
                     "x",
                     x.iter().enumerate().flat_map(|(i, s)| {
@@ -513,8 +563,31 @@ impl Validator<'_> {
                         })
                     }),
                 );
-                self.inline_targets(y, x.len(), loss);
-                info.sequence = true;
+                let targets = match (y, steps) {
+                    (InlineSequenceTargets::PerSequence(y), _) => self
+                        .inline_targets(y, x.len(), loss)
+                        .map(|(t, target)| (e::InlineSequenceTargets::PerSequence(t), target)),
+                    (InlineSequenceTargets::ClassesPerStep(rows), Some(steps)) => {
+                        info.per_step = true;
+                        self.step_labels(rows, x.len(), steps)
+                    }
+                    (InlineSequenceTargets::ValuesPerStep(rows), Some(steps)) => {
+                        info.per_step = true;
+                        self.step_values(rows, x.len(), steps)
+                    }
+                    // Per-step targets cannot be checked against an unknown length.
+                    (_, None) => {
+                        info.per_step = true;
+                        None
+                    }
+                };
+                info.seq_len = steps;
+                if let Some((targets, target)) = targets {
+                    info.target = Some(target);
+                    if finite && info.features.is_some() && steps.is_some() && n_samples.is_some() {
+                        info.config = Some(e::DataConfig::InlineSequences { x: x.clone(), y: targets });
+                    }
+                }
             }
         }
 
@@ -526,10 +599,187 @@ impl Validator<'_> {
         info
     }
 
-    fn seq_len(&mut self, ptr: &str, n: u64, name: &str) {
-        if self.at_least(ptr, name, n, 1).is_some() {
-            self.over_limit(ptr, "a sequence", n.into(), "time steps", self.limits.max_seq_len);
+    /// A sequence length: at least `min` (`what` needs that many, e.g. "the adding problem")
+    /// and at most `max_seq_len`.
+    fn seq_len(&mut self, ptr: &str, n: u64, min: u64, what: &str) -> Option<usize> {
+        if n < min {
+            let steps = if min == 1 { "time step" } else { "time steps" };
+            self.cx.push(ptr, format!("{what} needs at least {min} {steps}, got `length` {n}"));
+            return None;
         }
+        if self.over_limit(ptr, "a sequence", n.into(), "time steps", self.limits.max_seq_len) {
+            return None;
+        }
+        usize::try_from(n).ok()
+    }
+
+    /// Records what a generated sequence task gives: `steps` steps (`None` if invalid) of
+    /// `features` inputs, `target` (per step or per sequence).
+    fn sequence(&mut self, info: &mut DataInfo, steps: Option<usize>, features: usize, target: Target, per_step: bool) {
+        info.sequence = true;
+        info.seq_len = steps;
+        info.features = Some(features);
+        info.target = Some(target);
+        info.per_step = per_step;
+    }
+
+    /// The common length `T` of inline sequences: the first one's, at least 1 and within
+    /// `max_seq_len`; every other sequence must match it (ragged ones are reported each at its
+    /// pointer, since nothing is padded or masked). `None` when any of that fails.
+    fn inline_steps(&mut self, x: &[Vec<Vec<f64>>]) -> Option<usize> {
+        let steps = x.first()?.len();
+        if steps == 0 {
+            self.cx.push("/data/x/0", "a sequence needs at least one time step");
+            return None;
+        }
+        let mut ok = !self.over_limit("/data/x/0", "a sequence", steps as u128, "time steps", self.limits.max_seq_len);
+        for (i, seq) in x.iter().enumerate().skip(1) {
+            if seq.len() != steps {
+                self.cx.push(
+                    index("/data/x", i),
+                    format!(
+                        "sequence {i} has {} time steps but sequence 0 has {steps}; all sequences must have \
+                         the same length (ragged sequences are not padded or masked)",
+                        seq.len()
+                    ),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(steps)
+    }
+
+    /// The common number of features of every time step of inline sequences, reporting empty
+    /// and ragged steps at `/data/x/i/t`.
+    fn step_width(&mut self, x: &[Vec<Vec<f64>>]) -> Option<usize> {
+        let width = x.first()?.first()?.len();
+        if width == 0 {
+            self.cx.push("/data/x/0/0", "time steps of `x` need at least one value");
+            return None;
+        }
+        let mut ok = true;
+        for (i, seq) in x.iter().enumerate() {
+            for (t, step) in seq.iter().enumerate() {
+                if step.len() != width {
+                    self.cx.push(
+                        format!("/data/x/{i}/{t}"),
+                        format!(
+                            "time step {t} of sequence {i} has {} features but the first step has {width}",
+                            step.len()
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if self.over_limit("/data/x", "each time step", width as u128, "features", self.limits.max_units) {
+            return None;
+        }
+        ok.then_some(width)
+    }
+
+    /// Checks that `y` has one entry per sequence.
+    fn target_count(&mut self, count: usize, samples: usize) -> bool {
+        if count != samples {
+            self.cx.push("/data/y", format!("`y` has {count} targets but `x` has {samples} sequences"));
+        }
+        count == samples
+    }
+
+    /// Checks that sequence `i` has one per-step target per time step.
+    fn step_count(&mut self, i: usize, got: usize, steps: usize, what: &str, hint: &str) -> bool {
+        if got != steps {
+            self.cx.push(
+                index("/data/y", i),
+                format!("sequence {i} has {got} {what} but {steps} time steps; per-step targets need one per time step{hint}"),
+            );
+        }
+        got == steps
+    }
+
+    /// Per-step class labels (`[[c_0, ..., c_T-1], ...]`).
+    fn step_labels(
+        &mut self,
+        rows: &[Vec<i64>],
+        samples: usize,
+        steps: usize,
+    ) -> Option<(e::InlineSequenceTargets, Target)> {
+        let mut ok = self.target_count(rows.len(), samples);
+        let hint = " (a list of integer lists is read as class labels per time step; write per-sequence \
+                    regression rows with decimal points, e.g. [[1.0, 2.0]])";
+        let mut out = Vec::with_capacity(rows.len());
+        let mut classes = 0usize;
+        for (i, row) in rows.iter().enumerate() {
+            ok &= self.step_count(i, row.len(), steps, "labels", hint);
+            let mut labels = Vec::with_capacity(row.len());
+            for (t, &l) in row.iter().enumerate() {
+                match usize::try_from(l) {
+                    Ok(l) => {
+                        classes = classes.max(l.saturating_add(1));
+                        labels.push(l);
+                    }
+                    Err(_) => {
+                        ok = false;
+                        self.cx.push(
+                            format!("/data/y/{i}/{t}"),
+                            format!("class label {l} is negative; labels are 0, 1, 2, ..."),
+                        );
+                    }
+                }
+            }
+            out.push(labels);
+        }
+        if self.over_limit("/data/y", "the data", classes as u128, "classes (largest label + 1)", self.limits.max_units)
+        {
+            return None;
+        }
+        ok.then_some((e::InlineSequenceTargets::ClassesPerStep(out), Target::Classes(classes)))
+    }
+
+    /// Per-step regression rows (`[[[..K..] x T], ...]`).
+    fn step_values(
+        &mut self,
+        rows: &[Vec<Vec<f64>>],
+        samples: usize,
+        steps: usize,
+    ) -> Option<(e::InlineSequenceTargets, Target)> {
+        let mut ok = self.target_count(rows.len(), samples);
+        for (i, seq) in rows.iter().enumerate() {
+            ok &= self.step_count(i, seq.len(), steps, "target rows", "");
+        }
+        let width = match rows.first().and_then(|s| s.first()).map(Vec::len) {
+            Some(0) | None => {
+                self.cx.push("/data/y/0", "per-step targets need at least one value per time step");
+                None
+            }
+            Some(w) => Some(w),
+        };
+        if let Some(w) = width {
+            for (i, seq) in rows.iter().enumerate() {
+                for (t, row) in seq.iter().enumerate() {
+                    if row.len() != w {
+                        self.cx.push(
+                            format!("/data/y/{i}/{t}"),
+                            format!("this time step has {} target values but the first has {w}", row.len()),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            ok &= !self.over_limit("/data/y", "each target", w as u128, "values", self.limits.max_units);
+        }
+        let finite = self.all_finite(
+            "/data/y",
+            "y",
+            rows.iter().enumerate().flat_map(|(i, s)| {
+                s.iter()
+                    .enumerate()
+                    .flat_map(move |(t, r)| r.iter().enumerate().map(move |(k, v)| (format!("/data/y/{i}/{t}/{k}"), v)))
+            }),
+        );
+        let unit = rows.iter().flatten().flatten().all(|v| (0.0..=1.0).contains(v));
+        let width = width.filter(|_| ok && finite)?;
+        Some((e::InlineSequenceTargets::ValuesPerStep(rows.to_vec()), Target::Values { width, unit }))
     }
 
     /// Count of inline samples: at least one, within the limit.
@@ -665,9 +915,10 @@ impl Validator<'_> {
         let input_dim = self.width("/model/input_dim", "input_dim", spec.model.input_dim, "the input");
         if let (Some(i), Some(f)) = (input_dim, data.features) {
             if i != f {
+                let each = if data.sequence { "time step" } else { "sample" };
                 self.cx.push(
                     "/model/input_dim",
-                    format!("`input_dim` is {i} but each sample of the `{}` data has {f} features", data.kind),
+                    format!("`input_dim` is {i} but each {each} of the `{}` data has {f} features", data.kind),
                 );
             }
         }
@@ -690,11 +941,19 @@ impl Validator<'_> {
         if data.sequence && !has_rnn {
             self.cx.push(
                 "/data/type",
-                format!("`{}` is sequence data, which needs a recurrent (`rnn`) layer; recurrent networks are not supported by this build yet", data.kind),
+                format!(
+                    "`{}` is sequence data (samples x time steps x features), which needs a recurrent (`rnn`) layer to read it",
+                    data.kind
+                ),
             );
         }
 
-        let (configs, out_width) = self.layers(&layers, &placed, input_dim);
+        let flow = if data.sequence { Flow::Steps } else { Flow::Samples };
+        let mut walk = Walk { flow, last_rnn: None, in_residual: false, kind: data.kind };
+        let (configs, out_width) = self.layers(&layers, &placed, input_dim, &mut walk);
+        if data.sequence {
+            self.per_step_output(data, &walk);
+        }
 
         if self.over_limit("/model", "the network", self.params, "parameters", self.limits.max_params) {
             return None;
@@ -726,16 +985,40 @@ impl Validator<'_> {
         }
     }
 
+    /// Does the network's output match the data's targets: one per time step (the last rnn
+    /// returns sequences) or one per sequence (it does not)? Reported at the last rnn's
+    /// `return_sequences`, naming where the targets are.
+    fn per_step_output(&mut self, data: &DataInfo, walk: &Walk) {
+        let Some(rnn) = &walk.last_rnn else { return };
+        let ptr = join(rnn, "return_sequences");
+        let (kind, at) = (data.kind, data.targets_ptr);
+        match (&walk.flow, data.per_step) {
+            (Flow::Collapsed(_), true) => self.cx.push(
+                ptr,
+                format!("`{kind}` has a target at every time step (see {at}); set return_sequences to true on the last rnn layer"),
+            ),
+            (Flow::Steps, false) => self.cx.push(
+                ptr,
+                format!(
+                    "`{kind}` has one target per sequence (see {at}), but the last rnn layer returns every time step; \
+                     set return_sequences to false on the last rnn layer (false is the default)"
+                ),
+            ),
+            _ => {}
+        }
+    }
+
     /// Walks expanded layers fed `width` features (`None`: unknown after an earlier problem).
     fn layers(
         &mut self,
         layers: &[Layer],
         placed: &[Placed],
         mut width: Option<usize>,
+        walk: &mut Walk,
     ) -> (Option<Vec<e::LayerConfig>>, Option<usize>) {
         let mut out = Some(Vec::with_capacity(layers.len()));
         for (layer, at) in layers.iter().zip(placed) {
-            let (config, w) = self.layer(layer, at, width);
+            let (config, w) = self.layer(layer, at, width, walk);
             width = w;
             match (config, out.as_mut()) {
                 (Some(c), Some(o)) => o.push(c),
@@ -745,7 +1028,13 @@ impl Validator<'_> {
         (out, width)
     }
 
-    fn layer(&mut self, layer: &Layer, at: &Placed, width: Option<usize>) -> (Option<e::LayerConfig>, Option<usize>) {
+    fn layer(
+        &mut self,
+        layer: &Layer,
+        at: &Placed,
+        width: Option<usize>,
+        walk: &mut Walk,
+    ) -> (Option<e::LayerConfig>, Option<usize>) {
         let o = &at.origin;
         match layer {
             Layer::Dense(d) => {
@@ -810,7 +1099,12 @@ impl Validator<'_> {
                     self.cx.push(o.at("layers"), "a residual block needs at least one layer");
                     return (None, width);
                 }
-                let (inner, out) = self.layers(&r.layers, &at.inner, width);
+                // input + f(input): the rows must stay what they are, which rules out an rnn
+                // inside (reported there); the flow after the block is the flow before it.
+                let outer = (walk.flow.clone(), walk.in_residual);
+                walk.in_residual = true;
+                let (inner, out) = self.layers(&r.layers, &at.inner, width, walk);
+                (walk.flow, walk.in_residual) = outer;
                 if let (Some(i), Some(w)) = (width, out) {
                     if i != w {
                         self.cx.push(o.ptr(), format!("residual block output has {w} units but its input has {i}"));
@@ -819,24 +1113,178 @@ impl Validator<'_> {
                 }
                 (inner.map(e::LayerConfig::Residual), width)
             }
-            Layer::Rnn(r) => {
-                // Extension point: when the engine gains recurrent layers, check the explicit
-                // weights (gates x units) and convert here, and let sequence data through.
-                self.cx.push(
-                    o.ptr(),
-                    format!(
-                        "recurrent layers (`rnn`, cell `{}`) are not supported by this build yet",
-                        r.cell.unwrap_or(RNN_CELL).name()
-                    ),
-                );
-                (None, self.width(&o.at("units"), "units", r.units, "the layer"))
-            }
+            Layer::Rnn(r) => self.rnn(r, o, width, walk),
             Layer::Mlp(_) => {
                 // `expanded_layers` leaves none; say so rather than panic if that ever changes.
                 self.cx.push(o.ptr(), "internal: an `mlp` was not expanded");
                 (None, None)
             }
         }
+    }
+
+    /// A recurrent layer fed `input` features per time step: its settings, where it sits in the
+    /// flow of sequences, and its explicit parameters (PyTorch's layout: `weight_ih` is
+    /// (gates x units) x inputs, `weight_hh` (gates x units) x units, `bias_ih` and `bias_hh`
+    /// gates x units, gate blocks in the cell's order).
+    fn rnn(
+        &mut self,
+        r: &Rnn,
+        o: &Origin,
+        input: Option<usize>,
+        walk: &mut Walk,
+    ) -> (Option<e::LayerConfig>, Option<usize>) {
+        let cell = r.cell.unwrap_or(RNN_CELL);
+        let units = self.width(&o.at("units"), "units", r.units, "the layer");
+        let return_sequences = r.return_sequences.unwrap_or(false);
+
+        // Where it sits: it needs a sequence, and not inside a residual block.
+        let mut placed_ok = true;
+        match &walk.flow {
+            Flow::Steps => {}
+            Flow::Samples => {
+                placed_ok = false;
+                self.cx.push(
+                    o.ptr(),
+                    format!(
+                        "an `rnn` layer needs sequence data (samples x time steps x features), but the `{}` data \
+                         (see /data/type) has one row of features per sample; use adding, copy, temporal_order, \
+                         parity, sine_sequence or inline_sequences data, or remove the rnn layer",
+                        walk.kind
+                    ),
+                );
+            }
+            Flow::Collapsed(previous) => {
+                placed_ok = false;
+                self.cx.push(
+                    o.ptr(),
+                    format!(
+                        "an rnn layer needs a sequence; the previous rnn layer ({previous}) has return_sequences \
+                         false, so only its last time step reaches this layer; set return_sequences to true there"
+                    ),
+                );
+            }
+        }
+        if walk.in_residual {
+            placed_ok = false;
+            self.cx.push(
+                o.ptr(),
+                "`rnn` layers inside residual blocks are not supported yet; put the recurrent layers \
+                 before or after the residual block",
+            );
+        }
+        if !walk.in_residual {
+            walk.flow = if return_sequences { Flow::Steps } else { Flow::Collapsed(o.ptr().to_owned()) };
+            walk.last_rnn = Some(o.ptr().to_owned());
+        }
+
+        let ecell = match cell {
+            Cell::Vanilla => e::CellKind::Vanilla,
+            Cell::Lstm => e::CellKind::Lstm,
+            Cell::Gru => e::CellKind::Gru,
+        };
+        let (gate_order, fixed_activations) = match cell {
+            Cell::Vanilla => ("", ""),
+            Cell::Lstm => ("4 gates (i, f, g, o) x ", "sigmoid gates, tanh cell input and output"),
+            Cell::Gru => ("3 gates (r, z, n) x ", "sigmoid gates, tanh candidate"),
+        };
+
+        let activation = match (cell, r.activation) {
+            (Cell::Vanilla, a) => {
+                let a = a.unwrap_or(RNN_ACTIVATION).to_engine();
+                match a {
+                    e::Activation::Tanh | e::Activation::Relu | e::Activation::Sigmoid => Some(a),
+                    other => {
+                        self.cx.push(
+                            o.at("activation"),
+                            format!(
+                                "a vanilla rnn cell's activation must be tanh, relu or sigmoid, got `{}`",
+                                activation_name(other)
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+            (_, Some(_)) => {
+                self.cx.push(
+                    o.at("activation"),
+                    format!(
+                        "`activation` applies to vanilla rnn cells only; an {} cell has fixed activations \
+                         ({fixed_activations}); remove it",
+                        cell.name()
+                    ),
+                );
+                None
+            }
+            // Unused by gated cells.
+            (_, None) => Some(e::Activation::Tanh),
+        };
+        let init = r.init.unwrap_or(WEIGHT_INIT);
+        self.init(&o.at("init"), init);
+        let recurrent_init = r.recurrent_init.unwrap_or(RECURRENT_INIT);
+        self.init(&o.at("recurrent_init"), recurrent_init);
+        let forget_bias = match (cell, r.forget_bias) {
+            (Cell::Lstm, b) => {
+                let b = b.unwrap_or(FORGET_BIAS);
+                self.finite(&o.at("forget_bias"), "forget_bias", b).then_some(b)
+            }
+            (_, Some(_)) => {
+                self.cx.push(
+                    o.at("forget_bias"),
+                    format!(
+                        "`forget_bias` applies to lstm cells only (it is the initial bias of the forget gate); \
+                         this layer's cell is `{}`",
+                        cell.name()
+                    ),
+                );
+                None
+            }
+            (_, None) => Some(FORGET_BIAS),
+        };
+
+        let (Some(units), Some(inputs)) = (units, input) else {
+            return (None, units);
+        };
+        let gates = ecell.gates();
+        let rows = gates.saturating_mul(units);
+        let per_gate = (gates as u128) * (units as u128);
+        self.add_params(per_gate * (inputs as u128 + units as u128 + 2));
+
+        let mut params = Some(e::ExplicitParams::new());
+        let mut put = |name: &str, value: Option<Vec<f64>>| match (value, params.as_mut()) {
+            (Some(v), Some(p)) => {
+                p.insert(name.to_owned(), v);
+            }
+            _ => params = None,
+        };
+        if let Some(w) = &r.weight_ih {
+            let layout = format!("{gate_order}units x inputs");
+            put("weight_ih", self.matrix(&o.at("weight_ih"), "weight_ih", w, rows, inputs, &layout));
+        }
+        if let Some(w) = &r.weight_hh {
+            let layout = format!("{gate_order}units x units");
+            put("weight_hh", self.matrix(&o.at("weight_hh"), "weight_hh", w, rows, units, &layout));
+        }
+        for (name, given) in [("bias_ih", &r.bias_ih), ("bias_hh", &r.bias_hh)] {
+            if let Some(b) = given {
+                let per = format!("{gate_order}units");
+                put(name, self.vector(&o.at(name), name, b, rows, &per));
+            }
+        }
+
+        let config = (|| {
+            Some(e::RnnConfig {
+                cell: ecell,
+                units,
+                activation: activation?,
+                init: init.to_engine(),
+                recurrent_init: recurrent_init.to_engine(),
+                return_sequences,
+                forget_bias: forget_bias?,
+                params: params?,
+            })
+        })();
+        (config.filter(|_| placed_ok).map(e::LayerConfig::Rnn), Some(units))
     }
 
     fn dense(&mut self, d: &Dense, o: &Origin, input: Option<usize>) -> (Option<e::DenseConfig>, Option<usize>) {
@@ -1070,10 +1518,11 @@ impl Validator<'_> {
             let (Clip::GlobalNorm { max } | Clip::Value { max }) = clip;
             self.positive("/training/clip/max", "max", max);
         }
-        if let Some(b) = t.bptt_truncate {
-            self.at_least("/training/bptt_truncate", "bptt_truncate", b, 1);
-        }
-        TrainInfo { steps, batch, steps_ptr }
+        let bptt_truncate = match t.bptt_truncate {
+            None => Some(None),
+            Some(b) => self.at_least("/training/bptt_truncate", "bptt_truncate", b, 1).map(Some),
+        };
+        TrainInfo { steps, batch, bptt_truncate, steps_ptr }
     }
 
     fn optimizer(&mut self, opt: Optimizer) {
@@ -1125,16 +1574,75 @@ impl Validator<'_> {
         })
     }
 
-    /// parameters x steps x samples per batch, against `max_compute`.
-    fn compute(&mut self, steps: usize, batch: usize, ptr: &str) {
+    /// parameters x steps x samples per batch, against `max_compute`; for sequences also
+    /// x time steps, since a recurrent layer applies its parameters once per step (and the
+    /// layers after a `return_sequences` rnn once per step too), forward and backward.
+    fn compute(&mut self, steps: usize, batch: usize, seq_len: Option<usize>, ptr: &str) {
         let work = self.params.saturating_mul(steps as u128).saturating_mul(batch as u128);
-        let subject = format!(
-            "training ({} parameters x {} steps x {} samples per batch)",
-            thousands(self.params),
-            thousands(steps as u128),
-            thousands(batch as u128)
-        );
-        self.over_limit(ptr, &subject, work, "parameter-sample updates", self.limits.max_compute);
+        let (work, subject, unit) = match seq_len {
+            None => (
+                work,
+                format!(
+                    "training ({} parameters x {} steps x {} samples per batch)",
+                    thousands(self.params),
+                    thousands(steps as u128),
+                    thousands(batch as u128)
+                ),
+                "parameter-sample updates",
+            ),
+            Some(t) => (
+                work.saturating_mul(t as u128),
+                format!(
+                    "training ({} parameters x {} steps x {} sequences per batch x {} time steps)",
+                    thousands(self.params),
+                    thousands(steps as u128),
+                    thousands(batch as u128),
+                    thousands(t as u128)
+                ),
+                "parameter-time-step updates",
+            ),
+        };
+        self.over_limit(ptr, &subject, work, unit, self.limits.max_compute);
+    }
+}
+
+/// How the rows flowing between layers relate to samples.
+#[derive(Debug, Clone, PartialEq)]
+enum Flow {
+    /// One row per sample: plain data.
+    Samples,
+    /// One row per time step of each sample: sequence data, or the output of an rnn with
+    /// `return_sequences` (later dense, norm, dropout and activation layers apply per step).
+    Steps,
+    /// One row per sample after the rnn at this pointer returned only its last step.
+    Collapsed(String),
+}
+
+/// What the shape walk tracks besides the width.
+struct Walk {
+    flow: Flow,
+    /// Pointer of the last rnn layer seen.
+    last_rnn: Option<String>,
+    /// Inside a residual block.
+    in_residual: bool,
+    /// The data's `type`, for messages.
+    kind: &'static str,
+}
+
+/// The wire name of an activation, for messages.
+fn activation_name(a: e::Activation) -> &'static str {
+    match a {
+        e::Activation::Linear => "linear",
+        e::Activation::Sigmoid => "sigmoid",
+        e::Activation::Tanh => "tanh",
+        e::Activation::Relu => "relu",
+        e::Activation::LeakyRelu { .. } => "leaky_relu",
+        e::Activation::Elu { .. } => "elu",
+        e::Activation::Prelu { .. } => "prelu",
+        e::Activation::Selu => "selu",
+        e::Activation::Gelu => "gelu",
+        e::Activation::Softplus => "softplus",
+        e::Activation::Silu => "silu",
     }
 }
 
@@ -1161,6 +1669,7 @@ fn data_kind(s: &DataSource) -> &'static str {
         S::Copy { .. } => "copy",
         S::TemporalOrder { .. } => "temporal_order",
         S::Parity { .. } => "parity",
+        S::SineSequence { .. } => "sine_sequence",
         S::Inline { .. } => "inline",
         S::InlineSequences { .. } => "inline_sequences",
     }

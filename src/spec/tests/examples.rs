@@ -1,7 +1,9 @@
-//! The contract's example specs: all parse; the feed-forward ones validate.
+//! The contract's example specs: all parse and validate, the recurrent ones included.
 
 use super::*;
-use crate::engine::config::{DataConfig, LayerConfig, LossKind, OptimizerConfig};
+use crate::engine::config::{
+    Activation as EActivation, CellKind, ClipConfig, DataConfig, Init as EInit, LayerConfig, LossKind, OptimizerConfig,
+};
 
 #[test]
 fn every_contract_example_parses() {
@@ -21,33 +23,48 @@ fn every_contract_example_deserializes_through_serde_as_it_parses() {
 }
 
 #[test]
-fn feed_forward_examples_validate_into_run_configs() {
-    let mut validated = 0;
-    for (name, v) in contract_examples().into_iter().filter(|(_, v)| !is_recurrent(v)) {
-        let spec = parse_ok(&v);
-        if let Err(e) = spec.validate(&Limits::default()) {
+fn every_contract_example_validates_into_a_run_config() {
+    let examples = contract_examples();
+    for (name, v) in &examples {
+        if let Err(e) = parse_ok(v).validate(&Limits::default()) {
             panic!("{name}: {e}");
         }
-        validated += 1;
     }
-    assert!(validated >= 5, "expected the five feed-forward examples, validated {validated}");
+    assert!(examples.len() >= 7, "expected the seven contract examples, found {}", examples.len());
 }
 
 #[test]
-fn recurrent_examples_parse_but_validation_says_rnn_is_unsupported_at_the_layer() {
-    let recurrent: Vec<_> = contract_examples().into_iter().filter(|(_, v)| is_recurrent(v)).collect();
-    assert!(!recurrent.is_empty());
-    for (name, v) in recurrent {
-        let errors = parse_ok(&v).validate(&Limits::default()).expect_err(&name);
-        assert_problem(&errors, "/model/layers/0", "not supported by this build yet");
-        // The data is not flagged too: the layer that would consume it is the one problem.
-        assert!(!errors.pointers().contains(&"/data/type"), "{name}: {errors}");
-    }
+fn rnn_adding_example_becomes_a_vanilla_tanh_rnn_on_the_adding_problem() {
+    let (_, v) = contract_examples().into_iter().find(|(n, _)| n == "rnn-adding.json").unwrap();
+    let c = valid(&v);
+    assert_eq!(c.network.input_dim, 2);
+    let LayerConfig::Rnn(r) = &c.network.layers[0] else { panic!("not rnn: {:?}", c.network.layers[0]) };
+    assert_eq!((r.cell, r.units, r.activation), (CellKind::Vanilla, 64, EActivation::Tanh));
+    assert_eq!((r.init, r.recurrent_init), (EInit::XavierUniform { gain: 1.0 }, EInit::Orthogonal { gain: 1.0 }));
+    assert!(!r.return_sequences);
+    assert!(r.params.is_empty());
+    assert!(matches!(c.network.layers[1], LayerConfig::Dense(ref d) if d.units == 1));
+    assert_eq!(c.data, DataConfig::Adding { samples: 4096, length: 50 });
+    assert_eq!(c.training.loss, LossKind::Mse);
+    assert_eq!(c.training.clip, Some(ClipConfig::GlobalNorm { max: 1.0 }));
+    assert_eq!(c.training.bptt_truncate, None);
+}
+
+#[test]
+fn lstm_adding_example_becomes_an_lstm_with_pytorch_defaults() {
+    let (_, v) = contract_examples().into_iter().find(|(n, _)| n == "lstm-adding.json").unwrap();
+    let c = valid(&v);
+    let LayerConfig::Rnn(r) = &c.network.layers[0] else { panic!("not rnn: {:?}", c.network.layers[0]) };
+    assert_eq!((r.cell, r.units, r.forget_bias), (CellKind::Lstm, 64, 0.0));
+    assert_eq!((r.init, r.recurrent_init), (EInit::XavierUniform { gain: 1.0 }, EInit::Orthogonal { gain: 1.0 }));
+    assert!(!r.return_sequences);
+    assert_eq!(c.data, DataConfig::Adding { samples: 4096, length: 50 });
+    assert_eq!(c.training.loss, LossKind::Mse);
 }
 
 #[test]
 fn examples_expanded_and_reparsed_validate_to_the_same_run_config() {
-    for (name, v) in contract_examples().into_iter().filter(|(_, v)| !is_recurrent(v)) {
+    for (name, v) in contract_examples() {
         let spec = parse_ok(&v);
         let config = spec.validate(&Limits::default()).unwrap();
         let again = reparsed_expanded(&spec).validate(&Limits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -56,8 +73,8 @@ fn examples_expanded_and_reparsed_validate_to_the_same_run_config() {
 }
 
 #[test]
-fn recurrent_examples_expand_and_reparse_to_the_same_spec() {
-    for (name, v) in contract_examples().into_iter().filter(|(_, v)| is_recurrent(v)) {
+fn examples_expand_and_reparse_to_the_same_spec() {
+    for (name, v) in contract_examples() {
         let spec = parse_ok(&v);
         assert_eq!(reparsed_expanded(&spec), spec.expanded(), "{name}");
     }

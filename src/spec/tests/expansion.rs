@@ -292,6 +292,7 @@ fn every_wire_variant_serialises_to_names_the_parser_reads() {
         "copy",
         "temporal_order",
         "parity",
+        "sine_sequence",
     ];
     for s in sources {
         let data: Data = serde_json::from_value(json!(s)).unwrap();
@@ -304,6 +305,10 @@ fn every_wire_variant_serialises_to_names_the_parser_reads() {
         json!({"type": "inline", "x": [[1.0]], "y": [0.5]}),
         json!({"type": "inline", "x": [[1.0]], "y": [[0.5, 1.0]]}),
         json!({"type": "inline_sequences", "x": [[[1.0], [2.0]]], "y": [1]}),
+        json!({"type": "inline_sequences", "x": [[[1.0], [2.0]]], "y": [0.5]}),
+        json!({"type": "inline_sequences", "x": [[[1.0], [2.0]]], "y": [[0.5, 1.0]]}),
+        json!({"type": "inline_sequences", "x": [[[1.0], [2.0]]], "y": [[0, 1]]}),
+        json!({"type": "inline_sequences", "x": [[[1.0], [2.0]]], "y": [[[0.5], [1.0]]]}),
     ] {
         let parsed: Data = serde_json::from_value(data.clone()).unwrap();
         assert_eq!(serde_json::to_value(&parsed).unwrap(), data);

@@ -9,6 +9,7 @@ mod examples;
 mod expansion;
 mod parsing;
 mod properties;
+mod sequences;
 mod validation;
 
 use serde_json::{json, Value};
@@ -32,11 +33,6 @@ fn contract_examples() -> Vec<(String, Value)> {
     out.sort_by(|a, b| a.0.cmp(&b.0));
     assert!(!out.is_empty(), "no examples found in {}", dir.display());
     out
-}
-
-/// Whether an example uses recurrent layers (which this build parses but does not run).
-fn is_recurrent(v: &Value) -> bool {
-    v.to_string().contains("\"rnn\"")
 }
 
 /// A small valid spec to break in tests: 2 -> 8 (relu) -> 2 on xor.

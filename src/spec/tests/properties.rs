@@ -78,6 +78,22 @@ const WORDS: &[&str] = &[
     "hidden",
     "factor",
     "spirals",
+    "cell",
+    "lstm",
+    "gru",
+    "return_sequences",
+    "forget_bias",
+    "recurrent_init",
+    "identity",
+    "length",
+    "delay",
+    "adding",
+    "copy",
+    "parity",
+    "temporal_order",
+    "sine_sequence",
+    "inline_sequences",
+    "bptt_truncate",
 ];
 
 fn word() -> impl Strategy<Value = String> {
@@ -186,13 +202,29 @@ fn spec_like() -> impl Strategy<Value = Value> {
         2 => (0u64..4, size(), norm, any::<bool>()).prop_map(|(depth, width, norm, residual)| {
             json!({"type": "mlp", "depth": depth, "width": width, "norm": norm, "residual": residual})
         }),
-        1 => size().prop_map(|units| json!({"type": "rnn", "units": units})),
+        2 => (size(), prop::sample::select(vec!["vanilla", "lstm", "gru"]), any::<bool>(), prop::option::of(-1.0f64..2.0))
+            .prop_map(|(units, cell, return_sequences, forget_bias)| {
+                let mut rnn = json!({"type": "rnn", "units": units, "cell": cell, "return_sequences": return_sequences});
+                if let Some(b) = forget_bias {
+                    rnn["forget_bias"] = json!(b);
+                }
+                rnn
+            }),
     ];
     let layer = leaf.prop_recursive(3, 12, 3, |inner| {
         prop::collection::vec(inner, 1..3).prop_map(|layers| json!({"type": "residual", "layers": layers}))
     });
     let data = prop_oneof![
-        prop::sample::select(vec!["xor", "moons", "circles", "spirals", "sine", "adding"]).prop_map(Value::from),
+        prop::sample::select(vec!["xor", "moons", "circles", "spirals", "sine"]).prop_map(Value::from),
+        (prop::sample::select(vec!["adding", "copy", "temporal_order", "parity", "sine_sequence"]), 0u64..14)
+            .prop_map(|(kind, length)| json!({"type": kind, "samples": 16, "length": length})),
+        (1usize..3, 1usize..4, prop::collection::vec(0i64..3, 1..4), any::<bool>()).prop_map(
+            |(width, steps, y, per_step)| {
+                let x: Vec<Vec<Vec<f64>>> = (0..y.len()).map(|i| vec![vec![i as f64; width]; steps]).collect();
+                let y = if per_step { json!(y.iter().map(|&c| vec![c; steps]).collect::<Vec<_>>()) } else { json!(y) };
+                json!({"type": "inline_sequences", "x": x, "y": y})
+            }
+        ),
         (size(), size()).prop_map(|(classes, dims)| json!({"type": "blobs", "classes": classes, "dims": dims})),
         (1usize..5, prop::collection::vec(0i64..3, 1..5), fraction()).prop_map(|(width, y, split)| {
             let x: Vec<Vec<f64>> = (0..y.len()).map(|i| vec![i as f64; width]).collect();
@@ -219,8 +251,76 @@ fn spec_like() -> impl Strategy<Value = Value> {
         })
 }
 
+/// Sequence specs, mostly valid: a sequence task with its `input_dim`, one or two rnn layers
+/// (any cell, sometimes a per-step layer between them), and an output layer of the right width,
+/// with `return_sequences` matching the targets most of the time.
+fn sequence_like() -> impl Strategy<Value = Value> {
+    // (data, features per step, output units, per-step targets)
+    let task = prop_oneof![
+        (0u64..60).prop_map(|length| (json!({"type": "adding", "samples": 16, "length": length}), 2, 1, false)),
+        (0u64..6, 0u64..6).prop_map(|(length, delay)| {
+            (json!({"type": "copy", "samples": 16, "length": length, "delay": delay}), 10, 9, true)
+        }),
+        (5u64..40).prop_map(|length| (json!({"type": "temporal_order", "samples": 16, "length": length}), 6, 4, false)),
+        (0u64..12).prop_map(|length| (json!({"type": "parity", "samples": 16, "length": length}), 1, 2, false)),
+        (0u64..12, prop_oneof![Just(0.0), Just(0.1), Just(-1.0)]).prop_map(|(length, noise)| {
+            (json!({"type": "sine_sequence", "samples": 16, "length": length, "noise": noise}), 1, 1, true)
+        }),
+        (1u64..3, 1usize..4, prop::collection::vec(0i64..2, 1..4), any::<bool>()).prop_map(
+            |(width, steps, y, per_step)| {
+                let x: Vec<Vec<Vec<f64>>> = (0..y.len()).map(|i| vec![vec![i as f64; width as usize]; steps]).collect();
+                let y = if per_step { json!(y.iter().map(|&c| vec![c; steps]).collect::<Vec<_>>()) } else { json!(y) };
+                // Labels 0..2: the output needs 2 units (fewer when only 0s occur: then invalid).
+                (json!({"type": "inline_sequences", "x": x, "y": y}), width, 2, per_step)
+            }
+        ),
+    ];
+    let cell = || prop::sample::select(vec!["vanilla", "lstm", "gru"]);
+    (
+        task,
+        cell(),
+        cell(),
+        1u64..5,
+        prop::sample::select(vec![0u8, 0, 0, 1, 2, 3]),
+        prop::sample::select(vec![0u8, 0, 0, 0, 1, 2]),
+        prop::option::of(0u64..4),
+        prop::sample::select(vec!["sgd", "adam", "rmsprop"]),
+    )
+        .prop_map(|((data, features, outputs, per_step), first, second, units, shape, mismatch, bptt, optimizer)| {
+            let last = |cell: &str| {
+                let mut r = json!({"type": "rnn", "cell": cell, "units": units, "return_sequences": per_step != (mismatch == 1)});
+                if cell == "lstm" {
+                    r["forget_bias"] = json!(1.0);
+                }
+                r
+            };
+            let mut layers = match shape {
+                0 => vec![last(first)],
+                1 => vec![json!({"type": "rnn", "cell": first, "units": units, "return_sequences": true}), last(second)],
+                2 => vec![
+                    json!({"type": "rnn", "cell": first, "units": units, "return_sequences": true}),
+                    json!({"type": "layer_norm"}),
+                    last(second),
+                ],
+                // A dense projection per step before the rnn.
+                _ => vec![json!({"type": "dense", "units": units, "activation": "tanh"}), last(first)],
+            };
+            layers.push(json!({"type": "dense", "units": if mismatch == 2 { outputs + 1 } else { outputs }}));
+            json!({
+                "model": {"input_dim": features, "layers": layers},
+                "data": data,
+                "training": {"steps": 3, "batch_size": 4, "optimizer": optimizer, "bptt_truncate": bptt}
+            })
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parse_and_validate_never_panic_on_sequence_like_json(v in sequence_like()) {
+        check(&v)?;
+    }
 
     #[test]
     fn parse_and_validate_never_panic_on_arbitrary_json(v in json_value()) {

@@ -326,17 +326,6 @@ fn an_absurd_mlp_depth_is_refused_without_expanding_it() {
 }
 
 #[test]
-fn recurrent_layers_are_refused_at_the_layer_and_sequence_data_without_them_at_the_data() {
-    let v = with(base(), "/model/layers/0", json!({"type": "rnn", "cell": "lstm", "units": 8}));
-    assert_problem(&invalid(&v), "/model/layers/0", "recurrent layers (`rnn`, cell `lstm`) are not supported");
-    let v = with(base(), "/data", json!({"type": "parity"}));
-    let v = with(v, "/model/input_dim", json!(1));
-    assert_problem(&invalid(&v), "/data/type", "needs a recurrent (`rnn`) layer");
-    let v = with(base(), "/data", json!({"type": "copy", "length": 6000}));
-    assert_problem(&invalid(&v), "/data/delay", "12,010 time steps");
-}
-
-#[test]
 fn an_empty_model_is_refused() {
     let v = with(base(), "/model/layers", json!([]));
     assert_problem(&invalid(&v), "/model/layers", "at least one layer");
