@@ -206,6 +206,7 @@ impl<'c, T: Scalar> Session<'c, T> {
     pub fn new(config: &'c RunConfig) -> Result<Self> {
         let data = generate(&config.data, config.seed)?;
         let (train, validation) = data.split(config.training.validation_split, config.seed);
+        let seq_len = train.seq_len.unwrap_or(1);
         if train.is_empty() {
             return Err(EngineError::config("/data", "the training set is empty"));
         }
@@ -233,7 +234,7 @@ impl<'c, T: Scalar> Session<'c, T> {
             shuffle_rng,
             dropout_rng: rng(config.seed, Stream::Dropout),
             dropout: true,
-            seq_len: 1,
+            seq_len,
             labels: Vec::new(),
             values: Array2::zeros((0, 0)),
             before: Vec::new(),
@@ -368,7 +369,8 @@ impl<'c, T: Scalar> Session<'c, T> {
     }
 
     fn record_probe(&mut self, record: &mut RunRecord, step: usize, value: LossValue, gnorm: f64) {
-        let batch = self.batch_size as f64;
+        // Per-step targets are scored at every (step, sample) pair.
+        let batch = (self.batch_size * if self.train.per_step_targets { self.seq_len } else { 1 }) as f64;
         record.steps.push(step);
         record.loss.push(value.loss);
         record.accuracy.push(value.correct.map(|c| c as f64 / batch));
@@ -562,7 +564,8 @@ fn evaluate<T: Scalar>(
         correct = v.correct.map(|c| c + correct.unwrap_or(0));
     }
     let n = n.max(1) as f64;
-    (loss / n, correct.map(|c| c as f64 / n))
+    let scored = if data.per_step_targets { n * seq_len as f64 } else { n };
+    (loss / n, correct.map(|c| c as f64 / scored))
 }
 
 /// The loss a network should start near for a balanced classification task: ln(classes) for
