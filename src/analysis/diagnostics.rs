@@ -75,8 +75,9 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         code: "not_learning",
-        rule: "final training loss > 0.9x the loss at step 0, after at least 50 steps (warning); critical when \
-               classification accuracy is also within 0.05 of chance",
+        rule: "after at least 50 steps, final training loss > 0.9x the loss at step 0 (warning), or > 0.9x the loss \
+               of the best constant prediction (target variance for mse, class entropy for cross-entropy) or \
+               accuracy within 0.05 of chance (critical)",
     },
 ];
 
@@ -276,15 +277,23 @@ pub fn diagnose(record: &RunRecord, classes: Option<usize>) -> Vec<Diagnostic> {
         }
     }
     if let (Some(&l0), Some(lf)) = (record.loss.first(), record.final_loss) {
-        if record.steps_run >= 50 && l0.is_finite() && lf.is_finite() && lf > 0.9 * l0 {
-            let chance = classes.map(|k| 1.0 / k.max(1) as f64);
-            let near_chance = chance.zip(record.final_accuracy).is_some_and(|(c, a)| a < c + 0.05);
+        let chance = classes.map(|k| 1.0 / k.max(1) as f64);
+        let near_chance = chance.zip(record.final_accuracy).is_some_and(|(c, a)| a < c + 0.05);
+        let stuck = l0.is_finite() && lf.is_finite() && lf > 0.9 * l0;
+        let no_better_than_constant = record.baseline_loss.is_some_and(|b| lf.is_finite() && lf > 0.9 * b);
+        if record.steps_run >= 50 && (stuck || no_better_than_constant) {
+            let mut message =
+                format!("after {} steps the training loss is {lf:.4}, against {l0:.4} at step 0", record.steps_run);
+            if let Some(b) = record.baseline_loss {
+                message.push_str(&format!(" and {b:.4} for the best constant prediction"));
+            }
             out.push(diag(
                 "not_learning",
-                near_chance,
+                near_chance || no_better_than_constant,
                 Vec::new(),
-                format!("after {} steps the training loss is {lf:.4}, against {l0:.4} at step 0", record.steps_run),
-                json!({"loss_step0": l0, "final_loss": lf, "final_accuracy": record.final_accuracy, "chance_accuracy": chance, "threshold": 0.9}),
+                message,
+                json!({"loss_step0": l0, "final_loss": lf, "baseline_loss": record.baseline_loss,
+                       "final_accuracy": record.final_accuracy, "chance_accuracy": chance, "threshold": 0.9}),
             ));
         }
     }

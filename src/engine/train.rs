@@ -138,6 +138,10 @@ pub struct RunRecord {
     pub precision: &'static str,
     /// Number of classes of a classification task.
     pub classes: Option<usize>,
+    /// The loss of the best constant prediction on the training set: the targets' variance for
+    /// mse (predict the mean), the entropy of the class frequencies for cross-entropy (predict
+    /// them). A network that does not beat it has learned nothing from its inputs.
+    pub baseline_loss: Option<f64>,
 }
 
 /// Samples used for the end-of-run training-set evaluation.
@@ -269,6 +273,7 @@ impl<'c, T: Scalar> Session<'c, T> {
             parameters: None,
             gradients: None,
             precision: T::NAME,
+            baseline_loss: baseline_loss(&self.train, self.config.training.loss),
             classes: match self.train.y {
                 Targets::Classes { classes, .. } => Some(classes),
                 Targets::Values(_) => None,
@@ -566,6 +571,38 @@ fn evaluate<T: Scalar>(
     let n = n.max(1) as f64;
     let scored = if data.per_step_targets { n * seq_len as f64 } else { n };
     (loss / n, correct.map(|c| c as f64 / scored))
+}
+
+/// See [`RunRecord::baseline_loss`].
+fn baseline_loss(data: &Dataset, loss: LossKind) -> Option<f64> {
+    match (&data.y, loss) {
+        (Targets::Values(v), LossKind::Mse) => {
+            let (rows, cols) = v.dim();
+            if rows == 0 {
+                return None;
+            }
+            let var: f64 = v
+                .columns()
+                .into_iter()
+                .map(|c| {
+                    let mean = c.sum() / rows as f64;
+                    c.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / rows as f64
+                })
+                .sum();
+            Some(var / cols.max(1) as f64)
+        }
+        (Targets::Classes { labels, classes }, LossKind::CrossEntropy) => {
+            let mut counts = vec![0usize; *classes];
+            for &l in labels {
+                if let Some(c) = counts.get_mut(l) {
+                    *c += 1;
+                }
+            }
+            let n = labels.len().max(1) as f64;
+            Some(counts.iter().filter(|&&c| c > 0).map(|&c| -(c as f64 / n) * (c as f64 / n).ln()).sum())
+        }
+        _ => None,
+    }
 }
 
 /// The loss a network should start near for a balanced classification task: ln(classes) for
