@@ -218,13 +218,36 @@ impl<T: Scalar> Rnn<T> {
             .map(|(k, &block)| {
                 let m = nalgebra::DMatrix::<f64>::from_fn(h, h, |i, j| w[(k * h + i, j)].f64());
                 let sigma_max = m.singular_values().iter().fold(0.0f64, |a, &b| a.max(b));
-                let spectral_radius = m.complex_eigenvalues().iter().fold(0.0f64, |a, e| a.max(e.norm()));
+                let spectral_radius = spectral_radius(m);
                 Spectrum { block, sigma_max, spectral_radius }
             })
             .collect();
         self.recurrent.gates = gates;
         self.recurrent.spectra = spectra;
     }
+}
+
+/// Largest eigenvalue modulus of a square matrix. The eigenvalues come from a real Schur
+/// decomposition with a bounded number of QR sweeps (nalgebra's unbounded default can loop
+/// forever on some matrices); if it does not converge, Gelfand's formula
+/// rho = lim ||A^k||^(1/k) with k = 2^10 by repeated (normalised) squaring gives the estimate.
+fn spectral_radius(m: nalgebra::DMatrix<f64>) -> f64 {
+    if let Some(schur) = nalgebra::linalg::Schur::try_new(m.clone(), 1e-12, 10_000) {
+        return schur.complex_eigenvalues().iter().fold(0.0f64, |a, e| a.max(e.norm()));
+    }
+    // log ||A^(2^j)|| accumulates as a sum of logs of the normalisers.
+    let (mut a, mut log_scale) = (m, 0.0f64);
+    let squarings = 10;
+    for _ in 0..squarings {
+        let n = a.norm();
+        if n == 0.0 || !n.is_finite() {
+            return if n == 0.0 { 0.0 } else { f64::NAN };
+        }
+        a /= n;
+        log_scale = 2.0 * (log_scale + n.ln());
+        a = &a * &a;
+    }
+    ((log_scale + a.norm().ln()) / f64::from(1u32 << squarings)).exp()
 }
 
 fn sigmoid<T: Scalar>(v: T) -> T {
@@ -491,5 +514,23 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
 
     fn freeze_truncated_state(&mut self, frozen: bool) {
         self.frozen = frozen;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spectral_radius;
+    use nalgebra::DMatrix;
+
+    #[test]
+    fn spectral_radius_of_scaled_identity_and_rotation() {
+        // The identity made nalgebra's unbounded Schur iteration hang; it must return at once.
+        assert!((spectral_radius(DMatrix::identity(32, 32) * 1.5) - 1.5).abs() < 1e-9);
+        // A rotation by 90 degrees has eigenvalues +-i: radius 1, though no real eigenvalue.
+        let r = DMatrix::from_row_slice(2, 2, &[0.0, -2.0, 2.0, 0.0]);
+        assert!((spectral_radius(r) - 2.0).abs() < 1e-9);
+        // Nilpotent: radius 0 although the norm is 1.
+        let n = DMatrix::from_row_slice(2, 2, &[0.0, 1.0, 0.0, 0.0]);
+        assert!(spectral_radius(n) < 1e-6);
     }
 }
