@@ -331,20 +331,23 @@ fn merge_per_layer(found: Vec<Diagnostic>) -> Vec<Diagnostic> {
     out
 }
 
-/// The verdict: the most serious warning or critical finding, else `healthy`.
+/// The verdict: the most serious finding (critical before warning), else `healthy`.
 pub fn verdict(diagnostics: &[Diagnostic]) -> &'static str {
-    let serious = |code: &str| diagnostics.iter().any(|d| d.code == code && d.severity != "info");
-    for (code, verdict) in [
-        ("non_finite", "diverged"),
-        ("exploding_gradient", "exploding"),
-        ("vanishing_gradient", "vanishing"),
-        ("long_range_vanishing", "vanishing"),
-        ("saturation", "saturated"),
-        ("dead_units", "dead_units"),
-        ("not_learning", "not_learning"),
-    ] {
-        if serious(code) {
-            return verdict;
+    // Critical findings first; within a severity, the order below (the cause before its effects).
+    for severity in ["critical", "warning"] {
+        let found = |code: &str| diagnostics.iter().any(|d| d.code == code && d.severity == severity);
+        for (code, verdict) in [
+            ("non_finite", "diverged"),
+            ("exploding_gradient", "exploding"),
+            ("vanishing_gradient", "vanishing"),
+            ("long_range_vanishing", "vanishing"),
+            ("saturation", "saturated"),
+            ("dead_units", "dead_units"),
+            ("not_learning", "not_learning"),
+        ] {
+            if found(code) {
+                return verdict;
+            }
         }
     }
     "healthy"
