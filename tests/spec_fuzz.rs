@@ -23,6 +23,7 @@ fn small_limits() -> Limits {
         max_batch_size: 64,
         max_samples: 256,
         max_seq_len: 20,
+        max_data_values: 100_000,
         max_compute: 5_000_000,
     }
 }

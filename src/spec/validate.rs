@@ -38,6 +38,9 @@ pub struct Limits {
     pub max_samples: u64,
     /// Time steps of a sequence.
     pub max_seq_len: u64,
+    /// Input values of the whole data set (samples x time steps x features), which the run
+    /// holds in memory (as f64: 8 bytes each).
+    pub max_data_values: u64,
     /// parameters x steps x samples per batch (x time steps for sequence data): a proxy for the
     /// run's floating-point work.
     pub max_compute: u64,
@@ -53,6 +56,7 @@ impl Default for Limits {
             max_batch_size: 65_536,
             max_samples: 1_000_000,
             max_seq_len: 10_000,
+            max_data_values: 20_000_000,
             max_compute: 10_000_000_000_000,
         }
     }
@@ -588,6 +592,21 @@ impl Validator<'_> {
                         info.config = Some(e::DataConfig::InlineSequences { x: x.clone(), y: targets });
                     }
                 }
+            }
+        }
+
+        // The generated data lives in memory for the whole run: bound its size, not just its
+        // sample count (a million sequences of 10,000 steps would need ~160 GB).
+        if let (Some(n), Some(f)) = (n_samples, info.features) {
+            let values = n as u128 * f as u128 * info.seq_len.unwrap_or(1) as u128;
+            if self.over_limit(
+                "/data",
+                "the data",
+                values,
+                "input values (samples x steps x features)",
+                self.limits.max_data_values,
+            ) {
+                info.config = None;
             }
         }
 

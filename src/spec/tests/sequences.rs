@@ -683,3 +683,15 @@ fn a_malformed_sequence_target_is_a_parse_error_at_the_element() {
     let v = inline_seq(json!("labels"), true, 3);
     assert_problem(&parse_err(&v), "/data/y", "an array of targets");
 }
+
+#[test]
+fn data_larger_than_the_value_limit_is_refused_with_its_size() {
+    let v = serde_json::json!({
+        "model": {"input_dim": 2, "layers": [{"type": "rnn", "units": 4}, {"type": "dense", "units": 1}]},
+        "data": {"type": "adding", "length": 10000, "samples": 1000000}
+    });
+    let limits = Limits { max_seq_len: 100_000, max_samples: 10_000_000, ..Limits::default() };
+    let errors = parse_ok(&v).validate(&limits).expect_err("too much data");
+    let e = errors.0.iter().find(|e| e.pointer == "/data").expect("a /data problem");
+    assert!(e.detail.contains("20,000,000,000") && e.detail.contains("20,000,000"), "{}", e.detail);
+}
