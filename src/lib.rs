@@ -11,6 +11,8 @@ pub mod analysis;
 pub mod cli;
 /// The training engine: layers, gradients, optimisers, data, probes. Pure and deterministic.
 pub mod engine;
+/// Jobs: store, queue, worker pool on OS threads, progress events. No HTTP.
+pub mod jobs;
 /// RFC 9457 problem details, shared by the command line and the HTTP API.
 pub mod problem;
 /// The wire format of a spec and its validation into engine configuration.
