@@ -150,7 +150,7 @@ pub async fn create_job(State(app): State<Arc<App>>, headers: HeaderMap, body: S
 #[allow(dead_code)]
 pub enum SubmitRequest {
     /// A spec.
-    Spec(Spec),
+    Spec(Box<Spec>),
     /// A preset by name.
     Preset(PresetRequest),
 }

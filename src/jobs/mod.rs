@@ -142,7 +142,7 @@ pub struct JobProgress {
 #[schema(example = json!({
     "id": "0192f5e4-7c1a-7b3e-9a55-3f4c2d1e0a9b", "status": "running", "name": "deep sigmoid",
     "created_at": "2026-11-28T16:48:00.123Z", "started_at": "2026-11-28T16:48:00.125Z", "finished_at": null,
-    "progress": {"step": 120, "total_steps": 500, "loss": 0.6931}, "error": null, "cancel_requested": false
+    "progress": {"step": 120, "total_steps": 500, "loss": 0.5412}, "error": null, "cancel_requested": false
 }))]
 pub struct Job {
     /// Opaque identifier (a UUID v7 today; treat it as a string).
