@@ -119,7 +119,10 @@ const PAGE_MAX: u64 = 1000;
         example = json!({"model": {"input_dim": 2, "layers": [{"type": "mlp", "depth": 4, "width": 16, "activation": "tanh"},
                          {"type": "dense", "units": 2}]}, "data": {"type": "xor", "samples": 128},
                          "training": {"steps": 50, "batch_size": 32}})),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body give the same job (draft-ietf-httpapi-idempotency-key-header)", max_length = 255)),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes retries safe: the same key and body give the same job (draft-ietf-httpapi-idempotency-key-header). \
+                       Printable ASCII, optionally in double quotes (a structured-field string).",
+        min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]{0,253}[!-~])?$")),
     responses(
         (status = 202, description = "Accepted: the job is queued", body = JobResource,
          headers(("Location" = String, description = "The job's URL"))),
@@ -279,7 +282,7 @@ impl AsRef<[u8]> for ArcBytes {
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
     ),
     responses(
-        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String,
+        (status = 200, description = "An event stream; the schema describes one event", content_type = "text/event-stream", body = JobEventFrame,
          example = "id: 1\nevent: progress\ndata: {\"step\":10,\"total_steps\":100,\"loss\":0.69}\n\nid: 2\nevent: status\ndata: {\"id\":\"...\",\"status\":\"succeeded\"}\n\n"),
         (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
     ),
@@ -297,6 +300,30 @@ pub async fn stream_events(
         Some((Ok(sse_event(ev)), sub))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// One Server-Sent Event of `GET /v1/jobs/{id}/events` (the `id:`, `event:` and `data:` lines).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct JobEventFrame {
+    /// Per-job sequence number, 1, 2, 3, ...; send the last one seen as `Last-Event-ID` to resume.
+    #[schema(pattern = "^[1-9][0-9]*$", example = "1")]
+    pub id: String,
+    /// `progress` while the job runs, then one `status`.
+    pub event: JobEventName,
+    /// JSON: a JobProgress (`{"step", "total_steps", "loss"}`) for `progress`, the Job for `status`.
+    #[schema(example = r#"{"step":10,"total_steps":100,"loss":0.69}"#)]
+    pub data: String,
+}
+
+/// The kinds of job events.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobEventName {
+    /// Training moved on.
+    Progress,
+    /// The job ended; the last event.
+    Status,
 }
 
 fn sse_event(ev: SeqEvent) -> Event {
