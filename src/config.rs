@@ -55,6 +55,9 @@ pub struct ServeArgs {
     /// Time limit of one analysis in seconds, waiting for a slot included.
     #[arg(long, env = "GRADSCOPE_ANALYZE_TIMEOUT_SECS", default_value_t = 30.0)]
     pub analyze_timeout_secs: f64,
+    /// Nice value (0-19) of the worker threads: training yields the CPU to HTTP requests.
+    #[arg(long, env = "GRADSCOPE_WORKER_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub worker_nice: i32,
     /// Progress events kept per job for `Last-Event-ID` replay.
     #[arg(long, env = "GRADSCOPE_EVENT_BUFFER", default_value_t = 1024)]
     pub event_buffer: usize,
@@ -162,6 +165,7 @@ impl ServeArgs {
             analyze_slots: self.analyze_slots.max(1),
             analyze_timeout: secs(self.analyze_timeout_secs),
             event_buffer: self.event_buffer.max(2),
+            worker_nice: self.worker_nice,
             test_hooks: self.test_hooks,
             ..JobsConfig::default()
         }

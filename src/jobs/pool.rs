@@ -44,6 +44,9 @@ pub struct PoolConfig {
     pub limits: Limits,
     /// Between probe steps, progress is still reported at least this often.
     pub progress_heartbeat: Duration,
+    /// Nice value (0..=19) each worker thread gives itself, so that the HTTP runtime's threads
+    /// win the CPU when both want it; 0 leaves the priority alone. Linux only.
+    pub worker_nice: i32,
     /// Honour [`PANIC_HOOK_NAME`]. Tests only.
     pub test_hooks: bool,
 }
@@ -156,6 +159,7 @@ impl WorkerPool {
             let spawned = std::thread::Builder::new().name(format!("gradscope-worker-{i}")).stack_size(8 << 20).spawn(
                 move || {
                     let _alive = AliveGuard(&s);
+                    lower_priority(s.config.worker_nice);
                     worker_loop(&s);
                 },
             );
@@ -226,6 +230,21 @@ impl WorkerPool {
         }
     }
 }
+
+/// Training is throughput work; answering `GET /v1/jobs/{id}` is latency work. With both on the
+/// same cores, a higher nice value for the workers keeps request latency low at almost no cost
+/// to training (the runtime's threads are idle most of the time).
+#[cfg(target_os = "linux")]
+fn lower_priority(nice: i32) {
+    if nice > 0 {
+        if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice.min(19)) {
+            tracing::warn!(error = %e, nice, "could not lower the worker thread's priority");
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority(_nice: i32) {}
 
 fn worker_loop(shared: &Shared) {
     while !shared.stopping.load(Ordering::SeqCst) {

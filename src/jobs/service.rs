@@ -54,6 +54,8 @@ pub struct JobsConfig {
     pub progress_heartbeat: Duration,
     /// Suggested wait in `Retry-After` when the queue is full.
     pub retry_after: Duration,
+    /// Nice value of the worker threads (see [`PoolConfig::worker_nice`]).
+    pub worker_nice: i32,
     /// Honour test-only hooks (see [`super::pool::PANIC_HOOK_NAME`]).
     pub test_hooks: bool,
 }
@@ -73,6 +75,7 @@ impl Default for JobsConfig {
             event_buffer: 1024,
             progress_heartbeat: Duration::from_millis(500),
             retry_after: Duration::from_secs(5),
+            worker_nice: 10,
             test_hooks: false,
         }
     }
@@ -168,6 +171,7 @@ impl JobService {
                 job_timeout: config.job_timeout,
                 limits: config.limits.clone(),
                 progress_heartbeat: config.progress_heartbeat,
+                worker_nice: config.worker_nice,
                 test_hooks: config.test_hooks,
             },
         )?;
