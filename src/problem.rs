@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::spec::SpecErrors;
 
 /// A problem detail object.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Problem {
     /// URI reference identifying the kind of problem.
     #[serde(rename = "type")]
@@ -27,7 +27,7 @@ pub struct Problem {
 }
 
 /// One problem within a request body, located by a JSON Pointer (RFC 6901).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ProblemEntry {
     /// Where in the body.
     pub pointer: String,

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::engine::train::{RunEnd, RunRecord};
 
 /// A finding about a run.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Diagnostic {
     /// `vanishing_gradient`, `exploding_gradient`, `saturation`, `dead_units`, `non_finite`,
     /// `update_ratio`, `long_range_vanishing` or `not_learning`.

@@ -18,7 +18,7 @@ use crate::engine::probe::{LayerSeries, NonFinite, HIST_EDGES};
 use crate::engine::train::{LayerParams, RunEnd, RunRecord};
 
 /// The gradient-flow report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
     /// Always 1 for this shape.
     pub report_version: u32,
@@ -67,7 +67,7 @@ pub struct Report {
 }
 
 /// Headline figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     /// `healthy|vanishing|exploding|saturated|dead_units|diverged|not_learning`.
     pub verdict: String,
@@ -113,7 +113,7 @@ pub struct Summary {
 }
 
 /// The first appearance of NaN/Inf.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NonFiniteAt {
     /// Step (0-based).
     pub step: usize,
@@ -124,7 +124,7 @@ pub struct NonFiniteAt {
 }
 
 /// The gradient through time.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Timesteps {
     /// The recurrent layer measured.
     pub layer: String,
@@ -135,7 +135,7 @@ pub struct Timesteps {
 }
 
 /// One row of the layer table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LayerEntry {
     /// Position in forward order.
     pub index: usize,
@@ -156,7 +156,7 @@ pub struct LayerEntry {
 }
 
 /// Per-layer series (see `engine::probe` for the definitions).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[allow(missing_docs)]
 pub struct LayerStats {
     pub layer: String,
@@ -201,7 +201,7 @@ pub struct LayerStats {
 }
 
 /// log10|g| histograms of a layer's weight gradient, one per (kept) probe step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Histograms {
     /// Interior bin edges in log10 units; bin 0 is below the first edge (zeros included), the
     /// last bin at or above the last edge.
@@ -211,7 +211,7 @@ pub struct Histograms {
 }
 
 /// NaN and infinity counts.
-#[derive(Debug, Clone, Copy, Serialize, Default)]
+#[derive(Debug, Clone, Copy, Serialize, Default, utoipa::ToSchema)]
 pub struct NonFiniteCounts {
     /// NaN measurements (engine-side over outputs and gradients, plus report-side nulls).
     pub nan: u64,
@@ -220,7 +220,7 @@ pub struct NonFiniteCounts {
 }
 
 /// Reproducibility information.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EngineInfo {
     /// gradscope version.
     pub version: String,

@@ -20,7 +20,8 @@ macro_rules! wire_names {
         pub enum $T:ident { $( $(#[$vmeta:meta])* $V:ident = $name:literal ),+ $(,)? }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
         pub enum $T { $( $(#[$vmeta])* $V ),+ }
 
         impl $T {
@@ -42,7 +43,7 @@ macro_rules! wire_names {
 }
 
 /// A whole spec.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Spec {
     /// Free-form label.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,7 +67,7 @@ pub struct Spec {
 }
 
 /// The network: input width and layers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Model {
     /// Features per sample (per time step for sequence data).
     pub input_dim: u64,
@@ -75,7 +76,7 @@ pub struct Model {
 }
 
 /// One layer, tagged by `"type"`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Layer {
     /// Fully connected layer with optional norm and activation.
@@ -97,7 +98,7 @@ pub enum Layer {
 }
 
 /// A dense layer. Explicit parameters are laid out as PyTorch's `state_dict`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Dense {
     /// Output width.
     pub units: u64,
@@ -137,7 +138,7 @@ pub struct Dense {
 }
 
 /// Standalone batch norm over the feature axis.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BatchNorm {
     /// Default 1e-5.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,7 +161,7 @@ pub struct BatchNorm {
 }
 
 /// Standalone layer norm over the feature axis.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LayerNorm {
     /// Default 1e-5.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -174,7 +175,7 @@ pub struct LayerNorm {
 }
 
 /// Dropout.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Dropout {
     /// Probability of zeroing a unit, default 0.5 (PyTorch's).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -182,7 +183,7 @@ pub struct Dropout {
 }
 
 /// Standalone activation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ActivationLayer {
     /// The function (required).
     pub activation: Activation,
@@ -192,14 +193,15 @@ pub struct ActivationLayer {
 }
 
 /// A residual block.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Residual {
     /// The inner stack `f`; its output width must equal its input width.
+    #[schema(no_recursion)]
     pub layers: Vec<Layer>,
 }
 
 /// Shorthand for `depth` hidden dense layers (see `expand` for exactly what it becomes).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Mlp {
     /// Number of dense layers.
     pub depth: u64,
@@ -225,7 +227,7 @@ pub struct Mlp {
 /// `return_sequences`); its output is the last hidden state, or every step's with
 /// `return_sequences`. Explicit parameters (PyTorch's layout, gate blocks stacked in the
 /// cell's order) override the inits and `forget_bias`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Rnn {
     /// Default `vanilla`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -276,7 +278,7 @@ wire_names! {
 }
 
 /// Activation functions; a bare string is accepted for each.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Activation {
     /// Identity.
@@ -327,7 +329,7 @@ wire_names! {
 
 /// Initialisations; formulas in the contract. `normal`, `uniform` and `constant` have required
 /// parameters, so only the others are accepted as bare strings.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Init {
     /// N(0, std^2).
@@ -399,7 +401,7 @@ pub enum Init {
 }
 
 /// The norm inside a dense layer (`"norm": "batch"` is the bare form).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Norm {
     /// Batch norm.
@@ -420,7 +422,7 @@ pub enum Norm {
 }
 
 /// The data: a source tagged by `"type"` plus the fields every source shares.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Data {
     /// Which data and its parameters.
     #[serde(flatten)]
@@ -431,7 +433,7 @@ pub struct Data {
 }
 
 /// Generated or inline data.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DataSource {
     /// 2-D XOR clusters, 2 classes.
@@ -590,7 +592,7 @@ pub enum DataSource {
 /// Targets of inline data, told apart by how they are written: JSON integers are class labels
 /// (`[0, 1, 1]`), numbers with a fraction or exponent are scalar regression targets
 /// (`[0.5, -1.0]`), arrays are regression target rows (`[[0.1, 0.2]]`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum InlineTargets {
     /// Class labels (kept signed so that validation can name a negative one).
@@ -615,7 +617,7 @@ pub enum InlineTargets {
 /// So a list of integer lists is always per-step labels; per-sequence regression rows that
 /// happen to be whole numbers are written with a decimal point (`[[1.0, 2.0]]`). Per-step
 /// targets need `return_sequences: true` on the last rnn layer, per-sequence ones `false`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum InlineSequenceTargets {
     /// One target per sequence, written as the targets of `inline` data.
@@ -627,7 +629,7 @@ pub enum InlineSequenceTargets {
 }
 
 /// How to train.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Training {
     /// Optimiser steps (default 1000); exclusive with `epochs`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -682,7 +684,7 @@ wire_names! {
 }
 
 /// Optimisers, PyTorch's update rules and defaults; a bare string is accepted for each.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Optimizer {
     /// `torch.optim.SGD`.
@@ -772,7 +774,7 @@ pub enum Optimizer {
 }
 
 /// Gradient clipping; `max` is required.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Clip {
     /// Rescale when the global L2 norm exceeds `max`.
@@ -788,7 +790,7 @@ pub enum Clip {
 }
 
 /// What to record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Probes {
     /// Probe every this many steps, default 10.
     #[serde(skip_serializing_if = "Option::is_none")]
