@@ -176,7 +176,7 @@ struct Inner {
     jobs: HashMap<String, Record>,
     /// Creation order -> id; listing walks it backwards.
     by_seq: BTreeMap<u64, String>,
-    /// Ids of queued jobs, oldest first. Cancelled ones are skipped lazily by `claim`.
+    /// Ids of queued jobs, oldest first.
     queue: VecDeque<String>,
     /// Ids of finished jobs in the order they finished, for eviction.
     finished: VecDeque<(String, Instant)>,
@@ -379,6 +379,9 @@ impl JobStore for MemoryStore {
         let r = inner.jobs.get_mut(id).ok_or(StoreError::NotFound)?;
         match r.status {
             JobStatus::Queued => {
+                // Drop it from the queue now rather than when a worker next claims: with every
+                // worker busy, cancelled ids would otherwise pile up there.
+                inner.queue.retain(|q| q != id);
                 let job = inner.set_terminal(id, Finish { status: JobStatus::Cancelled, error: Some(failure) });
                 job.map(CancelOutcome::Cancelled).ok_or(StoreError::NotFound)
             }
