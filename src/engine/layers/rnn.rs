@@ -31,12 +31,13 @@
 //! recurrent block of `W_hh`.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView2, Axis};
+use ndarray::{s, Array2, ArrayView2, Zip};
 
-use super::{ensure_shape, explicit_or, unit_stats, Ctx, Layer, Param, UnitStats};
+use super::{ensure_shape, explicit_or, Ctx, Layer, Param, UnitStats};
 use crate::engine::activation::SATURATION_FRACTION;
 use crate::engine::config::{Activation, CellKind, RnnConfig};
 use crate::engine::rng::Rng;
+use crate::engine::scalar::sum_sq;
 use crate::engine::{EngineError, Result, Scalar};
 
 /// Index of `weight_hh` in `params` (weight_ih, weight_hh, bias_ih, bias_hh).
@@ -86,17 +87,18 @@ pub struct Rnn<T> {
     batch: usize,
     truncate: Option<usize>,
     probe: bool,
-    /// `X W_ih^T + b_ih`, (T*B, G*H).
-    xw: Array2<T>,
     /// `h_0 ..= h_T`, ((T+1)*B, H).
     hs: Array2<T>,
     /// LSTM cell states `c_0 ..= c_T`, ((T+1)*B, H).
     cs: Array2<T>,
-    /// Gate activations per step (vanilla: the pre-activation), (T*B, G*H).
+    /// LSTM `tanh(c_1) ..= tanh(c_T)`, (T*B, H).
+    tc: Array2<T>,
+    /// Gate activations per step (vanilla: the pre-activation), (T*B, G*H). Forward first
+    /// fills it with the pre-activations and then turns them into activations in place.
     gates: Array2<T>,
     /// GRU: `W_hn h_{t-1} + b_hn` per step, (T*B, H).
     hn: Array2<T>,
-    /// Per-step scratch: `h_{t-1} W_hh^T + b_hh`, (B, G*H).
+    /// GRU per-step scratch: `h_{t-1} W_hh^T + b_hh`, (B, G*H).
     hw: Array2<T>,
     /// Pre-activation gradients, input side (T*B, G*H), and recurrent side (GRU only differs).
     dg: Array2<T>,
@@ -155,9 +157,9 @@ impl<T: Scalar> Rnn<T> {
             batch: 0,
             truncate: None,
             probe: false,
-            xw: Array2::zeros((0, 0)),
             hs: Array2::zeros((0, 0)),
             cs: Array2::zeros((0, 0)),
+            tc: Array2::zeros((0, 0)),
             gates: Array2::zeros((0, 0)),
             hn: Array2::zeros((0, 0)),
             hw: Array2::zeros((0, 0)),
@@ -254,6 +256,70 @@ fn sigmoid<T: Scalar>(v: T) -> T {
     Activation::Sigmoid.value(v, T::zero())
 }
 
+/// The elements of a buffer, row-major. Every array this layer slices this way is its own,
+/// made by `ensure_shape` or `Param` (standard layout), for which `as_slice` never fails.
+fn flat<T: Scalar>(a: &Array2<T>) -> &[T] {
+    a.as_slice().unwrap_or(&[])
+}
+
+/// See [`flat`].
+fn flat_mut<T: Scalar>(a: &mut Array2<T>) -> &mut [T] {
+    a.as_slice_mut().unwrap_or(&mut [])
+}
+
+/// `out[j] = sum_r m[r, j]` for a row-major `m` with `out.len()` columns.
+fn column_sums<T: Scalar>(m: &[T], out: &mut [T]) {
+    out.fill(T::zero());
+    if out.is_empty() {
+        return;
+    }
+    for row in m.chunks_exact(out.len()) {
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}
+
+/// [`unit_stats`] of the vanilla cell's pre-activations `z` and outputs `y`, on views (no copies).
+fn view_unit_stats<T: Scalar>(act: Activation, z: ArrayView2<'_, T>, y: ArrayView2<'_, T>) -> UnitStats {
+    let mut stats = UnitStats::default();
+    if let Some(max) = act.max_derivative() {
+        let threshold = max * SATURATION_FRACTION;
+        let saturated = Zip::from(&z)
+            .and(&y)
+            .fold(0usize, |n, &z, &y| n + usize::from(act.derivative(z, y, T::zero()).f64() < threshold));
+        stats.saturation = Some(saturated as f64 / z.len().max(1) as f64);
+    }
+    if act.can_die() {
+        let dead = y.columns().into_iter().filter(|c| c.iter().all(|v| *v <= T::zero())).count();
+        stats.dead_fraction = Some(dead as f64 / y.ncols().max(1) as f64);
+    }
+    stats
+}
+
+/// tanh. In `f32`, a rational approximation that vectorises (Eigen's `generic_fast_tanh_float`:
+/// an odd degree-13 over an even degree-6 polynomial on [-9, 9], outside which tanh rounds to
+/// +-1; error below 5e-7 absolute and relative, a few ulp, see the test); in `f64` (gradient checks, analysis) the exact one.
+#[inline(always)]
+fn tanh<T: Scalar>(x: T) -> T {
+    if std::mem::size_of::<T>() != 4 {
+        return x.tanh();
+    }
+    let c = T::of;
+    let x = x.max(c(-9.0)).min(c(9.0));
+    let x2 = x * x;
+    let p = x2 * c(-2.760_768_477_423_55e-16) + c(2.000_187_904_824_77e-13);
+    let p = x2 * p + c(-8.604_671_522_137_35e-11);
+    let p = x2 * p + c(5.122_297_090_371_14e-8);
+    let p = x2 * p + c(1.485_722_357_179_79e-5);
+    let p = x2 * p + c(6.372_619_288_754_36e-4);
+    let p = x2 * p + c(4.893_524_558_917_86e-3);
+    let q = x2 * c(1.198_258_394_667_02e-6) + c(1.185_347_056_866_54e-4);
+    let q = x2 * q + c(2.268_434_632_439e-3);
+    let q = x2 * q + c(4.893_525_185_543_85e-3);
+    x * p / q
+}
+
 impl<T: Scalar> Layer<T> for Rnn<T> {
     fn kind(&self) -> &'static str {
         "rnn"
@@ -279,86 +345,119 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
         self.truncate = ctx.bptt_truncate;
         self.probe = ctx.probe;
         let rows = steps * b;
-        ensure_shape(&mut self.xw, rows, gh);
-        ensure_shape(&mut self.hs, rows + b, h);
+        let (cell, activation, frozen) = (self.cell, self.activation, self.frozen);
         ensure_shape(&mut self.gates, rows, gh);
-        ensure_shape(&mut self.hw, b, gh);
-        if self.cell == CellKind::Lstm {
+        ensure_shape(&mut self.hs, rows + b, h);
+        if cell == CellKind::Lstm {
             ensure_shape(&mut self.cs, rows + b, h);
+            ensure_shape(&mut self.tc, rows, h);
             self.cs.slice_mut(s![..b, ..]).fill(T::zero());
         }
-        if self.cell == CellKind::Gru {
+        if cell == CellKind::Gru {
+            ensure_shape(&mut self.hw, b, gh);
             ensure_shape(&mut self.hn, rows, h);
         }
         self.hs.slice_mut(s![..b, ..]).fill(T::zero());
-        let [w_ih, w_hh, b_ih, b_hh] = &self.params[..] else { return };
-        let xin = x.slice(s![..rows, ..]);
-        self.xw.assign(&b_ih.value.broadcast((rows, gh)).unwrap_or_else(|| b_ih.value.view()));
-        general_mat_mul(T::one(), &xin, &w_ih.value.t(), T::one(), &mut self.xw);
+        let Rnn { params, gates, hs, cs, tc, hw, hn, captured, .. } = self;
+        let [w_ih, w_hh, b_ih, b_hh] = &params[..] else { return };
+        // gates = X W_ih^T + b_ih (+ b_hh, except for the GRU, whose b_hn sits inside r (.)):
+        // the input side of every step in one GEMM; the biases in the same pass as its init.
+        let (bi, bh) = (b_ih.value.row(0), b_hh.value.row(0));
+        let fold_hh = cell != CellKind::Gru;
+        for mut row in gates.rows_mut() {
+            Zip::from(&mut row).and(&bi).and(&bh).for_each(|g, &a, &c| *g = if fold_hh { a + c } else { a });
+        }
         let one = T::one();
+        general_mat_mul(one, &x.slice(s![..rows, ..]), &w_ih.value.t(), one, gates);
         let cut = self.truncate.filter(|&k| k < steps).map(|k| steps - k);
         for t in 0..steps {
             let (r0, r1) = (t * b, (t + 1) * b);
             // At the truncation step the state comes from `captured` when frozen (the step's
             // own output rows in `hs` stay as computed: they still feed the loss).
-            let held = cut == Some(t) && self.frozen && self.captured.0.nrows() == b;
+            let held = cut == Some(t) && frozen && captured.0.nrows() == b;
             if cut == Some(t) && !held {
-                self.captured.0 = self.hs.slice(s![r0..r1, ..]).to_owned();
-                if self.cell == CellKind::Lstm {
-                    self.captured.1 = self.cs.slice(s![r0..r1, ..]).to_owned();
+                ensure_shape(&mut captured.0, b, h);
+                captured.0.assign(&hs.slice(s![r0..r1, ..]));
+                if cell == CellKind::Lstm {
+                    ensure_shape(&mut captured.1, b, h);
+                    captured.1.assign(&cs.slice(s![r0..r1, ..]));
                 }
             }
-            self.hw.assign(&b_hh.value.broadcast((b, gh)).unwrap_or_else(|| b_hh.value.view()));
             {
-                let h_prev = if held { self.captured.0.view() } else { self.hs.slice(s![r0..r1, ..]) };
-                general_mat_mul(one, &h_prev, &w_hh.value.t(), one, &mut self.hw);
+                let h_prev = if held { captured.0.view() } else { hs.slice(s![r0..r1, ..]) };
+                if cell == CellKind::Gru {
+                    // hw = h_{t-1} W_hh^T + b_hh (kept apart: n needs W_hn h + b_hn alone).
+                    for mut row in hw.rows_mut() {
+                        row.assign(&bh);
+                    }
+                    general_mat_mul(one, &h_prev, &w_hh.value.t(), one, hw);
+                } else {
+                    // Pre-activations of step t, in place: gates_t += h_{t-1} W_hh^T.
+                    general_mat_mul(one, &h_prev, &w_hh.value.t(), one, &mut gates.slice_mut(s![r0..r1, ..]));
+                }
             }
-            let (done, mut next) = self.hs.view_mut().split_at(Axis(0), r1);
-            let h_prev = if held { self.captured.0.view() } else { done.slice(s![r0.., ..]) };
-            let mut h_t = next.slice_mut(s![..b, ..]);
-            let xw = self.xw.slice(s![r0..r1, ..]);
-            let mut g = self.gates.slice_mut(s![r0..r1, ..]);
-            match self.cell {
+            let g = &mut flat_mut(gates)[r0 * gh..r1 * gh];
+            let (done, next) = flat_mut(hs).split_at_mut(r1 * h);
+            let h_prev: &[T] = if held { flat(&captured.0) } else { &done[r0 * h..] };
+            let h_t = &mut next[..b * h];
+            match cell {
                 CellKind::Vanilla => {
-                    for i in 0..b {
-                        for j in 0..h {
-                            let z = xw[(i, j)] + self.hw[(i, j)];
-                            g[(i, j)] = z;
-                            h_t[(i, j)] = self.activation.value(z, T::zero());
+                    // g keeps the pre-activation z; h_t = f(z).
+                    if activation == Activation::Tanh {
+                        for (h, &z) in h_t.iter_mut().zip(g.iter()) {
+                            *h = tanh(z);
+                        }
+                    } else {
+                        for (h, &z) in h_t.iter_mut().zip(g.iter()) {
+                            *h = activation.value(z, T::zero());
                         }
                     }
                 }
                 CellKind::Lstm => {
-                    let (cdone, mut cnext) = self.cs.view_mut().split_at(Axis(0), r1);
-                    let c_prev = if held { self.captured.1.view() } else { cdone.slice(s![r0.., ..]) };
-                    let mut c_t = cnext.slice_mut(s![..b, ..]);
+                    let (cdone, cnext) = flat_mut(cs).split_at_mut(r1 * h);
+                    let c_prev: &[T] = if held { flat(&captured.1) } else { &cdone[r0 * h..] };
+                    let c_t = &mut cnext[..b * h];
+                    let tc_t = &mut flat_mut(tc)[r0 * h..r1 * h];
                     for i in 0..b {
+                        let row = &mut g[i * gh..(i + 1) * gh];
+                        let (gi, rest) = row.split_at_mut(h);
+                        let (gf, rest) = rest.split_at_mut(h);
+                        let (gg, go) = rest.split_at_mut(h);
+                        let cp = &c_prev[i * h..(i + 1) * h];
+                        let ct = &mut c_t[i * h..(i + 1) * h];
+                        let tct = &mut tc_t[i * h..(i + 1) * h];
+                        let ht = &mut h_t[i * h..(i + 1) * h];
                         for j in 0..h {
-                            let pre = |k: usize| xw[(i, k * h + j)] + self.hw[(i, k * h + j)];
-                            let (ig, fg, gg, og) = (sigmoid(pre(0)), sigmoid(pre(1)), pre(2).tanh(), sigmoid(pre(3)));
-                            g[(i, j)] = ig;
-                            g[(i, h + j)] = fg;
-                            g[(i, 2 * h + j)] = gg;
-                            g[(i, 3 * h + j)] = og;
-                            let c = fg * c_prev[(i, j)] + ig * gg;
-                            c_t[(i, j)] = c;
-                            h_t[(i, j)] = og * c.tanh();
+                            // [i f g o] = [s s tanh s](pre), in place.
+                            let (ig, fg, gv, og) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
+                            (gi[j], gf[j], gg[j], go[j]) = (ig, fg, gv, og);
+                            // c_t = f c_{t-1} + i g,  h_t = o tanh(c_t); tanh(c_t) kept for backward.
+                            let c = fg * cp[j] + ig * gv;
+                            let tcv = tanh(c);
+                            (ct[j], tct[j], ht[j]) = (c, tcv, og * tcv);
                         }
                     }
                 }
                 CellKind::Gru => {
-                    let mut hn = self.hn.slice_mut(s![r0..r1, ..]);
+                    let hw = flat(hw);
+                    let hn_t = &mut flat_mut(hn)[r0 * h..r1 * h];
                     for i in 0..b {
+                        let row = &mut g[i * gh..(i + 1) * gh];
+                        let (gr, rest) = row.split_at_mut(h);
+                        let (gz, gn) = rest.split_at_mut(h);
+                        let hwr = &hw[i * gh..(i + 1) * gh];
+                        let (hw_r, hw_z, hw_n) = (&hwr[..h], &hwr[h..2 * h], &hwr[2 * h..]);
+                        let hp = &h_prev[i * h..(i + 1) * h];
+                        let hnr = &mut hn_t[i * h..(i + 1) * h];
+                        let ht = &mut h_t[i * h..(i + 1) * h];
                         for j in 0..h {
-                            let r = sigmoid(xw[(i, j)] + self.hw[(i, j)]);
-                            let z = sigmoid(xw[(i, h + j)] + self.hw[(i, h + j)]);
-                            let hnv = self.hw[(i, 2 * h + j)];
-                            let n = (xw[(i, 2 * h + j)] + r * hnv).tanh();
-                            g[(i, j)] = r;
-                            g[(i, h + j)] = z;
-                            g[(i, 2 * h + j)] = n;
-                            hn[(i, j)] = hnv;
-                            h_t[(i, j)] = (one - z) * n + z * h_prev[(i, j)];
+                            // r = s(x_r + hw_r), z = s(x_z + hw_z), n = tanh(x_n + r (W_hn h + b_hn)).
+                            let r = sigmoid(gr[j] + hw_r[j]);
+                            let z = sigmoid(gz[j] + hw_z[j]);
+                            let n = tanh(gn[j] + r * hw_n[j]);
+                            (gr[j], gz[j], gn[j], hnr[j]) = (r, z, n, hw_n[j]);
+                            // h_t = (1 - z) n + z h_{t-1}
+                            ht[j] = (one - z) * n + z * hp[j];
                         }
                     }
                 }
@@ -368,10 +467,8 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
         ensure_shape(y, out.nrows(), h);
         y.assign(&out);
         if ctx.probe {
-            if self.cell == CellKind::Vanilla {
-                let pre = self.gates.clone();
-                let post = self.hs.slice(s![b.., ..]).to_owned();
-                self.stats = unit_stats(self.activation, &pre, &post);
+            if cell == CellKind::Vanilla {
+                self.stats = view_unit_stats(activation, self.gates.view(), self.hs.slice(s![b.., ..]));
             }
             self.record_probe_stats();
         }
@@ -379,116 +476,141 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
 
     fn backward(&mut self, x: &Array2<T>, _y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) {
         let (h, gh, steps, b) = (self.units, self.cell.gates() * self.units, self.steps, self.batch);
+        let (cell, activation, probe) = (self.cell, self.activation, self.probe);
         let rows = steps * b;
         ensure_shape(&mut self.dg, rows, gh);
         ensure_shape(&mut self.dh, b, h);
         ensure_shape(&mut self.dh_prev, b, h);
         self.dh.fill(T::zero());
-        if self.cell == CellKind::Lstm {
+        if cell == CellKind::Lstm {
             ensure_shape(&mut self.dc, b, h);
             self.dc.fill(T::zero());
         }
-        if self.cell == CellKind::Gru {
+        if cell == CellKind::Gru {
             ensure_shape(&mut self.dg_hh, rows, gh);
         }
-        if self.probe {
+        if probe {
             self.recurrent.timestep_grad_norm.clear();
             self.recurrent.timestep_grad_norm.resize(steps, 0.0);
         }
         let cut = self.truncate.filter(|&k| k < steps).map(|k| steps - k);
-        let one = T::one();
-        let [_, w_hh, _, _] = &self.params[..] else { return };
+        let (zero, one) = (T::zero(), T::one());
+        let Rnn { params, gates, hs, cs, tc, hn, dg, dg_hh, dh, dh_prev, dc, recurrent, return_sequences, .. } = self;
+        let [_, w_hh, _, _] = &params[..] else { return };
         for t in (0..steps).rev() {
             let (r0, r1) = (t * b, (t + 1) * b);
-            // dh_t = gradient from the future (self.dh) + from this step's output.
-            if self.return_sequences {
-                self.dh += &dy.slice(s![r0..r1, ..]);
+            // dh_t = gradient from the future (dh) + from this step's output.
+            if *return_sequences {
+                *dh += &dy.slice(s![r0..r1, ..]);
             } else if t + 1 == steps {
-                self.dh += &dy.slice(s![..b, ..]);
+                *dh += &dy.slice(s![..b, ..]);
             }
-            if self.probe {
-                self.recurrent.timestep_grad_norm[t] = self.dh.iter().map(|v| v.f64() * v.f64()).sum::<f64>().sqrt();
+            if probe {
+                recurrent.timestep_grad_norm[t] = sum_sq(flat(dh)).sqrt();
             }
-            let g = self.gates.slice(s![r0..r1, ..]);
-            let h_prev = self.hs.slice(s![r0..r1, ..]);
-            let mut dg = self.dg.slice_mut(s![r0..r1, ..]);
-            let recurrent = cut != Some(t);
-            match self.cell {
+            let recurrent_path = cut != Some(t);
+            let g = &flat(gates)[r0 * gh..r1 * gh];
+            let dgt = &mut flat_mut(dg)[r0 * gh..r1 * gh];
+            let dhv = flat(dh);
+            match cell {
                 CellKind::Vanilla => {
-                    let h_t = self.hs.slice(s![r1..r1 + b, ..]);
-                    for i in 0..b {
-                        for j in 0..h {
-                            dg[(i, j)] =
-                                self.dh[(i, j)] * self.activation.derivative(g[(i, j)], h_t[(i, j)], T::zero());
+                    // dz = dh_t f'(z), with f' from z and h_t = f(z).
+                    let h_t = &flat(hs)[r1 * h..(r1 + b) * h];
+                    if activation == Activation::Tanh {
+                        for ((d, &a), &dhv) in dgt.iter_mut().zip(h_t).zip(dhv) {
+                            *d = dhv * (one - a * a);
                         }
-                    }
-                    if recurrent {
-                        general_mat_mul(one, &dg, &w_hh.value, T::zero(), &mut self.dh_prev);
+                    } else {
+                        for (((d, &z), &a), &dhv) in dgt.iter_mut().zip(g).zip(h_t).zip(dhv) {
+                            *d = dhv * activation.derivative(z, a, zero);
+                        }
                     }
                 }
                 CellKind::Lstm => {
-                    let c_t = self.cs.slice(s![r1..r1 + b, ..]);
-                    let c_prev = self.cs.slice(s![r0..r1, ..]);
+                    let c_prev = &flat(cs)[r0 * h..r1 * h];
+                    let tc_t = &flat(tc)[r0 * h..r1 * h];
+                    let dcv = flat_mut(dc);
                     for i in 0..b {
+                        let row = &g[i * gh..(i + 1) * gh];
+                        let (gi, gf, gg, go) = (&row[..h], &row[h..2 * h], &row[2 * h..3 * h], &row[3 * h..]);
+                        let drow = &mut dgt[i * gh..(i + 1) * gh];
+                        let (di, rest) = drow.split_at_mut(h);
+                        let (df, rest) = rest.split_at_mut(h);
+                        let (dgg, d_o) = rest.split_at_mut(h);
+                        let (cp, tct) = (&c_prev[i * h..(i + 1) * h], &tc_t[i * h..(i + 1) * h]);
+                        let (dhr, dcr) = (&dhv[i * h..(i + 1) * h], &mut dcv[i * h..(i + 1) * h]);
                         for j in 0..h {
-                            let (ig, fg, gg, og) = (g[(i, j)], g[(i, h + j)], g[(i, 2 * h + j)], g[(i, 3 * h + j)]);
-                            let tc = c_t[(i, j)].tanh();
-                            let dh = self.dh[(i, j)];
-                            let dc = self.dc[(i, j)] + dh * og * (one - tc * tc);
-                            dg[(i, j)] = dc * gg * ig * (one - ig);
-                            dg[(i, h + j)] = dc * c_prev[(i, j)] * fg * (one - fg);
-                            dg[(i, 2 * h + j)] = dc * ig * (one - gg * gg);
-                            dg[(i, 3 * h + j)] = dh * tc * og * (one - og);
-                            self.dc[(i, j)] = if recurrent { dc * fg } else { T::zero() };
+                            let (ig, fg, gv, og, tcv, dhj) = (gi[j], gf[j], gg[j], go[j], tct[j], dhr[j]);
+                            // dc_t = dc (from step t+1, already times f_{t+1}) + dh o (1 - tanh^2 c_t)
+                            let dcj = dcr[j] + dhj * og * (one - tcv * tcv);
+                            // d pre_i = dc g i(1-i), d pre_f = dc c_{t-1} f(1-f),
+                            // d pre_g = dc i (1-g^2), d pre_o = dh tanh(c_t) o(1-o)
+                            di[j] = dcj * gv * ig * (one - ig);
+                            df[j] = dcj * cp[j] * fg * (one - fg);
+                            dgg[j] = dcj * ig * (one - gv * gv);
+                            d_o[j] = dhj * tcv * og * (one - og);
+                            // dc_{t-1} = dc_t f_t
+                            dcr[j] = if recurrent_path { dcj * fg } else { zero };
                         }
-                    }
-                    if recurrent {
-                        general_mat_mul(one, &dg, &w_hh.value, T::zero(), &mut self.dh_prev);
                     }
                 }
                 CellKind::Gru => {
-                    let hn = self.hn.slice(s![r0..r1, ..]);
-                    let mut dgh = self.dg_hh.slice_mut(s![r0..r1, ..]);
+                    let h_prev = &flat(hs)[r0 * h..r1 * h];
+                    let hn_t = &flat(hn)[r0 * h..r1 * h];
+                    let dgh = &mut flat_mut(dg_hh)[r0 * gh..r1 * gh];
+                    let dhp = flat_mut(dh_prev);
                     for i in 0..b {
+                        let row = &g[i * gh..(i + 1) * gh];
+                        let (gr, gz, gn) = (&row[..h], &row[h..2 * h], &row[2 * h..]);
+                        let drow = &mut dgt[i * gh..(i + 1) * gh];
+                        let (dr_, rest) = drow.split_at_mut(h);
+                        let (dz_, dn_) = rest.split_at_mut(h);
+                        let hrow = &mut dgh[i * gh..(i + 1) * gh];
+                        let (hr_, rest) = hrow.split_at_mut(h);
+                        let (hz_, hn_) = rest.split_at_mut(h);
+                        let (hp, hnr) = (&h_prev[i * h..(i + 1) * h], &hn_t[i * h..(i + 1) * h]);
+                        let (dhr, dpr) = (&dhv[i * h..(i + 1) * h], &mut dhp[i * h..(i + 1) * h]);
                         for j in 0..h {
-                            let (r, z, n) = (g[(i, j)], g[(i, h + j)], g[(i, 2 * h + j)]);
-                            let dh = self.dh[(i, j)];
-                            let dn = dh * (one - z) * (one - n * n);
-                            let dz = dh * (h_prev[(i, j)] - n) * z * (one - z);
-                            let dr = dn * hn[(i, j)] * r * (one - r);
-                            dg[(i, j)] = dr;
-                            dg[(i, h + j)] = dz;
-                            dg[(i, 2 * h + j)] = dn;
-                            dgh[(i, j)] = dr;
-                            dgh[(i, h + j)] = dz;
-                            dgh[(i, 2 * h + j)] = dn * r;
+                            let (r, z, n, dhj) = (gr[j], gz[j], gn[j], dhr[j]);
+                            // dn = dh (1-z)(1-n^2), dz = dh (h_{t-1} - n) z(1-z),
+                            // dr = dn (W_hn h + b_hn) r(1-r); the W_hn side of n sees dn r.
+                            let dn = dhj * (one - z) * (one - n * n);
+                            let dz = dhj * (hp[j] - n) * z * (one - z);
+                            let dr = dn * hnr[j] * r * (one - r);
+                            (dr_[j], dz_[j], dn_[j]) = (dr, dz, dn);
+                            (hr_[j], hz_[j], hn_[j]) = (dr, dz, dn * r);
                             // The direct path h_{t-1} -> h_t through z.
-                            self.dh_prev[(i, j)] = dh * z;
+                            dpr[j] = dhj * z;
                         }
-                    }
-                    if recurrent {
-                        general_mat_mul(one, &dgh, &w_hh.value, one, &mut self.dh_prev);
                     }
                 }
             }
-            if recurrent {
-                std::mem::swap(&mut self.dh, &mut self.dh_prev);
+            if recurrent_path {
+                // dh_{t-1} = dG_hh W_hh (+ the GRU's direct path already in dh_prev).
+                let (src, beta) = if cell == CellKind::Gru { (&*dg_hh, one) } else { (&*dg, zero) };
+                general_mat_mul(one, &src.slice(s![r0..r1, ..]), &w_hh.value, beta, dh_prev);
+                std::mem::swap(dh, dh_prev);
             } else {
-                self.dh.fill(T::zero());
+                dh.fill(zero);
             }
         }
         // Weight gradients for all steps at once.
         let xin = x.slice(s![..rows, ..]);
-        let dgh: ArrayView2<'_, T> = if self.cell == CellKind::Gru { self.dg_hh.view() } else { self.dg.view() };
-        let h_prevs = self.hs.slice(s![..rows, ..]);
-        let [w_ih, w_hh, b_ih, b_hh] = &mut self.params[..] else { return };
-        general_mat_mul(one, &self.dg.t(), &xin, T::zero(), &mut w_ih.grad);
-        general_mat_mul(one, &dgh.t(), &h_prevs, T::zero(), &mut w_hh.grad);
-        b_ih.grad.row_mut(0).assign(&self.dg.sum_axis(Axis(0)));
-        b_hh.grad.row_mut(0).assign(&dgh.sum_axis(Axis(0)));
+        let dgh: ArrayView2<'_, T> = if cell == CellKind::Gru { dg_hh.view() } else { dg.view() };
+        let h_prevs = hs.slice(s![..rows, ..]);
+        let [w_ih, w_hh, b_ih, b_hh] = &mut params[..] else { return };
+        general_mat_mul(one, &dg.t(), &xin, zero, &mut w_ih.grad);
+        general_mat_mul(one, &dgh.t(), &h_prevs, zero, &mut w_hh.grad);
+        column_sums(flat(dg), flat_mut(&mut b_ih.grad));
+        if cell == CellKind::Gru {
+            column_sums(flat(dg_hh), flat_mut(&mut b_hh.grad));
+        } else {
+            // Vanilla and LSTM: both biases enter the same pre-activation.
+            b_hh.grad.assign(&b_ih.grad);
+        }
         if let Some(dx) = dx {
             ensure_shape(dx, rows, x.ncols());
-            general_mat_mul(one, &self.dg, &w_ih.value, T::zero(), dx);
+            general_mat_mul(one, &*dg, &w_ih.value, zero, dx);
         }
     }
 
@@ -519,8 +641,26 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::spectral_radius;
+    use super::{spectral_radius, tanh};
     use nalgebra::DMatrix;
+
+    #[test]
+    fn f32_tanh_is_within_a_few_ulp() {
+        // Over [-12, 12] in steps of 1e-4: absolute error and error relative to |tanh x|.
+        let (mut abs, mut rel) = (0.0f64, 0.0f64);
+        for k in -120_000..=120_000 {
+            let x = k as f64 * 1e-4;
+            let exact = x.tanh();
+            let err = (f64::from(tanh(x as f32)) - (x as f32 as f64).tanh()).abs();
+            abs = abs.max(err);
+            if exact.abs() > 1e-30 {
+                rel = rel.max(err / exact.abs());
+            }
+        }
+        assert!(abs < 5e-7 && rel < 5e-7, "abs {abs:e} rel {rel:e}");
+        assert_eq!(tanh(0.0f32), 0.0);
+        assert_eq!(tanh(1e-3f64), 1e-3f64.tanh());
+    }
 
     #[test]
     fn spectral_radius_of_scaled_identity_and_rotation() {
