@@ -90,15 +90,21 @@ pub fn sum_sq_max<T: Scalar>(values: &[T]) -> (f64, f64) {
     (total, largest)
 }
 
-/// `sum v^2`.
-pub fn sum_sq<T: Scalar>(values: &[T]) -> f64 {
-    let mut sq = [0.0f64; LANES];
+/// `sum f(v)`, accumulated in f64 over [`LANES`] partial sums.
+#[inline(always)]
+pub fn lane_sum<T: Scalar>(values: &[T], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
     let chunks = values.chunks_exact(LANES);
     let tail = chunks.remainder();
     for c in chunks {
-        for (s, v) in sq.iter_mut().zip(c) {
-            *s += v.f64() * v.f64();
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += f(v.f64());
         }
     }
-    sq.iter().sum::<f64>() + tail.iter().map(|v| v.f64() * v.f64()).sum::<f64>()
+    acc.iter().sum::<f64>() + tail.iter().map(|v| f(v.f64())).sum::<f64>()
+}
+
+/// `sum v^2`.
+pub fn sum_sq<T: Scalar>(values: &[T]) -> f64 {
+    lane_sum(values, |v| v * v)
 }
