@@ -20,14 +20,14 @@ const SOFTPLUS_THRESHOLD: f64 = 20.0;
 /// function's largest derivative (sigmoid 1/4, tanh 1): |z| > ~5.3 for tanh, > ~6.9 for sigmoid.
 pub const SATURATION_FRACTION: f64 = 0.01;
 
+/// `1 / (1 + e^-z)`, as `1 / (1 + e)` for z >= 0 and `e / (1 + e)` below, with `e = e^-|z| <= 1`,
+/// so the exponential never overflows. Selects rather than branches, and the branchless `exp`,
+/// so that a loop over it vectorises.
+#[inline(always)]
 fn sigmoid<T: Scalar>(z: T) -> T {
-    // Two branches keep exp() from overflowing for large |z|.
-    if z >= T::zero() {
-        T::one() / (T::one() + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (T::one() + e)
-    }
+    let e = (-z.abs()).exp_branchless();
+    let numerator = if z >= T::zero() { T::one() } else { e };
+    numerator / (T::one() + e)
 }
 
 /// Standard normal CDF and density via erf (f64; exact GELU as PyTorch's default).
@@ -39,7 +39,10 @@ fn gelu_parts(z: f64) -> (f64, f64) {
 
 impl Activation {
     /// f(z). `slope` is the unit's learnable slope for `Prelu` and ignored otherwise.
-    #[inline]
+    ///
+    /// Always inlined: called with a constant activation inside an elementwise loop, the `match`
+    /// folds to one arm and the loop vectorises (see `layers::specialise!`).
+    #[inline(always)]
     pub fn value<T: Scalar>(&self, z: T, slope: T) -> T {
         let zero = T::zero();
         match *self {
@@ -97,8 +100,8 @@ impl Activation {
         }
     }
 
-    /// f'(z), given `a = f(z)`.
-    #[inline]
+    /// f'(z), given `a = f(z)`. Always inlined, as [`Self::value`].
+    #[inline(always)]
     pub fn derivative<T: Scalar>(&self, z: T, a: T, slope: T) -> T {
         let zero = T::zero();
         let one = T::one();
@@ -172,6 +175,13 @@ impl Activation {
         }
     }
 
+    /// True when the derivative follows from the output alone: `derivative(a, a, _)` is f'(z)
+    /// for `a = f(z)`, so a layer may apply `f` in place and keep no copy of `z`. Holds for
+    /// linear, sigmoid and tanh (f' is a function of `a`) and ReLU (`a > 0` exactly when `z > 0`).
+    pub fn derivative_from_output(&self) -> bool {
+        matches!(self, Activation::Linear | Activation::Sigmoid | Activation::Tanh | Activation::Relu)
+    }
+
     /// True for ReLU, the one activation whose units die (output and gradient exactly zero).
     pub fn can_die(&self) -> bool {
         matches!(self, Activation::Relu)
@@ -234,6 +244,17 @@ mod tests {
         assert_eq!(Activation::Sigmoid.value(-1000.0f64, 0.0), 0.0);
         assert_eq!(Activation::Sigmoid.value(1000.0f64, 0.0), 1.0);
         assert!(Activation::Sigmoid.value(-1000.0f32, 0.0).is_finite());
+    }
+
+    #[test]
+    fn output_only_derivatives_match() {
+        for act in ALL.into_iter().filter(Activation::derivative_from_output) {
+            for &z in &[-7.5f64, -2.0, -0.3, 0.0, 0.2, 1.7, 6.0, f64::NAN] {
+                let a = act.value(z, 0.0);
+                let (from_z, from_a) = (act.derivative(z, a, 0.0), act.derivative(a, a, 0.0));
+                assert!(from_z == from_a || (from_z.is_nan() && from_a.is_nan()), "{act:?} at {z}");
+            }
+        }
     }
 
     #[test]

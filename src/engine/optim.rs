@@ -266,6 +266,14 @@ struct SgdScalars<T> {
 /// ```
 fn sgd_update<T: Scalar>(h: &SgdScalars<T>, value: &mut [T], grad: &[T], buf: &mut [T]) {
     debug_assert_eq!(value.len(), grad.len(), "parameter and gradient lengths differ");
+    // Plain SGD (no momentum, no weight decay): the same arithmetic as below, in a loop without
+    // per-element branches, which the compiler vectorises.
+    if buf.is_empty() && h.l2.is_none() {
+        for (p, &g) in value.iter_mut().zip(grad) {
+            *p += h.neg_lr * g;
+        }
+        return;
+    }
     // `buf` is empty without momentum; `next()` then yields None for every element.
     let mut bufs = buf.iter_mut();
     for (p, &g) in value.iter_mut().zip(grad) {

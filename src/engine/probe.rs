@@ -22,7 +22,7 @@
 use ndarray::Array2;
 
 use super::layers::RecurrentStats;
-use super::scalar::{sum_sq, sum_sq_max, LANES};
+use super::scalar::{lane_sum, sum_sq, sum_sq_max, LANES};
 use super::Scalar;
 
 /// Interior bin edges of the log10|g| histograms: -12, -11.5, ..., 2 (29 edges, 30 bins).
@@ -118,27 +118,6 @@ fn elements<T: Scalar>(a: &Array2<T>) -> std::borrow::Cow<'_, [T]> {
     }
 }
 
-/// `sum (v - shift)` and `sum (v - shift)^2`.
-fn shifted_sums<T: Scalar>(values: &[T], shift: f64) -> (f64, f64) {
-    let (mut s1, mut s2) = ([0.0f64; LANES], [0.0f64; LANES]);
-    let chunks = values.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for ((a, b), v) in s1.iter_mut().zip(s2.iter_mut()).zip(c) {
-            let d = v.f64() - shift;
-            *a += d;
-            *b += d * d;
-        }
-    }
-    let (mut sum, mut sum_sq) = (s1.iter().sum::<f64>(), s2.iter().sum::<f64>());
-    for v in tail {
-        let d = v.f64() - shift;
-        sum += d;
-        sum_sq += d * d;
-    }
-    (sum, sum_sq)
-}
-
 /// L2 norm, RMS and max |v| of an array, accumulated in f64.
 pub fn norm_rms_max<T: Scalar>(a: &Array2<T>) -> (f64, f64, f64) {
     let (sq, max) = sum_sq_max(&elements(a));
@@ -151,22 +130,14 @@ pub fn norm<T: Scalar>(a: &Array2<T>) -> f64 {
     sum_sq(&elements(a)).sqrt()
 }
 
-/// Mean and (population) standard deviation, accumulated in f64, in one pass.
-///
-/// The sums are taken about the first element (`var = E[(v-s)^2] - E[v-s]^2` for any shift
-/// `s`): with `s` near the mean, the subtraction does not cancel the variance away the way the
-/// textbook `E[v^2] - E[v]^2` does when `|mean| >> std`.
+/// Mean and (population) standard deviation, accumulated in f64: two passes (the mean, then
+/// the squared deviations from it), each a single vectorisable sum.
 pub fn mean_std<T: Scalar>(a: &Array2<T>) -> (f64, f64) {
     let values = elements(a);
     let n = values.len().max(1) as f64;
-    let shift = values.first().map_or(0.0, |v| v.f64());
-    let shift = if shift.is_finite() { shift } else { 0.0 };
-    let (sum, sum_sq) = shifted_sums(&values, shift);
-    let d = sum / n;
-    let var = sum_sq / n - d * d;
-    // Clamp rounding below zero; written so that NaN (a non-finite input) stays NaN.
-    let var = if var < 0.0 { 0.0 } else { var };
-    (shift + d, var.sqrt())
+    let mean = lane_sum(&values, |v| v) / n;
+    let var = lane_sum(&values, |v| (v - mean) * (v - mean)) / n;
+    (mean, var.sqrt())
 }
 
 /// L2 norm of `a - b` (same shapes), in f64.

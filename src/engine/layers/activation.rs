@@ -64,7 +64,7 @@ impl<T: Scalar> Layer<T> for ActivationLayer<T> {
                 &mut self.scratch
             }
         };
-        activation_backward(self.activation, x, y, dy, out, self.params.first_mut());
+        activation_backward(self.activation, x, y, dy, out, self.params.first_mut(), None);
     }
 
     fn params(&self) -> &[Param<T>] {

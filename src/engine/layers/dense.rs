@@ -12,11 +12,12 @@
 //! from a `state_dict` load as they are.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 
 use super::norm::running_buffers;
 use super::{
-    activate, activation_backward, ensure_shape, explicit_or, unit_stats, Ctx, Layer, NormCore, Param, UnitStats,
+    activate, activation_backward, bias_activate, column_sums, ensure_shape, explicit_or, unit_stats, Ctx, Layer,
+    NormCore, Param, UnitStats,
 };
 use crate::engine::config::{Activation, DenseConfig};
 use crate::engine::rng::Rng;
@@ -93,6 +94,24 @@ impl<T: Scalar> Dense<T> {
     }
 }
 
+impl<T: Scalar> Dense<T> {
+    /// Whether the activation input `p` is kept in its own buffer. Without a norm or PReLU
+    /// slopes, and with an activation whose derivative follows from its output, `f` is applied in
+    /// place on `y` and backward reads `y` instead.
+    fn keeps_pre(&self) -> bool {
+        self.norm.is_some() || self.prelu.is_some() || !self.activation.derivative_from_output()
+    }
+
+    /// `p` when it is kept, else `y` (see [`Self::keeps_pre`]).
+    fn pre_or<'a>(&'a self, y: &'a Array2<T>) -> &'a Array2<T> {
+        if self.keeps_pre() {
+            &self.pre
+        } else {
+            y
+        }
+    }
+}
+
 impl<T: Scalar> Layer<T> for Dense<T> {
     fn kind(&self) -> &'static str {
         "dense"
@@ -109,46 +128,56 @@ impl<T: Scalar> Layer<T> for Dense<T> {
     fn forward(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>) {
         let (n, units) = (x.nrows(), self.out_dim());
         let (w, b) = (&self.params[WEIGHT].value, &self.params[BIAS].value);
-        let target = if self.norm.is_some() { &mut self.z } else { &mut self.pre };
-        ensure_shape(target, n, units);
-        // Broadcast the bias first, then accumulate x W^T onto it (beta = 1): one pass fewer.
-        target.assign(&b.broadcast((n, units)).unwrap_or_else(|| b.view()));
-        general_mat_mul(T::one(), x, &w.t(), T::one(), target);
-        if let Some((core, i)) = &mut self.norm {
-            let (g, bt) = (&self.params[*i].value, &self.params[*i + 1].value);
-            core.forward(&self.z, g, bt, &mut self.pre, ctx.training);
+        if self.keeps_pre() {
+            // z = x W^T + b (into `z` before a norm, else into `p`); p = norm(z); y = f(p).
+            let z = if self.norm.is_some() { &mut self.z } else { &mut self.pre };
+            ensure_shape(z, n, units);
+            general_mat_mul(T::one(), x, &w.t(), T::zero(), z);
+            bias_activate(Activation::Linear, b, z);
+            if let Some((core, i)) = &mut self.norm {
+                let (g, bt) = (&self.params[*i].value, &self.params[*i + 1].value);
+                core.forward(&self.z, g, bt, &mut self.pre, ctx.training);
+            }
+            activate(self.activation, &self.pre, y, self.prelu.map(|i| &self.params[i]));
+        } else {
+            // y = f(x W^T + b): the product straight into y, then bias and f in one pass.
+            ensure_shape(y, n, units);
+            general_mat_mul(T::one(), x, &w.t(), T::zero(), y);
+            bias_activate(self.activation, b, y);
         }
-        activate(self.activation, &self.pre, y, self.prelu.map(|i| &self.params[i]));
         if ctx.probe {
-            self.stats = unit_stats(self.activation, &self.pre, y);
+            self.stats = unit_stats(self.activation, self.pre_or(y), y);
         }
     }
 
     fn backward(&mut self, x: &Array2<T>, y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) {
-        let prelu = self.prelu.map(|i| &mut self.params[i]);
-        activation_backward(self.activation, &self.pre, y, dy, &mut self.dpre, prelu);
+        let p = if self.keeps_pre() { &self.pre } else { y };
         let dz = match &self.norm {
+            // dp = dy * f'(p); dz = norm_backward(dp); db = sum_b dz.
             Some((core, i)) => {
+                let prelu = self.prelu.map(|i| &mut self.params[i]);
+                activation_backward(self.activation, p, y, dy, &mut self.dpre, prelu, None);
                 let (left, right) = self.params.split_at_mut(*i + 1);
-                let gamma = &mut left[*i];
-                let beta = &mut right[0];
-                core.backward(&self.dpre, gamma, beta, &mut self.dz);
+                core.backward(&self.dpre, &mut left[*i], &mut right[0], &mut self.dz);
+                column_sums(&self.dz, &mut self.params[BIAS].grad);
                 &self.dz
             }
-            None => &self.dpre,
-        };
-        {
-            let w = &mut self.params[WEIGHT];
-            general_mat_mul(T::one(), &dz.t(), x, T::zero(), &mut w.grad);
-        }
-        {
-            let b = &mut self.params[BIAS];
-            b.grad.fill(T::zero());
-            let mut row = b.grad.row_mut(0);
-            for r in dz.axis_iter(Axis(0)) {
-                row += &r;
+            // f' = 1: dz = dy, no copy.
+            None if self.activation == Activation::Linear => {
+                column_sums(dy, &mut self.params[BIAS].grad);
+                dy
             }
-        }
+            // dz = dy * f'(p) and db = sum_b dz in one pass.
+            None => {
+                let (affine, extra) = self.params.split_at_mut(BIAS + 1);
+                let prelu = self.prelu.and_then(|i| extra.get_mut(i - (BIAS + 1)));
+                activation_backward(self.activation, p, y, dy, &mut self.dpre, prelu, Some(&mut affine[BIAS].grad));
+                &self.dpre
+            }
+        };
+        // dW = dz^T x
+        general_mat_mul(T::one(), &dz.t(), x, T::zero(), &mut self.params[WEIGHT].grad);
+        // dx = dz W
         if let Some(dx) = dx {
             ensure_shape(dx, x.nrows(), x.ncols());
             general_mat_mul(T::one(), dz, &self.params[WEIGHT].value, T::zero(), dx);

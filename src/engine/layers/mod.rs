@@ -20,6 +20,8 @@ pub use dropout::Dropout;
 pub use norm::{NormCore, NormLayer};
 pub use rnn::{GateStats, RecurrentStats, Rnn, Spectrum};
 
+use std::borrow::Cow;
+
 use ndarray::Array2;
 
 use super::config::{Activation, ExplicitParams};
@@ -159,28 +161,126 @@ pub trait Layer<T: Scalar>: Send {
     }
 }
 
-/// Makes `a` a `rows x cols` array, reallocating only when the shape differs.
+/// Makes `a` a `rows x cols` array. Its storage is kept and reused (zero-filled), so a shape
+/// that shrinks and grows back (an evaluation chunk between training batches) does not allocate.
 pub(crate) fn ensure_shape<T: Scalar>(a: &mut Array2<T>, rows: usize, cols: usize) {
     if a.dim() != (rows, cols) {
-        *a = Array2::zeros((rows, cols));
+        let (mut storage, _) = std::mem::take(a).into_raw_vec_and_offset();
+        storage.clear();
+        storage.resize(rows * cols, T::zero());
+        *a = Array2::from_shape_vec((rows, cols), storage).unwrap_or_else(|_| Array2::zeros((rows, cols)));
     }
+}
+
+/// Evaluates `$body` with `$a` bound to `$act`; for the common activations `$a` is a constant
+/// of the arm, so that the `match` inside [`Activation::value`] and [`Activation::derivative`]
+/// folds away and the elementwise loop in `$body` is compiled (and vectorised) once per
+/// activation instead of branching on the activation for every element.
+macro_rules! specialise {
+    ($act:expr, $a:ident => $body:expr) => {
+        match $act {
+            Activation::Relu => {
+                let $a = Activation::Relu;
+                $body
+            }
+            Activation::Linear => {
+                let $a = Activation::Linear;
+                $body
+            }
+            Activation::Sigmoid => {
+                let $a = Activation::Sigmoid;
+                $body
+            }
+            Activation::Tanh => {
+                let $a = Activation::Tanh;
+                $body
+            }
+            $a => $body,
+        }
+    };
+}
+
+/// The elements of `a` in row-major order. The engine only creates row-major (standard layout)
+/// arrays; any other view is copied first, so the elementwise loops below can run over plain
+/// slices, which the compiler vectorises (ndarray's `Zip` over several arrays does not).
+fn values<T: Scalar>(a: &Array2<T>) -> Cow<'_, [T]> {
+    match a.as_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(a.iter().copied().collect()),
+    }
+}
+
+/// [`values`] for an output array, which is first made row-major if it is not.
+fn values_mut<T: Scalar>(a: &mut Array2<T>) -> &mut [T] {
+    if !a.is_standard_layout() {
+        *a = a.as_standard_layout().into_owned();
+    }
+    a.as_slice_mut().unwrap_or_default()
+}
+
+/// Row `r` of a row-major slice with `cols` columns. `chunks_exact(0)` would panic, hence the
+/// `max(1)`: a zero-width array has no elements, so there is nothing to iterate anyway.
+fn rows<T>(values: &[T], cols: usize) -> std::slice::ChunksExact<'_, T> {
+    values.chunks_exact(cols.max(1))
+}
+
+fn rows_mut<T>(values: &mut [T], cols: usize) -> std::slice::ChunksExactMut<'_, T> {
+    values.chunks_exact_mut(cols.max(1))
 }
 
 /// Applies `act` elementwise: `y = f(z)`, with per-column PReLU slopes when given.
 pub(crate) fn activate<T: Scalar>(act: Activation, z: &Array2<T>, y: &mut Array2<T>, slopes: Option<&Param<T>>) {
-    ensure_shape(y, z.nrows(), z.ncols());
+    let cols = z.ncols();
+    ensure_shape(y, z.nrows(), cols);
+    let (z, y) = (values(z), values_mut(y));
     match slopes {
         Some(p) => {
-            let s = p.value.row(0);
-            ndarray::Zip::from(y.rows_mut()).and(z.rows()).for_each(|mut yr, zr| {
-                ndarray::Zip::from(&mut yr).and(&zr).and(&s).for_each(|y, &z, &s| *y = act.value(z, s));
-            });
+            let s = values(&p.value);
+            for (yr, zr) in rows_mut(y, cols).zip(rows(&z, cols)) {
+                for ((y, &z), &s) in yr.iter_mut().zip(zr).zip(s.iter()) {
+                    *y = act.value(z, s);
+                }
+            }
         }
-        None => ndarray::Zip::from(y).and(z).for_each(|y, &z| *y = act.value(z, T::zero())),
+        None => specialise!(act, a => {
+            for (y, &z) in y.iter_mut().zip(z.iter()) {
+                *y = a.value(z, T::zero());
+            }
+        }),
+    }
+}
+
+/// Adds the bias row `b` to every row of `y` and applies `act` in place: `y = f(y + b)`, one
+/// pass over `y` (`act` has no learnable slopes).
+pub(crate) fn bias_activate<T: Scalar>(act: Activation, b: &Array2<T>, y: &mut Array2<T>) {
+    let (cols, b) = (y.ncols(), values(b));
+    specialise!(act, a => {
+        for row in rows_mut(values_mut(y), cols) {
+            for (v, &b) in row.iter_mut().zip(b.iter()) {
+                *v = a.value(*v + b, T::zero());
+            }
+        }
+    })
+}
+
+/// `db = sum_b dz`: the bias gradient, the column sums of `dz`, added row by row.
+pub(crate) fn column_sums<T: Scalar>(dz: &Array2<T>, db: &mut Array2<T>) {
+    let cols = dz.ncols();
+    let total = values_mut(db);
+    total.fill(T::zero());
+    for row in rows(&values(dz), cols) {
+        for (t, &v) in total.iter_mut().zip(row) {
+            *t += v;
+        }
     }
 }
 
 /// `dz = dy * f'(z)`; accumulates PReLU slope gradients `sum_b dy * min(z, 0)` into `slopes.grad`.
+/// When `db` is given it is set to `sum_b dz`, the gradient of a bias added before `f`, in the
+/// same pass over the rows.
+///
+/// For activations whose derivative follows from the output
+/// ([`Activation::derivative_from_output`]) `z` may be the output `y` itself.
 pub(crate) fn activation_backward<T: Scalar>(
     act: Activation,
     z: &Array2<T>,
@@ -188,16 +288,21 @@ pub(crate) fn activation_backward<T: Scalar>(
     dy: &Array2<T>,
     dz: &mut Array2<T>,
     slopes: Option<&mut Param<T>>,
+    db: Option<&mut Array2<T>>,
 ) {
-    ensure_shape(dz, z.nrows(), z.ncols());
-    match slopes {
-        Some(p) => {
+    let cols = z.ncols();
+    ensure_shape(dz, z.nrows(), cols);
+    let (z, y, dy) = (values(z), values(y), values(dy));
+    let out = values_mut(dz);
+    match (slopes, db) {
+        (Some(p), db) => {
             // d prelu(z; a)/da = z for z <= 0, else 0.
-            p.grad.fill(T::zero());
-            let s = p.value.row(0).to_owned();
-            let mut gs = p.grad.row_mut(0);
-            for (((mut dzr, zr), yr), dyr) in dz.rows_mut().into_iter().zip(z.rows()).zip(y.rows()).zip(dy.rows()) {
-                for j in 0..zr.len() {
+            let s = values(&p.value).into_owned();
+            let gs = values_mut(&mut p.grad);
+            gs.fill(T::zero());
+            let rows_of = rows_mut(out, cols).zip(rows(&z, cols)).zip(rows(&y, cols)).zip(rows(&dy, cols));
+            for (((dzr, zr), yr), dyr) in rows_of {
+                for j in 0..zr.len().min(s.len()).min(gs.len()) {
                     let (zv, yv, g) = (zr[j], yr[j], dyr[j]);
                     dzr[j] = g * act.derivative(zv, yv, s[j]);
                     if zv <= T::zero() {
@@ -205,34 +310,68 @@ pub(crate) fn activation_backward<T: Scalar>(
                     }
                 }
             }
-        }
-        None => {
-            if matches!(act, Activation::Linear) {
-                dz.assign(dy);
-            } else {
-                ndarray::Zip::from(dz).and(z).and(y).and(dy).for_each(|dz, &z, &y, &g| {
-                    *dz = g * act.derivative(z, y, T::zero());
-                });
+            if let Some(db) = db {
+                column_sums(dz, db);
             }
         }
+        (None, Some(db)) => {
+            let total = values_mut(db);
+            total.fill(T::zero());
+            specialise!(act, a => {
+                let rows_of = rows_mut(out, cols).zip(rows(&z, cols)).zip(rows(&y, cols)).zip(rows(&dy, cols));
+                for (((dzr, zr), yr), dyr) in rows_of {
+                    for ((((dz, &z), &y), &g), t) in dzr.iter_mut().zip(zr).zip(yr).zip(dyr).zip(total.iter_mut()) {
+                        *dz = g * a.derivative(z, y, T::zero());
+                        *t += *dz;
+                    }
+                }
+            })
+        }
+        (None, None) => specialise!(act, a => {
+            for (((dz, &z), &y), &g) in out.iter_mut().zip(z.iter()).zip(y.iter()).zip(dy.iter()) {
+                *dz = g * a.derivative(z, y, T::zero());
+            }
+        }),
     }
 }
 
-/// Saturation and dead-unit statistics of an activation's outputs (see [`UnitStats`]).
+/// Saturation and dead-unit statistics of an activation's outputs (see [`UnitStats`]). `z` may
+/// be `y` itself when [`Activation::derivative_from_output`].
 pub(crate) fn unit_stats<T: Scalar>(act: Activation, z: &Array2<T>, y: &Array2<T>) -> UnitStats {
     let mut stats = UnitStats::default();
     if let Some(max) = act.max_derivative() {
         let threshold = max * super::activation::SATURATION_FRACTION;
-        let saturated = ndarray::Zip::from(z)
-            .and(y)
-            .fold(0usize, |n, &z, &y| n + usize::from(act.derivative(z, y, T::zero()).f64() < threshold));
+        let (z, y) = (values(z), values(y));
+        let saturated: usize = specialise!(act, a => z
+            .iter()
+            .zip(y.iter())
+            .map(|(&z, &y)| usize::from(a.derivative(z, y, T::zero()).f64() < threshold))
+            .sum());
         stats.saturation = Some(saturated as f64 / z.len().max(1) as f64);
     }
     if act.can_die() {
-        let dead = y.columns().into_iter().filter(|c| c.iter().all(|v| *v <= T::zero())).count();
-        stats.dead_fraction = Some(dead as f64 / y.ncols().max(1) as f64);
+        stats.dead_fraction = Some(dead_columns(y) as f64 / y.ncols().max(1) as f64);
     }
     stats
+}
+
+/// Columns of `y` with no positive (or NaN) entry. The rows are scanned in blocks of columns,
+/// contiguously and without allocating.
+fn dead_columns<T: Scalar>(y: &Array2<T>) -> usize {
+    const BLOCK: usize = 64;
+    let (cols, y) = (y.ncols(), values(y));
+    let mut dead = 0;
+    for start in (0..cols).step_by(BLOCK) {
+        let width = BLOCK.min(cols - start);
+        let mut alive = [false; BLOCK];
+        for row in rows(&y, cols) {
+            for (a, v) in alive.iter_mut().zip(&row[start..start + width]) {
+                *a |= *v > T::zero() || v.is_nan();
+            }
+        }
+        dead += alive[..width].iter().filter(|a| !**a).count();
+    }
+    dead
 }
 
 /// Builds a layer name such as `dense_3`.
