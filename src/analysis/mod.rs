@@ -1,6 +1,6 @@
 //! Turns what the engine measured into the gradient-flow report (the contract's Report,
 //! `report_version` 1): summary, layer table, downsampled series, diagnostics and exported
-//! parameters or gradients.
+//! parameters or gradients, and the theory at initialisation (`theory`).
 //!
 //! Depends on `engine` (the measurements) and on serde/serde_json (the wire shape); must not
 //! depend on the job or HTTP layers.
@@ -8,5 +8,6 @@
 pub mod diagnostics;
 pub mod pipeline;
 pub mod report;
+pub mod theory;
 
 pub use report::{build_report, Report};

@@ -7,6 +7,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::report::{build_report, spec_with_params, Report};
+use super::theory::{theory_at_init, StepZero};
 use crate::engine::config::DataConfig;
 use crate::engine::train::{analyze, train, CancelFlag, Progress};
 use crate::engine::EngineError;
@@ -92,6 +93,7 @@ pub fn run_spec(
     let record = train(&config, cancel, progress).map_err(PipelineError::Engine)?;
     let spec_json = serde_json::to_value(&expanded).unwrap_or(Value::Null);
     let mut report = build_report(spec_json.clone(), config.seed, max_points(&expanded), &record);
+    report.theory = Some(theory_at_init(&config, &record, StepZero::Train));
     let spec_with_params = record.parameters.as_ref().map(|p| spec_with_params(&spec_json, p)).unwrap_or(spec_json);
     if !wants_params {
         report.parameters = None;
@@ -119,7 +121,9 @@ pub fn analyze_spec(spec: &Spec, limits: &Limits, gradients: bool) -> Result<Rep
     let gradients = gradients || spec.return_gradients.unwrap_or(false);
     let record = analyze(&config, Some(batch), gradients).map_err(PipelineError::Engine)?;
     let spec_json = serde_json::to_value(&expanded).unwrap_or(Value::Null);
-    Ok(build_report(spec_json, config.seed, max_points(&expanded), &record))
+    let mut report = build_report(spec_json, config.seed, max_points(&expanded), &record);
+    report.theory = Some(theory_at_init(&config, &record, StepZero::Analyze { batch }));
+    Ok(report)
 }
 
 fn max_points(spec: &Spec) -> usize {

@@ -53,9 +53,10 @@ pub struct Report {
     pub timesteps: Option<Timesteps>,
     /// Diagnostics (what is wrong, where, how sure, what to change).
     pub diagnostics: Vec<super::diagnostics::Diagnostic>,
-    /// Theory at initialisation.
+    /// Theory at initialisation: mean-field predictions for this network before training, beside
+    /// the step-0 measurements (see `analysis::theory`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub theory: Option<Value>,
+    pub theory: Option<super::theory::Theory>,
     /// Parameter gradients in the explicit-parameter layout (analysis with `return_gradients`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gradients: Option<Value>,

@@ -16,6 +16,7 @@ pub mod data;
 pub mod error;
 pub mod gradcheck;
 pub mod init;
+pub mod jacobian;
 pub mod layers;
 pub mod loss;
 pub mod network;
