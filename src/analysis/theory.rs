@@ -30,17 +30,20 @@
 //! predicted ln(delta_l / delta_L) = 1/2 ln mean_s prod_{k=l+1..L} chi_k(s)
 //! ```
 //! iterating the map from each sample `s` of the step-0 batch (at most
-//! [`MAX_PROFILE_SAMPLES`], weighted equally: the per-sample gradients reaching layer `L` are
-//! assumed to be of equal size). The profile is therefore not `chi1^(L-l)`: a network starts
-//! away from `q*` (for tanh at `sigma_w^2 = 1` `q_l` falls like `1/(2l)` and the decay is a power
-//! law), and the prediction follows it layer by layer.
+//! [`MAX_PROFILE_SAMPLES`], and at most [`MAX_PROFILE_WORK`] / depth; weighted equally: the
+//! per-sample gradients reaching layer `L` are assumed to be of equal size). The profile is
+//! therefore not `chi1^(L-l)`: a network starts away from `q*` (for tanh at `sigma_w^2 = 1`
+//! `q_l` falls like `1/(2l)` and the decay is a power law), and the prediction follows it layer
+//! by layer.
 //!
 //! Expectations use `n = ` [`QUADRATURE_NODES`]-point Gauss-Hermite quadrature for the standard
 //! normal (probabilists' Hermite), its nodes and weights computed by Golub-Welsch: the
 //! eigenvalues of the symmetric tridiagonal Jacobi matrix (off-diagonal `sqrt(k)`) are the
 //! nodes, the squared first components of its eigenvectors the weights (nalgebra's symmetric
 //! eigensolver). The node count is even, so no node sits on the kink of ReLU-like functions at 0:
-//! for ReLU, leaky ReLU and linear activations the expectations are exact.
+//! for ReLU, leaky ReLU and linear activations (zero-mean biases) the expectations are exact.
+//! Saturating activations at `q > 2` are integrated in panels instead (see `expect`): their
+//! features are narrower than the Hermite nodes' spacing there.
 //!
 //! `q*` is the fixed point of the last hidden layer's map, iterated from that layer's mean `q`
 //! (bracketed and bisected when the iteration crawls, e.g. `q_l ~ 1/(2l)`; `q* = 0` when the map
@@ -102,6 +105,8 @@ pub const GAUSS_HERMITE_MAX_Q: f64 = 2.0;
 pub const CRITICAL_TOLERANCE: f64 = 0.01;
 /// Samples of the step-0 batch the profile averages over.
 pub const MAX_PROFILE_SAMPLES: usize = 128;
+/// Samples x hidden layers the profile iterates at most: deep stacks use fewer samples.
+pub const MAX_PROFILE_WORK: usize = 16_384;
 /// Samples whose Jacobian spectra are pooled.
 pub const JACOBIAN_SAMPLES: usize = 4;
 /// Most hidden layers for which the Jacobian is computed.
@@ -714,7 +719,10 @@ fn weight_second_moment(d: &DenseConfig, w: ArrayView2<'_, f64>) -> (f64, Option
     match d.init {
         Init::Constant { .. } | Init::Identity { .. } => (
             empirical(),
-            Some("constant and identity weights are not i.i.d.: the mean-field map (empirical sigma_w^2) is only indicative"),
+            Some(
+                "constant and identity weights are not i.i.d.: the mean-field map (empirical sigma_w^2) is only \
+                 indicative",
+            ),
         ),
         init => match init.variance(units, fan_in) {
             Some(v) => (v * fan_in as f64, None),
@@ -777,12 +785,12 @@ fn mean_field(t: &mut Theory, record: &RunRecord, stack: &Stack, notes: &mut Vec
         return;
     }
     // Per sample: q_l and ln chi_l (chi with the dropout factor of the layer's input).
-    let samples = stack.inputs.nrows();
+    let samples = stack.inputs.nrows().min((MAX_PROFILE_WORK / n_layers.max(1)).max(1));
     let mut q_sum = vec![0.0; n_layers];
     let mut chi_sum = vec![0.0; n_layers];
     // suffix[s][l] = sum_{k>l} ln(chi_k dropout_k) for sample s.
     let mut suffix: Vec<Vec<f64>> = Vec::with_capacity(samples);
-    for x in stack.inputs.rows() {
+    for x in stack.inputs.rows().into_iter().take(samples) {
         let m2 = x.iter().map(|v| v * v).sum::<f64>() / x.len().max(1) as f64;
         let mut q = maps[0].q_from(m2);
         let mut log_chi = Vec::with_capacity(n_layers);
@@ -994,8 +1002,8 @@ fn recurrent(config: &RunConfig, record: &RunRecord, notes: &mut Vec<String>) ->
                     )
                 } else {
                     format!(
-                        "gamma * sigma_max = {:.3} >= 1: vanishing is not guaranteed; exploding is possible (sigma_max > \
-                         1/gamma is necessary for it, not sufficient)",
+                        "gamma * sigma_max = {:.3} >= 1: vanishing is not guaranteed; exploding is possible \
+                         (sigma_max > 1/gamma is necessary for it, not sufficient)",
                         entry.pascanu_bound_factor
                     )
                 });
@@ -1124,6 +1132,65 @@ mod tests {
         fill_fixed_point(&mut t, &map(Activation::Relu, 2.0, 0.0), 1.0);
         assert_eq!(t.phase.as_deref(), Some("critical"));
         assert_eq!(t.depth_scale, None, "chi1 = 1: infinite depth scale");
+    }
+
+    /// The step-0 batch rebuilt here is the one the engine trained on: the first layer's output
+    /// computed from it has the mean and std the engine's step-0 probe recorded.
+    #[test]
+    fn step_zero_batch_is_the_one_the_engine_used() {
+        use crate::engine::config::*;
+        use crate::engine::train::{analyze, train, CancelFlag};
+        let dense = |units, activation| {
+            LayerConfig::Dense(DenseConfig {
+                units,
+                activation,
+                init: Init::XavierUniform { gain: 1.0 },
+                bias_init: Init::Normal { std: 0.1 },
+                norm: None,
+                norm_config: NormConfig::default(),
+                params: Default::default(),
+            })
+        };
+        let config = RunConfig {
+            seed: 9,
+            network: NetworkConfig {
+                input_dim: 2,
+                layers: vec![dense(16, Activation::Tanh), dense(3, Activation::Linear)],
+            },
+            data: DataConfig::Spirals { samples: 300, noise: 0.2, classes: 3 },
+            training: TrainConfig {
+                steps: 2,
+                batch_size: 40,
+                loss: LossKind::CrossEntropy,
+                optimizer: OptimizerConfig::Sgd { lr: 0.1, momentum: 0.0, dampening: 0.0, nesterov: false },
+                weight_decay: 0.0,
+                clip: None,
+                shuffle: true,
+                precision: Precision::F64,
+                validation_split: 0.2,
+                bptt_truncate: None,
+            },
+            probes: ProbeConfig::default(),
+        };
+        let net = Network::<f64>::new(&config.network, config.seed).unwrap_or_else(|e| panic!("{e}"));
+        let params: Vec<_> = net.params().map(|(_, p)| p.value.clone()).collect();
+        let (w, b) = (&params[0], &params[1]);
+        let first_layer_stats = |x: &Array2<f64>| {
+            let y = (x.dot(&w.t()) + b).mapv(f64::tanh);
+            let mean = y.mean().unwrap_or(f64::NAN);
+            (mean, y.mapv(|v| (v - mean).powi(2)).mean().unwrap_or(f64::NAN).sqrt())
+        };
+        let record = train(&config, &CancelFlag::new(), &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
+        let x = step_zero_inputs(&config, StepZero::Train).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(x.nrows(), 40);
+        let (mean, std) = first_layer_stats(&x);
+        let s = &record.layer_stats[0];
+        assert!((mean - s.activation_mean[0]).abs() < 1e-12 && (std - s.activation_std[0]).abs() < 1e-12);
+        let record = analyze(&config, Some(25), false).unwrap_or_else(|e| panic!("{e}"));
+        let x = step_zero_inputs(&config, StepZero::Analyze { batch: 25 }).unwrap_or_else(|e| panic!("{e}"));
+        let (mean, std) = first_layer_stats(&x);
+        let s = &record.layer_stats[0];
+        assert!((mean - s.activation_mean[0]).abs() < 1e-12 && (std - s.activation_std[0]).abs() < 1e-12);
     }
 
     #[test]
