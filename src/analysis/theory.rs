@@ -656,10 +656,8 @@ fn dense_stack(config: &RunConfig, record: &RunRecord, step0: StepZero, notes: &
     let mut next_dense = 0;
     for (i, l) in layers.iter().enumerate() {
         match l {
-            LayerConfig::Dropout { rate } => {
-                if dropout_active && *rate > 0.0 && *rate < 1.0 {
-                    dropout_in /= 1.0 - rate;
-                }
+            LayerConfig::Dropout { rate } if dropout_active && *rate > 0.0 && *rate < 1.0 => {
+                dropout_in /= 1.0 - rate;
             }
             LayerConfig::Dense(d) if next_dense < hidden => {
                 next_dense += 1;

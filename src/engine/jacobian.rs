@@ -191,7 +191,7 @@ mod tests {
     fn mismatched_shapes_are_errors_not_panics() {
         let w = array![[1.0, 2.0]];
         let l = DenseMap { weight: w.view(), bias: &[0.0], activation: Activation::Linear, slopes: None };
-        assert!(dense_stack_jacobian(&[l.clone()], &[1.0]).is_err());
+        assert!(dense_stack_jacobian(std::slice::from_ref(&l), &[1.0]).is_err());
         assert!(dense_stack_jacobian(&[], &[1.0]).is_err());
         let bad_bias = DenseMap { bias: &[], ..l };
         assert!(dense_stack_jacobian(&[bad_bias], &[1.0, 2.0]).is_err());
