@@ -253,3 +253,45 @@ fn tanh_profile_matches_length_map_closely_for_gaussian_inputs() {
         assert!(worst < 0.1, "sigma_w^2 {sigma_w2}: predicted {predicted:?}, measured {measured:?}");
     }
 }
+
+/// The map is per layer: a stack alternating tanh and ReLU layers with dropout (p = 0.2) after
+/// each, probed at step 0 of a training run (dropout active, so each dropout scales the squared
+/// gradient it passes back by 1/(1-p)), follows the prediction within max(10%, 0.2).
+#[test]
+fn mixed_activations_with_dropout_follow_the_per_layer_map() {
+    use gradscope::engine::train::{train, CancelFlag};
+    let (depth, width, batch, seeds) = (12, 512, 128, 3u64);
+    let mut layers = Vec::new();
+    for k in 0..depth {
+        let (act, init) = if k % 2 == 0 {
+            (Activation::Tanh, Init::LecunNormal { gain: 1.1, mode: FanMode::FanIn })
+        } else {
+            (Activation::Relu, Init::HeNormal { gain: 1.0, mode: FanMode::FanIn })
+        };
+        layers.push(dense(width, act, init));
+        layers.push(LayerConfig::Dropout { rate: 0.2 });
+    }
+    layers.push(dense(2, Activation::Linear, Init::XavierUniform { gain: 1.0 }));
+    let mut predicted = vec![0.0; depth];
+    let mut measured = vec![0.0; depth];
+    for seed in 0..seeds {
+        let c = config(seed, 32, layers.clone(), teacher(32), batch);
+        let record = train(&c, &CancelFlag::new(), &mut |_| {}).expect("valid config");
+        let t = theory_at_init(&c, &record, StepZero::Train);
+        assert!(t.notes.iter().any(|n| n.contains("activation")), "mixed activations are noted: {:?}", t.notes);
+        let p = t.profile.expect("profile");
+        for l in 0..depth {
+            predicted[l] += p.predicted_log_delta_ratio[l] / seeds as f64;
+            measured[l] += p.measured_log_delta_ratio[l].expect("finite") / seeds as f64;
+        }
+    }
+    let worst = (0..depth).map(|l| (measured[l] - predicted[l]).abs()).fold(0.0, f64::max);
+    eprintln!(
+        "tanh/relu + dropout 0.2: ln(delta_0/delta_L) predicted {:.4}, measured {:.4}; max |deviation| {worst:.4}",
+        predicted[0], measured[0]
+    );
+    for l in 0..depth {
+        let (p, m) = (predicted[l], measured[l]);
+        assert!((m - p).abs() <= (0.1 * p.abs()).max(0.2), "layer {l}: measured {m:.4}, predicted {p:.4}");
+    }
+}
