@@ -302,3 +302,14 @@ fn healthy_lstm_on_adding_t20_has_no_warning() {
     assert_eq!(report.summary.verdict, "healthy");
     assert!(report.summary.final_loss.unwrap() < 0.02, "{:?}", report.summary.final_loss);
 }
+
+#[test]
+fn every_rule_has_a_row_in_the_readme_table_and_the_openapi_description() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let openapi = gradscope::api::openapi::document();
+    let described = openapi["components"]["schemas"]["Diagnostic"]["description"].as_str().unwrap();
+    for rule in gradscope::analysis::diagnostics::RULES {
+        assert!(readme.contains(&format!("| `{}` |", rule.code)), "README lacks a row for {}", rule.code);
+        assert!(described.contains(rule.rule), "OpenAPI description lacks {}", rule.code);
+    }
+}
