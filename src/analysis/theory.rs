@@ -70,8 +70,8 @@
 //! is reached); the singular values of all samples are pooled. Computed when the stack has at
 //! most [`JACOBIAN_MAX_DEPTH`] hidden layers, every width and the input are at most
 //! [`JACOBIAN_MAX_WIDTH`], the SVD's smaller side `min(N_0, N_L)` is at most
-//! [`JACOBIAN_MAX_SVD`], and one sample costs at most [`JACOBIAN_MAX_COST`] multiply-adds;
-//! otherwise a note says why it is absent.
+//! [`JACOBIAN_MAX_SVD`], and one sample costs at most [`JACOBIAN_MAX_COST`] multiply-adds (the
+//! samples together stay under it too); otherwise a note says why it is absent.
 //!
 //! # Recurrent layers (Pascanu, Mikolov & Bengio 2013)
 //!
@@ -115,7 +115,8 @@ pub const JACOBIAN_MAX_DEPTH: usize = 64;
 pub const JACOBIAN_MAX_WIDTH: usize = 1024;
 /// Largest smaller side of the Jacobian handed to the SVD.
 pub const JACOBIAN_MAX_SVD: usize = 512;
-/// Most multiply-adds spent forming the Jacobian of one sample.
+/// Most multiply-adds spent forming Jacobians, all samples together (a stack whose single
+/// sample costs more gets a note instead).
 pub const JACOBIAN_MAX_COST: f64 = 4e9;
 
 /// What theory predicts at initialisation, beside what the step-0 probe measured.
@@ -892,7 +893,12 @@ fn jacobian(stack: &Stack, notes: &mut Vec<String>) -> Option<JacobianSpectrum> 
         notes.push(format!("jacobian: not computed for this size ({why})"));
         return None;
     }
-    let samples = if stack.maps.iter().all(|m| m.activation == Activation::Linear) { 1 } else { JACOBIAN_SAMPLES };
+    let affordable = (JACOBIAN_MAX_COST / cost.max(1.0)).floor() as usize;
+    let samples = if stack.maps.iter().all(|m| m.activation == Activation::Linear) {
+        1
+    } else {
+        JACOBIAN_SAMPLES.min(affordable).max(1)
+    };
     let mut sv = Vec::new();
     let mut used = 0;
     for x in stack.inputs.rows().into_iter().take(samples) {
