@@ -20,6 +20,9 @@ pub const DEFAULT_MAX_POINTS: usize = 200;
 pub const DEFAULT_ANALYZE_BATCH: usize = 64;
 /// Patched specs measured per report when ranking recommendations (one forward/backward each).
 pub const MAX_MEASURED_RECOMMENDATIONS: usize = 8;
+/// Wall-clock budget of those measurements: a large spec near the analysis limits must not turn
+/// one `POST /v1/analyze` into nine. Recommendations beyond it keep their documented order.
+pub const MEASURE_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Why a spec produced no report.
 #[derive(Debug, Error)]
@@ -137,9 +140,10 @@ fn analyze_batch(spec: &Spec, config: &RunConfig) -> usize {
 fn rank_recommendations(report: &mut Report, limits: &Limits) {
     let spec = report.spec.clone();
     let mut budget = MAX_MEASURED_RECOMMENDATIONS;
+    let started = std::time::Instant::now();
     rank_by_measurement(&mut report.diagnostics, &spec, &mut |patched| {
         budget = budget.checked_sub(1)?;
-        measure_at_init(patched, limits)
+        (started.elapsed() < MEASURE_BUDGET).then(|| measure_at_init(patched, limits)).flatten()
     });
 }
 
