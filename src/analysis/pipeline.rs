@@ -21,6 +21,11 @@ pub const DEFAULT_MAX_POINTS: usize = 200;
 pub const DEFAULT_ANALYZE_BATCH: usize = 64;
 /// Patched specs measured per report when ranking recommendations (one forward/backward each).
 pub const MAX_MEASURED_RECOMMENDATIONS: usize = 8;
+/// Largest parameters x batch x time steps of a spec whose recommendations are measured: a
+/// large spec near the analysis limits must not turn one `POST /v1/analyze` into nine. A
+/// compute bound, not a clock, so that the same spec always gives the same report; above it the
+/// recommendations keep their documented order.
+pub const MAX_MEASURED_COMPUTE: f64 = 2.5e9;
 
 /// Why a spec produced no report.
 #[derive(Debug, Error)]
@@ -97,7 +102,7 @@ pub fn run_spec(
     let spec_json = serde_json::to_value(&expanded).unwrap_or(Value::Null);
     let mut report = build_report(spec_json.clone(), config.seed, max_points(&expanded), &record);
     report.theory = Some(theory_at_init(&config, &record, StepZero::Train));
-    rank_recommendations(&mut report, limits);
+    rank_recommendations(&mut report, limits, analyze_batch(spec, &config));
     let spec_with_params = record.parameters.as_ref().map(|p| spec_with_params(&spec_json, p)).unwrap_or(spec_json);
     if !wants_params {
         report.parameters = None;
@@ -122,7 +127,7 @@ pub fn analyze_spec(spec: &Spec, limits: &Limits, gradients: bool) -> Result<Rep
     let spec_json = serde_json::to_value(&expanded).unwrap_or(Value::Null);
     let mut report = build_report(spec_json, config.seed, max_points(&expanded), &record);
     report.theory = Some(theory_at_init(&config, &record, StepZero::Analyze { batch }));
-    rank_recommendations(&mut report, limits);
+    rank_recommendations(&mut report, limits, batch);
     Ok(report)
 }
 
@@ -138,8 +143,13 @@ fn analyze_batch(spec: &Spec, config: &RunConfig) -> usize {
 /// Measures the recommendations whose cure shows at initialisation on their patched specs and
 /// ranks them by it (see `analysis::recommend`): gradscope reports what the change did to this
 /// network, not what it is said to do.
-fn rank_recommendations(report: &mut Report, limits: &Limits) {
+fn rank_recommendations(report: &mut Report, limits: &Limits, batch: usize) {
     let spec = report.spec.clone();
+    let s = &report.summary;
+    let compute = s.params as f64 * batch as f64 * s.sequence_length.unwrap_or(1) as f64;
+    if compute > MAX_MEASURED_COMPUTE {
+        return;
+    }
     let mut budget = MAX_MEASURED_RECOMMENDATIONS;
     rank_by_measurement(&mut report.diagnostics, &spec, &mut |patched| {
         budget = budget.checked_sub(1)?;
