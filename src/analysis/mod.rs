@@ -6,7 +6,9 @@
 //! depend on the job or HTTP layers.
 
 pub mod diagnostics;
+pub mod html;
 pub mod pipeline;
+pub mod plots;
 pub mod report;
 
 pub use report::{build_report, Report};

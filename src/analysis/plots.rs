@@ -665,7 +665,7 @@ fn theory(report: &Value) -> Result<String, PlotError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
