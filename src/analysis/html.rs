@@ -185,7 +185,8 @@ fn summary(page: &mut String, report: &Value) {
             ),
         );
     }
-    for (key, label) in [("params", "parameters"), ("clipped_steps", "clipped steps"), ("duration_ms", "duration (ms)")] {
+    for (key, label) in [("params", "parameters"), ("clipped_steps", "clipped steps"), ("duration_ms", "duration (ms)")]
+    {
         if let Some(v) = s.get(key) {
             row(page, label, &esc(&text(v)));
         }
@@ -288,13 +289,19 @@ fn strip_prolog(svg: &str) -> &str {
 
 fn caption(plot: &str) -> &'static str {
     match plot {
-        "grad_flow" => "Each cell is one weight layer at one probe step; dark = small gradient. A dark band at the \
-                        bottom (the layers near the input) is vanishing, a bright one exploding.",
-        "grad_norms" => "The classic gradient-flow chart: bars of equal height mean the gradient reaches every layer \
-                         at the same scale.",
+        "grad_flow" => {
+            "Each cell is one weight layer at one probe step; dark = small gradient. A dark band at the \
+                        bottom (the layers near the input) is vanishing, a bright one exploding."
+        }
+        "grad_norms" => {
+            "The classic gradient-flow chart: bars of equal height mean the gradient reaches every layer \
+                         at the same scale."
+        }
         "loss" => "Loss (and accuracy) of the training batch at each probe step.",
-        "timesteps" => "How much the loss at the last time step depends on the hidden state at each earlier step; \
-                        a steep fall to the left is a short memory.",
+        "timesteps" => {
+            "How much the loss at the last time step depends on the hidden state at each earlier step; \
+                        a steep fall to the left is a short memory."
+        }
         "theory" => "The mean-field prediction at initialisation against what step 0 measured.",
         _ => "",
     }

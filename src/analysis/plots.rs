@@ -90,10 +90,10 @@ fn applies(report: &Value, plot: &'static str) -> Result<(), PlotError> {
         "timesteps" if timestep_rows(report).is_empty() => {
             na("`timesteps` is measured for recurrent networks only, and this report has none")
         }
-        "theory" if theory_profile(report).is_none() => na(
-            "the report's theory has no per-layer profile (`theory.profile`); it is predicted for MLP stacks at \
-             initialisation",
-        ),
+        "theory" if theory_profile(report).is_none() => {
+            na("the report's theory has no per-layer profile (`theory.profile`); it is predicted for MLP stacks at \
+             initialisation")
+        }
         _ => Ok(()),
     }
 }
@@ -103,9 +103,7 @@ fn applies(report: &Value, plot: &'static str) -> Result<(), PlotError> {
 
 /// A series of numbers and nulls; anything that is not a finite number becomes `None`.
 fn series(v: &Value) -> Vec<Option<f64>> {
-    v.as_array()
-        .map(|a| a.iter().map(|x| x.as_f64().filter(|f| f.is_finite())).collect())
-        .unwrap_or_default()
+    v.as_array().map(|a| a.iter().map(|x| x.as_f64().filter(|f| f.is_finite())).collect()).unwrap_or_default()
 }
 
 fn steps(report: &Value) -> Vec<f64> {
@@ -261,6 +259,14 @@ fn index_label(x: f64, labels: &[String]) -> String {
     labels.get(r as usize).cloned().unwrap_or_default()
 }
 
+/// Whether the category at tick `x` gets a label when `m` categories share the axis and at most
+/// about `max` labels fit without overlapping.
+fn every_kth(x: f64, m: usize, max: usize) -> bool {
+    let k = m.div_ceil(max.max(1)).max(1);
+    let r = x.round();
+    r >= 0.0 && (r as usize) % k == 0
+}
+
 /// Contiguous runs of finite points (a `null` breaks the line).
 fn runs(xs: &[f64], ys: &[Option<f64>]) -> Vec<Vec<(f64, f64)>> {
     let mut out = vec![Vec::new()];
@@ -286,7 +292,8 @@ fn runs(xs: &[f64], ys: &[Option<f64>]) -> Vec<Vec<(f64, f64)>> {
 /// the caller's ranges being mapped through `at`).
 fn note<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, msg: &str) -> Drawn {
     let (w, h) = area.dim_in_pixel();
-    let style = TextStyle::from((FONT, 16).into_font()).color(&RGBColor(90, 90, 90)).pos(Pos::new(HPos::Center, VPos::Center));
+    let style =
+        TextStyle::from((FONT, 16).into_font()).color(&RGBColor(90, 90, 90)).pos(Pos::new(HPos::Center, VPos::Center));
     area.draw_text(msg, &style, (w as i32 / 2, h as i32 / 2)).map_err(fail)
 }
 
@@ -337,7 +344,7 @@ fn grad_flow(report: &Value) -> Result<String, PlotError> {
     let names: Vec<String> = layers.iter().map(|(name, _)| name.clone()).collect();
     svg(SIZE, |root| {
         let body = root.titled(title("grad_flow"), (FONT, TITLE_PX)).map_err(fail)?;
-        let (main, bar) = body.split_horizontally(SIZE.0 - 130);
+        let (main, bar) = body.split_horizontally(SIZE.0 - 115);
         let mut chart = ChartBuilder::on(&main)
             .margin(10)
             .margin_bottom(28)
@@ -347,13 +354,15 @@ fn grad_flow(report: &Value) -> Result<String, PlotError> {
             .map_err(fail)?;
         chart
             .configure_mesh()
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
             .disable_mesh()
             .x_desc("training step")
             .y_desc("layer (input side at the bottom)")
             .x_labels(n.clamp(1, 12))
             .y_labels(m.clamp(1, 30))
             .x_label_formatter(&|x| index_label(*x, &step_labels))
-            .y_label_formatter(&|y| index_label(*y, &names))
+            .y_label_formatter(&|y| if every_kth(*y, m, 25) { index_label(*y, &names) } else { String::new() })
             .draw()
             .map_err(fail)?;
         let span = hi - lo;
@@ -367,20 +376,28 @@ fn grad_flow(report: &Value) -> Result<String, PlotError> {
             }))
             .map_err(fail)?;
         if finite.is_empty() {
-            note(&chart.plotting_area().strip_coord_spec(), "no finite grad_norm values to show (every probe was null)")?;
+            note(
+                &chart.plotting_area().strip_coord_spec(),
+                "no finite grad_norm values to show (every probe was null)",
+            )?;
         }
         if missing > 0 {
-            footnote(root, &format!("grey: {missing} cell(s) with no finite positive grad_norm (null, NaN/Inf, or 0)"))?;
+            footnote(
+                root,
+                &format!("grey: {missing} cell(s) with no finite positive grad_norm (null, NaN/Inf, or 0)"),
+            )?;
         }
         // The colour bar.
         let mut cb = ChartBuilder::on(&bar)
             .margin(10)
             .margin_bottom(28)
             .x_label_area_size(45)
-            .y_label_area_size(60)
+            .y_label_area_size(62)
             .build_cartesian_2d(0.0..1.0, lo..hi)
             .map_err(fail)?;
         cb.configure_mesh()
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
             .disable_mesh()
             .disable_x_axis()
             .y_desc("log10 grad_norm")
@@ -424,11 +441,13 @@ fn grad_norms(report: &Value) -> Result<String, PlotError> {
             .map_err(fail)?;
         chart
             .configure_mesh()
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
             .disable_x_mesh()
             .x_desc("layer")
             .y_desc("grad_norm (log scale)")
             .x_labels(m.clamp(1, 30))
-            .x_label_formatter(&|x| index_label(*x, &names))
+            .x_label_formatter(&|x| if every_kth(*x, m, 11) { index_label(*x, &names) } else { String::new() })
             .y_label_formatter(&|y| pow10_label(*y))
             .draw()
             .map_err(fail)?;
@@ -455,9 +474,23 @@ fn grad_norms(report: &Value) -> Result<String, PlotError> {
                 .label(label(last_idx))
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c1.filled()));
         }
+        // The legend goes where the bars are low: left for vanishing, right for exploding.
+        let half = |range: std::ops::Range<usize>| {
+            let v: Vec<f64> = range.filter_map(|i| first.get(i).copied().flatten()).collect();
+            if v.is_empty() {
+                lo
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        };
+        let position = if half(0..m / 2) < half(m / 2..m) {
+            SeriesLabelPosition::UpperLeft
+        } else {
+            SeriesLabelPosition::UpperRight
+        };
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(position)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()
@@ -474,13 +507,7 @@ fn grad_norms(report: &Value) -> Result<String, PlotError> {
 }
 
 /// One labelled line (with markers when the series is short) on a chart over f64 ranges.
-fn draw_line(
-    chart: &mut Chart<'_, '_>,
-    xs: &[f64],
-    ys: &[Option<f64>],
-    name: &str,
-    colour: RGBColor,
-) -> Drawn {
+fn draw_line(chart: &mut Chart<'_, '_>, xs: &[f64], ys: &[Option<f64>], name: &str, colour: RGBColor) -> Drawn {
     let lines = runs(xs, ys);
     let points: Vec<(f64, f64)> = lines.iter().flatten().copied().collect();
     let style = colour.stroke_width(2);
@@ -493,10 +520,7 @@ fn draw_line(
     Ok(())
 }
 
-fn legend<'a, 'b: 'a>(
-    chart: &mut Chart<'a, 'b>,
-    position: SeriesLabelPosition,
-) -> Drawn {
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> Drawn {
     chart
         .configure_series_labels()
         .position(position)
@@ -533,6 +557,8 @@ fn loss(report: &Value) -> Result<String, PlotError> {
             .map_err(fail)?;
         chart
             .configure_mesh()
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
             .x_desc("training step")
             .y_desc("loss")
             .x_label_formatter(&|x| format!("{x:.0}"))
@@ -556,6 +582,8 @@ fn loss(report: &Value) -> Result<String, PlotError> {
                 .map_err(fail)?;
             chart
                 .configure_mesh()
+                .label_style((FONT, 13))
+                .axis_desc_style((FONT, 14))
                 .x_desc("training step")
                 .y_desc("accuracy")
                 .x_label_formatter(&|x| format!("{x:.0}"))
@@ -603,6 +631,8 @@ fn timesteps(report: &Value) -> Result<String, PlotError> {
             .map_err(fail)?;
         chart
             .configure_mesh()
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
             .x_desc("time step t (the loss reads h_T)")
             .y_desc("||dL/dh_t|| (log scale)")
             .x_label_formatter(&|x| format!("{x:.0}"))
@@ -646,10 +676,12 @@ fn theory(report: &Value) -> Result<String, PlotError> {
             .map_err(fail)?;
         chart
             .configure_mesh()
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
             .x_desc("hidden layer l")
             .y_desc("ln(delta_norm_l / delta_norm_L)")
             .x_labels(n.clamp(1, 20))
-            .x_label_formatter(&|x| index_label(*x, &p.layers))
+            .x_label_formatter(&|x| if every_kth(*x, n, 11) { index_label(*x, &p.layers) } else { String::new() })
             .y_label_formatter(&|y| format!("{y:.2}"))
             .draw()
             .map_err(fail)?;
@@ -713,7 +745,7 @@ pub(crate) mod tests {
         assert_eq!(doc.root_element().tag_name().name(), "svg");
         doc.descendants()
             .filter(|n| n.has_tag_name("text"))
-            .map(|n| n.descendants().filter_map(|t| t.text()).collect::<String>())
+            .map(|n| n.descendants().filter(|t| t.is_text()).filter_map(|t| t.text()).collect::<String>())
             .collect()
     }
 
@@ -727,7 +759,13 @@ pub(crate) mod tests {
         for node in doc.descendants() {
             for a in node.attributes() {
                 let v = a.value().to_ascii_lowercase();
-                assert!(!v.contains("nan") && !v.contains("inf"), "{}=\"{}\" in <{}>", a.name(), a.value(), node.tag_name().name());
+                assert!(
+                    !v.contains("nan") && !v.contains("inf"),
+                    "{}=\"{}\" in <{}>",
+                    a.name(),
+                    a.value(),
+                    node.tag_name().name()
+                );
             }
         }
     }
@@ -740,7 +778,10 @@ pub(crate) mod tests {
             ("grad_flow", &["training step", "layer (input side at the bottom)", "log10 grad_norm", "dense_2"]),
             ("grad_norms", &["layer", "grad_norm (log scale)", "step 0", "step 29"]),
             ("loss", &["training step", "loss", "accuracy", "validation loss"]),
-            ("theory", &["hidden layer l", "ln(delta_norm_l / delta_norm_L)", "predicted at init", "measured at step 0"]),
+            (
+                "theory",
+                &["hidden layer l", "ln(delta_norm_l / delta_norm_L)", "predicted at init", "measured at step 0"],
+            ),
         ];
         for (name, labels) in expect {
             let svg = render_json(&r, name).unwrap();
