@@ -97,9 +97,6 @@ impl Outputs {
             return Ok(());
         }
         let json = serde_json::to_value(report).map_err(|e| Failure::Io(e.to_string()))?;
-        if let Some(path) = &self.html {
-            std::fs::write(path, html::render_json(&json)).map_err(|e| io(path, e))?;
-        }
         if let Some(dir) = &self.plots {
             std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
             for name in plots::available_json(&json) {
@@ -107,6 +104,10 @@ impl Outputs {
                 let path = dir.join(format!("{name}.svg"));
                 std::fs::write(&path, svg).map_err(|e| io(&path, e))?;
             }
+        }
+        // After the plots, so that `--plots DIR --html DIR/report.html` finds DIR created.
+        if let Some(path) = &self.html {
+            std::fs::write(path, html::render_json(&json)).map_err(|e| io(path, e))?;
         }
         Ok(())
     }
