@@ -63,7 +63,7 @@ th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .sev.critical{color:#b3261e}.sev.warning{color:#a06c00}.sev.info{color:#3a6fb0}\
 pre{background:#f4f4f4;padding:.5em;overflow-x:auto;font-size:.85em}\
 figure{margin:1em 0;background:#fff;border:1px solid #ddd;padding:.5em}figure svg{max-width:100%;height:auto;display:block}\
-figcaption{font-size:.9em;color:#555}footer{margin-top:2em;color:#777;font-size:.85em}";
+figcaption{font-size:.9em;color:#555}table.evidence{font-size:.85em}table.evidence code{word-break:break-all}footer{margin-top:2em;color:#777;font-size:.85em}";
 
 /// HTML-escapes text for element content and double-quoted attributes.
 pub fn esc(s: &str) -> String {
@@ -226,16 +226,43 @@ fn diagnostics(page: &mut String, report: &Value) {
             let _ = writeln!(page, "<p><em>Layers:</em> {}</p>", layers.join(", "));
         }
         if let Some(evidence) = d.get("evidence").filter(|e| !e.is_null()) {
-            let _ = writeln!(
-                page,
-                "<details><summary>Evidence</summary><pre>{}</pre></details>",
-                esc(&serde_json::to_string_pretty(evidence).unwrap_or_default())
-            );
+            let _ = writeln!(page, "<details><summary>Evidence</summary>{}</details>", evidence_html(evidence));
         }
         recommendations(page, d);
         page.push_str("</div>\n");
     }
     page.push_str("</section>\n");
+}
+
+/// A diagnostic's evidence: one row per field, numbers rounded, nested values as compact JSON.
+fn evidence_html(evidence: &Value) -> String {
+    let Some(fields) = evidence.as_object() else {
+        return format!("<pre>{}</pre>", esc(&evidence.to_string()));
+    };
+    let mut out = String::from("<table class=\"evidence\">");
+    for (key, value) in fields {
+        let shown = match value {
+            Value::Object(_) | Value::Array(_) => format!("<code>{}</code>", esc(&compact(value).to_string())),
+            other => esc(&text(other)),
+        };
+        let _ = write!(out, "<tr><th>{}</th><td>{shown}</td></tr>", esc(key));
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// `value` with every float rounded to four significant digits, for reading.
+fn compact(value: &Value) -> Value {
+    match value {
+        Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .and_then(|x| number(x).parse::<f64>().ok())
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| value.clone(), Value::Number),
+        Value::Array(a) => Value::Array(a.iter().map(compact).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), compact(v))).collect()),
+        other => other.clone(),
+    }
 }
 
 fn recommendations(page: &mut String, d: &Value) {
@@ -376,7 +403,7 @@ mod tests {
         assert!(page.contains("<code>dense_1</code>"), "affected layers listed");
         assert!(page.contains("Use ReLU with He init") && page.contains("Add batch norm"));
         assert!(page.contains("&quot;op&quot;: &quot;replace&quot;"), "the patch, escaped");
-        assert!(page.contains("ratio_step0"), "the evidence");
+        assert!(page.contains("<th>ratio_step0</th><td>1.000e-5</td>"), "the evidence");
         for plot in ["plot-grad_flow", "plot-grad_norms", "plot-loss", "plot-theory"] {
             assert!(page.contains(plot), "{plot}");
         }
