@@ -26,8 +26,8 @@ pub struct Diagnostic {
     pub message: String,
     /// The measured values the rule used, and its thresholds.
     pub evidence: Value,
-    /// What to change (filled by the recommendation rules).
-    pub recommendations: Vec<Value>,
+    /// What to change, best first (see `analysis::recommend`).
+    pub recommendations: Vec<super::recommend::Recommendation>,
 }
 
 /// One documented rule: code, what it measures, warning and critical thresholds.
@@ -47,12 +47,14 @@ pub const RULES: &[Rule] = &[
     Rule {
         code: "vanishing_gradient",
         rule: "ratio of the first to the last hidden weight layer's grad_norm (or, when the weight gradients are \
-               uniform, of delta_norm) at step 0 and at the last probe: < 1e-2 warning, < 1e-4 critical",
+               uniform, of delta_norm) at step 0 and at the last probe: < 1e-2 warning, < 1e-4 critical; \
+               info when it vanished at step 0 but training brought it back above 1e-2",
     },
     Rule {
         code: "exploding_gradient",
-        rule: "the same ratio > 1e2 warning, > 1e4 critical; or the global grad norm grows > 1e3x from step 0 \
-               (critical); or clipping changed the gradient on > 50% of steps (warning)",
+        rule: "the same ratio > 1e2 warning, > 1e4 critical; for recurrent layers, ||dL/dh_1|| / ||dL/dh_T|| \
+               > 1e2 warning, > 1e4 critical; or the global grad norm grows > 1e3x from step 0 (critical); \
+               or clipping changed the gradient on > 50% of steps (warning)",
     },
     Rule {
         code: "saturation",
@@ -131,12 +133,13 @@ pub fn diagnose(record: &RunRecord, classes: Option<usize>) -> Vec<Diagnostic> {
     if hidden.len() >= 2 && n > 0 {
         let (first, last) = (hidden[0], hidden[hidden.len() - 1]);
         let name = |i: usize| record.layers[i].name.clone();
-        for (probe, when) in [(0, "at initialisation"), (n - 1, "at the end of training")] {
+        let span = (hidden.len() - 1) as f64;
+        // (worst small ratio, grad ratio, evidence) at a probe.
+        let measure = |probe: usize| {
             let g = |i: usize| at(&record.layer_stats[i].grad_norm, probe);
             let d = |i: usize| record.layer_stats[i].delta_norm.get(probe).copied().filter(|x| x.is_finite());
-            let Some(ratio) = g(first).zip(g(last)).map(|(a, b)| a / b) else { continue };
+            let ratio = g(first).zip(g(last)).map(|(a, b)| a / b)?;
             let delta_ratio = d(first).zip(d(last)).map(|(a, b)| a / b.max(f64::MIN_POSITIVE));
-            let span = (hidden.len() - 1) as f64;
             // Weight gradients of a ReLU stack stay uniform even when the signal shrinks both
             // ways; delta_norm (the gradient reaching the layer's output) shows it.
             let worst_small = ratio.min(delta_ratio.unwrap_or(ratio));
@@ -148,28 +151,86 @@ pub fn diagnose(record: &RunRecord, classes: Option<usize>) -> Vec<Diagnostic> {
                 "layers_between": span,
                 "thresholds": {"warning": 1e-2, "critical": 1e-4},
             });
-            if worst_small < 1e-2 {
-                out.push(diag(
-                    "vanishing_gradient",
-                    worst_small < 1e-4,
-                    vec![name(first)],
-                    format!(
-                        "{when}, the gradient reaching {} is {:.1e} times that of {} (a factor {:.2} per layer)",
-                        name(first),
-                        worst_small,
-                        name(last),
-                        worst_small.powf(1.0 / span)
-                    ),
-                    evidence,
-                ));
-                break;
-            } else if ratio > 1e2 {
+            Some((worst_small, ratio, evidence))
+        };
+        let init = measure(0);
+        let end = if n > 1 { measure(n - 1) } else { None };
+        match (&init, &end) {
+            (Some((w0, _, ev0)), Some((w1, _, ev1))) if *w0 < 1e-2 && *w1 >= 1e-2 => {
+                // Vanished at initialisation, recovered through training: worth knowing, not a failure.
+                out.push(Diagnostic {
+                    severity: "info".into(),
+                    ..diag(
+                        "vanishing_gradient",
+                        false,
+                        vec![name(first)],
+                        format!(
+                            "at initialisation the gradient reaching {} was {w0:.1e} times that of {}, but training \
+                             recovered it (ratio {w1:.1e} at the end)",
+                            name(first),
+                            name(last)
+                        ),
+                        json!({"at_init": ev0, "at_end": ev1}),
+                    )
+                });
+            }
+            _ => {
+                for (found, when) in [(init, "at initialisation"), (end, "at the end of training")] {
+                    let Some((worst_small, ratio, evidence)) = found else { continue };
+                    if worst_small < 1e-2 {
+                        out.push(diag(
+                            "vanishing_gradient",
+                            worst_small < 1e-4,
+                            vec![name(first)],
+                            format!(
+                                "{when}, the gradient reaching {} is {:.1e} times that of {} (a factor {:.2} per layer)",
+                                name(first),
+                                worst_small,
+                                name(last),
+                                worst_small.powf(1.0 / span)
+                            ),
+                            evidence,
+                        ));
+                        break;
+                    } else if ratio > 1e2 {
+                        out.push(diag(
+                            "exploding_gradient",
+                            ratio > 1e4,
+                            vec![name(first)],
+                            format!("{when}, {}'s gradient is {ratio:.1e} times that of {}", name(first), name(last)),
+                            evidence,
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    // The gradient through time: ||dL/dh_1|| / ||dL/dh_T|| growing back through the sequence.
+    if let Some(i) = record.layers.iter().position(|l| l.kind == "rnn") {
+        let series = &record.layer_stats[i].recurrent;
+        for (probe, when) in [(0, "at initialisation"), (series.len().saturating_sub(1), "at the end of training")] {
+            let Some(r) = series.get(probe) else { continue };
+            let norms = &r.timestep_grad_norm;
+            let (Some(&first_t), Some(&last_t)) = (norms.first(), norms.last()) else { continue };
+            if !(first_t.is_finite() && last_t.is_finite() && last_t > 0.0) || norms.len() < 2 {
+                continue;
+            }
+            let growth = first_t / last_t;
+            if growth > 1e2 {
+                let t = norms.len();
                 out.push(diag(
                     "exploding_gradient",
-                    ratio > 1e4,
-                    vec![name(first)],
-                    format!("{when}, {}'s gradient is {ratio:.1e} times that of {}", name(first), name(last)),
-                    evidence,
+                    growth > 1e4,
+                    vec![record.layers[i].name.clone()],
+                    format!(
+                        "{when}, ||dL/dh_t|| grows {growth:.1e}x from the last to the first of {t} time steps \
+                         (a factor {:.2} per step back)",
+                        growth.powf(1.0 / (t - 1) as f64)
+                    ),
+                    json!({"probe_step": record.steps.get(probe), "timestep_ratio_first_last": growth,
+                           "per_step_factor": growth.powf(1.0 / (t - 1) as f64), "sequence_length": t,
+                           "thresholds": {"warning": 1e2, "critical": 1e4}}),
                 ));
                 break;
             }
@@ -233,7 +294,8 @@ pub fn diagnose(record: &RunRecord, classes: Option<usize>) -> Vec<Diagnostic> {
                         dead * 100.0,
                         info.name
                     ),
-                    json!({"dead_fraction": dead, "thresholds": {"warning": 0.25, "critical": 0.5}}),
+                    json!({"dead_fraction": dead, "dead_fraction_step0": s.dead_fraction.first().copied().flatten(),
+                           "thresholds": {"warning": 0.25, "critical": 0.5}}),
                 ));
             }
         }

@@ -6,8 +6,9 @@
 use serde_json::Value;
 use thiserror::Error;
 
-use super::report::{build_report, spec_with_params, Report};
-use crate::engine::config::DataConfig;
+use super::recommend::{rank_by_measurement, Measured};
+use super::report::{build_report, delta_ratio_first_last, grad_ratio_first_last, spec_with_params, Report};
+use crate::engine::config::{DataConfig, RunConfig};
 use crate::engine::train::{analyze, train, CancelFlag, Progress};
 use crate::engine::EngineError;
 use crate::problem::{Problem, ProblemEntry};
@@ -17,6 +18,13 @@ use crate::spec::{parse, Limits, Spec, SpecErrors};
 pub const DEFAULT_MAX_POINTS: usize = 200;
 /// Samples `analyze` uses when neither the spec's `training.batch_size` nor inline data says.
 pub const DEFAULT_ANALYZE_BATCH: usize = 64;
+/// Patched specs measured per report when ranking recommendations (one forward/backward each).
+pub const MAX_MEASURED_RECOMMENDATIONS: usize = 8;
+/// Largest parameters x batch x time steps of a spec whose recommendations are measured: a
+/// large spec near the analysis limits must not turn one `POST /v1/analyze` into nine. A
+/// compute bound, not a clock, so that the same spec always gives the same report; above it the
+/// recommendations keep their documented order.
+pub const MAX_MEASURED_COMPUTE: f64 = 2.5e9;
 
 /// Why a spec produced no report.
 #[derive(Debug, Error)]
@@ -92,6 +100,7 @@ pub fn run_spec(
     let record = train(&config, cancel, progress).map_err(PipelineError::Engine)?;
     let spec_json = serde_json::to_value(&expanded).unwrap_or(Value::Null);
     let mut report = build_report(spec_json.clone(), config.seed, max_points(&expanded), &record);
+    rank_recommendations(&mut report, limits, analyze_batch(spec, &config));
     let spec_with_params = record.parameters.as_ref().map(|p| spec_with_params(&spec_json, p)).unwrap_or(spec_json);
     if !wants_params {
         report.parameters = None;
@@ -110,16 +119,52 @@ pub fn analyze_json(body: &[u8], limits: &Limits, gradients: bool) -> Result<Rep
 pub fn analyze_spec(spec: &Spec, limits: &Limits, gradients: bool) -> Result<Report, PipelineError> {
     let config = spec.validate(limits).map_err(PipelineError::Invalid)?;
     let expanded = spec.expanded();
+    let gradients = gradients || spec.return_gradients.unwrap_or(false);
+    let batch = analyze_batch(spec, &config);
+    let record = analyze(&config, Some(batch), gradients).map_err(PipelineError::Engine)?;
+    let spec_json = serde_json::to_value(&expanded).unwrap_or(Value::Null);
+    let mut report = build_report(spec_json, config.seed, max_points(&expanded), &record);
+    rank_recommendations(&mut report, limits, batch);
+    Ok(report)
+}
+
+fn analyze_batch(spec: &Spec, config: &RunConfig) -> usize {
     let given_batch = spec.training.as_ref().and_then(|t| t.batch_size).map(|b| b as usize);
-    let batch = match (&config.data, given_batch) {
+    match (&config.data, given_batch) {
         (_, Some(b)) => b,
         (DataConfig::Inline { x, .. }, None) => x.len(),
         (_, None) => DEFAULT_ANALYZE_BATCH,
-    };
-    let gradients = gradients || spec.return_gradients.unwrap_or(false);
-    let record = analyze(&config, Some(batch), gradients).map_err(PipelineError::Engine)?;
-    let spec_json = serde_json::to_value(&expanded).unwrap_or(Value::Null);
-    Ok(build_report(spec_json, config.seed, max_points(&expanded), &record))
+    }
+}
+
+/// Measures the recommendations whose cure shows at initialisation on their patched specs and
+/// ranks them by it (see `analysis::recommend`): gradscope reports what the change did to this
+/// network, not what it is said to do.
+fn rank_recommendations(report: &mut Report, limits: &Limits, batch: usize) {
+    let spec = report.spec.clone();
+    let s = &report.summary;
+    let compute = s.params as f64 * batch as f64 * s.sequence_length.unwrap_or(1) as f64;
+    if compute > MAX_MEASURED_COMPUTE {
+        return;
+    }
+    let mut budget = MAX_MEASURED_RECOMMENDATIONS;
+    rank_by_measurement(&mut report.diagnostics, &spec, &mut |patched| {
+        budget = budget.checked_sub(1)?;
+        measure_at_init(patched, limits)
+    });
+}
+
+/// One forward/backward of `spec_json` at initialisation; `None` when it does not validate.
+fn measure_at_init(spec_json: &Value, limits: &Limits) -> Option<Measured> {
+    let spec = parse(spec_json).ok()?;
+    let config = spec.validate(limits).ok()?;
+    let record = analyze(&config, Some(analyze_batch(&spec, &config)), false).ok()?;
+    let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+    Some(Measured {
+        grad_ratio_first_last: finite(grad_ratio_first_last(&record)),
+        delta_ratio_first_last: finite(delta_ratio_first_last(&record)),
+        verdict: super::diagnostics::verdict(&super::diagnostics::diagnose(&record, record.classes)).to_string(),
+    })
 }
 
 fn max_points(spec: &Spec) -> usize {

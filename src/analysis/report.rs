@@ -267,7 +267,8 @@ pub fn build_report(spec: Value, seed: u64, max_points: usize, record: &RunRecor
             ("non_finite", Some(NonFiniteAt { step: *step, layer: layer.clone(), location: location.to_string() }))
         }
     };
-    let diagnostics = super::diagnostics::diagnose(record, record.classes);
+    let mut diagnostics = super::diagnostics::diagnose(record, record.classes);
+    super::recommend::recommend(&mut diagnostics, &spec, &layers);
     let verdict = super::diagnostics::verdict(&diagnostics);
     let mut scratch = NonFiniteCounts::default();
     let summary = Summary {
@@ -436,12 +437,24 @@ fn layer_stats(name: &str, s: &LayerSeries, keep: &[usize]) -> LayerStats {
 
 /// First dense layer's `grad_norm` over the last hidden dense layer's (the dense layer before
 /// the output layer), at step 0.
-fn grad_ratio_first_last(record: &RunRecord) -> Option<f64> {
+pub fn grad_ratio_first_last(record: &RunRecord) -> Option<f64> {
     let dense: Vec<usize> = record.layers.iter().filter(|l| l.kind == "dense").map(|l| l.index).collect();
     if dense.len() < 3 {
         return None;
     }
     let at0 = |i: usize| record.layer_stats.get(i)?.grad_norm.first().copied().flatten();
+    let (first, last_hidden) = (at0(dense[0])?, at0(dense[dense.len() - 2])?);
+    Some(first / last_hidden)
+}
+
+/// First dense layer's `delta_norm` over the last hidden dense layer's (the dense layer before
+/// the output layer), at step 0.
+pub fn delta_ratio_first_last(record: &RunRecord) -> Option<f64> {
+    let dense: Vec<usize> = record.layers.iter().filter(|l| l.kind == "dense").map(|l| l.index).collect();
+    if dense.len() < 3 {
+        return None;
+    }
+    let at0 = |i: usize| record.layer_stats.get(i)?.delta_norm.first().copied();
     let (first, last_hidden) = (at0(dense[0])?, at0(dense[dense.len() - 2])?);
     Some(first / last_hidden)
 }

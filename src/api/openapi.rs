@@ -5,6 +5,9 @@
 //! `openapi/openapi.json` holds (a test fails when the committed file drifts; regenerate it with
 //! `cargo run -- openapi > openapi/openapi.json`).
 //!
+//! The `Diagnostic` schema's description is the rules table (`analysis::diagnostics::RULES`), so
+//! the thresholds a client reads are the ones the code applies.
+//!
 //! One modifier adjusts what derives cannot say: the spec accepts a tagged object's bare type
 //! name wherever the object would need nothing but its `type` (`"activation": "relu"`), so each
 //! such schema becomes `oneOf [the names, the object]`. The names are read from the generated
@@ -48,8 +51,23 @@ pub fn finish(doc: &Document) -> Value {
     let mut doc = serde_json::to_value(doc).unwrap_or(Value::Null);
     if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
         add_bare_type_names(schemas);
+        if let Some(Value::Object(diagnostic)) = schemas.get_mut("Diagnostic") {
+            diagnostic.insert("description".into(), Value::String(rules_table()));
+        }
     }
     doc
+}
+
+/// The diagnostic rules and thresholds, from the table the rules are evaluated by.
+fn rules_table() -> String {
+    let mut out = String::from(
+        "A finding about a run: what is wrong, where, the measured evidence and what to change.\n\n\
+         | code | rule (warning / critical thresholds) |\n|---|---|\n",
+    );
+    for rule in crate::analysis::diagnostics::RULES {
+        out.push_str(&format!("| `{}` | {} |\n", rule.code, rule.rule));
+    }
+    out
 }
 
 /// [`document`] as pretty JSON with a final newline (the committed file's format).

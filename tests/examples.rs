@@ -1,0 +1,71 @@
+//! `gradscope run` on every spec in `examples/` produces a report that validates against the
+//! Report schema of the committed OpenAPI document — the shape clients are written against.
+
+// Tests may panic on a broken expectation; the crate's unwrap/expect lints are for library code.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A JSON Schema (2020-12, which OpenAPI 3.1 schemas are) whose root is the Report component,
+/// with the document's other components reachable through the same `#/components/...` refs.
+fn report_validator() -> jsonschema::Validator {
+    let doc: Value = serde_json::from_slice(&std::fs::read(root().join("openapi/openapi.json")).unwrap()).unwrap();
+    let schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$ref": "#/components/schemas/Report",
+        "components": doc["components"].clone(),
+    });
+    jsonschema::validator_for(&schema).expect("the Report schema compiles")
+}
+
+fn run_example(path: &Path) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_gradscope")).arg("run").arg(path).output().unwrap();
+    assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()))
+}
+
+#[test]
+fn every_example_report_validates_against_the_openapi_report_schema() {
+    let validator = report_validator();
+    let mut examples: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    examples.sort();
+    assert!(examples.len() >= 10, "examples/ has {} specs", examples.len());
+    // Two at a time: the machine has two cores and the longest example trains for a while.
+    let reports: Vec<(PathBuf, Value)> = std::thread::scope(|s| {
+        let (a, b) = examples.split_at(examples.len() / 2);
+        let run = |part: &[PathBuf]| part.iter().map(|p| (p.clone(), run_example(p))).collect::<Vec<_>>();
+        let h = s.spawn(move || run(b));
+        let mut out = run(a);
+        out.extend(h.join().unwrap());
+        out
+    });
+    for (path, report) in &reports {
+        let errors: Vec<String> =
+            validator.iter_errors(report).map(|e| format!("{} at {}", e, e.instance_path())).take(5).collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+        assert_eq!(report["report_version"], 1, "{}", path.display());
+    }
+}
+
+#[test]
+fn the_schema_check_rejects_a_broken_report() {
+    // The validator is not vacuous: a report missing its summary, or with a string for a number, fails.
+    let validator = report_validator();
+    let mut report = run_example(&root().join("examples/explicit-weights.json"));
+    assert!(validator.is_valid(&report));
+    report["summary"]["steps"] = json!("ten");
+    assert!(!validator.is_valid(&report));
+    report.as_object_mut().unwrap().remove("summary");
+    assert!(!validator.is_valid(&report));
+}
