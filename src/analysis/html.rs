@@ -277,16 +277,32 @@ fn recommendations(page: &mut String, d: &Value) {
         if let Some(why) = r["why"].as_str() {
             let _ = write!(page, "<br>{}", esc(why));
         }
+        if let Some(measured) = r.get("measured").and_then(Value::as_object).filter(|m| !m.is_empty()) {
+            let parts: Vec<String> =
+                measured.iter().map(|(k, v)| format!("<code>{}</code> {}", esc(k), esc(&text(&compact(v))))).collect();
+            let _ = write!(page, "<br><em>Measured at initialisation with this change:</em> {}", parts.join(", "));
+        }
         if let Some(patch) = r.get("patch").filter(|p| !p.is_null()) {
             let _ = write!(
                 page,
                 "<details><summary>JSON Patch (RFC 6902) for the report's <code>spec</code></summary><pre>{}</pre></details>",
-                esc(&serde_json::to_string_pretty(patch).unwrap_or_default())
+                esc(&patch_text(patch))
             );
         }
         page.push_str("</li>\n");
     }
     page.push_str("</ol>\n");
+}
+
+/// A JSON Patch with one operation per line.
+fn patch_text(patch: &Value) -> String {
+    match patch.as_array() {
+        Some(ops) if !ops.is_empty() => {
+            let lines: Vec<String> = ops.iter().map(Value::to_string).collect();
+            format!("[\n  {}\n]", lines.join(",\n  "))
+        }
+        _ => patch.to_string(),
+    }
 }
 
 fn plots_section(page: &mut String, report: &Value) {
@@ -381,7 +397,9 @@ mod tests {
              "evidence": {"ratio_step0": 1e-5, "threshold_critical": 1e-4},
              "recommendations": [
                 {"title": "Use ReLU with He init", "why": "sigmoid's derivative is at most 1/4 <so> it shrinks",
-                 "patch": [{"op": "replace", "path": "/model/layers/0/activation", "value": "relu"}]},
+                 "patch": [{"op": "replace", "path": "/model/layers/0/activation", "value": "relu"},
+                           {"op": "add", "path": "/model/layers/0/init", "value": "he_normal"}],
+                 "measured": {"grad_ratio_first_last": 0.283153971, "verdict": "healthy"}},
                 {"title": "Add batch norm"}
              ]},
             {"code": "saturation", "severity": "warning", "layers": ["dense_0"], "message": "units saturate",
@@ -402,7 +420,8 @@ mod tests {
         assert!(page.contains("grad_norm falls 1e5x") && page.contains("units saturate"));
         assert!(page.contains("<code>dense_1</code>"), "affected layers listed");
         assert!(page.contains("Use ReLU with He init") && page.contains("Add batch norm"));
-        assert!(page.contains("&quot;op&quot;: &quot;replace&quot;"), "the patch, escaped");
+        assert!(page.contains("[\n  {&quot;op&quot;:&quot;replace&quot;"), "the patch, escaped, one op per line");
+        assert!(page.contains("<code>grad_ratio_first_last</code> 0.2832, <code>verdict</code> healthy"), "measured");
         assert!(page.contains("<th>ratio_step0</th><td>1.000e-5</td>"), "the evidence");
         for plot in ["plot-grad_flow", "plot-grad_norms", "plot-loss", "plot-theory"] {
             assert!(page.contains(plot), "{plot}");
