@@ -63,7 +63,7 @@ th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .sev.critical{color:#b3261e}.sev.warning{color:#a06c00}.sev.info{color:#3a6fb0}\
 pre{background:#f4f4f4;padding:.5em;overflow-x:auto;font-size:.85em}\
 figure{margin:1em 0;background:#fff;border:1px solid #ddd;padding:.5em}figure svg{max-width:100%;height:auto;display:block}\
-figcaption{font-size:.9em;color:#555}table.evidence{font-size:.85em}table.evidence code{word-break:break-all}footer{margin-top:2em;color:#777;font-size:.85em}";
+li{margin-bottom:.6em}figcaption{font-size:.9em;color:#555}table.evidence{font-size:.85em}table.evidence code{word-break:break-all}footer{margin-top:2em;color:#777;font-size:.85em}";
 
 /// HTML-escapes text for element content and double-quoted attributes.
 pub fn esc(s: &str) -> String {
