@@ -1,8 +1,9 @@
 //! The command line. `gradscope` alone (or `gradscope serve`) runs the HTTP service;
 //! `gradscope run` and `gradscope analyze` work on one spec file without a server;
 //! `gradscope openapi` prints the OpenAPI document; `gradscope healthcheck` asks a running
-//! server's `/readyz` (container images have no curl). Parses arguments, calls one function of
-//! the layer below, prints.
+//! server's `/readyz` (container images have no curl). `run` and `analyze` also write the HTML
+//! report (`--html FILE`) and the plots (`--plots DIR`, one `NAME.svg` per plot that applies).
+//! Parses arguments, calls one function of the layer below, prints.
 //!
 //! Exit codes: 0 success, 1 I/O or internal failure (or not ready), 2 invalid input (with an
 //! RFC 9457 problem JSON on stderr).
@@ -16,6 +17,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::analysis::pipeline::{self, PipelineError};
+use crate::analysis::{html, plots};
 use crate::config::ServeArgs;
 use crate::problem::Problem;
 
@@ -59,6 +61,9 @@ pub enum Command {
         /// Print training progress to standard error.
         #[arg(long)]
         progress: bool,
+        /// Output files besides the JSON report.
+        #[command(flatten)]
+        outputs: Outputs,
     },
     /// One forward/backward at initialisation (or with the given weights): the report of step 0.
     Analyze {
@@ -67,7 +72,45 @@ pub enum Command {
         /// Include every parameter's gradient, in the explicit-parameter layout.
         #[arg(long)]
         gradients: bool,
+        /// Output files besides the JSON report.
+        #[command(flatten)]
+        outputs: Outputs,
     },
+}
+
+/// The HTML report and the plots, written beside the JSON report.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Outputs {
+    /// Also write the self-contained HTML report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also write every plot that applies as DIR/NAME.svg (the directory is created).
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// Writes the requested files for `report`.
+    fn write(&self, report: &crate::analysis::Report) -> Result<(), Failure> {
+        let io = |path: &std::path::Path, e: std::io::Error| Failure::Io(format!("{}: {e}", path.display()));
+        if self.html.is_none() && self.plots.is_none() {
+            return Ok(());
+        }
+        let json = serde_json::to_value(report).map_err(|e| Failure::Io(e.to_string()))?;
+        if let Some(dir) = &self.plots {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+            for name in plots::available_json(&json) {
+                let svg = plots::render_json(&json, name).map_err(|e| Failure::Io(format!("plot {name}: {e}")))?;
+                let path = dir.join(format!("{name}.svg"));
+                std::fs::write(&path, svg).map_err(|e| io(&path, e))?;
+            }
+        }
+        // After the plots, so that `--plots DIR --html DIR/report.html` finds DIR created.
+        if let Some(path) = &self.html {
+            std::fs::write(path, html::render_json(&json)).map_err(|e| io(path, e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs the command line; returns the process exit code.
@@ -116,7 +159,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 }
             };
         }
-        Command::Run { spec, params_out, progress } => read(&spec).and_then(|body| {
+        Command::Run { spec, params_out, progress, outputs } => read(&spec).and_then(|body| {
             let mut on_progress = |p: crate::engine::train::Progress| {
                 if progress && (p.step % 100 == 0 || p.step == p.total_steps) {
                     eprintln!("step {}/{} loss {:.6}", p.step, p.total_steps, p.loss);
@@ -129,10 +172,14 @@ pub fn main(cli: Cli) -> ExitCode {
                     serde_json::to_string_pretty(&out.spec_with_params).map_err(|e| Failure::Io(e.to_string()))?;
                 std::fs::write(&path, text).map_err(|e| Failure::Io(format!("{}: {e}", path.display())))?;
             }
+            outputs.write(&out.report)?;
             Ok(out.report)
         }),
-        Command::Analyze { spec, gradients } => read(&spec).and_then(|body| {
-            pipeline::analyze_json(&body, &crate::spec::Limits::default(), gradients).map_err(Failure::from)
+        Command::Analyze { spec, gradients, outputs } => read(&spec).and_then(|body| {
+            let report =
+                pipeline::analyze_json(&body, &crate::spec::Limits::default(), gradients).map_err(Failure::from)?;
+            outputs.write(&report)?;
+            Ok(report)
         }),
     };
     match result.and_then(|report| serde_json::to_string_pretty(&report).map_err(|e| Failure::Io(e.to_string()))) {

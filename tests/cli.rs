@@ -1,5 +1,6 @@
 //! The command line: `gradscope run` / `gradscope analyze` on files and standard input, the
-//! problem JSON and exit code 2 on invalid input, and `--params-out` feeding back in.
+//! problem JSON and exit code 2 on invalid input, `--params-out` feeding back in, and the HTML
+//! report and plots of `--html` / `--plots`.
 
 // Tests may panic on a broken expectation; the crate's unwrap/expect lints are for library code.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -90,4 +91,35 @@ fn analyze_returns_one_probe_step_and_gradients_when_asked() {
     let g = &report["gradients"];
     assert_eq!(g.as_array().map(Vec::len), Some(4));
     assert_eq!(g[0]["weight"].as_array().map(Vec::len), Some(8), "8 units x 2 inputs");
+}
+
+#[test]
+fn run_and_analyze_write_the_html_report_and_every_applicable_plot() {
+    let spec = temp_json("cli-plots-spec.json", &small_spec());
+    let dir = spec.with_file_name("cli-plots");
+    let html = spec.with_file_name("cli-report.html");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = gradscope(
+        &["run", spec.to_str().unwrap(), "--html", html.to_str().unwrap(), "--plots", dir.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the JSON report is still printed");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("<svg"));
+    assert!(page.contains(&format!("class=\"verdict {}\"", report["summary"]["verdict"].as_str().unwrap())));
+    let mut files: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    files.sort();
+    for plot in ["grad_flow.svg", "grad_norms.svg", "loss.svg"] {
+        assert!(files.contains(&plot.to_owned()), "{files:?}");
+        let text = std::fs::read_to_string(dir.join(plot)).unwrap();
+        roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{plot}: {e}"));
+    }
+    assert!(!files.contains(&"timesteps.svg".to_owned()), "an MLP has no timesteps plot: {files:?}");
+
+    let dir = spec.with_file_name("cli-plots-analyze");
+    let out = gradscope(&["analyze", spec.to_str().unwrap(), "--plots", dir.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.join("grad_flow.svg").is_file() && dir.join("loss.svg").is_file());
 }

@@ -7,7 +7,9 @@
 //! depend on the job or HTTP layers.
 
 pub mod diagnostics;
+pub mod html;
 pub mod pipeline;
+pub mod plots;
 pub mod recommend;
 pub mod report;
 pub mod theory;

@@ -1,5 +1,5 @@
 //! The HTTP API (axum 0.8): the routes of the contract (`../shared/contract/README.md`) except
-//! experiments, plots and the HTML report, which arrive with their own issues.
+//! experiments, which arrive with their own issue.
 //!
 //! Owns routing, request parsing ([`extract`]), the mapping of errors to RFC 9457 problem details
 //! ([`error`]), the OpenAPI document ([`openapi`]), presets, health/readiness/metrics, request ids
@@ -19,6 +19,7 @@ pub mod extract;
 pub mod health;
 pub mod jobs;
 pub mod openapi;
+pub mod plots;
 pub mod presets;
 
 use std::future::Future;
@@ -72,6 +73,10 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(jobs::create_job, jobs::list_jobs))
         .routes(routes!(jobs::get_job, jobs::delete_job))
         .routes(routes!(jobs::get_report))
+        .routes(routes!(plots::get_report_html))
+        // Documented as `/v1/jobs/{id}/plots/{name}.svg` (in `openapi::ApiDoc`); axum cannot match
+        // a suffix inside a segment, so the route takes the whole file name.
+        .route("/v1/jobs/{id}/plots/{file}", axum::routing::get(plots::get_plot))
         .routes(routes!(jobs::stream_events))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::analyze))

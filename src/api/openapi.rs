@@ -33,7 +33,10 @@ use utoipa::OpenApi;
         (name = "presets", description = "Ready specs for the classic scenarios"),
         (name = "operations", description = "Health, readiness and metrics"),
     ),
-    components(schemas(crate::problem::ProblemEntry)),
+    // The plot route is added to the router by hand (see `api::routes`), so its operation is
+    // listed here.
+    paths(super::plots::get_plot),
+    components(schemas(crate::problem::ProblemEntry, super::plots::PlotName)),
 )]
 pub struct ApiDoc;
 
