@@ -37,6 +37,11 @@ pub struct JobLinks {
     pub events: String,
     /// Where to cancel it.
     pub cancel: String,
+    /// Its report as one self-contained HTML page.
+    pub report_html: String,
+    /// Its plots: a URI template, `{name}` one of `grad_flow`, `grad_norms`, `loss`,
+    /// `timesteps`, `theory`.
+    pub plots: String,
 }
 
 /// A job with its links: the contract's Job.
@@ -57,6 +62,8 @@ impl From<Job> for JobResource {
                 report: format!("{base}/report"),
                 events: format!("{base}/events"),
                 cancel: format!("{base}/cancel"),
+                report_html: format!("{base}/report.html"),
+                plots: format!("{base}/plots/{{name}}.svg"),
                 self_: base,
             },
             job,
