@@ -7,7 +7,8 @@
 //! - `bias_grad_norm`: L2 norm of the `bias` gradient.
 //! - `delta_norm`: L2 norm of dL/d(layer output) over the batch.
 //! - `weight_norm`: L2 norm of the weight before the step.
-//! - `update_ratio`: ||W_after - W_before|| / ||W_before|| of the step taken at the probe step.
+//! - `update_ratio`: ||W_after - W_before|| / ||W_before|| of the step taken at the probe step
+//!   (the change is summed by the optimiser as it updates, see `Optimizer::step_measured`).
 //! - `activation_mean`, `activation_std`: over every (sample, unit) entry of the layer output.
 //! - `saturation`, `dead_fraction`: see [`crate::engine::layers::UnitStats`].
 //! - histograms: counts of log10|g| over the weight gradient in the fixed bins of
@@ -18,7 +19,7 @@
 
 use ndarray::Array2;
 
-use super::scalar::{lane_sum, sum_sq, sum_sq_max, LANES};
+use super::scalar::{diff_sq, lane_sum, sum_sq, sum_sq_max};
 use super::Scalar;
 
 /// Interior bin edges of the log10|g| histograms: -12, -11.5, ..., 2 (29 edges, 30 bins).
@@ -133,17 +134,7 @@ pub fn mean_std<T: Scalar>(a: &Array2<T>) -> (f64, f64) {
 
 /// L2 norm of `a - b` (same shapes), in f64.
 pub fn diff_norm<T: Scalar>(a: &Array2<T>, b: &Array2<T>) -> f64 {
-    let (a, b) = (elements(a), elements(b));
-    let mut sq = [0.0f64; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| (x.f64() - y.f64()).powi(2)).sum();
-    for (x, y) in ca.zip(cb) {
-        for ((s, x), y) in sq.iter_mut().zip(x).zip(y) {
-            let d = x.f64() - y.f64();
-            *s += d * d;
-        }
-    }
-    (sq.iter().sum::<f64>() + tail).sqrt()
+    diff_sq(&elements(a), &elements(b)).sqrt()
 }
 
 /// Histogram of log10|g| in the bins of [`HIST_EDGES`].

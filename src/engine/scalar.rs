@@ -155,6 +155,20 @@ pub fn sum_sq<T: Scalar>(values: &[T]) -> f64 {
     lane_sum(values, |v| v * v)
 }
 
+/// `sum (a - b)^2` over pairs (the shorter slice's length), accumulated in f64.
+pub fn diff_sq<T: Scalar>(a: &[T], b: &[T]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| (x.f64() - y.f64()).powi(2)).sum();
+    for (x, y) in ca.zip(cb) {
+        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
+            let d = x.f64() - y.f64();
+            *s += d * d;
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use super::layers::Ctx;
 use super::loss::{loss_and_grad, BatchTargets, LossValue};
 use super::network::{LayerInfo, Network};
 use super::optim::{clip, Optimizer, ParamSlot};
-use super::probe::{diff_norm, log_histogram, mean_std, norm, LayerSeries, NonFinite};
+use super::probe::{log_histogram, mean_std, norm, LayerSeries, NonFinite};
 use super::rng::{rng, Rng, Stream};
 use super::scalar::sum_sq_max;
 use super::{EngineError, Result, Scalar};
@@ -190,8 +190,8 @@ pub struct Session<'c, T> {
     dropout: bool,
     labels: Vec<usize>,
     values: Array2<T>,
-    /// Weights before the update, at probe steps (reused).
-    before: Vec<Array2<T>>,
+    /// Squared change of every parameter at the last probed update (reused).
+    update_sq: Vec<f64>,
     /// `(sum g^2, max |g|)` of every parameter's gradient in [`Network::params`] order, from the
     /// last backward pass: the global norm and the probes' gradient statistics share this pass.
     grad_sums: Vec<(f64, f64)>,
@@ -231,7 +231,7 @@ impl<'c, T: Scalar> Session<'c, T> {
             dropout: true,
             labels: Vec::new(),
             values: Array2::zeros((0, 0)),
-            before: Vec::new(),
+            update_sq: Vec::new(),
             grad_sums: Vec::new(),
             config,
         })
@@ -439,14 +439,6 @@ impl<'c, T: Scalar> Session<'c, T> {
                 }
             }
         }
-        if probe {
-            self.before.resize_with(record.layers.len(), || Array2::zeros((0, 0)));
-            for (buf, info) in self.before.iter_mut().zip(self.net.layers()) {
-                if let Some(w) = self.net.layer(info).and_then(|l| l.params().first()) {
-                    buf.clone_from(&w.value);
-                }
-            }
-        }
         let mut slots: Vec<ParamSlot<'_, T>> = self
             .net
             .params_mut()
@@ -456,17 +448,29 @@ impl<'c, T: Scalar> Session<'c, T> {
                 Some(ParamSlot { value, grad })
             })
             .collect();
-        self.optimizer.step(&mut slots);
+        if !probe {
+            self.optimizer.step(&mut slots);
+            return;
+        }
+        // Parameter arrays are row-major by construction, so there is one slot per parameter
+        // in `Network::params` order; were one missing, the ratios would be left out.
+        let complete = slots.len() == self.grad_sums.len();
+        self.update_sq.clear();
+        self.update_sq.resize(slots.len(), f64::NAN);
+        self.optimizer.step_measured(&mut slots, &mut self.update_sq);
         drop(slots);
-        if probe {
-            for ((series, info), before) in record.layer_stats.iter_mut().zip(self.net.layers()).zip(&self.before) {
-                if let Some(w) = self.net.layer(info).and_then(|l| l.params().first()) {
-                    // The weight norm before the step was recorded by this step's probe.
-                    let norm = series.weight_norm.last().copied().flatten().unwrap_or_else(|| norm(before));
-                    if let Some(last) = series.update_ratio.last_mut() {
-                        *last = Some(diff_norm(&w.value, before) / norm);
-                    }
-                }
+        if !complete {
+            return;
+        }
+        let mut update_sq = self.update_sq.as_slice();
+        for (series, info) in record.layer_stats.iter_mut().zip(self.net.layers()) {
+            let n = self.net.layer(info).map_or(0, |l| l.params().len());
+            let (own, rest) = update_sq.split_at(n.min(update_sq.len()));
+            update_sq = rest;
+            // The weight (first parameter) norm before the step was recorded by this probe.
+            let ratio = own.first().zip(series.weight_norm.last().copied().flatten()).map(|(sq, w)| sq.sqrt() / w);
+            if let Some(last) = series.update_ratio.last_mut() {
+                *last = ratio;
             }
         }
     }
