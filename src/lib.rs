@@ -3,9 +3,21 @@
 //!
 //! Layers, each depending only on those above it in this list:
 //! `engine` (numerics, no I/O) -> `spec` (the JSON request and its validation) -> `analysis`
-//! (the report) -> `cli`.
+//! (the report) -> `jobs` (store, queue, worker threads; no HTTP) -> `api` (axum) -> `cli`.
 
+/// The report: what the engine measured, as the contract's Report.
+pub mod analysis;
+/// The HTTP API (axum): routes, problem details, OpenAPI, presets, health, metrics, server.
+pub mod api;
+/// The command line (`serve` (default), `run`, `analyze`, `openapi`, `healthcheck`).
+pub mod cli;
+/// The service's configuration (flags and environment variables).
+pub mod config;
 /// The training engine: layers, gradients, optimisers, data, probes. Pure and deterministic.
 pub mod engine;
+/// Jobs: store, queue, worker pool on OS threads, progress events. No HTTP.
+pub mod jobs;
+/// RFC 9457 problem details, shared by the command line and the HTTP API.
+pub mod problem;
 /// The wire format of a spec and its validation into engine configuration.
 pub mod spec;

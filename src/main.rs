@@ -1,3 +1,7 @@
-//! The `gradscope` binary.
+//! The `gradscope` binary: parses the command line and hands over to [`gradscope::cli`].
 
-fn main() {}
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    gradscope::cli::main(gradscope::cli::Cli::parse())
+}

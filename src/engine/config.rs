@@ -44,6 +44,52 @@ pub enum LayerConfig {
     },
     /// `y = x + f(x)` where `f` is the inner stack; inner output width must equal input width.
     Residual(Vec<LayerConfig>),
+    /// A recurrent layer unrolled over the sequence.
+    Rnn(RnnConfig),
+}
+
+/// Which recurrent cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellKind {
+    /// `h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`.
+    Vanilla,
+    /// Long short-term memory (gates i, f, g, o as PyTorch packs them).
+    Lstm,
+    /// Gated recurrent unit (gates r, z, n as PyTorch packs them).
+    Gru,
+}
+
+impl CellKind {
+    /// Gate blocks stacked in `weight_ih` / `weight_hh`.
+    pub fn gates(&self) -> usize {
+        match self {
+            CellKind::Vanilla => 1,
+            CellKind::Lstm => 4,
+            CellKind::Gru => 3,
+        }
+    }
+}
+
+/// A recurrent layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RnnConfig {
+    /// The cell.
+    pub cell: CellKind,
+    /// Hidden width.
+    pub units: usize,
+    /// Activation of the vanilla cell (tanh, relu or sigmoid; ignored by gated cells).
+    pub activation: Activation,
+    /// Init of each gate block of `weight_ih` (gates x units, inputs).
+    pub init: Init,
+    /// Init of each gate block of `weight_hh` (units x units per gate).
+    pub recurrent_init: Init,
+    /// Output every time step (rows `T x batch`, time-major) instead of the last one.
+    pub return_sequences: bool,
+    /// Initial value of the LSTM forget-gate bias (in `bias_ih`; 0 as PyTorch, 1.0 as
+    /// Jozefowicz et al. 2015 recommend).
+    pub forget_bias: f64,
+    /// Explicit `weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`, flattened row-major.
+    pub params: ExplicitParams,
 }
 
 /// A dense (fully connected) layer.
@@ -265,6 +311,56 @@ pub enum DataConfig {
         /// Hidden width of the teacher.
         hidden: usize,
     },
+    /// Adding problem (Le et al. 2015 variant): inputs (value ~ U[0,1], marker); exactly two
+    /// markers, one in each half; target the sum of the two marked values (regression).
+    Adding {
+        /// Number of sequences.
+        samples: usize,
+        /// Time steps.
+        length: usize,
+    },
+    /// Copy-memory problem: `length` symbols, `delay` blanks, then reproduce the symbols;
+    /// targets at every step (blank elsewhere).
+    Copy {
+        /// Number of sequences.
+        samples: usize,
+        /// Symbols to remember.
+        length: usize,
+        /// Blank steps between seeing and recalling them.
+        delay: usize,
+    },
+    /// Temporal order (Hochreiter & Schmidhuber 1997): the order of two relevant symbols among
+    /// distractors, 4 classes.
+    TemporalOrder {
+        /// Number of sequences.
+        samples: usize,
+        /// Time steps.
+        length: usize,
+    },
+    /// Parity of a bit sequence, 2 classes.
+    Parity {
+        /// Number of sequences.
+        samples: usize,
+        /// Time steps.
+        length: usize,
+    },
+    /// Next-step prediction of a noisy sine wave with random phase and frequency; targets at
+    /// every step (regression).
+    SineSequence {
+        /// Number of sequences.
+        samples: usize,
+        /// Time steps.
+        length: usize,
+        /// Gaussian noise std on the inputs.
+        noise: f64,
+    },
+    /// User-supplied sequences (equal lengths; ragged sequences are rejected).
+    InlineSequences {
+        /// samples x time x features.
+        x: Vec<Vec<Vec<f64>>>,
+        /// One target per sequence, or (with `return_sequences`) one per time step.
+        y: InlineSequenceTargets,
+    },
     /// User-supplied samples.
     Inline {
         /// Row-major samples x features.
@@ -281,6 +377,17 @@ pub enum InlineTargets {
     Classes(Vec<usize>),
     /// Regression targets, one row per sample.
     Values(Vec<Vec<f64>>),
+}
+
+/// Targets of inline sequences.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InlineSequenceTargets {
+    /// One target per sequence (read from the last time step).
+    PerSequence(InlineTargets),
+    /// One class label per time step: samples x time.
+    ClassesPerStep(Vec<Vec<usize>>),
+    /// One regression row per time step: samples x time x outputs.
+    ValuesPerStep(Vec<Vec<Vec<f64>>>),
 }
 
 /// Loss functions.
@@ -407,6 +514,9 @@ pub struct TrainConfig {
     pub precision: Precision,
     /// Fraction of samples held out for validation, in `[0, 1)`.
     pub validation_split: f64,
+    /// Truncated BPTT: the recurrent gradient flows back at most this many steps from the last
+    /// time step (see `engine::layers::rnn`). `None` = full BPTT.
+    pub bptt_truncate: Option<usize>,
 }
 
 /// What to record.

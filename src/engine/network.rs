@@ -10,7 +10,7 @@
 use ndarray::Array2;
 
 use super::config::{Activation, LayerConfig, NetworkConfig, NormKind};
-use super::layers::{layer_name, ActivationLayer, Ctx, Dense, Dropout, Layer, NormLayer, Param};
+use super::layers::{layer_name, ActivationLayer, Ctx, Dense, Dropout, Layer, NormLayer, Param, Rnn};
 use super::rng::{rng, Stream};
 use super::{EngineError, Result, Scalar};
 
@@ -190,6 +190,15 @@ impl<T: Scalar> Network<T> {
         })
     }
 
+    /// See [`Layer::freeze_truncated_state`].
+    pub fn freeze_truncated_state(&mut self, frozen: bool) {
+        for node in &mut self.nodes {
+            if let Node::Layer(l) = node {
+                l.freeze_truncated_state(frozen);
+            }
+        }
+    }
+
     /// Total learnable scalars.
     pub fn num_params(&self) -> usize {
         self.params().map(|(_, p)| p.len()).sum()
@@ -222,6 +231,7 @@ impl<T: Scalar> Builder<T> {
                 LayerConfig::Activation { activation, params } => {
                     Some(Box::new(ActivationLayer::new(*activation, width, params, &name("activation", &self.info))?))
                 }
+                LayerConfig::Rnn(c) => Some(Box::new(Rnn::new(c, width, &name("rnn", &self.info), &mut self.rng)?)),
                 LayerConfig::Residual(inner) => {
                     let from = self.nodes.len();
                     let out = self.build(inner, width, path)?;

@@ -11,6 +11,9 @@
 //!   (the change is summed by the optimiser as it updates, see `Optimizer::step_measured`).
 //! - `activation_mean`, `activation_std`: over every (sample, unit) entry of the layer output.
 //! - `saturation`, `dead_fraction`: see [`crate::engine::layers::UnitStats`].
+//! - `recurrent_grad_norm`: for a recurrent layer, the L2 norm of the `weight_hh` gradient.
+//! - `timestep_grad_norm` (recurrent): ||dL/dh_t|| for t = 1..T, the total gradient reaching
+//!   the hidden state of step t, over the whole batch.
 //! - histograms: counts of log10|g| over the weight gradient in the fixed bins of
 //!   [`HIST_EDGES`]: bin 0 holds |g| < 1e-12 (zeros included), the last bin |g| >= 1e2.
 //!
@@ -19,6 +22,7 @@
 
 use ndarray::Array2;
 
+use super::layers::RecurrentStats;
 use super::scalar::{diff_sq, lane_sum, sum_sq, sum_sq_max};
 use super::Scalar;
 
@@ -61,6 +65,11 @@ pub struct LayerSeries {
     pub dead_fraction: Vec<Option<f64>>,
     /// One histogram per probe step when histograms are on.
     pub histograms: Vec<Vec<u64>>,
+    /// Recurrent layers: L2 norm of the `weight_hh` gradient (`grad_norm` is `weight_ih`'s).
+    pub recurrent_grad_norm: Vec<Option<f64>>,
+    /// Recurrent layers: what the layer measured at each probe step (||dL/dh_t||, gates,
+    /// spectra of W_hh).
+    pub recurrent: Vec<RecurrentStats>,
     /// NaN and infinity counts over the layer's outputs and gradients, summed over probes and
     /// the step where a run stopped on them.
     pub non_finite: NonFinite,

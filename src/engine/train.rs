@@ -136,6 +136,12 @@ pub struct RunRecord {
     pub gradients: Option<Vec<LayerParams>>,
     /// Precision the run computed in.
     pub precision: &'static str,
+    /// Number of classes of a classification task.
+    pub classes: Option<usize>,
+    /// The loss of the best constant prediction on the training set: the targets' variance for
+    /// mse (predict the mean), the entropy of the class frequencies for cross-entropy (predict
+    /// them). A network that does not beat it has learned nothing from its inputs.
+    pub baseline_loss: Option<f64>,
 }
 
 /// Samples used for the end-of-run training-set evaluation.
@@ -188,6 +194,8 @@ pub struct Session<'c, T> {
     shuffle_rng: Rng,
     dropout_rng: Rng,
     dropout: bool,
+    /// Time steps per sample (1 for plain data).
+    seq_len: usize,
     labels: Vec<usize>,
     values: Array2<T>,
     /// Squared change of every parameter at the last probed update (reused).
@@ -202,6 +210,7 @@ impl<'c, T: Scalar> Session<'c, T> {
     pub fn new(config: &'c RunConfig) -> Result<Self> {
         let data = generate(&config.data, config.seed)?;
         let (train, validation) = data.split(config.training.validation_split, config.seed);
+        let seq_len = train.seq_len.unwrap_or(1);
         if train.is_empty() {
             return Err(EngineError::config("/data", "the training set is empty"));
         }
@@ -229,6 +238,7 @@ impl<'c, T: Scalar> Session<'c, T> {
             shuffle_rng,
             dropout_rng: rng(config.seed, Stream::Dropout),
             dropout: true,
+            seq_len,
             labels: Vec::new(),
             values: Array2::zeros((0, 0)),
             update_sq: Vec::new(),
@@ -263,6 +273,11 @@ impl<'c, T: Scalar> Session<'c, T> {
             parameters: None,
             gradients: None,
             precision: T::NAME,
+            baseline_loss: baseline_loss(&self.train, self.config.training.loss),
+            classes: match self.train.y {
+                Targets::Classes { classes, .. } => Some(classes),
+                Targets::Values(_) => None,
+            },
         }
     }
 
@@ -325,7 +340,14 @@ impl<'c, T: Scalar> Session<'c, T> {
     /// Forward, loss, backward on the batch in the buffers; records a probe when `probe`, and
     /// ends the run (in `record.end`) on non-finite values.
     fn forward_backward(&mut self, record: &mut RunRecord, step: usize, probe: bool) -> Result<LossValue> {
-        let mut ctx = Ctx { training: true, dropout: self.dropout, probe, rng: &mut self.dropout_rng };
+        let mut ctx = Ctx {
+            training: true,
+            dropout: self.dropout,
+            probe,
+            rng: &mut self.dropout_rng,
+            seq_len: self.seq_len,
+            bptt_truncate: self.config.training.bptt_truncate,
+        };
         self.net.forward(&mut ctx);
         let kind = self.config.training.loss;
         let targets = match self.train.y {
@@ -352,7 +374,8 @@ impl<'c, T: Scalar> Session<'c, T> {
     }
 
     fn record_probe(&mut self, record: &mut RunRecord, step: usize, value: LossValue, gnorm: f64) {
-        let batch = self.batch_size as f64;
+        // Per-step targets are scored at every (step, sample) pair.
+        let batch = (self.batch_size * if self.train.per_step_targets { self.seq_len } else { 1 }) as f64;
         record.steps.push(step);
         record.loss.push(value.loss);
         record.accuracy.push(value.correct.map(|c| c as f64 / batch));
@@ -382,6 +405,11 @@ impl<'c, T: Scalar> Session<'c, T> {
             let units = layer.unit_stats();
             series.saturation.push(units.saturation);
             series.dead_fraction.push(units.dead_fraction);
+            if let Some(rec) = layer.recurrent_stats() {
+                let hh = params.iter().zip(own).find(|(p, _)| p.name == "weight_hh");
+                series.recurrent_grad_norm.push(hh.map(|(_, s)| s.0.sqrt()));
+                series.recurrent.push(rec.clone());
+            }
             if histograms {
                 series.histograms.push(weight.map(|(w, _)| log_histogram(&w.grad)).unwrap_or_default());
             }
@@ -397,7 +425,7 @@ impl<'c, T: Scalar> Session<'c, T> {
         }
         let (vl, va) = match &self.validation {
             Some(v) => {
-                let (l, a) = evaluate(&mut self.net, v, self.batch_size, self.config);
+                let (l, a) = evaluate(&mut self.net, v, self.batch_size, self.config, self.seq_len);
                 (Some(l), a)
             }
             None => (None, None),
@@ -476,11 +504,11 @@ impl<'c, T: Scalar> Session<'c, T> {
     }
 
     fn final_evaluation(&mut self, record: &mut RunRecord) {
-        let (l, a) = evaluate(&mut self.net, &self.train, self.batch_size, self.config);
+        let (l, a) = evaluate(&mut self.net, &self.train, self.batch_size, self.config, self.seq_len);
         record.final_loss = Some(l);
         record.final_accuracy = a;
         if let Some(v) = &self.validation {
-            let (l, a) = evaluate(&mut self.net, v, self.batch_size, self.config);
+            let (l, a) = evaluate(&mut self.net, v, self.batch_size, self.config, self.seq_len);
             record.final_val_loss = Some(l);
             record.final_val_accuracy = a;
         }
@@ -515,7 +543,13 @@ impl<'c, T: Scalar> Session<'c, T> {
 /// `data`, taken in chunks of `chunk` rows: the training batch size, so that the network's
 /// buffers keep their size (and a large evaluation set does not multiply the memory held by
 /// every layer).
-fn evaluate<T: Scalar>(net: &mut Network<T>, data: &Dataset, chunk: usize, config: &RunConfig) -> (f64, Option<f64>) {
+fn evaluate<T: Scalar>(
+    net: &mut Network<T>,
+    data: &Dataset,
+    chunk: usize,
+    config: &RunConfig,
+    seq_len: usize,
+) -> (f64, Option<f64>) {
     let n = data.len().min(FINAL_EVAL_SAMPLES);
     let idx: Vec<usize> = (0..n).collect();
     let mut labels = Vec::new();
@@ -527,7 +561,7 @@ fn evaluate<T: Scalar>(net: &mut Network<T>, data: &Dataset, chunk: usize, confi
     for rows in idx.chunks(chunk.max(1)) {
         data.gather_x(rows, net.input_mut());
         data.gather_y(rows, &mut labels, &mut values);
-        let mut ctx = Ctx { training: false, dropout: false, probe: false, rng: &mut r };
+        let mut ctx = Ctx { training: false, dropout: false, probe: false, rng: &mut r, seq_len, bptt_truncate: None };
         net.forward(&mut ctx);
         let targets = match data.y {
             Targets::Classes { .. } => BatchTargets::Classes(&labels),
@@ -539,7 +573,40 @@ fn evaluate<T: Scalar>(net: &mut Network<T>, data: &Dataset, chunk: usize, confi
         correct = v.correct.map(|c| c + correct.unwrap_or(0));
     }
     let n = n.max(1) as f64;
-    (loss / n, correct.map(|c| c as f64 / n))
+    let scored = if data.per_step_targets { n * seq_len as f64 } else { n };
+    (loss / n, correct.map(|c| c as f64 / scored))
+}
+
+/// See [`RunRecord::baseline_loss`].
+fn baseline_loss(data: &Dataset, loss: LossKind) -> Option<f64> {
+    match (&data.y, loss) {
+        (Targets::Values(v), LossKind::Mse) => {
+            let (rows, cols) = v.dim();
+            if rows == 0 {
+                return None;
+            }
+            let var: f64 = v
+                .columns()
+                .into_iter()
+                .map(|c| {
+                    let mean = c.sum() / rows as f64;
+                    c.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / rows as f64
+                })
+                .sum();
+            Some(var / cols.max(1) as f64)
+        }
+        (Targets::Classes { labels, classes }, LossKind::CrossEntropy) => {
+            let mut counts = vec![0usize; *classes];
+            for &l in labels {
+                if let Some(c) = counts.get_mut(l) {
+                    *c += 1;
+                }
+            }
+            let n = labels.len().max(1) as f64;
+            Some(counts.iter().filter(|&&c| c > 0).map(|&c| -(c as f64 / n) * (c as f64 / n).ln()).sum())
+        }
+        _ => None,
+    }
 }
 
 /// The loss a network should start near for a balanced classification task: ln(classes) for

@@ -12,11 +12,13 @@ mod activation;
 mod dense;
 mod dropout;
 mod norm;
+mod rnn;
 
 pub use activation::ActivationLayer;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use norm::{NormCore, NormLayer};
+pub use rnn::{GateStats, RecurrentStats, Rnn, Spectrum};
 
 use std::borrow::Cow;
 
@@ -99,6 +101,11 @@ pub struct Ctx<'a> {
     pub probe: bool,
     /// Dropout masks.
     pub rng: &'a mut Rng,
+    /// Time steps of the batch (1 for plain samples): a sequence batch has `seq_len * B` rows,
+    /// time-major.
+    pub seq_len: usize,
+    /// Truncated BPTT window (see `layers::rnn`).
+    pub bptt_truncate: Option<usize>,
 }
 
 /// Statistics of a layer's units on the last probed forward pass.
@@ -140,6 +147,17 @@ pub trait Layer<T: Scalar>: Send {
     /// Unit statistics from the last forward with `ctx.probe`.
     fn unit_stats(&self) -> UnitStats {
         UnitStats::default()
+    }
+    /// What a recurrent layer measured on its last probed pass.
+    fn recurrent_stats(&self) -> Option<&RecurrentStats> {
+        None
+    }
+    /// Gradient checking of truncated BPTT: hold the recurrent state at the truncation point
+    /// fixed at its current value in later forward passes (see `layers::rnn`).
+    fn freeze_truncated_state(&mut self, _frozen: bool) {}
+    /// True when the output keeps the time axis (`T * B` rows); only recurrent layers change it.
+    fn sequence_out(&self) -> bool {
+        true
     }
 }
 

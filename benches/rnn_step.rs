@@ -1,0 +1,468 @@
+//! RNN training-step throughput (BPTT), the counterpart of `shared/bench/rnn_step.py` (PyTorch).
+//!
+//! ```text
+//! cargo bench --bench rnn_step -- [--cell rnn lstm gru] [--hidden 64 128] [--seq 50 200]
+//!                                 [--batch 32] [--out FILE] [--blocks 3] [--block-sec 0.4]
+//!                                 [--modes plain,instrumented]
+//! ```
+//!
+//! Model and data as in `rnn_step.py`: the adding problem (input 2: a value u ~ U(0,1) and a
+//! marker that is 1 at exactly two steps, one in each half; target the sum of the two marked
+//! values); one recurrent layer (`rnn` = vanilla tanh, `lstm`, `gru`) of `hidden` units; dense(1,
+//! linear) on the last state; MSE; SGD lr 0.01; batch 32. PyTorch's default init: every weight and
+//! bias U(-1/sqrt(H), 1/sqrt(H)) (the head: U(-1/sqrt(H), 1/sqrt(H)) too, as `nn.Linear(H, 1)`),
+//! the biases passed as explicit parameters since the engine's default recurrent biases are zero.
+//! 8 fixed batches generated from the seed, passed as inline sequences and cycled (no shuffling,
+//! so step `i` sees batch `i % 8` and no data generation is timed); f32; one thread
+//! (ndarray/matrixmultiply are built without threading).
+//!
+//! Modes, timed in interleaved blocks:
+//! - `instrumented`: probes every step: `||dL/dh_t||` for every t, every parameter's gradient
+//!   statistics, the engine's per-layer statistics, gate means/saturations and the spectra of
+//!   the recurrent blocks of `W_hh` (a superset of PyTorch's `unrolled_item`/`unrolled_stacked`).
+//! - `plain`: no probes.
+//!
+//! Timing as `mlp_step.rs`: a block is timed after a warm-up, with enough steps to take
+//! ~`--block-sec`; the median of `--blocks` blocks is reported; a block during which other
+//! processes used more than 0.15 cores is re-run (up to 3 times, 2 s apart) and the least
+//! disturbed attempt is kept. Each block starts a fresh `RunRecord`.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::time::Instant;
+
+use clap::Parser;
+use gradscope::engine::config::{
+    Activation, CellKind, DataConfig, DenseConfig, ExplicitParams, Init, InlineSequenceTargets, InlineTargets,
+    LayerConfig, LossKind, NetworkConfig, NormConfig, OptimizerConfig, Precision, ProbeConfig, RnnConfig, RunConfig,
+    TrainConfig,
+};
+use gradscope::engine::train::Session;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+const IN_DIM: usize = 2;
+const BATCHES: usize = 8;
+/// Other processes' load (cores) above which a block counts as contended (as `_bench.py`).
+const BUSY_THRESHOLD: f64 = 0.15;
+const RETRIES: usize = 3;
+
+#[derive(Parser, Debug)]
+#[command(about = "gradscope RNN training-step benchmark (see the module doc)")]
+struct Args {
+    #[arg(long, num_args = 1.., default_values = ["rnn", "lstm"])]
+    cell: Vec<String>,
+    #[arg(long, num_args = 1.., default_values_t = [64, 128])]
+    hidden: Vec<usize>,
+    #[arg(long, num_args = 1.., default_values_t = [50, 200])]
+    seq: Vec<usize>,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Timed blocks per mode; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    blocks: usize,
+    /// Target seconds per block.
+    #[arg(long, default_value_t = 0.4)]
+    block_sec: f64,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Fixed steps per block (0 = calibrate from --block-sec).
+    #[arg(long, default_value_t = 0)]
+    steps_per_block: usize,
+    /// Modes to run, comma-separated: plain, instrumented.
+    #[arg(long, default_value = "plain,instrumented")]
+    modes: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also append the JSON lines to this file.
+    #[arg(long)]
+    out: Option<String>,
+    #[arg(long, default_value = "")]
+    tag: String,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn cell(name: &str) -> Result<(CellKind, &'static str), String> {
+    match name {
+        "rnn" | "tanh" | "vanilla" => Ok((CellKind::Vanilla, "rnn")),
+        "lstm" => Ok((CellKind::Lstm, "lstm")),
+        "gru" => Ok((CellKind::Gru, "gru")),
+        other => Err(format!("unknown cell {other} (rnn, lstm, gru)")),
+    }
+}
+
+/// 8 batches of adding-problem sequences, as `rnn_step.py` draws them: u ~ U(0,1) at every step,
+/// markers at one step in `[0, T/2)` and one in `[T/2, T)`, target `u_i1 + u_i2`.
+fn data(batch: usize, seq: usize, seed: u64) -> DataConfig {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
+    let n = BATCHES * batch;
+    let mut x = Vec::with_capacity(n);
+    let mut y = Vec::with_capacity(n);
+    for _ in 0..n {
+        let u: Vec<f64> = (0..seq).map(|_| rng.random::<f64>()).collect();
+        let i1 = rng.random_range(0..(seq / 2).max(1));
+        let i2 = rng.random_range(seq / 2..seq);
+        x.push((0..seq).map(|t| vec![u[t], if t == i1 || t == i2 { 1.0 } else { 0.0 }]).collect());
+        y.push(vec![u[i1] + if i2 != i1 { u[i2] } else { 0.0 }]);
+    }
+    DataConfig::InlineSequences { x, y: InlineSequenceTargets::PerSequence(InlineTargets::Values(y)) }
+}
+
+fn uniform(rng: &mut ChaCha8Rng, n: usize, limit: f64) -> Vec<f64> {
+    (0..n).map(|_| rng.random_range(-limit..limit)).collect()
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Config {
+    cell: &'static str,
+    hidden: usize,
+    seq: usize,
+    batch: usize,
+    in_dim: usize,
+    task: &'static str,
+    loss: &'static str,
+    optimizer: &'static str,
+    lr: f64,
+    params: usize,
+}
+
+impl Config {
+    fn gates(&self, kind: CellKind) -> usize {
+        kind.gates() * self.hidden
+    }
+
+    fn run_config(&self, kind: CellKind, seed: u64) -> RunConfig {
+        let h = self.hidden;
+        let limit = 1.0 / (h as f64).sqrt();
+        // nn.RNN / nn.LSTM / nn.GRU: every parameter U(-1/sqrt(H), 1/sqrt(H)).
+        let mut rng = ChaCha8Rng::seed_from_u64(seed + 2);
+        let mut params = ExplicitParams::new();
+        params.insert("bias_ih".into(), uniform(&mut rng, self.gates(kind), limit));
+        params.insert("bias_hh".into(), uniform(&mut rng, self.gates(kind), limit));
+        let rnn = LayerConfig::Rnn(RnnConfig {
+            cell: kind,
+            units: h,
+            activation: Activation::Tanh,
+            init: Init::Uniform { limit },
+            recurrent_init: Init::Uniform { limit },
+            return_sequences: false,
+            forget_bias: 0.0,
+            params,
+        });
+        let head = LayerConfig::Dense(DenseConfig {
+            units: 1,
+            activation: Activation::Linear,
+            init: Init::Uniform { limit },
+            bias_init: Init::Uniform { limit },
+            norm: None,
+            norm_config: NormConfig::default(),
+            params: Default::default(),
+        });
+        RunConfig {
+            seed,
+            network: NetworkConfig { input_dim: IN_DIM, layers: vec![rnn, head] },
+            data: data(self.batch, self.seq, seed),
+            training: TrainConfig {
+                steps: usize::MAX,
+                batch_size: self.batch,
+                loss: LossKind::Mse,
+                optimizer: OptimizerConfig::Sgd { lr: self.lr, momentum: 0.0, dampening: 0.0, nesterov: false },
+                weight_decay: 0.0,
+                clip: None,
+                shuffle: false,
+                precision: Precision::F32,
+                validation_split: 0.0,
+                bptt_truncate: None,
+            },
+            probes: ProbeConfig { every: 1, histograms: false, parameters: false },
+        }
+    }
+
+    /// FLOPs of one step as `rnn_step.py` counts them: forward `2 B G H (IN + H) T + 2 B H`,
+    /// times 3 for forward + the two products of backward.
+    fn flops(&self, kind: CellKind) -> f64 {
+        let (b, g, h, t) = (self.batch as f64, kind.gates() as f64, self.hidden as f64, self.seq as f64);
+        3.0 * (2.0 * b * g * h * (IN_DIM as f64 + h) * t + 2.0 * b * h)
+    }
+}
+
+/// Non-idle jiffies of all CPUs (/proc/stat) and of this process (/proc/self/stat); both are in
+/// USER_HZ units.
+fn jiffies() -> (f64, f64) {
+    let machine = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let v: Vec<f64> = s.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+            let idle = v.get(3)? + v.get(4).copied().unwrap_or(0.0);
+            Some(v.iter().take(8).sum::<f64>() - idle)
+        })
+        .unwrap_or(0.0);
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may contain spaces) start at field 3.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // utime, stime, cutime, cstime are fields 14-17 (indices 11-14 of `rest`).
+            f.get(11..15)?.iter().map(|x| x.parse::<f64>().ok()).sum()
+        })
+        .unwrap_or(0.0);
+    (machine, own)
+}
+
+/// Seconds this thread has run on a CPU (/proc/thread-self/schedstat, in ns), or NaN.
+fn thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns * 1e-9)
+}
+
+/// What a timed call measured.
+struct Timed<R> {
+    result: R,
+    /// Wall seconds.
+    wall: f64,
+    /// Seconds on a CPU (excludes time the scheduler gave to other processes).
+    cpu: f64,
+    /// Cores' worth of CPU that other processes used meanwhile.
+    other: f64,
+}
+
+fn timed<R>(f: impl FnOnce() -> R) -> Timed<R> {
+    const USER_HZ: f64 = 100.0;
+    let (m0, o0) = jiffies();
+    let c0 = thread_cpu_seconds();
+    let t0 = Instant::now();
+    let result = f();
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = thread_cpu_seconds() - c0;
+    let (m1, o1) = jiffies();
+    let other = ((m1 - m0) - (o1 - o0)) / USER_HZ / wall.max(1e-9);
+    Timed { result, wall, cpu, other: other.max(0.0) }
+}
+
+struct Mode<'c> {
+    name: &'static str,
+    probe: bool,
+    session: Session<'c, f32>,
+    step: usize,
+    steps_per_block: usize,
+    per_step: Vec<f64>,
+    cpu_per_step: Vec<f64>,
+    loads: Vec<f64>,
+    last_loss: f64,
+}
+
+impl Mode<'_> {
+    /// Runs `n` steps on a fresh record; returns the last loss.
+    fn run(&mut self, n: usize) -> f64 {
+        let mut record = self.session.empty_record();
+        let mut loss = f64::NAN;
+        for _ in 0..n {
+            match self.session.step(&mut record, self.step, self.probe) {
+                Ok(v) => loss = v.loss,
+                Err(e) => panic!("step failed: {e}"),
+            }
+            self.step += 1;
+        }
+        std::hint::black_box(&record);
+        loss
+    }
+
+    fn calibrate(&mut self, warmup: usize, block_sec: f64, fixed: usize) {
+        self.run(warmup);
+        if fixed > 0 {
+            self.steps_per_block = fixed;
+            return;
+        }
+        let mut n = 1;
+        let per = loop {
+            let t0 = Instant::now();
+            self.run(n);
+            let t = t0.elapsed().as_secs_f64();
+            if t >= 0.05 || n >= 1 << 16 {
+                break t / n as f64;
+            }
+            n *= 2;
+        };
+        self.steps_per_block = ((block_sec / per).round() as usize).max(3);
+    }
+
+    fn block(&mut self) {
+        let n = self.steps_per_block as f64;
+        let mut best: Option<Timed<f64>> = None;
+        for attempt in 0..=RETRIES {
+            let t = timed(|| self.run(self.steps_per_block));
+            self.last_loss = t.result;
+            let other = t.other;
+            if best.as_ref().is_none_or(|b| other < b.other) {
+                best = Some(t);
+            }
+            if other < BUSY_THRESHOLD || attempt == RETRIES {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+        if let Some(t) = best {
+            self.per_step.push(t.wall / n);
+            self.cpu_per_step.push(t.cpu / n);
+            self.loads.push(t.other);
+        }
+    }
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let s = 10f64.powi(digits);
+    (x * s).round() / s
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => 0.5 * (s[n / 2 - 1] + s[n / 2]),
+    }
+}
+
+fn emit(line: &Line<'_>, out: Option<&str>) {
+    let text = match serde_json::to_string(line) {
+        Ok(t) => t,
+        Err(e) => panic!("serialising a bench line: {e}"),
+    };
+    println!("{text}");
+    if let Some(path) = out {
+        let written = OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| writeln!(f, "{text}"));
+        if let Err(e) = written {
+            eprintln!("cannot append to {path}: {e}");
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    framework: &'static str,
+    bench: &'static str,
+    config: Config,
+    threads: usize,
+    instrumented: bool,
+    mode: &'static str,
+    steps_per_sec: f64,
+    us_per_step: f64,
+    us_per_step_min: f64,
+    us_per_step_max: f64,
+    spread_pct: f64,
+    /// Median CPU time per step: unlike wall time, not inflated when the scheduler runs other
+    /// processes on this core (shared caches still are).
+    cpu_us_per_step: f64,
+    steps_per_block: usize,
+    blocks: usize,
+    other_busy_cores_max: f64,
+    contended_blocks: usize,
+    overhead_pct: Option<f64>,
+    approx_gflop_per_step: f64,
+    achieved_gflops: f64,
+    last_batch_loss: f64,
+    tag: &'a str,
+}
+
+fn bench(args: &Args, config: Config, kind: CellKind) {
+    let run = config.run_config(kind, args.seed);
+    let wanted: Vec<&str> = args.modes.split(',').filter(|m| !m.is_empty()).collect();
+    let mut modes: Vec<Mode<'_>> = [("plain", false), ("instrumented", true)]
+        .into_iter()
+        .filter(|(name, _)| wanted.contains(name))
+        .map(|(name, probe)| Mode {
+            name,
+            probe,
+            session: match Session::<f32>::new(&run) {
+                Ok(s) => s,
+                Err(e) => panic!("invalid bench config: {e}"),
+            },
+            step: 0,
+            steps_per_block: 0,
+            per_step: Vec::new(),
+            cpu_per_step: Vec::new(),
+            loads: Vec::new(),
+            last_loss: f64::NAN,
+        })
+        .collect();
+    for m in &mut modes {
+        m.calibrate(args.warmup, args.block_sec, args.steps_per_block);
+    }
+    for _ in 0..args.blocks {
+        for m in &mut modes {
+            m.block();
+        }
+    }
+    let flops = config.flops(kind);
+    let plain_us = modes.iter().find(|m| !m.probe).map(|m| median(&m.per_step) * 1e6);
+    for m in &modes {
+        let med = median(&m.per_step);
+        let (min, max) = m.per_step.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
+        let us = med * 1e6;
+        let line = Line {
+            framework: "gradscope",
+            bench: "rnn_step",
+            config,
+            threads: 1,
+            instrumented: m.probe,
+            mode: m.name,
+            steps_per_sec: round(1.0 / med, 2),
+            us_per_step: round(us, 1),
+            us_per_step_min: round(min * 1e6, 1),
+            us_per_step_max: round(max * 1e6, 1),
+            spread_pct: round((max - min) / med * 100.0, 1),
+            cpu_us_per_step: round(median(&m.cpu_per_step) * 1e6, 1),
+            steps_per_block: m.steps_per_block,
+            blocks: m.per_step.len(),
+            other_busy_cores_max: round(m.loads.iter().copied().fold(0.0, f64::max), 2),
+            contended_blocks: m.loads.iter().filter(|&&l| l >= BUSY_THRESHOLD).count(),
+            overhead_pct: plain_us.filter(|_| m.probe).map(|p| round((us / p - 1.0) * 100.0, 1)),
+            approx_gflop_per_step: round(flops / 1e9, 4),
+            achieved_gflops: round(flops / us / 1e3, 2),
+            last_batch_loss: round(m.last_loss, 4),
+            tag: &args.tag,
+        };
+        emit(&line, args.out.as_deref());
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut cells = Vec::new();
+    for name in &args.cell {
+        match cell(name) {
+            Ok(c) => cells.push(c),
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(2);
+            }
+        }
+    }
+    for &(kind, cell_name) in &cells {
+        for &hidden in &args.hidden {
+            for &seq in &args.seq {
+                let g = kind.gates() * hidden;
+                let config = Config {
+                    cell: cell_name,
+                    hidden,
+                    seq,
+                    batch: args.batch,
+                    in_dim: IN_DIM,
+                    task: "adding",
+                    loss: "mse",
+                    optimizer: "sgd",
+                    lr: 0.01,
+                    params: g * (IN_DIM + hidden) + 2 * g + hidden + 1,
+                };
+                bench(&args, config, kind);
+            }
+        }
+    }
+}

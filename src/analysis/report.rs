@@ -1,0 +1,551 @@
+//! The Report wire type and its construction from a [`RunRecord`].
+//!
+//! Numbers are always finite in the JSON: a NaN or infinite measurement becomes `null` and is
+//! counted in the layer's `non_finite` (`{"nan": n, "inf": n}`); `null` never means anything
+//! else. A quantity that does not apply to a layer (a weight-gradient norm for a dropout layer,
+//! saturation for a ReLU layer) is left out of that layer's entry rather than set to `null`.
+//!
+//! Downsampling: when a run has more probe steps than `max_points`, the series keep the probes
+//! at indices `round(i (n - 1) / (max_points - 1))` for `i = 0..max_points` — evenly spaced,
+//! always including the first and the last probe.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::engine::probe::{LayerSeries, NonFinite, HIST_EDGES};
+use crate::engine::train::{LayerParams, RunEnd, RunRecord};
+
+/// The gradient-flow report.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Report {
+    /// Always 1 for this shape.
+    pub report_version: u32,
+    /// The spec as run: presets and shorthands expanded, defaults filled in.
+    pub spec: Value,
+    /// Headline figures and the verdict.
+    pub summary: Summary,
+    /// The reported layers.
+    pub layers: Vec<LayerEntry>,
+    /// Probe steps (0-based).
+    pub steps: Vec<usize>,
+    /// Training-batch loss at each probe step.
+    pub loss: Vec<Option<f64>>,
+    /// Training-batch accuracy (classification only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<Vec<Option<f64>>>,
+    /// Validation loss (when there is a validation split).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<Vec<Option<f64>>>,
+    /// Validation accuracy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<Vec<Option<f64>>>,
+    /// Global gradient L2 norm before clipping.
+    pub grad_norm_global: Vec<Option<f64>>,
+    /// Global gradient L2 norm after clipping (equal to the above without clipping).
+    pub grad_norm_clipped: Vec<Option<f64>>,
+    /// Per-layer series, parallel to `layers`.
+    pub layer_stats: Vec<LayerStats>,
+    /// Recurrent networks: ||dL/dh_t|| for t = 1..T at each kept probe step, for the first
+    /// recurrent layer (the one the gradient must travel furthest to reach).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timesteps: Option<Timesteps>,
+    /// Diagnostics (what is wrong, where, how sure, what to change).
+    pub diagnostics: Vec<super::diagnostics::Diagnostic>,
+    /// Theory at initialisation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub theory: Option<Value>,
+    /// Parameter gradients in the explicit-parameter layout (analysis with `return_gradients`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gradients: Option<Value>,
+    /// Trained parameters in the explicit-parameter layout (`probes.parameters`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+    /// What produced the report, so it can be reproduced.
+    pub engine: EngineInfo,
+}
+
+/// Headline figures.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Summary {
+    /// `healthy|vanishing|exploding|saturated|dead_units|diverged|not_learning`.
+    pub verdict: String,
+    /// Loss of the final network on the training set (eval mode).
+    pub final_loss: Option<f64>,
+    /// Accuracy of the final network on the training set (classification only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_accuracy: Option<f64>,
+    /// Validation loss of the final network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_val_loss: Option<f64>,
+    /// Validation accuracy of the final network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_val_accuracy: Option<f64>,
+    /// Steps run.
+    pub steps: usize,
+    /// Steps planned.
+    pub total_steps: usize,
+    /// Wall-clock training time.
+    pub duration_ms: u64,
+    /// grad_norm of the first weight layer / that of the last hidden weight layer, at step 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_ratio_first_last: Option<f64>,
+    /// Learnable scalars.
+    pub params: usize,
+    /// Steps at which clipping changed the gradient.
+    pub clipped_steps: usize,
+    /// `completed`, `cancelled` or `non_finite`.
+    pub outcome: String,
+    /// Recurrent networks: the effective memory horizon at the last probe — the largest lag
+    /// `T - t` at which ||dL/dh_t|| is still above 1e-3 of its maximum over t.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_horizon: Option<usize>,
+    /// The same at step 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_horizon_init: Option<usize>,
+    /// Sequence length T of recurrent networks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence_length: Option<usize>,
+    /// Where non-finite values first appeared, when they did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub non_finite: Option<NonFiniteAt>,
+}
+
+/// The first appearance of NaN/Inf.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NonFiniteAt {
+    /// Step (0-based).
+    pub step: usize,
+    /// Layer name, or `loss`.
+    pub layer: String,
+    /// `activations`, `gradients` or `loss`.
+    pub location: String,
+}
+
+/// The gradient through time.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Timesteps {
+    /// The recurrent layer measured.
+    pub layer: String,
+    /// Probe steps (a subset of the report's `steps`, the same downsampling).
+    pub steps: Vec<usize>,
+    /// One row per probe step: ||dL/dh_t|| for t = 1..T.
+    pub grad_norm: Vec<Vec<Option<f64>>>,
+}
+
+/// One row of the layer table.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LayerEntry {
+    /// Position in forward order.
+    pub index: usize,
+    /// `dense_0`, ...
+    pub name: String,
+    /// Spec type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Learnable scalars.
+    pub params: usize,
+    /// Output width.
+    pub units: usize,
+    /// Activation, when the layer applies one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activation: Option<String>,
+    /// JSON Pointer of the layer in `spec`.
+    pub pointer: String,
+}
+
+/// Per-layer series (see `engine::probe` for the definitions).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[allow(missing_docs)]
+pub struct LayerStats {
+    pub layer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_norm: Option<Vec<Option<f64>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_rms: Option<Vec<Option<f64>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_max: Option<Vec<Option<f64>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bias_grad_norm: Option<Vec<Option<f64>>>,
+    pub delta_norm: Vec<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_norm: Option<Vec<Option<f64>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_ratio: Option<Vec<Option<f64>>>,
+    pub activation_mean: Vec<Option<f64>>,
+    pub activation_std: Vec<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saturation: Option<Vec<Option<f64>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_fraction: Option<Vec<Option<f64>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub histograms: Option<Histograms>,
+    /// Recurrent layers: L2 norm of the `weight_hh` gradient (`grad_norm` is `weight_ih`'s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recurrent_grad_norm: Option<Vec<Option<f64>>>,
+    /// Recurrent layers: largest singular value of each recurrent block of W_hh (`hh` for a
+    /// vanilla cell, the gate name otherwise), per probe step.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub spectral_norm: BTreeMap<String, Vec<Option<f64>>>,
+    /// Recurrent layers: spectral radius of each recurrent block, per probe step.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub spectral_radius: BTreeMap<String, Vec<Option<f64>>>,
+    /// Gated cells: mean activation of each gate, per probe step.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub gate_mean: BTreeMap<String, Vec<Option<f64>>>,
+    /// Gated cells: saturation of each gate, per probe step.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub gate_saturation: BTreeMap<String, Vec<Option<f64>>>,
+    pub non_finite: NonFiniteCounts,
+}
+
+/// log10|g| histograms of a layer's weight gradient, one per (kept) probe step.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Histograms {
+    /// Interior bin edges in log10 units; bin 0 is below the first edge (zeros included), the
+    /// last bin at or above the last edge.
+    pub edges: Vec<f64>,
+    /// Counts per bin, one row per probe step.
+    pub counts: Vec<Vec<u64>>,
+}
+
+/// NaN and infinity counts.
+#[derive(Debug, Clone, Copy, Serialize, Default, utoipa::ToSchema)]
+pub struct NonFiniteCounts {
+    /// NaN measurements (engine-side over outputs and gradients, plus report-side nulls).
+    pub nan: u64,
+    /// Infinite ones.
+    pub inf: u64,
+}
+
+/// Reproducibility information.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EngineInfo {
+    /// gradscope version.
+    pub version: String,
+    /// The seed of the run.
+    pub seed: u64,
+    /// `f32` or `f64`.
+    pub precision: String,
+}
+
+/// Builds the report of `record`, run from the expanded `spec` (a JSON object whose
+/// `model.layers` is the layer tree the record's paths point into).
+pub fn build_report(spec: Value, seed: u64, max_points: usize, record: &RunRecord) -> Report {
+    let keep = downsample(record.steps.len(), max_points);
+    let pick = |v: &[f64], counts: &mut NonFiniteCounts| -> Vec<Option<f64>> {
+        keep.iter().map(|&i| finite(v.get(i).copied().unwrap_or(f64::NAN), counts)).collect()
+    };
+    let mut global = NonFiniteCounts::default();
+    let loss = pick(&record.loss, &mut global);
+    let opt = |v: &[Option<f64>], counts: &mut NonFiniteCounts| -> Option<Vec<Option<f64>>> {
+        if v.iter().all(Option::is_none) {
+            return None;
+        }
+        Some(keep.iter().map(|&i| finite(v.get(i).copied().flatten().unwrap_or(f64::NAN), counts)).collect())
+    };
+    let layers: Vec<LayerEntry> = record
+        .layers
+        .iter()
+        .map(|l| LayerEntry {
+            index: l.index,
+            name: l.name.clone(),
+            kind: l.kind.to_string(),
+            params: l.params,
+            units: l.units,
+            activation: l.activation.map(|a| a.name().to_string()),
+            pointer: pointer(&l.path),
+        })
+        .collect();
+    let layer_stats =
+        record.layers.iter().zip(&record.layer_stats).map(|(l, s)| layer_stats(&l.name, s, &keep)).collect();
+    let end_outcome = match &record.end {
+        RunEnd::Completed => ("completed", None),
+        RunEnd::Cancelled { .. } => ("cancelled", None),
+        RunEnd::NonFinite { step, layer, location } => {
+            ("non_finite", Some(NonFiniteAt { step: *step, layer: layer.clone(), location: location.to_string() }))
+        }
+    };
+    let diagnostics = super::diagnostics::diagnose(record, record.classes);
+    let verdict = super::diagnostics::verdict(&diagnostics);
+    let mut scratch = NonFiniteCounts::default();
+    let summary = Summary {
+        verdict: verdict.to_string(),
+        final_loss: record.final_loss.and_then(|v| finite(v, &mut scratch)),
+        final_accuracy: record.final_accuracy,
+        final_val_loss: record.final_val_loss.and_then(|v| finite(v, &mut scratch)),
+        final_val_accuracy: record.final_val_accuracy,
+        steps: record.steps_run,
+        total_steps: record.total_steps,
+        duration_ms: record.duration_ms,
+        grad_ratio_first_last: grad_ratio_first_last(record).and_then(|v| finite(v, &mut scratch)),
+        params: record.num_params,
+        clipped_steps: record.clipped_steps,
+        outcome: end_outcome.0.to_string(),
+        memory_horizon: None,
+        memory_horizon_init: None,
+        sequence_length: None,
+        non_finite: end_outcome.1,
+    };
+    let timesteps = timesteps(record, &keep);
+    let mut summary = summary;
+    if let Some(first_rnn) = record.layers.iter().position(|l| l.kind == "rnn") {
+        let series = &record.layer_stats[first_rnn].recurrent;
+        summary.memory_horizon = series.last().and_then(|r| memory_horizon(&r.timestep_grad_norm));
+        summary.memory_horizon_init = series.first().and_then(|r| memory_horizon(&r.timestep_grad_norm));
+        summary.sequence_length = series.first().map(|r| r.timestep_grad_norm.len());
+    }
+    let tree = spec.pointer("/model/layers").cloned().unwrap_or(Value::Array(Vec::new()));
+    Report {
+        report_version: 1,
+        summary,
+        layers,
+        steps: keep.iter().filter_map(|&i| record.steps.get(i).copied()).collect(),
+        loss,
+        accuracy: opt(&record.accuracy, &mut global),
+        val_loss: opt(&record.val_loss, &mut global),
+        val_accuracy: opt(&record.val_accuracy, &mut global),
+        grad_norm_global: pick(&record.grad_norm_global, &mut global),
+        grad_norm_clipped: pick(&record.grad_norm_clipped, &mut global),
+        layer_stats,
+        timesteps,
+        diagnostics,
+        theory: None,
+        gradients: record.gradients.as_ref().map(|g| params_layout(&tree, g)),
+        parameters: record.parameters.as_ref().map(|p| params_layout(&tree, p)),
+        engine: EngineInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            seed,
+            precision: record.precision.to_string(),
+        },
+        spec,
+    }
+}
+
+/// The first recurrent layer's ||dL/dh_t|| curves at the kept probe steps.
+fn timesteps(record: &RunRecord, keep: &[usize]) -> Option<Timesteps> {
+    let i = record.layers.iter().position(|l| l.kind == "rnn")?;
+    let series = &record.layer_stats[i].recurrent;
+    let mut counts = NonFiniteCounts::default();
+    let kept: Vec<usize> = keep.iter().copied().filter(|&k| k < series.len()).collect();
+    Some(Timesteps {
+        layer: record.layers[i].name.clone(),
+        steps: kept.iter().filter_map(|&k| record.steps.get(k).copied()).collect(),
+        grad_norm: kept
+            .iter()
+            .map(|&k| series[k].timestep_grad_norm.iter().map(|&v| finite(v, &mut counts)).collect())
+            .collect(),
+    })
+}
+
+/// The largest lag `T - t` (t = 1..T) with `norms[t-1] > 1e-3 * max(norms)`; `None` when the
+/// curve is empty or carries no gradient.
+pub fn memory_horizon(norms: &[f64]) -> Option<usize> {
+    let max = norms.iter().copied().filter(|v| v.is_finite()).fold(0.0f64, f64::max);
+    if max <= 0.0 {
+        return None;
+    }
+    let first = norms.iter().position(|&v| v.is_finite() && v > 1e-3 * max)?;
+    Some(norms.len() - 1 - first)
+}
+
+/// Indices of the probes kept under `max_points` (see the module doc).
+pub fn downsample(n: usize, max_points: usize) -> Vec<usize> {
+    if n <= max_points || max_points == 0 {
+        return (0..n).collect();
+    }
+    if max_points == 1 {
+        return vec![n - 1];
+    }
+    let mut keep: Vec<usize> =
+        (0..max_points).map(|i| ((i as f64) * (n - 1) as f64 / (max_points - 1) as f64).round() as usize).collect();
+    keep.dedup();
+    keep
+}
+
+fn finite(v: f64, counts: &mut NonFiniteCounts) -> Option<f64> {
+    if v.is_nan() {
+        counts.nan += 1;
+        None
+    } else if v.is_infinite() {
+        counts.inf += 1;
+        None
+    } else {
+        Some(v)
+    }
+}
+
+fn layer_stats(name: &str, s: &LayerSeries, keep: &[usize]) -> LayerStats {
+    let mut counts = NonFiniteCounts::default();
+    let mut all = |v: &[f64]| -> Vec<Option<f64>> {
+        keep.iter().map(|&i| finite(v.get(i).copied().unwrap_or(f64::NAN), &mut counts)).collect()
+    };
+    let delta_norm = all(&s.delta_norm);
+    let activation_mean = all(&s.activation_mean);
+    let activation_std = all(&s.activation_std);
+    let mut some = |v: &[Option<f64>]| -> Option<Vec<Option<f64>>> {
+        // A quantity is absent for a layer when it never applied to it.
+        if v.iter().all(Option::is_none) {
+            return None;
+        }
+        Some(keep.iter().map(|&i| finite(v.get(i).copied().flatten().unwrap_or(f64::NAN), &mut counts)).collect())
+    };
+    let mut out = LayerStats {
+        layer: name.to_string(),
+        grad_norm: some(&s.grad_norm),
+        grad_rms: some(&s.grad_rms),
+        grad_max: some(&s.grad_max),
+        bias_grad_norm: some(&s.bias_grad_norm),
+        delta_norm,
+        weight_norm: some(&s.weight_norm),
+        update_ratio: some(&s.update_ratio),
+        activation_mean,
+        activation_std,
+        saturation: some(&s.saturation),
+        dead_fraction: some(&s.dead_fraction),
+        histograms: None,
+        recurrent_grad_norm: some(&s.recurrent_grad_norm),
+        spectral_norm: BTreeMap::new(),
+        spectral_radius: BTreeMap::new(),
+        gate_mean: BTreeMap::new(),
+        gate_saturation: BTreeMap::new(),
+        non_finite: NonFiniteCounts::default(),
+    };
+    for &i in keep {
+        let Some(rec) = s.recurrent.get(i) else { continue };
+        for sp in &rec.spectra {
+            out.spectral_norm.entry(sp.block.to_string()).or_default().push(finite(sp.sigma_max, &mut counts));
+            out.spectral_radius.entry(sp.block.to_string()).or_default().push(finite(sp.spectral_radius, &mut counts));
+        }
+        for g in &rec.gates {
+            out.gate_mean.entry(g.gate.to_string()).or_default().push(finite(g.mean, &mut counts));
+            out.gate_saturation.entry(g.gate.to_string()).or_default().push(finite(g.saturation, &mut counts));
+        }
+    }
+    if !s.histograms.is_empty() && s.histograms.iter().any(|h| !h.is_empty()) {
+        out.histograms = Some(Histograms {
+            edges: HIST_EDGES.to_vec(),
+            counts: keep.iter().filter_map(|&i| s.histograms.get(i).cloned()).collect(),
+        });
+    }
+    let NonFinite { nan, inf } = s.non_finite;
+    out.non_finite = NonFiniteCounts { nan: nan + counts.nan, inf: inf + counts.inf };
+    out
+}
+
+/// First dense layer's `grad_norm` over the last hidden dense layer's (the dense layer before
+/// the output layer), at step 0.
+fn grad_ratio_first_last(record: &RunRecord) -> Option<f64> {
+    let dense: Vec<usize> = record.layers.iter().filter(|l| l.kind == "dense").map(|l| l.index).collect();
+    if dense.len() < 3 {
+        return None;
+    }
+    let at0 = |i: usize| record.layer_stats.get(i)?.grad_norm.first().copied().flatten();
+    let (first, last_hidden) = (at0(dense[0])?, at0(dense[dense.len() - 2])?);
+    Some(first / last_hidden)
+}
+
+/// JSON Pointer of a layer from its path through nested residual blocks.
+pub fn pointer(path: &[usize]) -> String {
+    let mut p = String::from("/model");
+    for i in path {
+        p.push_str(&format!("/layers/{i}"));
+    }
+    p
+}
+
+/// The explicit-parameter layout: a list parallel to the spec's `model.layers`, one object per
+/// layer mapping a parameter name to its values (matrices as lists of rows), `{}` for layers
+/// without parameters and `{"layers": [...]}` for residual blocks.
+pub fn params_layout(tree: &Value, params: &[LayerParams]) -> Value {
+    let mut out = skeleton(tree);
+    for lp in params {
+        if let Some(slot) = slot_at(&mut out, &lp.path) {
+            for (name, shape, values) in &lp.tensors {
+                slot.insert(name.clone(), tensor_json(shape, values));
+            }
+        }
+    }
+    out
+}
+
+/// Writes each layer's parameters into a copy of the spec's layer tree, so the result runs as
+/// it is (the `--params-out` file).
+pub fn spec_with_params(spec: &Value, params: &[LayerParams]) -> Value {
+    let mut spec = spec.clone();
+    if let Some(layers) = spec.pointer_mut("/model/layers") {
+        for lp in params {
+            if let Some(obj) = slot_at(layers, &lp.path) {
+                for (name, shape, values) in &lp.tensors {
+                    obj.insert(name.clone(), tensor_json(shape, values));
+                }
+            }
+        }
+    }
+    spec
+}
+
+fn skeleton(tree: &Value) -> Value {
+    Value::Array(
+        tree.as_array()
+            .map(|layers| {
+                layers
+                    .iter()
+                    .map(|l| match l.get("type").and_then(Value::as_str) {
+                        Some("residual") => json!({"layers": skeleton(l.get("layers").unwrap_or(&Value::Null))}),
+                        _ => Value::Object(Map::new()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+fn slot_at<'a>(tree: &'a mut Value, path: &[usize]) -> Option<&'a mut Map<String, Value>> {
+    let (first, rest) = path.split_first()?;
+    let node = tree.get_mut(*first)?;
+    if rest.is_empty() {
+        return node.as_object_mut();
+    }
+    slot_at(node.get_mut("layers")?, rest)
+}
+
+fn tensor_json(shape: &[usize], values: &[f64]) -> Value {
+    let num = |v: f64| serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null);
+    match shape {
+        [_rows, cols] if *cols > 0 => {
+            Value::Array(values.chunks(*cols).map(|r| Value::Array(r.iter().map(|&v| num(v)).collect())).collect())
+        }
+        _ => Value::Array(values.iter().map(|&v| num(v)).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downsampling_keeps_first_and_last_and_at_most_max_points() {
+        for n in [0, 1, 5, 199, 200, 201, 1001, 10_000] {
+            for max in [2, 3, 50, 200] {
+                let k = downsample(n, max);
+                assert!(k.len() <= max.max(n.min(max)), "{n} {max}");
+                if n > 0 {
+                    assert_eq!(k.first(), Some(&0));
+                    assert_eq!(k.last(), Some(&(n - 1)));
+                }
+                assert!(k.windows(2).all(|w| w[0] < w[1]));
+            }
+        }
+    }
+
+    #[test]
+    fn non_finite_values_become_null_and_are_counted() {
+        let mut c = NonFiniteCounts::default();
+        assert_eq!(finite(f64::NAN, &mut c), None);
+        assert_eq!(finite(f64::INFINITY, &mut c), None);
+        assert_eq!(finite(1.5, &mut c), Some(1.5));
+        assert_eq!((c.nan, c.inf), (1, 1));
+    }
+}

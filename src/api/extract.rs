@@ -1,0 +1,128 @@
+//! Request extractors whose rejections are problem details, never axum's plain text.
+//!
+//! [`SpecBody`] reads a spec request body: content type (415), size (413), JSON syntax (400),
+//! `{"preset": NAME}` expansion, and structural parsing (422, every problem with its pointer).
+//! [`ApiQuery`] and [`ApiPath`] wrap axum's extractors; [`idempotency_key`] reads the
+//! `Idempotency-Key` header. Depends on `api::error`, `api::presets`, `spec`, `jobs` (the key
+//! type); the handlers call these and nothing below them.
+
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::presets;
+use crate::jobs::service::IdempotencyKey;
+use crate::problem::Problem;
+use crate::spec::Spec;
+
+/// A spec read from a JSON request body (a spec, or `{"preset": NAME}`).
+#[derive(Debug)]
+pub struct SpecBody {
+    /// The parsed spec.
+    pub spec: Spec,
+    /// SHA-256 of the body as sent (the idempotency fingerprint).
+    pub fingerprint: [u8; 32],
+}
+
+impl<S: Send + Sync> FromRequest<S> for SpecBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        check_json_content_type(req.headers())?;
+        let bytes = Bytes::from_request(req, state).await.map_err(bytes_rejection)?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| Problem::malformed_json(e.to_string()))?;
+        let value = presets::expand_request(value)?;
+        let spec = crate::spec::parse(&value).map_err(|errors| Problem::invalid_spec(&errors))?;
+        Ok(SpecBody { spec, fingerprint: Sha256::digest(&bytes).into() })
+    }
+}
+
+fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+        return Ok(());
+    }
+    let got = if ct.is_empty() { "no Content-Type".to_owned() } else { format!("Content-Type `{ct}`") };
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported media type",
+        format!("the body must be JSON sent as `Content-Type: application/json`; got {got}"),
+    ))
+}
+
+fn bytes_rejection(r: BytesRejection) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Body too large",
+            "the request body is larger than the limit (see `GRADSCOPE_MAX_BODY_BYTES`)",
+        )
+    } else {
+        ApiError::bad_request(format!("the request body could not be read: {}", r.body_text()))
+    }
+}
+
+/// `axum::extract::Query` with a problem-detail rejection (400).
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(t)| ApiQuery(t))
+            .map_err(|e: QueryRejection| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
+    }
+}
+
+/// `axum::extract::Path` with a problem-detail rejection (400).
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| ApiPath(t))
+            .map_err(|e: PathRejection| ApiError::bad_request(format!("invalid path: {}", e.body_text())))
+    }
+}
+
+/// Longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The `Idempotency-Key` of a request, with the fingerprint of its body. The draft standard
+/// writes the key as a structured-field string (`"abc"`); a bare token is accepted too.
+pub fn idempotency_key(headers: &HeaderMap, body: &SpecBody) -> Result<Option<IdempotencyKey>, ApiError> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(raw) = values.next() else { return Ok(None) };
+    let invalid = |why: &str| {
+        ApiError::bad_request(format!("invalid Idempotency-Key: {why}")).with_entry("/headers/idempotency-key", why)
+    };
+    if values.next().is_some() {
+        return Err(invalid("send the header once"));
+    }
+    let raw = raw.to_str().map_err(|_| invalid("it must be printable ASCII"))?.trim();
+    let key = raw.strip_prefix('"').and_then(|k| k.strip_suffix('"')).unwrap_or(raw);
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(invalid(&format!("it must have 1 to {MAX_IDEMPOTENCY_KEY} characters")));
+    }
+    if !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(invalid("it must be printable ASCII"));
+    }
+    Ok(Some(IdempotencyKey { key: key.to_owned(), fingerprint: body.fingerprint }))
+}

@@ -1,0 +1,390 @@
+//! Handlers of `/v1/jobs` and `/v1/analyze`. Each one parses the request, calls one method of
+//! [`JobService`](crate::jobs::JobService) and maps its result; none touches the store, the
+//! pool or the engine. Owns the wire shapes that add HTTP to a job ([`JobResource`]'s links).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ApiError;
+use super::extract::{idempotency_key, ApiPath, ApiQuery, SpecBody};
+use super::App;
+use crate::analysis::Report;
+use crate::jobs::events::{JobEvent, SeqEvent};
+use crate::jobs::service::Cancel;
+use crate::jobs::{Job, JobStatus};
+use crate::problem::Problem;
+use crate::spec::Spec;
+
+/// Links of a job (relative URLs).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobLinks {
+    /// The job.
+    #[serde(rename = "self")]
+    pub self_: String,
+    /// Its report.
+    pub report: String,
+    /// Its event stream.
+    pub events: String,
+    /// Where to cancel it.
+    pub cancel: String,
+}
+
+/// A job with its links: the contract's Job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobResource {
+    /// The job.
+    #[serde(flatten)]
+    pub job: Job,
+    /// Where its parts are.
+    pub links: JobLinks,
+}
+
+impl From<Job> for JobResource {
+    fn from(job: Job) -> Self {
+        let base = job_path(&job.id);
+        JobResource {
+            links: JobLinks {
+                report: format!("{base}/report"),
+                events: format!("{base}/events"),
+                cancel: format!("{base}/cancel"),
+                self_: base,
+            },
+            job,
+        }
+    }
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    /// The jobs.
+    pub jobs: Vec<JobResource>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Query of `GET /v1/jobs`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only jobs with this status.
+    pub status: Option<JobStatus>,
+    /// Jobs per page, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u64>,
+    /// The `next_cursor` of the previous page (opaque).
+    #[param(pattern = r"^c[0-9a-f]{1,16}$")]
+    pub cursor: Option<String>,
+}
+
+/// Query of `POST /v1/analyze`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AnalyzeParams {
+    /// Return every parameter's gradient (same as `"return_gradients": true` in the body).
+    pub gradients: Option<bool>,
+}
+
+/// The path of a job.
+pub fn job_path(id: &str) -> String {
+    format!("/v1/jobs/{id}")
+}
+
+const PAGE_DEFAULT: u64 = 50;
+const PAGE_MAX: u64 = 1000;
+
+/// Submit a run: a spec, or `{"preset": NAME}`.
+///
+/// The spec is validated against the server's limits before it is queued. With an
+/// `Idempotency-Key`, repeating the request with the same body returns the same job; the same key
+/// with another body is refused (422), and so is a repeat while the first is still being
+/// accepted (409). Keys are kept as long as finished jobs (`GRADSCOPE_RETENTION_SECS`).
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    operation_id = "create_job",
+    request_body(content = SubmitRequest, content_type = "application/json",
+        description = "A spec, or `{\"preset\": NAME}`",
+        example = json!({"model": {"input_dim": 2, "layers": [{"type": "mlp", "depth": 4, "width": 16, "activation": "tanh"},
+                         {"type": "dense", "units": 2}]}, "data": {"type": "xor", "samples": 128},
+                         "training": {"steps": 50, "batch_size": 32}})),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes retries safe: the same key and body give the same job (draft-ietf-httpapi-idempotency-key-header). \
+                       Printable ASCII, optionally in double quotes (a structured-field string).",
+        min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]{0,253}[!-~])?$")),
+    responses(
+        (status = 202, description = "Accepted: the job is queued", body = JobResource,
+         headers(("Location" = String, description = "The job's URL"))),
+        (status = 400, description = "Malformed JSON or an invalid header", body = Problem, content_type = "application/problem+json",
+         example = json!({"type": "/problems/malformed-json", "title": "Malformed JSON", "status": 400, "detail": "expected `,` or `}` at line 1 column 12"})),
+        (status = 409, description = "The first request with this Idempotency-Key is still being accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or over-budget spec (every problem with its JSON Pointer), unknown preset, or an Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json",
+         example = json!({"type": "/problems/invalid-spec", "title": "Invalid spec", "status": 422, "detail": "the spec has 1 problem",
+                          "errors": [{"pointer": "/training/steps", "detail": "the run has 2,000,000 steps; the limit is 1,000,000"}]})),
+        (status = 503, description = "The queue is full or the server is shutting down", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait")),
+         example = json!({"type": "/problems/queue-full", "title": "Job queue is full", "status": 503, "detail": "the queue is full (256 jobs waiting); retry in 5 s"})),
+    ),
+)]
+pub async fn create_job(State(app): State<Arc<App>>, headers: HeaderMap, body: SpecBody) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers, &body)?;
+    let submitted = app.jobs.submit(body.spec, key)?;
+    let location =
+        HeaderValue::from_str(&job_path(&submitted.job.id)).map_err(|e| ApiError::internal(&e.to_string()))?;
+    Ok((StatusCode::ACCEPTED, [(LOCATION, location)], Json(JobResource::from(submitted.job))).into_response())
+}
+
+/// The body of `POST /v1/jobs` (documentation only: the server reads it with the spec parser).
+#[derive(Debug, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum SubmitRequest {
+    /// A spec.
+    Spec(Box<Spec>),
+    /// A preset by name.
+    Preset(PresetRequest),
+}
+
+/// `{"preset": NAME}`.
+#[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct PresetRequest {
+    /// One of `GET /v1/presets`.
+    #[schema(example = "relu-he-30")]
+    pub preset: String,
+}
+
+/// List jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    operation_id = "list_jobs",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobList),
+        (status = 400, description = "Invalid status, limit or cursor", body = Problem, content_type = "application/problem+json",
+         example = json!({"type": "/problems/bad-request", "title": "Bad request", "status": 400, "detail": "`limit` must be 1 to 1000, got 0"})),
+    ),
+)]
+pub async fn list_jobs(
+    State(app): State<Arc<App>>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<JobList>, ApiError> {
+    let limit = params.limit.unwrap_or(PAGE_DEFAULT);
+    if !(1..=PAGE_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!("`limit` must be 1 to {PAGE_MAX}, got {limit}")));
+    }
+    let page = app.jobs.list(params.status, limit as usize, params.cursor.as_deref())?;
+    Ok(Json(JobList { jobs: page.jobs.into_iter().map(JobResource::from).collect(), next_cursor: page.next_cursor }))
+}
+
+/// A job, with live progress.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    operation_id = "get_job",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = JobResource),
+        (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json",
+         example = json!({"type": "/problems/job-not-found", "title": "Job not found", "status": 404, "detail": "no job with id `x`"})),
+    ),
+)]
+pub async fn get_job(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>) -> Result<Json<JobResource>, ApiError> {
+    Ok(Json(app.jobs.get(&id)?.into()))
+}
+
+/// Delete a finished job and its report.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    operation_id = "delete_job",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is queued or running (cancel it first)", body = Problem, content_type = "application/problem+json",
+         example = json!({"type": "/problems/job-not-finished", "title": "Job not finished", "status": 409,
+                          "detail": "job `x` is running; only finished jobs can be deleted (cancel it first)"})),
+    ),
+)]
+pub async fn delete_job(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
+    app.jobs.delete(&id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The gradient-flow report of a job.
+///
+/// Served once the job `succeeded`, and for a job that `failed` because the run diverged
+/// (`error.code` = `non_finite`): then it holds the probes up to that step.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/report",
+    tag = "jobs",
+    operation_id = "get_job_report",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The report", body = Report),
+        (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is still queued or running, or it ended without a report (cancelled, timed out)", body = Problem, content_type = "application/problem+json",
+         example = json!({"type": "/problems/report-not-ready", "title": "Report not ready", "status": 409, "detail": "job `x` is running; its report is not ready yet"})),
+    ),
+)]
+pub async fn get_report(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    let report = app.jobs.report(&id)?;
+    // The report was serialised once, on the worker thread; serve those bytes.
+    Ok((
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        axum::body::Bytes::from_owner(ArcBytes(report)),
+    )
+        .into_response())
+}
+
+/// Lets `Bytes` share the stored report without copying it.
+struct ArcBytes(Arc<[u8]>);
+
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Live progress as Server-Sent Events.
+///
+/// `event: progress` (data: `{"step", "total_steps", "loss"}`) at least once per probe interval
+/// while the job runs, then one `event: status` (data: the Job) when it ends, and the stream
+/// closes. Every event has an increasing `id`; reconnect with `Last-Event-ID` to resume after it.
+/// A job that has already finished answers with its final `status` event at once.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/events",
+    tag = "jobs",
+    operation_id = "stream_job_events",
+    params(
+        ("id" = String, Path, description = "Job id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
+    ),
+    responses(
+        (status = 200, description = "An event stream; the schema describes one event", content_type = "text/event-stream", body = JobEventFrame,
+         example = "id: 1\nevent: progress\ndata: {\"step\":10,\"total_steps\":100,\"loss\":0.69}\n\nid: 2\nevent: status\ndata: {\"id\":\"...\",\"status\":\"succeeded\"}\n\n"),
+        (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn stream_events(
+    State(app): State<Arc<App>>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // An unparseable Last-Event-ID is treated as absent: the client gets the whole log again.
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok());
+    let sub = app.jobs.subscribe(&id, last)?;
+    let stream = futures_util::stream::unfold(sub, |mut sub| async move {
+        let ev = sub.next().await?;
+        Some((Ok(sse_event(ev)), sub))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// One Server-Sent Event of `GET /v1/jobs/{id}/events` (the `id:`, `event:` and `data:` lines).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct JobEventFrame {
+    /// Per-job sequence number, 1, 2, 3, ...; send the last one seen as `Last-Event-ID` to resume.
+    #[schema(pattern = "^[1-9][0-9]*$", example = "1")]
+    pub id: String,
+    /// `progress` while the job runs, then one `status`.
+    pub event: JobEventName,
+    /// JSON: a JobProgress (`{"step", "total_steps", "loss"}`) for `progress`, the Job for `status`.
+    #[schema(example = r#"{"step":10,"total_steps":100,"loss":0.69}"#)]
+    pub data: String,
+}
+
+/// The kinds of job events.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobEventName {
+    /// Training moved on.
+    Progress,
+    /// The job ended; the last event.
+    Status,
+}
+
+fn sse_event(ev: SeqEvent) -> Event {
+    let e = Event::default().id(ev.seq.to_string());
+    let (name, data) = match ev.event {
+        JobEvent::Progress(p) => ("progress", serde_json::to_string(&p)),
+        JobEvent::Status(job) => ("status", serde_json::to_string(&JobResource::from(*job))),
+    };
+    e.event(name).data(data.unwrap_or_else(|_| "{}".into()))
+}
+
+/// Ask a job to stop.
+///
+/// A queued job becomes `cancelled` at once; a running one stops within one training step
+/// (`cancel_requested` is true until then). On a finished job nothing changes (200).
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    operation_id = "cancel_job",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 202, description = "Cancelled (queued job) or cancellation requested (running job)", body = JobResource),
+        (status = 200, description = "The job had already finished; unchanged", body = JobResource),
+        (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn cancel_job(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    Ok(match app.jobs.cancel(&id)? {
+        Cancel::Accepted(job) => (StatusCode::ACCEPTED, Json(JobResource::from(job))).into_response(),
+        Cancel::AlreadyFinished(job) => (StatusCode::OK, Json(JobResource::from(job))).into_response(),
+    })
+}
+
+/// Analyse a spec at initialisation (or with the given weights): one forward/backward.
+///
+/// Synchronous: the report (one probe step, theory, diagnostics) comes back in the response.
+/// Bounded by smaller limits than jobs and by a time limit; `training` is optional.
+#[utoipa::path(
+    post,
+    path = "/v1/analyze",
+    tag = "analyze",
+    operation_id = "analyze",
+    params(AnalyzeParams),
+    request_body(content = SubmitRequest, content_type = "application/json", description = "A spec (training optional), or `{\"preset\": NAME}`",
+        example = json!({"model": {"input_dim": 8, "layers": [{"type": "mlp", "depth": 10, "width": 32, "activation": "tanh"},
+                         {"type": "dense", "units": 2}]}, "data": {"type": "blobs", "samples": 64, "classes": 2, "dims": 8}})),
+    responses(
+        (status = 200, description = "The report of step 0", body = Report),
+        (status = 400, description = "Malformed JSON or query", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid spec, or over the analysis limits", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Every analysis slot is busy, the analysis took too long, or the server is shutting down", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+)]
+pub async fn analyze(
+    State(app): State<Arc<App>>,
+    ApiQuery(params): ApiQuery<AnalyzeParams>,
+    body: SpecBody,
+) -> Result<Json<Report>, ApiError> {
+    Ok(Json(app.jobs.analyze(body.spec, params.gradients.unwrap_or(false)).await?))
+}

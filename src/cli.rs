@@ -1,0 +1,200 @@
+//! The command line. `gradscope` alone (or `gradscope serve`) runs the HTTP service;
+//! `gradscope run` and `gradscope analyze` work on one spec file without a server;
+//! `gradscope openapi` prints the OpenAPI document; `gradscope healthcheck` asks a running
+//! server's `/readyz` (container images have no curl). Parses arguments, calls one function of
+//! the layer below, prints.
+//!
+//! Exit codes: 0 success, 1 I/O or internal failure (or not ready), 2 invalid input (with an
+//! RFC 9457 problem JSON on stderr).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::analysis::pipeline::{self, PipelineError};
+use crate::config::ServeArgs;
+use crate::problem::Problem;
+
+/// gradscope: why does my neural network not learn?
+#[derive(Debug, Parser)]
+#[command(name = "gradscope", version, about)]
+pub struct Cli {
+    /// What to do (default: `serve`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default). Every flag also reads an environment variable.
+    Serve(Box<ServeArgs>),
+    /// Print the OpenAPI document (JSON) of the service.
+    Openapi,
+    /// GET a running server's /readyz: exit 0 when ready, 1 otherwise.
+    Healthcheck {
+        /// The URL to ask (default: /readyz on the `GRADSCOPE_BIND` address, loopback when
+        /// that address is unspecified like 0.0.0.0).
+        #[arg(long)]
+        url: Option<String>,
+        /// The address the server binds (only used to build the default URL).
+        #[arg(long, env = "GRADSCOPE_BIND", default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3.0)]
+        timeout_secs: f64,
+    },
+    /// Train one spec and print its gradient-flow report as JSON.
+    Run {
+        /// The spec file (`-` reads standard input).
+        spec: String,
+        /// Also write the trained parameters, as the expanded spec with explicit parameters
+        /// (it runs as it is).
+        #[arg(long)]
+        params_out: Option<PathBuf>,
+        /// Print training progress to standard error.
+        #[arg(long)]
+        progress: bool,
+    },
+    /// One forward/backward at initialisation (or with the given weights): the report of step 0.
+    Analyze {
+        /// The spec file (`-` reads standard input).
+        spec: String,
+        /// Include every parameter's gradient, in the explicit-parameter layout.
+        #[arg(long)]
+        gradients: bool,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    let command = match cli.command {
+        Some(c) => c,
+        None => match ServeArgs::try_parse_from(["gradscope"]) {
+            Ok(args) => Command::Serve(Box::new(args)),
+            Err(e) => e.exit(),
+        },
+    };
+    let result = match command {
+        Command::Serve(args) => {
+            return match crate::api::serve(*args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("gradscope: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Openapi => {
+            print!("{}", crate::api::openapi::document_json());
+            return ExitCode::SUCCESS;
+        }
+        Command::Healthcheck { url, bind, timeout_secs } => {
+            let url = url.unwrap_or_else(|| {
+                let ip = match bind.ip() {
+                    ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+                    ip if ip.is_unspecified() => "[::1]".to_owned(),
+                    std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                    ip => ip.to_string(),
+                };
+                format!("http://{ip}:{}/readyz", bind.port())
+            });
+            let timeout = Duration::try_from_secs_f64(timeout_secs.clamp(0.1, 60.0)).unwrap_or(Duration::from_secs(3));
+            return match healthcheck(&url, timeout) {
+                Ok(200) => ExitCode::SUCCESS,
+                Ok(status) => {
+                    eprintln!("gradscope: {url} answered {status}");
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    eprintln!("gradscope: {url}: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        Command::Run { spec, params_out, progress } => read(&spec).and_then(|body| {
+            let mut on_progress = |p: crate::engine::train::Progress| {
+                if progress && (p.step % 100 == 0 || p.step == p.total_steps) {
+                    eprintln!("step {}/{} loss {:.6}", p.step, p.total_steps, p.loss);
+                }
+            };
+            let out = pipeline::run_json(&body, &crate::spec::Limits::default(), &Default::default(), &mut on_progress)
+                .map_err(Failure::from)?;
+            if let Some(path) = params_out {
+                let text =
+                    serde_json::to_string_pretty(&out.spec_with_params).map_err(|e| Failure::Io(e.to_string()))?;
+                std::fs::write(&path, text).map_err(|e| Failure::Io(format!("{}: {e}", path.display())))?;
+            }
+            Ok(out.report)
+        }),
+        Command::Analyze { spec, gradients } => read(&spec).and_then(|body| {
+            pipeline::analyze_json(&body, &crate::spec::Limits::default(), gradients).map_err(Failure::from)
+        }),
+    };
+    match result.and_then(|report| serde_json::to_string_pretty(&report).map_err(|e| Failure::Io(e.to_string()))) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Problem(p)) => {
+            eprintln!("{}", serde_json::to_string_pretty(&p).unwrap_or_else(|_| p.detail.clone()));
+            ExitCode::from(2)
+        }
+        Err(Failure::Io(msg)) => {
+            eprintln!("gradscope: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    Problem(Problem),
+    Io(String),
+}
+
+impl From<PipelineError> for Failure {
+    fn from(e: PipelineError) -> Self {
+        match e.problem() {
+            Some(p) => Failure::Problem(p),
+            None => Failure::Io(e.to_string()),
+        }
+    }
+}
+
+/// GET `url` (plain `http://host:port/path`) and return the status code. A few lines of HTTP/1.1
+/// over a socket keep the binary free of an HTTP client.
+fn healthcheck(url: &str, timeout: Duration) -> std::io::Result<u16> {
+    let invalid = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_owned());
+    let rest = url.strip_prefix("http://").ok_or_else(|| invalid("only http:// URLs are supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = authority.to_socket_addrs()?.next().ok_or_else(|| invalid("the host did not resolve"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response"))
+}
+
+fn read(path: &str) -> Result<Vec<u8>, Failure> {
+    let mut buf = Vec::new();
+    let r = if path == "-" {
+        std::io::stdin().read_to_end(&mut buf).map(|_| ())
+    } else {
+        std::fs::read(path).map(|b| buf = b)
+    };
+    r.map_err(|e| Failure::Io(format!("{path}: {e}")))?;
+    Ok(buf)
+}

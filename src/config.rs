@@ -1,0 +1,187 @@
+//! The service's configuration: command-line flags, each with an environment variable, and
+//! embedded defaults, so that `gradscope` with no arguments serves on 127.0.0.1:8080.
+//!
+//! Precedence is flag > environment > default (clap's). `--help` lists every variable. Owns the
+//! mapping from these settings to the job layer's [`JobsConfig`]; must not depend on `api` or
+//! `cli` (they depend on it).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::jobs::JobsConfig;
+use crate::spec::Limits;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
+/// `gradscope serve` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. The default is loopback only; containers set 0.0.0.0:8080.
+    #[arg(long, env = "GRADSCOPE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Worker threads that train jobs (0 = one per available core).
+    #[arg(long, env = "GRADSCOPE_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+    /// Jobs that may wait for a worker; beyond it `POST /v1/jobs` answers 503 + Retry-After.
+    #[arg(long, env = "GRADSCOPE_QUEUE_CAPACITY", default_value_t = 256)]
+    pub queue_capacity: usize,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, env = "GRADSCOPE_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Wall-clock limit of one job in seconds; a run still going fails with `timeout`.
+    #[arg(long, env = "GRADSCOPE_JOB_TIMEOUT_SECS", default_value_t = 600.0)]
+    pub job_timeout_secs: f64,
+    /// Finished jobs kept in memory, with their reports (oldest forgotten first).
+    #[arg(long, env = "GRADSCOPE_RETAIN_JOBS", default_value_t = 1000)]
+    pub retain_jobs: usize,
+    /// Finished jobs and idempotency keys are forgotten after this many seconds.
+    #[arg(long, env = "GRADSCOPE_RETENTION_SECS", default_value_t = 86_400)]
+    pub retention_secs: u64,
+    /// On SIGTERM/SIGINT, running jobs get this many seconds to finish before they are cancelled.
+    #[arg(long, env = "GRADSCOPE_SHUTDOWN_GRACE_SECS", default_value_t = 20.0)]
+    pub shutdown_grace_secs: f64,
+    /// Analyses (`POST /v1/analyze`) that may run at once.
+    #[arg(long, env = "GRADSCOPE_ANALYZE_SLOTS", default_value_t = 2)]
+    pub analyze_slots: usize,
+    /// Time limit of one analysis in seconds, waiting for a slot included.
+    #[arg(long, env = "GRADSCOPE_ANALYZE_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub analyze_timeout_secs: f64,
+    /// Nice value (0-19) of the worker threads: training yields the CPU to HTTP requests.
+    #[arg(long, env = "GRADSCOPE_WORKER_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub worker_nice: i32,
+    /// Progress events kept per job for `Last-Event-ID` replay.
+    #[arg(long, env = "GRADSCOPE_EVENT_BUFFER", default_value_t = 1024)]
+    pub event_buffer: usize,
+    /// Log format.
+    #[arg(long, env = "GRADSCOPE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    /// Spec limits of submitted jobs.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Parameters of an analysed spec, at most.
+    #[arg(long, env = "GRADSCOPE_ANALYZE_MAX_PARAMS", default_value_t = 5_000_000)]
+    pub analyze_max_params: u64,
+    /// Samples of an analysed spec's data, at most.
+    #[arg(long, env = "GRADSCOPE_ANALYZE_MAX_SAMPLES", default_value_t = 65_536)]
+    pub analyze_max_samples: u64,
+    /// Enable test-only hooks (a spec named `__gradscope_test_panic__` panics in its worker).
+    /// Never set this in production.
+    #[arg(long, env = "GRADSCOPE_TEST_HOOKS", hide = true, default_value_t = false)]
+    pub test_hooks: bool,
+}
+
+/// Spec limits (see [`Limits`]); over any, a submission is refused with 422 and the figures.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Layers after `mlp` expansion.
+    #[arg(long, env = "GRADSCOPE_MAX_LAYERS", default_value_t = Limits::default().max_layers)]
+    pub max_layers: u64,
+    /// Units of one layer (also input and class counts).
+    #[arg(long, env = "GRADSCOPE_MAX_UNITS", default_value_t = Limits::default().max_units)]
+    pub max_units: u64,
+    /// Trainable parameters.
+    #[arg(long, env = "GRADSCOPE_MAX_PARAMS", default_value_t = Limits::default().max_params)]
+    pub max_params: u64,
+    /// Training steps.
+    #[arg(long, env = "GRADSCOPE_MAX_STEPS", default_value_t = Limits::default().max_steps)]
+    pub max_steps: u64,
+    /// Batch size.
+    #[arg(long, env = "GRADSCOPE_MAX_BATCH_SIZE", default_value_t = Limits::default().max_batch_size)]
+    pub max_batch_size: u64,
+    /// Samples of the data set.
+    #[arg(long, env = "GRADSCOPE_MAX_SAMPLES", default_value_t = Limits::default().max_samples)]
+    pub max_samples: u64,
+    /// Time steps of a sequence.
+    #[arg(long, env = "GRADSCOPE_MAX_SEQ_LEN", default_value_t = Limits::default().max_seq_len)]
+    pub max_seq_len: u64,
+    /// Compute budget: parameters x steps x batch size (x time steps for sequences).
+    #[arg(long, env = "GRADSCOPE_MAX_COMPUTE", default_value_t = Limits::default().max_compute)]
+    pub max_compute: u64,
+    /// Input values of a data set (samples x time steps x features).
+    #[arg(long, env = "GRADSCOPE_MAX_DATA_VALUES", default_value_t = Limits::default().max_data_values)]
+    pub max_data_values: u64,
+}
+
+impl LimitArgs {
+    /// As spec limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_layers: self.max_layers,
+            max_units: self.max_units,
+            max_params: self.max_params,
+            max_steps: self.max_steps,
+            max_batch_size: self.max_batch_size,
+            max_samples: self.max_samples,
+            max_seq_len: self.max_seq_len,
+            max_compute: self.max_compute,
+            max_data_values: self.max_data_values,
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Parses `serve` flags from `args` (the first is the program name), with the environment
+    /// and the embedded defaults filling the rest. For tests and tools.
+    pub fn try_parse_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Only::try_parse_from(args).map(|o| o.serve)
+    }
+
+    /// The job layer's configuration.
+    pub fn jobs_config(&self) -> JobsConfig {
+        let limits = self.limits.limits();
+        let analyze_limits = Limits {
+            max_params: self.analyze_max_params.min(limits.max_params),
+            max_samples: self.analyze_max_samples.min(limits.max_samples),
+            max_batch_size: limits.max_batch_size.min(crate::jobs::service::default_analyze_limits().max_batch_size),
+            ..limits.clone()
+        };
+        let workers = match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        JobsConfig {
+            workers,
+            queue_capacity: self.queue_capacity,
+            retain_jobs: self.retain_jobs,
+            retention: Duration::from_secs(self.retention_secs),
+            job_timeout: secs(self.job_timeout_secs),
+            limits,
+            analyze_limits,
+            analyze_slots: self.analyze_slots.max(1),
+            analyze_timeout: secs(self.analyze_timeout_secs),
+            event_buffer: self.event_buffer.max(2),
+            worker_nice: self.worker_nice,
+            test_hooks: self.test_hooks,
+            ..JobsConfig::default()
+        }
+    }
+
+    /// Grace period of a shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        secs(self.shutdown_grace_secs)
+    }
+}
+
+/// Seconds as a duration; negative, NaN or absurd values become 0 or a day.
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s.clamp(0.0, 86_400.0)).unwrap_or(Duration::ZERO)
+}

@@ -1,0 +1,676 @@
+//! Recurrent layers (vanilla RNN, LSTM, GRU) unrolled over the sequence, with backpropagation
+//! through time.
+//!
+//! Rows are time-major: the input `x` is `(T*B, F)` with step `t` in rows `t*B..(t+1)*B`; the
+//! output is `h_T` as `(B, H)`, or every `h_t` as `(T*B, H)` with `return_sequences`.
+//! Parameters are PyTorch's, packed by gate: `weight_ih (G*H, F)`, `weight_hh (G*H, H)`,
+//! `bias_ih`, `bias_hh (G*H)` with G = 1 (vanilla), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n).
+//!
+//! ```text
+//! vanilla: h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+//! LSTM:    [i f g o] = [s s tanh s](W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+//!          c_t = f c_{t-1} + i g,   h_t = o tanh(c_t)
+//! GRU:     r = s(W_ir x + b_ir + W_hr h + b_hr),  z = s(W_iz x + b_iz + W_hz h + b_hz)
+//!          n = tanh(W_in x + b_in + r (W_hn h + b_hn)),  h_t = (1 - z) n + z h_{t-1}
+//! ```
+//! with `h_0 = c_0 = 0` and s the logistic sigmoid.
+//!
+//! Forward does the input products for all steps in one GEMM (`X W_ih^T`), then one
+//! `(B, H) x (H, G*H)` product per step. Backward walks the steps in reverse, collecting the
+//! pre-activation gradients of every step, and again forms the weight gradients with one GEMM
+//! each: `dW_ih = dG^T X`, `dW_hh = dG_hh^T [h_0 .. h_{T-1}]`.
+//!
+//! Truncated BPTT with `k`: the recurrent gradient (through `h_{t-1}`, and `c_{t-1}` for LSTM)
+//! is cut between step `T-k-1` and step `T-k` (0-based steps `0..T`), exactly like detaching the
+//! state that enters step `T-k` in PyTorch. The loss at the end therefore reaches back at most
+//! `k` steps; with `return_sequences`, earlier steps still get the gradient of their own outputs
+//! and pass it back through their own earlier steps.
+//!
+//! Probes: `||dL/dh_t||` (the total gradient at every step, over the whole batch), saturation of
+//! the vanilla activation or of each gate, and the spectral norm / spectral radius of each
+//! recurrent block of `W_hh`.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, Array2, ArrayView2, Zip};
+
+use super::{ensure_shape, explicit_or, Ctx, Layer, Param, UnitStats};
+use crate::engine::activation::SATURATION_FRACTION;
+use crate::engine::config::{Activation, CellKind, RnnConfig};
+use crate::engine::rng::Rng;
+use crate::engine::scalar::sum_sq;
+use crate::engine::{EngineError, Result, Scalar};
+
+/// Index of `weight_hh` in `params` (weight_ih, weight_hh, bias_ih, bias_hh).
+const W_HH: usize = 1;
+
+/// Mean and saturation of one gate on the last probed forward pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateStats {
+    /// `i`, `f`, `g`, `o` (LSTM) or `r`, `z`, `n` (GRU).
+    pub gate: &'static str,
+    /// Mean activation over steps, samples and units.
+    pub mean: f64,
+    /// Fraction with derivative below 1% of its maximum.
+    pub saturation: f64,
+}
+
+/// Spectrum of one recurrent block of `W_hh`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spectrum {
+    /// Block name (`hh` for the vanilla cell, the gate otherwise).
+    pub block: &'static str,
+    /// Largest singular value (the spectral norm, lambda_1 of Pascanu et al. 2013).
+    pub sigma_max: f64,
+    /// Largest eigenvalue modulus.
+    pub spectral_radius: f64,
+}
+
+/// What a recurrent layer measured on its last probed pass.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecurrentStats {
+    /// `||dL/dh_t||` for t = 1..T (over the whole batch).
+    pub timestep_grad_norm: Vec<f64>,
+    /// Per-gate statistics (gated cells).
+    pub gates: Vec<GateStats>,
+    /// Spectra of the recurrent blocks.
+    pub spectra: Vec<Spectrum>,
+}
+
+/// See the module doc.
+pub struct Rnn<T> {
+    cell: CellKind,
+    activation: Activation,
+    units: usize,
+    return_sequences: bool,
+    params: Vec<Param<T>>,
+    steps: usize,
+    batch: usize,
+    truncate: Option<usize>,
+    probe: bool,
+    /// `h_0 ..= h_T`, ((T+1)*B, H).
+    hs: Array2<T>,
+    /// LSTM cell states `c_0 ..= c_T`, ((T+1)*B, H).
+    cs: Array2<T>,
+    /// LSTM `tanh(c_1) ..= tanh(c_T)`, (T*B, H).
+    tc: Array2<T>,
+    /// Gate activations per step (vanilla: the pre-activation), (T*B, G*H). Forward first
+    /// fills it with the pre-activations and then turns them into activations in place.
+    gates: Array2<T>,
+    /// GRU: `W_hn h_{t-1} + b_hn` per step, (T*B, H).
+    hn: Array2<T>,
+    /// GRU per-step scratch: `h_{t-1} W_hh^T + b_hh`, (B, G*H).
+    hw: Array2<T>,
+    /// Pre-activation gradients, input side (T*B, G*H), and recurrent side (GRU only differs).
+    dg: Array2<T>,
+    dg_hh: Array2<T>,
+    dh: Array2<T>,
+    dh_prev: Array2<T>,
+    dc: Array2<T>,
+    stats: UnitStats,
+    recurrent: RecurrentStats,
+    /// State entering step `T-k` on the last unfrozen pass (h, and c for LSTM); with
+    /// `frozen`, forward passes use it instead of the computed one. This makes the loss the
+    /// function whose exact gradient truncated BPTT computes, so finite differences can check it.
+    captured: (Array2<T>, Array2<T>),
+    frozen: bool,
+}
+
+impl<T: Scalar> Rnn<T> {
+    /// Builds the layer for `inputs` features per step.
+    pub fn new(config: &RnnConfig, inputs: usize, name: &str, rng: &mut Rng) -> Result<Self> {
+        let (h, g) = (config.units, config.cell.gates());
+        if h == 0 || inputs == 0 {
+            return Err(EngineError::config(name, "a recurrent layer needs at least one input and one unit"));
+        }
+        // Each gate block gets its own init, so that e.g. an orthogonal W_hh is orthogonal per
+        // gate (a (4H x H) orthogonal draw would not be).
+        let mut w_ih = Array2::<f64>::zeros((g * h, inputs));
+        let mut w_hh = Array2::<f64>::zeros((g * h, h));
+        for k in 0..g {
+            w_ih.slice_mut(s![k * h..(k + 1) * h, ..]).assign(&config.init.matrix(h, inputs, rng));
+            w_hh.slice_mut(s![k * h..(k + 1) * h, ..]).assign(&config.recurrent_init.matrix(h, h, rng));
+        }
+        let p = &config.params;
+        let w_ih = explicit_or(p, "weight_ih", g * h * inputs, name, || w_ih.iter().copied().collect())?;
+        let w_hh = explicit_or(p, "weight_hh", g * h * h, name, || w_hh.iter().copied().collect())?;
+        let mut b_ih_default = vec![0.0; g * h];
+        if config.cell == CellKind::Lstm {
+            b_ih_default[h..2 * h].iter_mut().for_each(|b| *b = config.forget_bias);
+        }
+        let b_ih = explicit_or(p, "bias_ih", g * h, name, || b_ih_default)?;
+        let b_hh = explicit_or(p, "bias_hh", g * h, name, || vec![0.0; g * h])?;
+        let shaped = |v: Vec<f64>, cols: usize| {
+            Array2::from_shape_vec((g * h, cols), v).map_err(|e| EngineError::config(name, e.to_string()))
+        };
+        Ok(Rnn {
+            cell: config.cell,
+            activation: config.activation,
+            units: h,
+            return_sequences: config.return_sequences,
+            params: vec![
+                Param::matrix("weight_ih", shaped(w_ih, inputs)?),
+                Param::matrix("weight_hh", shaped(w_hh, h)?),
+                Param::vector("bias_ih", b_ih),
+                Param::vector("bias_hh", b_hh),
+            ],
+            steps: 0,
+            batch: 0,
+            truncate: None,
+            probe: false,
+            hs: Array2::zeros((0, 0)),
+            cs: Array2::zeros((0, 0)),
+            tc: Array2::zeros((0, 0)),
+            gates: Array2::zeros((0, 0)),
+            hn: Array2::zeros((0, 0)),
+            hw: Array2::zeros((0, 0)),
+            dg: Array2::zeros((0, 0)),
+            dg_hh: Array2::zeros((0, 0)),
+            dh: Array2::zeros((0, 0)),
+            dh_prev: Array2::zeros((0, 0)),
+            dc: Array2::zeros((0, 0)),
+            stats: UnitStats::default(),
+            recurrent: RecurrentStats::default(),
+            captured: (Array2::zeros((0, 0)), Array2::zeros((0, 0))),
+            frozen: false,
+        })
+    }
+
+    fn gate_names(&self) -> &'static [&'static str] {
+        match self.cell {
+            CellKind::Vanilla => &["hh"],
+            CellKind::Lstm => &["i", "f", "g", "o"],
+            CellKind::Gru => &["r", "z", "n"],
+        }
+    }
+
+    /// Gate means and saturations, and the spectra of W_hh (probe steps only: O(H^3)).
+    fn record_probe_stats(&mut self) {
+        let h = self.units;
+        let gates = match self.cell {
+            CellKind::Vanilla => Vec::new(),
+            _ => self
+                .gate_names()
+                .iter()
+                .enumerate()
+                .map(|(k, &gate)| {
+                    let block = self.gates.slice(s![.., k * h..(k + 1) * h]);
+                    let tanh_gate = (self.cell == CellKind::Lstm && gate == "g") || gate == "n";
+                    let n = block.len().max(1) as f64;
+                    let mean = block.iter().map(|v| v.f64()).sum::<f64>() / n;
+                    let saturated = block
+                        .iter()
+                        .filter(|v| {
+                            let a = v.f64();
+                            if tanh_gate {
+                                1.0 - a * a < SATURATION_FRACTION
+                            } else {
+                                a * (1.0 - a) < 0.25 * SATURATION_FRACTION
+                            }
+                        })
+                        .count();
+                    GateStats { gate, mean, saturation: saturated as f64 / n }
+                })
+                .collect(),
+        };
+        let w = &self.params[W_HH].value;
+        let spectra = self
+            .gate_names()
+            .iter()
+            .enumerate()
+            .map(|(k, &block)| {
+                let m = nalgebra::DMatrix::<f64>::from_fn(h, h, |i, j| w[(k * h + i, j)].f64());
+                let sigma_max = m.singular_values().iter().fold(0.0f64, |a, &b| a.max(b));
+                let spectral_radius = spectral_radius(m);
+                Spectrum { block, sigma_max, spectral_radius }
+            })
+            .collect();
+        self.recurrent.gates = gates;
+        self.recurrent.spectra = spectra;
+    }
+}
+
+/// Largest eigenvalue modulus of a square matrix. The eigenvalues come from a real Schur
+/// decomposition with a bounded number of QR sweeps (nalgebra's unbounded default can loop
+/// forever on some matrices); if it does not converge, Gelfand's formula
+/// rho = lim ||A^k||^(1/k) with k = 2^10 by repeated (normalised) squaring gives the estimate.
+fn spectral_radius(m: nalgebra::DMatrix<f64>) -> f64 {
+    if let Some(schur) = nalgebra::linalg::Schur::try_new(m.clone(), 1e-12, 10_000) {
+        return schur.complex_eigenvalues().iter().fold(0.0f64, |a, e| a.max(e.norm()));
+    }
+    // log ||A^(2^j)|| accumulates as a sum of logs of the normalisers.
+    let (mut a, mut log_scale) = (m, 0.0f64);
+    let squarings = 10;
+    for _ in 0..squarings {
+        let n = a.norm();
+        if n == 0.0 || !n.is_finite() {
+            return if n == 0.0 { 0.0 } else { f64::NAN };
+        }
+        a /= n;
+        log_scale = 2.0 * (log_scale + n.ln());
+        a = &a * &a;
+    }
+    ((log_scale + a.norm().ln()) / f64::from(1u32 << squarings)).exp()
+}
+
+fn sigmoid<T: Scalar>(v: T) -> T {
+    Activation::Sigmoid.value(v, T::zero())
+}
+
+/// The elements of a buffer, row-major. Every array this layer slices this way is its own,
+/// made by `ensure_shape` or `Param` (standard layout), for which `as_slice` never fails.
+fn flat<T: Scalar>(a: &Array2<T>) -> &[T] {
+    a.as_slice().unwrap_or(&[])
+}
+
+/// See [`flat`].
+fn flat_mut<T: Scalar>(a: &mut Array2<T>) -> &mut [T] {
+    a.as_slice_mut().unwrap_or(&mut [])
+}
+
+/// `out[j] = sum_r m[r, j]` for a row-major `m` with `out.len()` columns.
+fn column_sums<T: Scalar>(m: &[T], out: &mut [T]) {
+    out.fill(T::zero());
+    if out.is_empty() {
+        return;
+    }
+    for row in m.chunks_exact(out.len()) {
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}
+
+/// [`unit_stats`] of the vanilla cell's pre-activations `z` and outputs `y`, on views (no copies).
+fn view_unit_stats<T: Scalar>(act: Activation, z: ArrayView2<'_, T>, y: ArrayView2<'_, T>) -> UnitStats {
+    let mut stats = UnitStats::default();
+    if let Some(max) = act.max_derivative() {
+        let threshold = max * SATURATION_FRACTION;
+        let saturated = Zip::from(&z)
+            .and(&y)
+            .fold(0usize, |n, &z, &y| n + usize::from(act.derivative(z, y, T::zero()).f64() < threshold));
+        stats.saturation = Some(saturated as f64 / z.len().max(1) as f64);
+    }
+    if act.can_die() {
+        let dead = y.columns().into_iter().filter(|c| c.iter().all(|v| *v <= T::zero())).count();
+        stats.dead_fraction = Some(dead as f64 / y.ncols().max(1) as f64);
+    }
+    stats
+}
+
+/// tanh. In `f32`, a rational approximation that vectorises (Eigen's `generic_fast_tanh_float`:
+/// an odd degree-13 over an even degree-6 polynomial on [-9, 9], outside which tanh rounds to
+/// +-1; error below 5e-7 absolute and relative, a few ulp, see the test); in `f64` (gradient checks, analysis) the exact one.
+#[inline(always)]
+fn tanh<T: Scalar>(x: T) -> T {
+    if std::mem::size_of::<T>() != 4 {
+        return x.tanh();
+    }
+    let c = T::of;
+    let x = x.max(c(-9.0)).min(c(9.0));
+    let x2 = x * x;
+    let p = x2 * c(-2.760_768_477_423_55e-16) + c(2.000_187_904_824_77e-13);
+    let p = x2 * p + c(-8.604_671_522_137_35e-11);
+    let p = x2 * p + c(5.122_297_090_371_14e-8);
+    let p = x2 * p + c(1.485_722_357_179_79e-5);
+    let p = x2 * p + c(6.372_619_288_754_36e-4);
+    let p = x2 * p + c(4.893_524_558_917_86e-3);
+    let q = x2 * c(1.198_258_394_667_02e-6) + c(1.185_347_056_866_54e-4);
+    let q = x2 * q + c(2.268_434_632_439e-3);
+    let q = x2 * q + c(4.893_525_185_543_85e-3);
+    x * p / q
+}
+
+impl<T: Scalar> Layer<T> for Rnn<T> {
+    fn kind(&self) -> &'static str {
+        "rnn"
+    }
+
+    fn activation(&self) -> Option<Activation> {
+        match self.cell {
+            CellKind::Vanilla => Some(self.activation),
+            _ => None,
+        }
+    }
+
+    fn out_dim(&self) -> usize {
+        self.units
+    }
+
+    fn forward(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>) {
+        let (h, gh) = (self.units, self.cell.gates() * self.units);
+        let steps = ctx.seq_len.max(1);
+        let b = x.nrows() / steps;
+        self.steps = steps;
+        self.batch = b;
+        self.truncate = ctx.bptt_truncate;
+        self.probe = ctx.probe;
+        let rows = steps * b;
+        let (cell, activation, frozen) = (self.cell, self.activation, self.frozen);
+        ensure_shape(&mut self.gates, rows, gh);
+        ensure_shape(&mut self.hs, rows + b, h);
+        if cell == CellKind::Lstm {
+            ensure_shape(&mut self.cs, rows + b, h);
+            ensure_shape(&mut self.tc, rows, h);
+            self.cs.slice_mut(s![..b, ..]).fill(T::zero());
+        }
+        if cell == CellKind::Gru {
+            ensure_shape(&mut self.hw, b, gh);
+            ensure_shape(&mut self.hn, rows, h);
+        }
+        self.hs.slice_mut(s![..b, ..]).fill(T::zero());
+        let Rnn { params, gates, hs, cs, tc, hw, hn, captured, .. } = self;
+        let [w_ih, w_hh, b_ih, b_hh] = &params[..] else { return };
+        // gates = X W_ih^T + b_ih (+ b_hh, except for the GRU, whose b_hn sits inside r (.)):
+        // the input side of every step in one GEMM; the biases in the same pass as its init.
+        let (bi, bh) = (b_ih.value.row(0), b_hh.value.row(0));
+        let fold_hh = cell != CellKind::Gru;
+        for mut row in gates.rows_mut() {
+            Zip::from(&mut row).and(&bi).and(&bh).for_each(|g, &a, &c| *g = if fold_hh { a + c } else { a });
+        }
+        let one = T::one();
+        general_mat_mul(one, &x.slice(s![..rows, ..]), &w_ih.value.t(), one, gates);
+        let cut = self.truncate.filter(|&k| k < steps).map(|k| steps - k);
+        for t in 0..steps {
+            let (r0, r1) = (t * b, (t + 1) * b);
+            // At the truncation step the state comes from `captured` when frozen (the step's
+            // own output rows in `hs` stay as computed: they still feed the loss).
+            let held = cut == Some(t) && frozen && captured.0.nrows() == b;
+            if cut == Some(t) && !held {
+                ensure_shape(&mut captured.0, b, h);
+                captured.0.assign(&hs.slice(s![r0..r1, ..]));
+                if cell == CellKind::Lstm {
+                    ensure_shape(&mut captured.1, b, h);
+                    captured.1.assign(&cs.slice(s![r0..r1, ..]));
+                }
+            }
+            {
+                let h_prev = if held { captured.0.view() } else { hs.slice(s![r0..r1, ..]) };
+                if cell == CellKind::Gru {
+                    // hw = h_{t-1} W_hh^T + b_hh (kept apart: n needs W_hn h + b_hn alone).
+                    for mut row in hw.rows_mut() {
+                        row.assign(&bh);
+                    }
+                    general_mat_mul(one, &h_prev, &w_hh.value.t(), one, hw);
+                } else {
+                    // Pre-activations of step t, in place: gates_t += h_{t-1} W_hh^T.
+                    general_mat_mul(one, &h_prev, &w_hh.value.t(), one, &mut gates.slice_mut(s![r0..r1, ..]));
+                }
+            }
+            let g = &mut flat_mut(gates)[r0 * gh..r1 * gh];
+            let (done, next) = flat_mut(hs).split_at_mut(r1 * h);
+            let h_prev: &[T] = if held { flat(&captured.0) } else { &done[r0 * h..] };
+            let h_t = &mut next[..b * h];
+            match cell {
+                CellKind::Vanilla => {
+                    // g keeps the pre-activation z; h_t = f(z).
+                    if activation == Activation::Tanh {
+                        for (h, &z) in h_t.iter_mut().zip(g.iter()) {
+                            *h = tanh(z);
+                        }
+                    } else {
+                        for (h, &z) in h_t.iter_mut().zip(g.iter()) {
+                            *h = activation.value(z, T::zero());
+                        }
+                    }
+                }
+                CellKind::Lstm => {
+                    let (cdone, cnext) = flat_mut(cs).split_at_mut(r1 * h);
+                    let c_prev: &[T] = if held { flat(&captured.1) } else { &cdone[r0 * h..] };
+                    let c_t = &mut cnext[..b * h];
+                    let tc_t = &mut flat_mut(tc)[r0 * h..r1 * h];
+                    for i in 0..b {
+                        let row = &mut g[i * gh..(i + 1) * gh];
+                        let (gi, rest) = row.split_at_mut(h);
+                        let (gf, rest) = rest.split_at_mut(h);
+                        let (gg, go) = rest.split_at_mut(h);
+                        let cp = &c_prev[i * h..(i + 1) * h];
+                        let ct = &mut c_t[i * h..(i + 1) * h];
+                        let tct = &mut tc_t[i * h..(i + 1) * h];
+                        let ht = &mut h_t[i * h..(i + 1) * h];
+                        for j in 0..h {
+                            // [i f g o] = [s s tanh s](pre), in place.
+                            let (ig, fg, gv, og) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
+                            (gi[j], gf[j], gg[j], go[j]) = (ig, fg, gv, og);
+                            // c_t = f c_{t-1} + i g,  h_t = o tanh(c_t); tanh(c_t) kept for backward.
+                            let c = fg * cp[j] + ig * gv;
+                            let tcv = tanh(c);
+                            (ct[j], tct[j], ht[j]) = (c, tcv, og * tcv);
+                        }
+                    }
+                }
+                CellKind::Gru => {
+                    let hw = flat(hw);
+                    let hn_t = &mut flat_mut(hn)[r0 * h..r1 * h];
+                    for i in 0..b {
+                        let row = &mut g[i * gh..(i + 1) * gh];
+                        let (gr, rest) = row.split_at_mut(h);
+                        let (gz, gn) = rest.split_at_mut(h);
+                        let hwr = &hw[i * gh..(i + 1) * gh];
+                        let (hw_r, hw_z, hw_n) = (&hwr[..h], &hwr[h..2 * h], &hwr[2 * h..]);
+                        let hp = &h_prev[i * h..(i + 1) * h];
+                        let hnr = &mut hn_t[i * h..(i + 1) * h];
+                        let ht = &mut h_t[i * h..(i + 1) * h];
+                        for j in 0..h {
+                            // r = s(x_r + hw_r), z = s(x_z + hw_z), n = tanh(x_n + r (W_hn h + b_hn)).
+                            let r = sigmoid(gr[j] + hw_r[j]);
+                            let z = sigmoid(gz[j] + hw_z[j]);
+                            let n = tanh(gn[j] + r * hw_n[j]);
+                            (gr[j], gz[j], gn[j], hnr[j]) = (r, z, n, hw_n[j]);
+                            // h_t = (1 - z) n + z h_{t-1}
+                            ht[j] = (one - z) * n + z * hp[j];
+                        }
+                    }
+                }
+            }
+        }
+        let out = if self.return_sequences { self.hs.slice(s![b.., ..]) } else { self.hs.slice(s![rows.., ..]) };
+        ensure_shape(y, out.nrows(), h);
+        y.assign(&out);
+        if ctx.probe {
+            if cell == CellKind::Vanilla {
+                self.stats = view_unit_stats(activation, self.gates.view(), self.hs.slice(s![b.., ..]));
+            }
+            self.record_probe_stats();
+        }
+    }
+
+    fn backward(&mut self, x: &Array2<T>, _y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) {
+        let (h, gh, steps, b) = (self.units, self.cell.gates() * self.units, self.steps, self.batch);
+        let (cell, activation, probe) = (self.cell, self.activation, self.probe);
+        let rows = steps * b;
+        ensure_shape(&mut self.dg, rows, gh);
+        ensure_shape(&mut self.dh, b, h);
+        ensure_shape(&mut self.dh_prev, b, h);
+        self.dh.fill(T::zero());
+        if cell == CellKind::Lstm {
+            ensure_shape(&mut self.dc, b, h);
+            self.dc.fill(T::zero());
+        }
+        if cell == CellKind::Gru {
+            ensure_shape(&mut self.dg_hh, rows, gh);
+        }
+        if probe {
+            self.recurrent.timestep_grad_norm.clear();
+            self.recurrent.timestep_grad_norm.resize(steps, 0.0);
+        }
+        let cut = self.truncate.filter(|&k| k < steps).map(|k| steps - k);
+        let (zero, one) = (T::zero(), T::one());
+        let Rnn { params, gates, hs, cs, tc, hn, dg, dg_hh, dh, dh_prev, dc, recurrent, return_sequences, .. } = self;
+        let [_, w_hh, _, _] = &params[..] else { return };
+        for t in (0..steps).rev() {
+            let (r0, r1) = (t * b, (t + 1) * b);
+            // dh_t = gradient from the future (dh) + from this step's output.
+            if *return_sequences {
+                *dh += &dy.slice(s![r0..r1, ..]);
+            } else if t + 1 == steps {
+                *dh += &dy.slice(s![..b, ..]);
+            }
+            if probe {
+                recurrent.timestep_grad_norm[t] = sum_sq(flat(dh)).sqrt();
+            }
+            let recurrent_path = cut != Some(t);
+            let g = &flat(gates)[r0 * gh..r1 * gh];
+            let dgt = &mut flat_mut(dg)[r0 * gh..r1 * gh];
+            let dhv = flat(dh);
+            match cell {
+                CellKind::Vanilla => {
+                    // dz = dh_t f'(z), with f' from z and h_t = f(z).
+                    let h_t = &flat(hs)[r1 * h..(r1 + b) * h];
+                    if activation == Activation::Tanh {
+                        for ((d, &a), &dhv) in dgt.iter_mut().zip(h_t).zip(dhv) {
+                            *d = dhv * (one - a * a);
+                        }
+                    } else {
+                        for (((d, &z), &a), &dhv) in dgt.iter_mut().zip(g).zip(h_t).zip(dhv) {
+                            *d = dhv * activation.derivative(z, a, zero);
+                        }
+                    }
+                }
+                CellKind::Lstm => {
+                    let c_prev = &flat(cs)[r0 * h..r1 * h];
+                    let tc_t = &flat(tc)[r0 * h..r1 * h];
+                    let dcv = flat_mut(dc);
+                    for i in 0..b {
+                        let row = &g[i * gh..(i + 1) * gh];
+                        let (gi, gf, gg, go) = (&row[..h], &row[h..2 * h], &row[2 * h..3 * h], &row[3 * h..]);
+                        let drow = &mut dgt[i * gh..(i + 1) * gh];
+                        let (di, rest) = drow.split_at_mut(h);
+                        let (df, rest) = rest.split_at_mut(h);
+                        let (dgg, d_o) = rest.split_at_mut(h);
+                        let (cp, tct) = (&c_prev[i * h..(i + 1) * h], &tc_t[i * h..(i + 1) * h]);
+                        let (dhr, dcr) = (&dhv[i * h..(i + 1) * h], &mut dcv[i * h..(i + 1) * h]);
+                        for j in 0..h {
+                            let (ig, fg, gv, og, tcv, dhj) = (gi[j], gf[j], gg[j], go[j], tct[j], dhr[j]);
+                            // dc_t = dc (from step t+1, already times f_{t+1}) + dh o (1 - tanh^2 c_t)
+                            let dcj = dcr[j] + dhj * og * (one - tcv * tcv);
+                            // d pre_i = dc g i(1-i), d pre_f = dc c_{t-1} f(1-f),
+                            // d pre_g = dc i (1-g^2), d pre_o = dh tanh(c_t) o(1-o)
+                            di[j] = dcj * gv * ig * (one - ig);
+                            df[j] = dcj * cp[j] * fg * (one - fg);
+                            dgg[j] = dcj * ig * (one - gv * gv);
+                            d_o[j] = dhj * tcv * og * (one - og);
+                            // dc_{t-1} = dc_t f_t
+                            dcr[j] = if recurrent_path { dcj * fg } else { zero };
+                        }
+                    }
+                }
+                CellKind::Gru => {
+                    let h_prev = &flat(hs)[r0 * h..r1 * h];
+                    let hn_t = &flat(hn)[r0 * h..r1 * h];
+                    let dgh = &mut flat_mut(dg_hh)[r0 * gh..r1 * gh];
+                    let dhp = flat_mut(dh_prev);
+                    for i in 0..b {
+                        let row = &g[i * gh..(i + 1) * gh];
+                        let (gr, gz, gn) = (&row[..h], &row[h..2 * h], &row[2 * h..]);
+                        let drow = &mut dgt[i * gh..(i + 1) * gh];
+                        let (dr_, rest) = drow.split_at_mut(h);
+                        let (dz_, dn_) = rest.split_at_mut(h);
+                        let hrow = &mut dgh[i * gh..(i + 1) * gh];
+                        let (hr_, rest) = hrow.split_at_mut(h);
+                        let (hz_, hn_) = rest.split_at_mut(h);
+                        let (hp, hnr) = (&h_prev[i * h..(i + 1) * h], &hn_t[i * h..(i + 1) * h]);
+                        let (dhr, dpr) = (&dhv[i * h..(i + 1) * h], &mut dhp[i * h..(i + 1) * h]);
+                        for j in 0..h {
+                            let (r, z, n, dhj) = (gr[j], gz[j], gn[j], dhr[j]);
+                            // dn = dh (1-z)(1-n^2), dz = dh (h_{t-1} - n) z(1-z),
+                            // dr = dn (W_hn h + b_hn) r(1-r); the W_hn side of n sees dn r.
+                            let dn = dhj * (one - z) * (one - n * n);
+                            let dz = dhj * (hp[j] - n) * z * (one - z);
+                            let dr = dn * hnr[j] * r * (one - r);
+                            (dr_[j], dz_[j], dn_[j]) = (dr, dz, dn);
+                            (hr_[j], hz_[j], hn_[j]) = (dr, dz, dn * r);
+                            // The direct path h_{t-1} -> h_t through z.
+                            dpr[j] = dhj * z;
+                        }
+                    }
+                }
+            }
+            if recurrent_path {
+                // dh_{t-1} = dG_hh W_hh (+ the GRU's direct path already in dh_prev).
+                let (src, beta) = if cell == CellKind::Gru { (&*dg_hh, one) } else { (&*dg, zero) };
+                general_mat_mul(one, &src.slice(s![r0..r1, ..]), &w_hh.value, beta, dh_prev);
+                std::mem::swap(dh, dh_prev);
+            } else {
+                dh.fill(zero);
+            }
+        }
+        // Weight gradients for all steps at once.
+        let xin = x.slice(s![..rows, ..]);
+        let dgh: ArrayView2<'_, T> = if cell == CellKind::Gru { dg_hh.view() } else { dg.view() };
+        let h_prevs = hs.slice(s![..rows, ..]);
+        let [w_ih, w_hh, b_ih, b_hh] = &mut params[..] else { return };
+        general_mat_mul(one, &dg.t(), &xin, zero, &mut w_ih.grad);
+        general_mat_mul(one, &dgh.t(), &h_prevs, zero, &mut w_hh.grad);
+        column_sums(flat(dg), flat_mut(&mut b_ih.grad));
+        if cell == CellKind::Gru {
+            column_sums(flat(dg_hh), flat_mut(&mut b_hh.grad));
+        } else {
+            // Vanilla and LSTM: both biases enter the same pre-activation.
+            b_hh.grad.assign(&b_ih.grad);
+        }
+        if let Some(dx) = dx {
+            ensure_shape(dx, rows, x.ncols());
+            general_mat_mul(one, &*dg, &w_ih.value, zero, dx);
+        }
+    }
+
+    fn params(&self) -> &[Param<T>] {
+        &self.params
+    }
+
+    fn params_mut(&mut self) -> &mut [Param<T>] {
+        &mut self.params
+    }
+
+    fn unit_stats(&self) -> UnitStats {
+        self.stats
+    }
+
+    fn recurrent_stats(&self) -> Option<&RecurrentStats> {
+        Some(&self.recurrent)
+    }
+
+    fn sequence_out(&self) -> bool {
+        self.return_sequences
+    }
+
+    fn freeze_truncated_state(&mut self, frozen: bool) {
+        self.frozen = frozen;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{spectral_radius, tanh};
+    use nalgebra::DMatrix;
+
+    #[test]
+    fn f32_tanh_is_within_a_few_ulp() {
+        // Over [-12, 12] in steps of 1e-4: absolute error and error relative to |tanh x|.
+        let (mut abs, mut rel) = (0.0f64, 0.0f64);
+        for k in -120_000..=120_000 {
+            let x = k as f64 * 1e-4;
+            let exact = x.tanh();
+            let err = (f64::from(tanh(x as f32)) - (x as f32 as f64).tanh()).abs();
+            abs = abs.max(err);
+            if exact.abs() > 1e-30 {
+                rel = rel.max(err / exact.abs());
+            }
+        }
+        assert!(abs < 5e-7 && rel < 5e-7, "abs {abs:e} rel {rel:e}");
+        assert_eq!(tanh(0.0f32), 0.0);
+        assert_eq!(tanh(1e-3f64), 1e-3f64.tanh());
+    }
+
+    #[test]
+    fn spectral_radius_of_scaled_identity_and_rotation() {
+        // The identity made nalgebra's unbounded Schur iteration hang; it must return at once.
+        assert!((spectral_radius(DMatrix::identity(32, 32) * 1.5) - 1.5).abs() < 1e-9);
+        // A rotation by 90 degrees has eigenvalues +-i: radius 1, though no real eigenvalue.
+        let r = DMatrix::from_row_slice(2, 2, &[0.0, -2.0, 2.0, 0.0]);
+        assert!((spectral_radius(r) - 2.0).abs() < 1e-9);
+        // Nilpotent: radius 0 although the norm is 1.
+        let n = DMatrix::from_row_slice(2, 2, &[0.0, 1.0, 0.0, 0.0]);
+        assert!(spectral_radius(n) < 1e-6);
+    }
+}

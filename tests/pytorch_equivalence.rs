@@ -1,0 +1,133 @@
+//! gradscope against PyTorch: the reference files in `tests/reference/` were made by
+//! `tests/reference/make_reference.py` (torch 2.15, float64) and are compared here without
+//! Python. Tolerance: max |ours - torch| <= 1e-5 x the largest |torch| value of the file.
+
+// Tests may panic on a broken expectation; the crate's unwrap/expect lints are for library code.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use serde_json::Value;
+
+use common::{gradscope, numbers, read_json, root, temp_json};
+
+fn references(prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(root().join("tests/reference"))
+        .expect("tests/reference")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(".json"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Compares two parameter trees key by key, so that a mislabelled tensor cannot hide.
+fn compare(ours: &Value, theirs: &Value, at: &str, worst: &mut (f64, String)) {
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, tv) in b {
+                let ov = a.get(k).unwrap_or_else(|| panic!("{at}/{k} missing from gradscope's output"));
+                compare(ov, tv, &format!("{at}/{k}"), worst);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            assert_eq!(a.len(), b.len(), "{at}: length");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                compare(x, y, &format!("{at}/{i}"), worst);
+            }
+        }
+        (Value::Number(x), Value::Number(y)) => {
+            let d = (x.as_f64().unwrap_or(f64::NAN) - y.as_f64().unwrap_or(f64::NAN)).abs();
+            if d > worst.0 || d.is_nan() {
+                *worst = (d, at.to_string());
+            }
+        }
+        _ => panic!("{at}: gradscope gave {ours}, torch {theirs}"),
+    }
+}
+
+/// Asserts max |ours - theirs| <= 1e-5 x max |theirs|, key by key; prints the margin.
+fn assert_close(ours: &Value, theirs: &Value, what: &str) {
+    let mut worst = (0.0, String::new());
+    compare(ours, theirs, "", &mut worst);
+    let tol = 1e-5 * scale(theirs);
+    eprintln!("{what}: max |diff| {:e} (tolerance {tol:e})", worst.0);
+    assert!(worst.0 <= tol, "{what}: max diff {:e} at {} (tolerance {tol:e})", worst.0, worst.1);
+}
+
+fn scale(v: &Value) -> f64 {
+    let mut all = Vec::new();
+    numbers(v, &mut all);
+    all.iter().fold(0.0f64, |m, x| m.max(x.abs()))
+}
+
+/// `gradscope analyze --gradients` on every gradient reference: every layer type, activation and
+/// loss gives PyTorch's gradients.
+#[test]
+fn analyze_gradients_match_pytorch() {
+    let files = references("grads_");
+    assert!(files.len() >= 14, "expected the gradient references, found {}", files.len());
+    for file in files {
+        let reference = read_json(&file);
+        let spec = temp_json(file.file_name().and_then(|n| n.to_str()).unwrap_or("spec.json"), &reference["spec"]);
+        let out = gradscope(&["analyze", "--gradients", spec.to_str().expect("utf-8 path")], None);
+        assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+        assert_close(&report["gradients"], &reference["gradients"], &file.display().to_string());
+        let loss = report["loss"][0].as_f64().expect("loss at step 0");
+        let expected = reference["loss"].as_f64().expect("reference loss");
+        assert!(
+            (loss - expected).abs() <= 1e-9 * expected.abs().max(1.0),
+            "{}: loss {loss} vs {expected}",
+            file.display()
+        );
+    }
+}
+
+/// `gradscope run --params-out` after 10 steps of each optimiser (weight decay, clipping)
+/// lands on torch.optim's weights.
+#[test]
+fn ten_optimizer_steps_match_torch_optim() {
+    let files = references("optim_");
+    assert!(files.len() >= 11, "expected the optimiser references, found {}", files.len());
+    for file in files {
+        let reference = read_json(&file);
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("spec.json").to_string();
+        let spec = temp_json(&name, &reference["spec"]);
+        let params_out = spec.with_extension("params.json");
+        let out = gradscope(
+            &["run", spec.to_str().expect("utf-8"), "--params-out", params_out.to_str().expect("utf-8")],
+            None,
+        );
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let trained = read_json(&params_out);
+        let ours = &trained["model"]["layers"];
+        assert_close(ours, &reference["parameters"], &name);
+    }
+}
+
+/// Recurrent networks (vanilla tanh/relu, LSTM, GRU, stacked, return_sequences, truncated BPTT):
+/// PyTorch's gradients, and its ||dL/dh_t|| for every t of the first recurrent layer.
+#[test]
+fn rnn_gradients_and_timestep_norms_match_pytorch() {
+    let files = references("rnn_");
+    assert!(files.len() >= 9, "expected the recurrent references, found {}", files.len());
+    for file in files {
+        let reference = read_json(&file);
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("spec.json").to_string();
+        let spec = temp_json(&name, &reference["spec"]);
+        let out = gradscope(&["analyze", "--gradients", spec.to_str().expect("utf-8 path")], None);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+        assert_close(&report["gradients"], &reference["gradients"], &name);
+
+        let first_rnn = reference["spec"]["model"]["layers"]
+            .as_array()
+            .and_then(|l| l.iter().position(|x| x["type"] == "rnn"))
+            .expect("an rnn layer");
+        let expected = &reference["timesteps"][first_rnn.to_string()];
+        assert_close(&report["timesteps"]["grad_norm"][0], expected, &format!("{name} timesteps"));
+    }
+}
