@@ -144,6 +144,23 @@ pub struct RunRecord {
     pub baseline_loss: Option<f64>,
 }
 
+/// Most probe steps of a run at which recurrent layers compute the spectra of `W_hh`, besides
+/// step 0 and the last step (see [`spectra_at`]).
+pub const MAX_SPECTRA: usize = 50;
+
+/// Whether the probe at `step` computes the spectra of every recurrent `W_hh` block (an SVD and
+/// a real Schur decomposition each, O(H^3): at H 64 about as long as a probed vanilla step). A run
+/// computes them at step 0, at the last step, and at every k-th probe of its schedule (steps that
+/// are multiples of `k * every`), with k = ceil(probes / [`MAX_SPECTRA`]): at every probe of a run
+/// with at most 50 probes, and at no more than 51 probes of any run. At the other probe steps the
+/// spectra are absent (null in the report's `spectral_norm` / `spectral_radius` series).
+pub fn spectra_at(step: usize, total_steps: usize, every: usize) -> bool {
+    let every = every.max(1);
+    let probes = total_steps.div_ceil(every);
+    let k = probes.div_ceil(MAX_SPECTRA).max(1);
+    step == 0 || step + 1 == total_steps || step % (k.saturating_mul(every)) == 0
+}
+
 /// Samples used for the end-of-run training-set evaluation.
 pub const FINAL_EVAL_SAMPLES: usize = 4096;
 
@@ -340,6 +357,8 @@ impl<'c, T: Scalar> Session<'c, T> {
     /// Forward, loss, backward on the batch in the buffers; records a probe when `probe`, and
     /// ends the run (in `record.end`) on non-finite values.
     fn forward_backward(&mut self, record: &mut RunRecord, step: usize, probe: bool) -> Result<LossValue> {
+        let (total, every) = (self.config.training.steps, self.config.probes.every);
+        self.net.measure_spectra(probe && spectra_at(step, total, every));
         let mut ctx = Ctx {
             training: true,
             dropout: self.dropout,
@@ -615,5 +634,31 @@ pub fn chance_loss(kind: LossKind, classes: usize) -> Option<f64> {
     match kind {
         LossKind::CrossEntropy if classes > 1 => Some((classes as f64).ln()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{spectra_at, MAX_SPECTRA};
+
+    /// Spectra at step 0, the last step and a regular subset of the probes: every probe of a
+    /// short run, at most `MAX_SPECTRA + 1` probes of a long one.
+    #[test]
+    fn spectra_schedule_is_bounded_and_keeps_the_ends() {
+        for (total, every) in [(0, 1), (1, 1), (30, 1), (50, 1), (51, 1), (1000, 1), (2000, 10), (100_000, 7)] {
+            let probes: Vec<usize> = (0..total).filter(|s| s % every == 0 || s + 1 == total).collect();
+            let with: Vec<usize> = probes.iter().copied().filter(|&s| spectra_at(s, total, every)).collect();
+            assert!(with.len() <= MAX_SPECTRA + 1, "{total} {every}: {}", with.len());
+            if total > 0 {
+                assert_eq!((with.first(), with.last()), (Some(&0), Some(&(total - 1))));
+            }
+            if probes.len() <= MAX_SPECTRA {
+                assert_eq!(with, probes);
+            }
+        }
+        // 1000 steps probed every step: every 20th.
+        assert_eq!((0..1000).filter(|&s| spectra_at(s, 1000, 1)).count(), 51);
+        assert!(spectra_at(980, 1000, 1) && !spectra_at(981, 1000, 1));
+        assert!(spectra_at(0, 0, 1));
     }
 }

@@ -155,6 +155,9 @@ pub trait Layer<T: Scalar>: Send {
     /// Gradient checking of truncated BPTT: hold the recurrent state at the truncation point
     /// fixed at its current value in later forward passes (see `layers::rnn`).
     fn freeze_truncated_state(&mut self, _frozen: bool) {}
+    /// Recurrent layers: whether probed forward passes compute the spectra of `W_hh` (an
+    /// O(H^3) decomposition per block; see `train::spectra_at`). On until told otherwise.
+    fn measure_spectra(&mut self, _on: bool) {}
     /// True when the output keeps the time axis (`T * B` rows); only recurrent layers change it.
     fn sequence_out(&self) -> bool {
         true

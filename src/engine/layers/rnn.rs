@@ -72,7 +72,8 @@ pub struct RecurrentStats {
     pub timestep_grad_norm: Vec<f64>,
     /// Per-gate statistics (gated cells).
     pub gates: Vec<GateStats>,
-    /// Spectra of the recurrent blocks.
+    /// Spectra of the recurrent blocks; empty on a probe that did not compute them (see
+    /// `train::spectra_at`).
     pub spectra: Vec<Spectrum>,
 }
 
@@ -113,6 +114,8 @@ pub struct Rnn<T> {
     /// function whose exact gradient truncated BPTT computes, so finite differences can check it.
     captured: (Array2<T>, Array2<T>),
     frozen: bool,
+    /// Probed passes compute the spectra of `W_hh` (otherwise `recurrent.spectra` is empty).
+    spectra: bool,
 }
 
 impl<T: Scalar> Rnn<T> {
@@ -172,6 +175,7 @@ impl<T: Scalar> Rnn<T> {
             recurrent: RecurrentStats::default(),
             captured: (Array2::zeros((0, 0)), Array2::zeros((0, 0))),
             frozen: false,
+            spectra: true,
         })
     }
 
@@ -183,35 +187,48 @@ impl<T: Scalar> Rnn<T> {
         }
     }
 
-    /// Gate means and saturations, and the spectra of W_hh (probe steps only: O(H^3)).
+    /// Gate means and saturations, and the spectra of W_hh (probe steps only, and only when
+    /// `spectra`: O(H^3); otherwise the spectra are left empty, an absent value).
     fn record_probe_stats(&mut self) {
         let h = self.units;
         let gates = match self.cell {
             CellKind::Vanilla => Vec::new(),
-            _ => self
-                .gate_names()
-                .iter()
-                .enumerate()
-                .map(|(k, &gate)| {
-                    let block = self.gates.slice(s![.., k * h..(k + 1) * h]);
-                    let tanh_gate = (self.cell == CellKind::Lstm && gate == "g") || gate == "n";
-                    let n = block.len().max(1) as f64;
-                    let mean = block.iter().map(|v| v.f64()).sum::<f64>() / n;
-                    let saturated = block
-                        .iter()
-                        .filter(|v| {
+            _ => {
+                // One pass over the gate rows, each gate's block of a row contiguous.
+                let names = self.gate_names();
+                let (mut sums, mut saturated) = ([0.0f64; 4], [0usize; 4]);
+                for row in flat(&self.gates).chunks_exact(names.len() * h) {
+                    for (k, block) in row.chunks_exact(h).enumerate() {
+                        // LSTM g and GRU n are tanh; the other gates are sigmoids.
+                        let tanh_gate = k == 2;
+                        let (mut sum, mut sat) = (0.0f64, 0usize);
+                        for &v in block {
                             let a = v.f64();
-                            if tanh_gate {
+                            sum += a;
+                            let low = if tanh_gate {
                                 1.0 - a * a < SATURATION_FRACTION
                             } else {
                                 a * (1.0 - a) < 0.25 * SATURATION_FRACTION
-                            }
-                        })
-                        .count();
-                    GateStats { gate, mean, saturation: saturated as f64 / n }
-                })
-                .collect(),
+                            };
+                            sat += usize::from(low);
+                        }
+                        sums[k] += sum;
+                        saturated[k] += sat;
+                    }
+                }
+                let n = (self.gates.nrows() * h).max(1) as f64;
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &gate)| GateStats { gate, mean: sums[k] / n, saturation: saturated[k] as f64 / n })
+                    .collect()
+            }
         };
+        self.recurrent.gates = gates;
+        self.recurrent.spectra.clear();
+        if !self.spectra {
+            return;
+        }
         let w = &self.params[W_HH].value;
         let spectra = self
             .gate_names()
@@ -224,7 +241,6 @@ impl<T: Scalar> Rnn<T> {
                 Spectrum { block, sigma_max, spectral_radius }
             })
             .collect();
-        self.recurrent.gates = gates;
         self.recurrent.spectra = spectra;
     }
 }
@@ -636,6 +652,10 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
 
     fn freeze_truncated_state(&mut self, frozen: bool) {
         self.frozen = frozen;
+    }
+
+    fn measure_spectra(&mut self, on: bool) {
+        self.spectra = on;
     }
 }
 
