@@ -101,6 +101,9 @@ pub struct Rnn<T> {
     hn: Array2<T>,
     /// GRU per-step scratch: `h_{t-1} W_hh^T + b_hh`, (B, G*H).
     hw: Array2<T>,
+    /// `W_hh^T` (H, G*H), row-major, copied once per forward pass: the per-step products read
+    /// it contiguously (packing the transposed view for every step gathers with stride H).
+    w_hh_t: Array2<T>,
     /// Pre-activation gradients, input side (T*B, G*H), and recurrent side (GRU only differs).
     dg: Array2<T>,
     dg_hh: Array2<T>,
@@ -166,6 +169,7 @@ impl<T: Scalar> Rnn<T> {
             gates: Array2::zeros((0, 0)),
             hn: Array2::zeros((0, 0)),
             hw: Array2::zeros((0, 0)),
+            w_hh_t: Array2::zeros((0, 0)),
             dg: Array2::zeros((0, 0)),
             dg_hh: Array2::zeros((0, 0)),
             dh: Array2::zeros((0, 0)),
@@ -374,8 +378,10 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
             ensure_shape(&mut self.hn, rows, h);
         }
         self.hs.slice_mut(s![..b, ..]).fill(T::zero());
-        let Rnn { params, gates, hs, cs, tc, hw, hn, captured, .. } = self;
+        let Rnn { params, gates, hs, cs, tc, hw, hn, captured, w_hh_t, .. } = self;
         let [w_ih, w_hh, b_ih, b_hh] = &params[..] else { return };
+        ensure_shape(w_hh_t, h, gh);
+        w_hh_t.assign(&w_hh.value.t());
         // gates = X W_ih^T + b_ih (+ b_hh, except for the GRU, whose b_hn sits inside r (.)):
         // the input side of every step in one GEMM; the biases in the same pass as its init.
         let (bi, bh) = (b_ih.value.row(0), b_hh.value.row(0));
@@ -406,10 +412,10 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
                     for mut row in hw.rows_mut() {
                         row.assign(&bh);
                     }
-                    general_mat_mul(one, &h_prev, &w_hh.value.t(), one, hw);
+                    general_mat_mul(one, &h_prev, &*w_hh_t, one, hw);
                 } else {
                     // Pre-activations of step t, in place: gates_t += h_{t-1} W_hh^T.
-                    general_mat_mul(one, &h_prev, &w_hh.value.t(), one, &mut gates.slice_mut(s![r0..r1, ..]));
+                    general_mat_mul(one, &h_prev, &*w_hh_t, one, &mut gates.slice_mut(s![r0..r1, ..]));
                 }
             }
             let g = &mut flat_mut(gates)[r0 * gh..r1 * gh];
@@ -436,21 +442,32 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
                     let tc_t = &mut flat_mut(tc)[r0 * h..r1 * h];
                     for i in 0..b {
                         let row = &mut g[i * gh..(i + 1) * gh];
-                        let (gi, rest) = row.split_at_mut(h);
-                        let (gf, rest) = rest.split_at_mut(h);
-                        let (gg, go) = rest.split_at_mut(h);
+                        // [i f g o] = [s s tanh s](pre), in place, a gate block at a time (plain
+                        // slice loops, which vectorise).
+                        for v in &mut row[..2 * h] {
+                            *v = sigmoid(*v);
+                        }
+                        for v in &mut row[2 * h..3 * h] {
+                            *v = tanh(*v);
+                        }
+                        for v in &mut row[3 * h..] {
+                            *v = sigmoid(*v);
+                        }
+                        let (gi, rest) = row.split_at(h);
+                        let (gf, rest) = rest.split_at(h);
+                        let (gg, go) = rest.split_at(h);
                         let cp = &c_prev[i * h..(i + 1) * h];
                         let ct = &mut c_t[i * h..(i + 1) * h];
                         let tct = &mut tc_t[i * h..(i + 1) * h];
                         let ht = &mut h_t[i * h..(i + 1) * h];
-                        for j in 0..h {
-                            // [i f g o] = [s s tanh s](pre), in place.
-                            let (ig, fg, gv, og) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
-                            (gi[j], gf[j], gg[j], go[j]) = (ig, fg, gv, og);
-                            // c_t = f c_{t-1} + i g,  h_t = o tanh(c_t); tanh(c_t) kept for backward.
-                            let c = fg * cp[j] + ig * gv;
+                        // c_t = f c_{t-1} + i g,  h_t = o tanh(c_t); tanh(c_t) kept for backward.
+                        let gates = gi.iter().zip(gf.iter()).zip(gg.iter()).zip(go.iter());
+                        for ((((ct, tct), ht), &cp), (((&ig, &fg), &gv), &og)) in
+                            ct.iter_mut().zip(tct.iter_mut()).zip(ht.iter_mut()).zip(cp).zip(gates)
+                        {
+                            let c = fg * cp + ig * gv;
                             let tcv = tanh(c);
-                            (ct[j], tct[j], ht[j]) = (c, tcv, og * tcv);
+                            (*ct, *tct, *ht) = (c, tcv, og * tcv);
                         }
                     }
                 }
@@ -555,18 +572,22 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
                         let (dgg, d_o) = rest.split_at_mut(h);
                         let (cp, tct) = (&c_prev[i * h..(i + 1) * h], &tc_t[i * h..(i + 1) * h]);
                         let (dhr, dcr) = (&dhv[i * h..(i + 1) * h], &mut dcv[i * h..(i + 1) * h]);
-                        for j in 0..h {
-                            let (ig, fg, gv, og, tcv, dhj) = (gi[j], gf[j], gg[j], go[j], tct[j], dhr[j]);
+                        // Zipped slices (no indexing), so that the loop vectorises.
+                        let fwd = gi.iter().zip(gf).zip(gg).zip(go).zip(cp).zip(tct).zip(dhr);
+                        let out = di.iter_mut().zip(df.iter_mut()).zip(dgg.iter_mut()).zip(d_o.iter_mut()).zip(dcr);
+                        for (((((((&ig, &fg), &gv), &og), &cpj), &tcv), &dhj), ((((di, df), dgg), d_o), dcr)) in
+                            fwd.zip(out)
+                        {
                             // dc_t = dc (from step t+1, already times f_{t+1}) + dh o (1 - tanh^2 c_t)
-                            let dcj = dcr[j] + dhj * og * (one - tcv * tcv);
+                            let dcj = *dcr + dhj * og * (one - tcv * tcv);
                             // d pre_i = dc g i(1-i), d pre_f = dc c_{t-1} f(1-f),
                             // d pre_g = dc i (1-g^2), d pre_o = dh tanh(c_t) o(1-o)
-                            di[j] = dcj * gv * ig * (one - ig);
-                            df[j] = dcj * cp[j] * fg * (one - fg);
-                            dgg[j] = dcj * ig * (one - gv * gv);
-                            d_o[j] = dhj * tcv * og * (one - og);
+                            *di = dcj * gv * ig * (one - ig);
+                            *df = dcj * cpj * fg * (one - fg);
+                            *dgg = dcj * ig * (one - gv * gv);
+                            *d_o = dhj * tcv * og * (one - og);
                             // dc_{t-1} = dc_t f_t
-                            dcr[j] = if recurrent_path { dcj * fg } else { zero };
+                            *dcr = if recurrent_path { dcj * fg } else { zero };
                         }
                     }
                 }
