@@ -220,6 +220,18 @@ pub struct Session<'c, T> {
     /// `(sum g^2, max |g|)` of every parameter's gradient in [`Network::params`] order, from the
     /// last backward pass: the global norm and the probes' gradient statistics share this pass.
     grad_sums: Vec<(f64, f64)>,
+    /// Allocations of the per-step lists of gradient slices (clipping) and parameter slots (the
+    /// update), kept empty between steps and reused through [`recycle`]: no allocation per step.
+    grad_buf: Vec<&'c mut [T]>,
+    slot_buf: Vec<ParamSlot<'c, T>>,
+}
+
+/// `v` emptied and retyped (for another lifetime of the borrows it holds), keeping its
+/// allocation: `Vec`'s in-place `collect` reuses the buffer when the element types have the same
+/// size and alignment, as they do here (`tests/engine_alloc.rs` checks that no step allocates).
+fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 impl<'c, T: Scalar> Session<'c, T> {
@@ -260,6 +272,8 @@ impl<'c, T: Scalar> Session<'c, T> {
             values: Array2::zeros((0, 0)),
             update_sq: Vec::new(),
             grad_sums: Vec::new(),
+            grad_buf: Vec::new(),
+            slot_buf: Vec::new(),
             config,
         })
     }
@@ -475,8 +489,10 @@ impl<'c, T: Scalar> Session<'c, T> {
     /// Clip, then the optimiser step; at probe steps also the update ratios.
     fn update(&mut self, record: &mut RunRecord, probe: bool) {
         if let Some(c) = &self.config.training.clip {
-            let mut grads: Vec<&mut [T]> = self.net.params_mut().filter_map(|p| p.grad.as_slice_mut()).collect();
+            let mut grads: Vec<&mut [T]> = recycle(std::mem::take(&mut self.grad_buf));
+            grads.extend(self.net.params_mut().filter_map(|p| p.grad.as_slice_mut()));
             let (before, after) = clip(c, &mut grads);
+            self.grad_buf = recycle(grads);
             if after < before || after != before {
                 record.clipped_steps += 1;
             }
@@ -486,17 +502,15 @@ impl<'c, T: Scalar> Session<'c, T> {
                 }
             }
         }
-        let mut slots: Vec<ParamSlot<'_, T>> = self
-            .net
-            .params_mut()
-            .filter_map(|p| {
-                let grad = p.grad.as_slice()?;
-                let value = p.value.as_slice_mut()?;
-                Some(ParamSlot { value, grad })
-            })
-            .collect();
+        let mut slots: Vec<ParamSlot<'_, T>> = recycle(std::mem::take(&mut self.slot_buf));
+        slots.extend(self.net.params_mut().filter_map(|p| {
+            let grad = p.grad.as_slice()?;
+            let value = p.value.as_slice_mut()?;
+            Some(ParamSlot { value, grad })
+        }));
         if !probe {
             self.optimizer.step(&mut slots);
+            self.slot_buf = recycle(slots);
             return;
         }
         // Parameter arrays are row-major by construction, so there is one slot per parameter
@@ -505,7 +519,7 @@ impl<'c, T: Scalar> Session<'c, T> {
         self.update_sq.clear();
         self.update_sq.resize(slots.len(), f64::NAN);
         self.optimizer.step_measured(&mut slots, &mut self.update_sq);
-        drop(slots);
+        self.slot_buf = recycle(slots);
         if !complete {
             return;
         }
