@@ -476,21 +476,26 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
                     let hn_t = &mut flat_mut(hn)[r0 * h..r1 * h];
                     for i in 0..b {
                         let row = &mut g[i * gh..(i + 1) * gh];
-                        let (gr, rest) = row.split_at_mut(h);
-                        let (gz, gn) = rest.split_at_mut(h);
                         let hwr = &hw[i * gh..(i + 1) * gh];
-                        let (hw_r, hw_z, hw_n) = (&hwr[..h], &hwr[h..2 * h], &hwr[2 * h..]);
+                        // r = s(x_r + hw_r), z = s(x_z + hw_z) over the contiguous [r z] block
+                        // (slice loops, which vectorise).
+                        for (v, &w) in row[..2 * h].iter_mut().zip(&hwr[..2 * h]) {
+                            *v = sigmoid(*v + w);
+                        }
+                        let (rz, gn) = row.split_at_mut(2 * h);
+                        let (gr, gz) = rz.split_at(h);
+                        let hw_n = &hwr[2 * h..];
                         let hp = &h_prev[i * h..(i + 1) * h];
                         let hnr = &mut hn_t[i * h..(i + 1) * h];
                         let ht = &mut h_t[i * h..(i + 1) * h];
-                        for j in 0..h {
-                            // r = s(x_r + hw_r), z = s(x_z + hw_z), n = tanh(x_n + r (W_hn h + b_hn)).
-                            let r = sigmoid(gr[j] + hw_r[j]);
-                            let z = sigmoid(gz[j] + hw_z[j]);
-                            let n = tanh(gn[j] + r * hw_n[j]);
-                            (gr[j], gz[j], gn[j], hnr[j]) = (r, z, n, hw_n[j]);
-                            // h_t = (1 - z) n + z h_{t-1}
-                            ht[j] = (one - z) * n + z * hp[j];
+                        hnr.copy_from_slice(hw_n);
+                        for ((((n, ht), &r), &z), (&hwn, &hpj)) in
+                            gn.iter_mut().zip(ht.iter_mut()).zip(gr).zip(gz).zip(hw_n.iter().zip(hp))
+                        {
+                            // n = tanh(x_n + r (W_hn h + b_hn)),  h_t = (1 - z) n + z h_{t-1}
+                            let nv = tanh(*n + r * hwn);
+                            *n = nv;
+                            *ht = (one - z) * nv + z * hpj;
                         }
                     }
                 }
@@ -607,17 +612,22 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
                         let (hz_, hn_) = rest.split_at_mut(h);
                         let (hp, hnr) = (&h_prev[i * h..(i + 1) * h], &hn_t[i * h..(i + 1) * h]);
                         let (dhr, dpr) = (&dhv[i * h..(i + 1) * h], &mut dhp[i * h..(i + 1) * h]);
-                        for j in 0..h {
-                            let (r, z, n, dhj) = (gr[j], gz[j], gn[j], dhr[j]);
+                        // Zipped slices (no indexing), so that the loop vectorises.
+                        let fwd = gr.iter().zip(gz).zip(gn).zip(hp).zip(hnr).zip(dhr);
+                        let out = dr_.iter_mut().zip(dz_.iter_mut()).zip(dn_.iter_mut());
+                        let out_hh = hr_.iter_mut().zip(hz_.iter_mut()).zip(hn_.iter_mut()).zip(dpr.iter_mut());
+                        for (((((((&r, &z), &n), &hpj), &hnj), &dhj), ((dr_, dz_), dn_)), (((hr_, hz_), hn_), dpr)) in
+                            fwd.zip(out).zip(out_hh)
+                        {
                             // dn = dh (1-z)(1-n^2), dz = dh (h_{t-1} - n) z(1-z),
                             // dr = dn (W_hn h + b_hn) r(1-r); the W_hn side of n sees dn r.
                             let dn = dhj * (one - z) * (one - n * n);
-                            let dz = dhj * (hp[j] - n) * z * (one - z);
-                            let dr = dn * hnr[j] * r * (one - r);
-                            (dr_[j], dz_[j], dn_[j]) = (dr, dz, dn);
-                            (hr_[j], hz_[j], hn_[j]) = (dr, dz, dn * r);
+                            let dz = dhj * (hpj - n) * z * (one - z);
+                            let dr = dn * hnj * r * (one - r);
+                            (*dr_, *dz_, *dn_) = (dr, dz, dn);
+                            (*hr_, *hz_, *hn_) = (dr, dz, dn * r);
                             // The direct path h_{t-1} -> h_t through z.
-                            dpr[j] = dhj * z;
+                            *dpr = dhj * z;
                         }
                     }
                 }
