@@ -28,7 +28,8 @@
 //!
 //! Probes: `||dL/dh_t||` (the total gradient at every step, over the whole batch), saturation of
 //! the vanilla activation or of each gate, and the spectral norm / spectral radius of each
-//! recurrent block of `W_hh`.
+//! recurrent block of `W_hh` (at the probe steps `train::spectra_at` picks; see
+//! [`Layer::measure_spectra`]).
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayView2, Zip};
