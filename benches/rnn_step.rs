@@ -18,8 +18,10 @@
 //!
 //! Modes, timed in interleaved blocks:
 //! - `instrumented`: probes every step: `||dL/dh_t||` for every t, every parameter's gradient
-//!   statistics, the engine's per-layer statistics, gate means/saturations and the spectra of
-//!   the recurrent blocks of `W_hh` (a superset of PyTorch's `unrolled_item`/`unrolled_stacked`).
+//!   statistics, the engine's per-layer statistics, gate means/saturations (a superset of
+//!   PyTorch's `unrolled_item`/`unrolled_stacked`), and the spectra of the recurrent blocks of
+//!   `W_hh` on the engine's schedule for a `--run-steps` run probed every step (default 1000:
+//!   every 20th step; `--run-steps 50` computes them at every step).
 //! - `plain`: no probes.
 //!
 //! Timing as `mlp_step.rs`: a block is timed after a warm-up, with enough steps to take
@@ -75,6 +77,11 @@ struct Args {
     modes: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Steps of the run the bench steps through, probed every step. Only the engine's spectra
+    /// schedule depends on it (`train::spectra_at`): 1000 steps probed every step compute the
+    /// spectra of `W_hh` at every 20th step; 50 or fewer, at every step.
+    #[arg(long, default_value_t = 1000)]
+    run_steps: usize,
     /// Also append the JSON lines to this file.
     #[arg(long)]
     out: Option<String>,
@@ -134,7 +141,7 @@ impl Config {
         kind.gates() * self.hidden
     }
 
-    fn run_config(&self, kind: CellKind, seed: u64) -> RunConfig {
+    fn run_config(&self, kind: CellKind, seed: u64, run_steps: usize) -> RunConfig {
         let h = self.hidden;
         let limit = 1.0 / (h as f64).sqrt();
         // nn.RNN / nn.LSTM / nn.GRU: every parameter U(-1/sqrt(H), 1/sqrt(H)).
@@ -166,7 +173,7 @@ impl Config {
             network: NetworkConfig { input_dim: IN_DIM, layers: vec![rnn, head] },
             data: data(self.batch, self.seq, seed),
             training: TrainConfig {
-                steps: usize::MAX,
+                steps: run_steps,
                 batch_size: self.batch,
                 loss: LossKind::Mse,
                 optimizer: OptimizerConfig::Sgd { lr: self.lr, momentum: 0.0, dampening: 0.0, nesterov: false },
@@ -372,7 +379,7 @@ struct Line<'a> {
 }
 
 fn bench(args: &Args, config: Config, kind: CellKind) {
-    let run = config.run_config(kind, args.seed);
+    let run = config.run_config(kind, args.seed, args.run_steps);
     let wanted: Vec<&str> = args.modes.split(',').filter(|m| !m.is_empty()).collect();
     let mut modes: Vec<Mode<'_>> = [("plain", false), ("instrumented", true)]
         .into_iter()

@@ -186,10 +186,13 @@ pub struct LayerStats {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recurrent_grad_norm: Option<Vec<Option<f64>>>,
     /// Recurrent layers: largest singular value of each recurrent block of W_hh (`hh` for a
-    /// vanilla cell, the gate name otherwise), per probe step.
+    /// vanilla cell, the gate name otherwise), per probe step. Computed at every probe of a run
+    /// with at most 50 probes, otherwise at step 0, the last step and every k-th probe
+    /// (k = ceil(probes / 50)); null at the other probe steps.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub spectral_norm: BTreeMap<String, Vec<Option<f64>>>,
-    /// Recurrent layers: spectral radius of each recurrent block, per probe step.
+    /// Recurrent layers: spectral radius of each recurrent block, per probe step (null where
+    /// `spectral_norm` is).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub spectral_radius: BTreeMap<String, Vec<Option<f64>>>,
     /// Gated cells: mean activation of each gate, per probe step.
@@ -414,8 +417,20 @@ fn layer_stats(name: &str, s: &LayerSeries, keep: &[usize]) -> LayerStats {
         gate_saturation: BTreeMap::new(),
         non_finite: NonFiniteCounts::default(),
     };
+    // Probes that did not compute the spectra (`train::spectra_at`) hold null for every block.
+    let blocks: Vec<&str> = s
+        .recurrent
+        .iter()
+        .find(|r| !r.spectra.is_empty())
+        .map_or(Vec::new(), |r| r.spectra.iter().map(|sp| sp.block).collect());
     for &i in keep {
         let Some(rec) = s.recurrent.get(i) else { continue };
+        if rec.spectra.is_empty() {
+            for block in &blocks {
+                out.spectral_norm.entry(block.to_string()).or_default().push(None);
+                out.spectral_radius.entry(block.to_string()).or_default().push(None);
+            }
+        }
         for sp in &rec.spectra {
             out.spectral_norm.entry(sp.block.to_string()).or_default().push(finite(sp.sigma_max, &mut counts));
             out.spectral_radius.entry(sp.block.to_string()).or_default().push(finite(sp.spectral_radius, &mut counts));
@@ -552,6 +567,22 @@ mod tests {
                 assert!(k.windows(2).all(|w| w[0] < w[1]));
             }
         }
+    }
+
+    /// A probe without spectra (`train::spectra_at`) is null in every block's series, not a gap
+    /// that would shift the later values onto the wrong steps.
+    #[test]
+    fn probes_without_spectra_are_null() {
+        use crate::engine::layers::{RecurrentStats, Spectrum};
+        let with = |v: f64| RecurrentStats {
+            spectra: vec![Spectrum { block: "i", sigma_max: v, spectral_radius: v / 2.0 }],
+            ..RecurrentStats::default()
+        };
+        let series =
+            LayerSeries { recurrent: vec![with(2.0), RecurrentStats::default(), with(4.0)], ..Default::default() };
+        let out = layer_stats("rnn_0", &series, &[0, 1, 2]);
+        assert_eq!(out.spectral_norm["i"], vec![Some(2.0), None, Some(4.0)]);
+        assert_eq!(out.spectral_radius["i"], vec![Some(1.0), None, Some(2.0)]);
     }
 
     #[test]

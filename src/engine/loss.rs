@@ -12,7 +12,7 @@
 use ndarray::Array2;
 
 use super::config::{Activation, LossKind};
-use super::layers::ensure_shape;
+use super::layers::{ensure_shape, rows, rows_mut, values, values_mut};
 use super::Scalar;
 
 /// The targets of one batch.
@@ -59,28 +59,31 @@ pub fn loss_and_grad<T: Scalar>(
     let mut total = 0.0f64;
     match kind {
         LossKind::CrossEntropy => {
+            // Per row: m = max_j z_j, e_j = e^(z_j - m), lse = m + ln(sum_j e_j), and
+            // softmax p_j = e_j / sum_j e_j = e^(z_j - lse). Row slices, one branchless exp per
+            // logit (it vectorises), written into dz and turned into (p - t) / B in place.
             let inv_b = T::of(1.0 / b.max(1) as f64);
-            for i in 0..b {
-                let row = z.row(i);
+            let zs = values(z);
+            for (i, (row, drow)) in rows(&zs, k).zip(rows_mut(values_mut(dz), k)).enumerate() {
                 let m = row.iter().copied().fold(T::neg_infinity(), T::max);
-                let sum: T = row.iter().map(|&v| (v - m).exp()).sum();
+                for (e, &v) in drow.iter_mut().zip(row) {
+                    *e = (v - m).exp_branchless();
+                }
+                let sum: T = drow.iter().copied().sum();
                 let lse = m + sum.ln();
-                let y = match targets {
-                    BatchTargets::Classes(l) => l.get(i).copied().unwrap_or(0),
+                let label = match targets {
+                    BatchTargets::Classes(l) => Some(l.get(i).copied().unwrap_or(0)),
                     // Soft targets: cross-entropy against a distribution.
-                    BatchTargets::Values(_) => usize::MAX,
+                    BatchTargets::Values(_) => None,
                 };
-                for j in 0..k {
-                    let p = (row[j] - lse).exp();
-                    let t = if y == usize::MAX {
-                        target(i, j)
-                    } else if y == j {
-                        T::one()
-                    } else {
-                        T::zero()
+                for (j, (d, &v)) in drow.iter_mut().zip(row).enumerate() {
+                    let t = match label {
+                        Some(y) if y == j => T::one(),
+                        Some(_) => T::zero(),
+                        None => target(i, j),
                     };
-                    total -= t.f64() * (row[j] - lse).f64();
-                    dz[(i, j)] = (p - t) * inv_b;
+                    total -= t.f64() * (v - lse).f64();
+                    *d = (*d / sum - t) * inv_b;
                 }
             }
             total /= b.max(1) as f64;

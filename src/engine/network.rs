@@ -199,6 +199,15 @@ impl<T: Scalar> Network<T> {
         }
     }
 
+    /// See [`Layer::measure_spectra`].
+    pub fn measure_spectra(&mut self, on: bool) {
+        for node in &mut self.nodes {
+            if let Node::Layer(l) = node {
+                l.measure_spectra(on);
+            }
+        }
+    }
+
     /// Total learnable scalars.
     pub fn num_params(&self) -> usize {
         self.params().map(|(_, p)| p.len()).sum()

@@ -27,7 +27,7 @@
 //! operation. Results therefore agree with torch to a few ulps per step, not bit for bit.
 
 use super::config::{ClipConfig, OptimizerConfig};
-use super::scalar::{sum_sq, Scalar};
+use super::scalar::{diff_sq, sum_sq, Scalar};
 
 /// One parameter tensor as the optimiser sees it: contiguous values and their gradient, same
 /// length.
@@ -52,6 +52,62 @@ struct SlotState<T> {
     second: Vec<T>,
     /// RMSprop `grad_avg` (centered only), Adam `max_exp_avg_sq` (amsgrad only).
     third: Vec<T>,
+}
+
+/// Elements per block of [`Optimizer::step_measured`]: the block's old values (4 or 8 KiB) stay in
+/// L1 until the block's change is summed.
+pub const MEASURE_BLOCK: usize = 1024;
+
+/// The state buffers of a range of one slot's elements; a buffer whose variant is off is empty.
+struct StateParts<'a, T> {
+    first: &'a mut [T],
+    second: &'a mut [T],
+    third: &'a mut [T],
+}
+
+impl<T> SlotState<T> {
+    /// The elements `range` of every buffer that is on.
+    fn parts(&mut self, range: std::ops::Range<usize>) -> StateParts<'_, T> {
+        fn part<T>(buf: &mut [T], range: std::ops::Range<usize>) -> &mut [T] {
+            if buf.is_empty() {
+                buf
+            } else {
+                buf.get_mut(range).unwrap_or_default()
+            }
+        }
+        StateParts {
+            first: part(&mut self.first, range.clone()),
+            second: part(&mut self.second, range.clone()),
+            third: part(&mut self.third, range),
+        }
+    }
+}
+
+/// Applies an elementwise update `rule(values, grads, state)` to one slot: in one call, or, when
+/// `measure` is given, block by block, summing the squared change of each block into it.
+fn update_slot<T: Scalar>(
+    slot: &mut ParamSlot<'_, T>,
+    st: &mut SlotState<T>,
+    measure: Option<&mut f64>,
+    rule: impl Fn(&mut [T], &[T], StateParts<'_, T>),
+) {
+    let n = slot.value.len();
+    let Some(total) = measure else {
+        rule(slot.value, slot.grad, st.parts(0..n));
+        return;
+    };
+    *total = 0.0;
+    let mut before = [T::zero(); MEASURE_BLOCK];
+    for start in (0..n).step_by(MEASURE_BLOCK) {
+        let range = start..(start + MEASURE_BLOCK).min(n);
+        let old = &mut before[..range.len()];
+        let (Some(value), Some(grad)) = (slot.value.get_mut(range.clone()), slot.grad.get(range.clone())) else {
+            continue;
+        };
+        old.copy_from_slice(value);
+        rule(value, grad, st.parts(range));
+        *total += diff_sq(value, old);
+    }
 }
 
 /// A PyTorch-compatible optimiser over a fixed list of parameter slots.
@@ -86,6 +142,20 @@ impl<T: Scalar> Optimizer<T> {
     /// panic; release builds start a fresh state for the new layout (as a new torch optimiser
     /// would) rather than index out of bounds.
     pub fn step(&mut self, params: &mut [ParamSlot<'_, T>]) {
+        self.step_with(params, None);
+    }
+
+    /// [`Optimizer::step`], also setting `update_sq[i]` to the squared L2 norm of the change it
+    /// made to slot `i`, `sum (p_after - p_before)^2` (summed as probe statistics are, see
+    /// `scalar::diff_sq`; entries beyond `params.len()` are left alone). The slots are updated in blocks of [`MEASURE_BLOCK`] elements whose old
+    /// values are kept in a stack buffer, so measuring needs no copy of the parameters and reads
+    /// them while they are in L1. The update rules are elementwise, so the result is the same as
+    /// [`Optimizer::step`]'s.
+    pub fn step_measured(&mut self, params: &mut [ParamSlot<'_, T>], update_sq: &mut [f64]) {
+        self.step_with(params, Some(update_sq));
+    }
+
+    fn step_with(&mut self, params: &mut [ParamSlot<'_, T>], update_sq: Option<&mut [f64]>) {
         if !self.layout_matches(params) {
             debug_assert!(!self.ready, "optimizer slot layout changed between steps");
             self.init_state(params);
@@ -100,6 +170,12 @@ impl<T: Scalar> Optimizer<T> {
         let wd = self.weight_decay;
         let l2 = (wd != 0.0).then(|| T::of(wd));
 
+        // Slot `i` with its state and where its measured change goes.
+        let mut measures = update_sq.map(|u| u.iter_mut());
+        let mut slots = params.iter_mut().zip(self.slots.iter_mut()).map(move |(slot, st)| {
+            let measure = measures.as_mut().and_then(Iterator::next);
+            (slot, st, measure)
+        });
         match self.config {
             OptimizerConfig::Sgd { lr, momentum, dampening, nesterov } => {
                 let h = SgdScalars {
@@ -110,8 +186,8 @@ impl<T: Scalar> Optimizer<T> {
                     first_step,
                     l2,
                 };
-                for (slot, st) in params.iter_mut().zip(self.slots.iter_mut()) {
-                    sgd_update(&h, slot.value, slot.grad, &mut st.first);
+                for (slot, st, measure) in &mut slots {
+                    update_slot(slot, st, measure, |p, g, st| sgd_update(&h, p, g, st.first));
                 }
             }
             OptimizerConfig::Rmsprop { lr, alpha, eps, momentum, centered: _ } => {
@@ -123,22 +199,22 @@ impl<T: Scalar> Optimizer<T> {
                     momentum: T::of(momentum),
                     l2,
                 };
-                for (slot, st) in params.iter_mut().zip(self.slots.iter_mut()) {
-                    rmsprop_update(&h, slot.value, slot.grad, st);
+                for (slot, st, measure) in &mut slots {
+                    update_slot(slot, st, measure, |p, g, st| rmsprop_update(&h, p, g, st));
                 }
             }
             OptimizerConfig::Adagrad { lr, lr_decay, eps, initial_accumulator_value: _ } => {
                 // clr = lr / (1 + (step - 1) * lr_decay), a Python float in torch.
                 let clr = lr / (1.0 + (step - 1.0) * lr_decay);
                 let h = AdagradScalars { neg_clr: T::of(-clr), eps: T::of(eps), l2 };
-                for (slot, st) in params.iter_mut().zip(self.slots.iter_mut()) {
-                    adagrad_update(&h, slot.value, slot.grad, &mut st.second);
+                for (slot, st, measure) in &mut slots {
+                    update_slot(slot, st, measure, |p, g, st| adagrad_update(&h, p, g, st.second));
                 }
             }
             OptimizerConfig::Adam { lr, beta1, beta2, eps, amsgrad: _ } => {
                 let h = AdamScalars::new(lr, beta1, beta2, eps, step, l2, None);
-                for (slot, st) in params.iter_mut().zip(self.slots.iter_mut()) {
-                    adam_update(&h, slot.value, slot.grad, st);
+                for (slot, st, measure) in &mut slots {
+                    update_slot(slot, st, measure, |p, g, st| adam_update(&h, p, g, st));
                 }
             }
             OptimizerConfig::AdamW { lr, beta1, beta2, eps, amsgrad: _ } => {
@@ -147,8 +223,8 @@ impl<T: Scalar> Optimizer<T> {
                 // exactly 1.0, which is the same.)
                 let decay = (wd != 0.0).then(|| T::of(1.0 - lr * wd));
                 let h = AdamScalars::new(lr, beta1, beta2, eps, step, None, decay);
-                for (slot, st) in params.iter_mut().zip(self.slots.iter_mut()) {
-                    adam_update(&h, slot.value, slot.grad, st);
+                for (slot, st, measure) in &mut slots {
+                    update_slot(slot, st, measure, |p, g, st| adam_update(&h, p, g, st));
                 }
             }
         }
@@ -319,7 +395,7 @@ struct RmspropScalars<T> {
 /// else:
 ///     p = p + (-lr) * g / avg                            (addcdiv_(g, avg, value=-lr))
 /// ```
-fn rmsprop_update<T: Scalar>(h: &RmspropScalars<T>, value: &mut [T], grad: &[T], st: &mut SlotState<T>) {
+fn rmsprop_update<T: Scalar>(h: &RmspropScalars<T>, value: &mut [T], grad: &[T], st: StateParts<'_, T>) {
     debug_assert_eq!(value.len(), grad.len(), "parameter and gradient lengths differ");
     // Empty buffers (variant off) yield None for every element.
     let mut momentum_bufs = st.first.iter_mut();
@@ -418,7 +494,7 @@ impl<T: Scalar> AdamScalars<T> {
 /// denom = sqrt(v) / sqrt(1 - beta2^t) + eps      (eps after the bias-corrected sqrt)
 /// p = p + (-lr / (1 - beta1^t)) * m / denom      (addcdiv_(m, denom, value=-step_size))
 /// ```
-fn adam_update<T: Scalar>(h: &AdamScalars<T>, value: &mut [T], grad: &[T], st: &mut SlotState<T>) {
+fn adam_update<T: Scalar>(h: &AdamScalars<T>, value: &mut [T], grad: &[T], st: StateParts<'_, T>) {
     debug_assert_eq!(value.len(), grad.len(), "parameter and gradient lengths differ");
     // Empty without amsgrad: None for every element.
     let mut max_sqs = st.third.iter_mut();
@@ -752,6 +828,44 @@ mod tests {
             assert_eq!(snapshot(&opt), before, "{config:?}");
             assert_eq!(opt.steps_taken(), 6);
             assert_eq!(opt.slots.len(), 2);
+        }
+    }
+
+    /// Measuring the update (block by block, across block boundaries) changes nothing and
+    /// reports exactly the squared change, for every rule and its stateful variants.
+    #[test]
+    fn step_measured_matches_step_and_measures_the_change() {
+        let configs = [
+            sgd(0.1, 0.0, 0.0, false),
+            sgd(0.1, 0.9, 0.1, true),
+            OptimizerConfig::Rmsprop { lr: 0.01, alpha: 0.99, eps: 1e-8, momentum: 0.5, centered: true },
+            OptimizerConfig::Adagrad { lr: 0.1, lr_decay: 0.01, eps: 1e-10, initial_accumulator_value: 0.1 },
+            adam(0.01, true),
+            adamw(0.01, false),
+        ];
+        let lens = [MEASURE_BLOCK * 2 + 37, 5];
+        let init = |n: usize, k: f32| (0..n).map(|i| (i as f32 * 0.37 + k).sin()).collect::<Vec<f32>>();
+        for config in configs {
+            let (mut plain, mut measured) = (Optimizer::<f32>::new(config, 0.01), Optimizer::<f32>::new(config, 0.01));
+            let mut a: Vec<Vec<f32>> = lens.iter().map(|&n| init(n, 0.0)).collect();
+            let mut b = a.clone();
+            for step in 0..3 {
+                let grads: Vec<Vec<f32>> = lens.iter().map(|&n| init(n, 1.0 + step as f32)).collect();
+                let before = b.clone();
+                let mut slots: Vec<ParamSlot<'_, f32>> =
+                    a.iter_mut().zip(&grads).map(|(p, g)| ParamSlot { value: p, grad: g }).collect();
+                plain.step(&mut slots);
+                let mut slots: Vec<ParamSlot<'_, f32>> =
+                    b.iter_mut().zip(&grads).map(|(p, g)| ParamSlot { value: p, grad: g }).collect();
+                let mut update_sq = [0.0; 2];
+                measured.step_measured(&mut slots, &mut update_sq);
+                assert_eq!(a, b, "{config:?}");
+                for ((after, before), sq) in b.iter().zip(&before).zip(update_sq) {
+                    let want: f64 = after.iter().zip(before).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+                    // Summed in f32 blocks, as probe statistics are (scalar::diff_sq).
+                    assert_close(sq, want, 1e-5);
+                }
+            }
         }
     }
 

@@ -22,7 +22,7 @@ use super::layers::Ctx;
 use super::loss::{loss_and_grad, BatchTargets, LossValue};
 use super::network::{LayerInfo, Network};
 use super::optim::{clip, Optimizer, ParamSlot};
-use super::probe::{diff_norm, log_histogram, mean_std, norm, LayerSeries, NonFinite};
+use super::probe::{log_histogram, mean_std, norm, LayerSeries, NonFinite};
 use super::rng::{rng, Rng, Stream};
 use super::scalar::sum_sq_max;
 use super::{EngineError, Result, Scalar};
@@ -144,6 +144,23 @@ pub struct RunRecord {
     pub baseline_loss: Option<f64>,
 }
 
+/// Most probe steps of a run at which recurrent layers compute the spectra of `W_hh`, besides
+/// step 0 and the last step (see [`spectra_at`]).
+pub const MAX_SPECTRA: usize = 50;
+
+/// Whether the probe at `step` computes the spectra of every recurrent `W_hh` block (an SVD and
+/// a real Schur decomposition each, O(H^3): at H 64 about as long as a probed vanilla step). A run
+/// computes them at step 0, at the last step, and at every k-th probe of its schedule (steps that
+/// are multiples of `k * every`), with k = ceil(probes / [`MAX_SPECTRA`]): at every probe of a run
+/// with at most 50 probes, and at no more than 51 probes of any run. At the other probe steps the
+/// spectra are absent (null in the report's `spectral_norm` / `spectral_radius` series).
+pub fn spectra_at(step: usize, total_steps: usize, every: usize) -> bool {
+    let every = every.max(1);
+    let probes = total_steps.div_ceil(every);
+    let k = probes.div_ceil(MAX_SPECTRA).max(1);
+    step == 0 || step + 1 == total_steps || step % (k.saturating_mul(every)) == 0
+}
+
 /// Samples used for the end-of-run training-set evaluation.
 pub const FINAL_EVAL_SAMPLES: usize = 4096;
 
@@ -198,11 +215,23 @@ pub struct Session<'c, T> {
     seq_len: usize,
     labels: Vec<usize>,
     values: Array2<T>,
-    /// Weights before the update, at probe steps (reused).
-    before: Vec<Array2<T>>,
+    /// Squared change of every parameter at the last probed update (reused).
+    update_sq: Vec<f64>,
     /// `(sum g^2, max |g|)` of every parameter's gradient in [`Network::params`] order, from the
     /// last backward pass: the global norm and the probes' gradient statistics share this pass.
     grad_sums: Vec<(f64, f64)>,
+    /// Allocations of the per-step lists of gradient slices (clipping) and parameter slots (the
+    /// update), kept empty between steps and reused through [`recycle`]: no allocation per step.
+    grad_buf: Vec<&'c mut [T]>,
+    slot_buf: Vec<ParamSlot<'c, T>>,
+}
+
+/// `v` emptied and retyped (for another lifetime of the borrows it holds), keeping its
+/// allocation: `Vec`'s in-place `collect` reuses the buffer when the element types have the same
+/// size and alignment, as they do here (`tests/engine_alloc.rs` checks that no step allocates).
+fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 impl<'c, T: Scalar> Session<'c, T> {
@@ -241,8 +270,10 @@ impl<'c, T: Scalar> Session<'c, T> {
             seq_len,
             labels: Vec::new(),
             values: Array2::zeros((0, 0)),
-            before: Vec::new(),
+            update_sq: Vec::new(),
             grad_sums: Vec::new(),
+            grad_buf: Vec::new(),
+            slot_buf: Vec::new(),
             config,
         })
     }
@@ -340,6 +371,8 @@ impl<'c, T: Scalar> Session<'c, T> {
     /// Forward, loss, backward on the batch in the buffers; records a probe when `probe`, and
     /// ends the run (in `record.end`) on non-finite values.
     fn forward_backward(&mut self, record: &mut RunRecord, step: usize, probe: bool) -> Result<LossValue> {
+        let (total, every) = (self.config.training.steps, self.config.probes.every);
+        self.net.measure_spectra(probe && spectra_at(step, total, every));
         let mut ctx = Ctx {
             training: true,
             dropout: self.dropout,
@@ -456,8 +489,10 @@ impl<'c, T: Scalar> Session<'c, T> {
     /// Clip, then the optimiser step; at probe steps also the update ratios.
     fn update(&mut self, record: &mut RunRecord, probe: bool) {
         if let Some(c) = &self.config.training.clip {
-            let mut grads: Vec<&mut [T]> = self.net.params_mut().filter_map(|p| p.grad.as_slice_mut()).collect();
+            let mut grads: Vec<&mut [T]> = recycle(std::mem::take(&mut self.grad_buf));
+            grads.extend(self.net.params_mut().filter_map(|p| p.grad.as_slice_mut()));
             let (before, after) = clip(c, &mut grads);
+            self.grad_buf = recycle(grads);
             if after < before || after != before {
                 record.clipped_steps += 1;
             }
@@ -467,34 +502,36 @@ impl<'c, T: Scalar> Session<'c, T> {
                 }
             }
         }
-        if probe {
-            self.before.resize_with(record.layers.len(), || Array2::zeros((0, 0)));
-            for (buf, info) in self.before.iter_mut().zip(self.net.layers()) {
-                if let Some(w) = self.net.layer(info).and_then(|l| l.params().first()) {
-                    buf.clone_from(&w.value);
-                }
-            }
+        let mut slots: Vec<ParamSlot<'_, T>> = recycle(std::mem::take(&mut self.slot_buf));
+        slots.extend(self.net.params_mut().filter_map(|p| {
+            let grad = p.grad.as_slice()?;
+            let value = p.value.as_slice_mut()?;
+            Some(ParamSlot { value, grad })
+        }));
+        if !probe {
+            self.optimizer.step(&mut slots);
+            self.slot_buf = recycle(slots);
+            return;
         }
-        let mut slots: Vec<ParamSlot<'_, T>> = self
-            .net
-            .params_mut()
-            .filter_map(|p| {
-                let grad = p.grad.as_slice()?;
-                let value = p.value.as_slice_mut()?;
-                Some(ParamSlot { value, grad })
-            })
-            .collect();
-        self.optimizer.step(&mut slots);
-        drop(slots);
-        if probe {
-            for ((series, info), before) in record.layer_stats.iter_mut().zip(self.net.layers()).zip(&self.before) {
-                if let Some(w) = self.net.layer(info).and_then(|l| l.params().first()) {
-                    // The weight norm before the step was recorded by this step's probe.
-                    let norm = series.weight_norm.last().copied().flatten().unwrap_or_else(|| norm(before));
-                    if let Some(last) = series.update_ratio.last_mut() {
-                        *last = Some(diff_norm(&w.value, before) / norm);
-                    }
-                }
+        // Parameter arrays are row-major by construction, so there is one slot per parameter
+        // in `Network::params` order; were one missing, the ratios would be left out.
+        let complete = slots.len() == self.grad_sums.len();
+        self.update_sq.clear();
+        self.update_sq.resize(slots.len(), f64::NAN);
+        self.optimizer.step_measured(&mut slots, &mut self.update_sq);
+        self.slot_buf = recycle(slots);
+        if !complete {
+            return;
+        }
+        let mut update_sq = self.update_sq.as_slice();
+        for (series, info) in record.layer_stats.iter_mut().zip(self.net.layers()) {
+            let n = self.net.layer(info).map_or(0, |l| l.params().len());
+            let (own, rest) = update_sq.split_at(n.min(update_sq.len()));
+            update_sq = rest;
+            // The weight (first parameter) norm before the step was recorded by this probe.
+            let ratio = own.first().zip(series.weight_norm.last().copied().flatten()).map(|(sq, w)| sq.sqrt() / w);
+            if let Some(last) = series.update_ratio.last_mut() {
+                *last = ratio;
             }
         }
     }
@@ -611,5 +648,31 @@ pub fn chance_loss(kind: LossKind, classes: usize) -> Option<f64> {
     match kind {
         LossKind::CrossEntropy if classes > 1 => Some((classes as f64).ln()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{spectra_at, MAX_SPECTRA};
+
+    /// Spectra at step 0, the last step and a regular subset of the probes: every probe of a
+    /// short run, at most `MAX_SPECTRA + 1` probes of a long one.
+    #[test]
+    fn spectra_schedule_is_bounded_and_keeps_the_ends() {
+        for (total, every) in [(0, 1), (1, 1), (30, 1), (50, 1), (51, 1), (1000, 1), (2000, 10), (100_000, 7)] {
+            let probes: Vec<usize> = (0..total).filter(|s| s % every == 0 || s + 1 == total).collect();
+            let with: Vec<usize> = probes.iter().copied().filter(|&s| spectra_at(s, total, every)).collect();
+            assert!(with.len() <= MAX_SPECTRA + 1, "{total} {every}: {}", with.len());
+            if total > 0 {
+                assert_eq!((with.first(), with.last()), (Some(&0), Some(&(total - 1))));
+            }
+            if probes.len() <= MAX_SPECTRA {
+                assert_eq!(with, probes);
+            }
+        }
+        // 1000 steps probed every step: every 20th.
+        assert_eq!((0..1000).filter(|&s| spectra_at(s, 1000, 1)).count(), 51);
+        assert!(spectra_at(980, 1000, 1) && !spectra_at(981, 1000, 1));
+        assert!(spectra_at(0, 0, 1));
     }
 }

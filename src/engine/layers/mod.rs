@@ -155,6 +155,9 @@ pub trait Layer<T: Scalar>: Send {
     /// Gradient checking of truncated BPTT: hold the recurrent state at the truncation point
     /// fixed at its current value in later forward passes (see `layers::rnn`).
     fn freeze_truncated_state(&mut self, _frozen: bool) {}
+    /// Recurrent layers: whether probed forward passes compute the spectra of `W_hh` (an
+    /// O(H^3) decomposition per block; see `train::spectra_at`). On until told otherwise.
+    fn measure_spectra(&mut self, _on: bool) {}
     /// True when the output keeps the time axis (`T * B` rows); only recurrent layers change it.
     fn sequence_out(&self) -> bool {
         true
@@ -203,7 +206,7 @@ macro_rules! specialise {
 /// The elements of `a` in row-major order. The engine only creates row-major (standard layout)
 /// arrays; any other view is copied first, so the elementwise loops below can run over plain
 /// slices, which the compiler vectorises (ndarray's `Zip` over several arrays does not).
-fn values<T: Scalar>(a: &Array2<T>) -> Cow<'_, [T]> {
+pub(crate) fn values<T: Scalar>(a: &Array2<T>) -> Cow<'_, [T]> {
     match a.as_slice() {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(a.iter().copied().collect()),
@@ -211,7 +214,7 @@ fn values<T: Scalar>(a: &Array2<T>) -> Cow<'_, [T]> {
 }
 
 /// [`values`] for an output array, which is first made row-major if it is not.
-fn values_mut<T: Scalar>(a: &mut Array2<T>) -> &mut [T] {
+pub(crate) fn values_mut<T: Scalar>(a: &mut Array2<T>) -> &mut [T] {
     if !a.is_standard_layout() {
         *a = a.as_standard_layout().into_owned();
     }
@@ -220,11 +223,11 @@ fn values_mut<T: Scalar>(a: &mut Array2<T>) -> &mut [T] {
 
 /// Row `r` of a row-major slice with `cols` columns. `chunks_exact(0)` would panic, hence the
 /// `max(1)`: a zero-width array has no elements, so there is nothing to iterate anyway.
-fn rows<T>(values: &[T], cols: usize) -> std::slice::ChunksExact<'_, T> {
+pub(crate) fn rows<T>(values: &[T], cols: usize) -> std::slice::ChunksExact<'_, T> {
     values.chunks_exact(cols.max(1))
 }
 
-fn rows_mut<T>(values: &mut [T], cols: usize) -> std::slice::ChunksExactMut<'_, T> {
+pub(crate) fn rows_mut<T>(values: &mut [T], cols: usize) -> std::slice::ChunksExactMut<'_, T> {
     values.chunks_exact_mut(cols.max(1))
 }
 
@@ -355,21 +358,22 @@ pub(crate) fn unit_stats<T: Scalar>(act: Activation, z: &Array2<T>, y: &Array2<T
     stats
 }
 
-/// Columns of `y` with no positive (or NaN) entry. The rows are scanned in blocks of columns,
-/// contiguously and without allocating.
+/// Columns of `y` with no positive (or NaN) entry: the column maximum, with NaN winning, is at
+/// most zero. The rows are scanned in blocks of columns, contiguously and without allocating;
+/// the maximum is a select, which vectorises.
 fn dead_columns<T: Scalar>(y: &Array2<T>) -> usize {
     const BLOCK: usize = 64;
     let (cols, y) = (y.ncols(), values(y));
     let mut dead = 0;
     for start in (0..cols).step_by(BLOCK) {
         let width = BLOCK.min(cols - start);
-        let mut alive = [false; BLOCK];
+        let mut max = [T::neg_infinity(); BLOCK];
         for row in rows(&y, cols) {
-            for (a, v) in alive.iter_mut().zip(&row[start..start + width]) {
-                *a |= *v > T::zero() || v.is_nan();
+            for (m, &v) in max.iter_mut().zip(&row[start..start + width]) {
+                *m = if v > *m || v.is_nan() { v } else { *m };
             }
         }
-        dead += alive[..width].iter().filter(|a| !**a).count();
+        dead += max[..width].iter().filter(|&&m| m <= T::zero()).count();
     }
     dead
 }
@@ -377,4 +381,23 @@ fn dead_columns<T: Scalar>(y: &Array2<T>) -> usize {
 /// Builds a layer name such as `dense_3`.
 pub fn layer_name(kind: &str, index: usize) -> String {
     format!("{kind}_{index}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Over two column blocks: a column is dead when no entry is positive; a NaN keeps it alive,
+    /// as does a single positive entry in the last row.
+    #[test]
+    fn dead_columns_counts_columns_without_a_positive_or_nan_entry() {
+        let mut y = Array2::from_shape_fn((5, 70), |(i, j)| if j % 3 == 0 { -(i as f32) } else { i as f32 - 1.0 });
+        y[(2, 3)] = f32::NAN;
+        y[(4, 6)] = 1e-30;
+        let want = (0..70).filter(|j| j % 3 == 0).count() - 2;
+        assert_eq!(dead_columns(&y), want);
+        assert_eq!(dead_columns(&Array2::<f64>::zeros((3, 4))), 4);
+        // Transposed: rows 0 and 1 of y hold no positive entry.
+        assert_eq!(dead_columns(&y.t().as_standard_layout().into_owned()), 2);
+    }
 }

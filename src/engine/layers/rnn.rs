@@ -28,7 +28,8 @@
 //!
 //! Probes: `||dL/dh_t||` (the total gradient at every step, over the whole batch), saturation of
 //! the vanilla activation or of each gate, and the spectral norm / spectral radius of each
-//! recurrent block of `W_hh`.
+//! recurrent block of `W_hh` (at the probe steps `train::spectra_at` picks; see
+//! [`Layer::measure_spectra`]).
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayView2, Zip};
@@ -72,7 +73,8 @@ pub struct RecurrentStats {
     pub timestep_grad_norm: Vec<f64>,
     /// Per-gate statistics (gated cells).
     pub gates: Vec<GateStats>,
-    /// Spectra of the recurrent blocks.
+    /// Spectra of the recurrent blocks; empty on a probe that did not compute them (see
+    /// `train::spectra_at`).
     pub spectra: Vec<Spectrum>,
 }
 
@@ -100,6 +102,9 @@ pub struct Rnn<T> {
     hn: Array2<T>,
     /// GRU per-step scratch: `h_{t-1} W_hh^T + b_hh`, (B, G*H).
     hw: Array2<T>,
+    /// `W_hh^T` (H, G*H), row-major, copied once per forward pass: the per-step products read
+    /// it contiguously (packing the transposed view for every step gathers with stride H).
+    w_hh_t: Array2<T>,
     /// Pre-activation gradients, input side (T*B, G*H), and recurrent side (GRU only differs).
     dg: Array2<T>,
     dg_hh: Array2<T>,
@@ -113,6 +118,8 @@ pub struct Rnn<T> {
     /// function whose exact gradient truncated BPTT computes, so finite differences can check it.
     captured: (Array2<T>, Array2<T>),
     frozen: bool,
+    /// Probed passes compute the spectra of `W_hh` (otherwise `recurrent.spectra` is empty).
+    spectra: bool,
 }
 
 impl<T: Scalar> Rnn<T> {
@@ -163,6 +170,7 @@ impl<T: Scalar> Rnn<T> {
             gates: Array2::zeros((0, 0)),
             hn: Array2::zeros((0, 0)),
             hw: Array2::zeros((0, 0)),
+            w_hh_t: Array2::zeros((0, 0)),
             dg: Array2::zeros((0, 0)),
             dg_hh: Array2::zeros((0, 0)),
             dh: Array2::zeros((0, 0)),
@@ -172,6 +180,7 @@ impl<T: Scalar> Rnn<T> {
             recurrent: RecurrentStats::default(),
             captured: (Array2::zeros((0, 0)), Array2::zeros((0, 0))),
             frozen: false,
+            spectra: true,
         })
     }
 
@@ -183,35 +192,48 @@ impl<T: Scalar> Rnn<T> {
         }
     }
 
-    /// Gate means and saturations, and the spectra of W_hh (probe steps only: O(H^3)).
+    /// Gate means and saturations, and the spectra of W_hh (probe steps only, and only when
+    /// `spectra`: O(H^3); otherwise the spectra are left empty, an absent value).
     fn record_probe_stats(&mut self) {
         let h = self.units;
         let gates = match self.cell {
             CellKind::Vanilla => Vec::new(),
-            _ => self
-                .gate_names()
-                .iter()
-                .enumerate()
-                .map(|(k, &gate)| {
-                    let block = self.gates.slice(s![.., k * h..(k + 1) * h]);
-                    let tanh_gate = (self.cell == CellKind::Lstm && gate == "g") || gate == "n";
-                    let n = block.len().max(1) as f64;
-                    let mean = block.iter().map(|v| v.f64()).sum::<f64>() / n;
-                    let saturated = block
-                        .iter()
-                        .filter(|v| {
+            _ => {
+                // One pass over the gate rows, each gate's block of a row contiguous.
+                let names = self.gate_names();
+                let (mut sums, mut saturated) = ([0.0f64; 4], [0usize; 4]);
+                for row in flat(&self.gates).chunks_exact(names.len() * h) {
+                    for (k, block) in row.chunks_exact(h).enumerate() {
+                        // LSTM g and GRU n are tanh; the other gates are sigmoids.
+                        let tanh_gate = k == 2;
+                        let (mut sum, mut sat) = (0.0f64, 0usize);
+                        for &v in block {
                             let a = v.f64();
-                            if tanh_gate {
+                            sum += a;
+                            let low = if tanh_gate {
                                 1.0 - a * a < SATURATION_FRACTION
                             } else {
                                 a * (1.0 - a) < 0.25 * SATURATION_FRACTION
-                            }
-                        })
-                        .count();
-                    GateStats { gate, mean, saturation: saturated as f64 / n }
-                })
-                .collect(),
+                            };
+                            sat += usize::from(low);
+                        }
+                        sums[k] += sum;
+                        saturated[k] += sat;
+                    }
+                }
+                let n = (self.gates.nrows() * h).max(1) as f64;
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &gate)| GateStats { gate, mean: sums[k] / n, saturation: saturated[k] as f64 / n })
+                    .collect()
+            }
         };
+        self.recurrent.gates = gates;
+        self.recurrent.spectra.clear();
+        if !self.spectra {
+            return;
+        }
         let w = &self.params[W_HH].value;
         let spectra = self
             .gate_names()
@@ -224,7 +246,6 @@ impl<T: Scalar> Rnn<T> {
                 Spectrum { block, sigma_max, spectral_radius }
             })
             .collect();
-        self.recurrent.gates = gates;
         self.recurrent.spectra = spectra;
     }
 }
@@ -358,8 +379,10 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
             ensure_shape(&mut self.hn, rows, h);
         }
         self.hs.slice_mut(s![..b, ..]).fill(T::zero());
-        let Rnn { params, gates, hs, cs, tc, hw, hn, captured, .. } = self;
+        let Rnn { params, gates, hs, cs, tc, hw, hn, captured, w_hh_t, .. } = self;
         let [w_ih, w_hh, b_ih, b_hh] = &params[..] else { return };
+        ensure_shape(w_hh_t, h, gh);
+        w_hh_t.assign(&w_hh.value.t());
         // gates = X W_ih^T + b_ih (+ b_hh, except for the GRU, whose b_hn sits inside r (.)):
         // the input side of every step in one GEMM; the biases in the same pass as its init.
         let (bi, bh) = (b_ih.value.row(0), b_hh.value.row(0));
@@ -390,10 +413,10 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
                     for mut row in hw.rows_mut() {
                         row.assign(&bh);
                     }
-                    general_mat_mul(one, &h_prev, &w_hh.value.t(), one, hw);
+                    general_mat_mul(one, &h_prev, &*w_hh_t, one, hw);
                 } else {
                     // Pre-activations of step t, in place: gates_t += h_{t-1} W_hh^T.
-                    general_mat_mul(one, &h_prev, &w_hh.value.t(), one, &mut gates.slice_mut(s![r0..r1, ..]));
+                    general_mat_mul(one, &h_prev, &*w_hh_t, one, &mut gates.slice_mut(s![r0..r1, ..]));
                 }
             }
             let g = &mut flat_mut(gates)[r0 * gh..r1 * gh];
@@ -420,21 +443,32 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
                     let tc_t = &mut flat_mut(tc)[r0 * h..r1 * h];
                     for i in 0..b {
                         let row = &mut g[i * gh..(i + 1) * gh];
-                        let (gi, rest) = row.split_at_mut(h);
-                        let (gf, rest) = rest.split_at_mut(h);
-                        let (gg, go) = rest.split_at_mut(h);
+                        // [i f g o] = [s s tanh s](pre), in place, a gate block at a time (plain
+                        // slice loops, which vectorise).
+                        for v in &mut row[..2 * h] {
+                            *v = sigmoid(*v);
+                        }
+                        for v in &mut row[2 * h..3 * h] {
+                            *v = tanh(*v);
+                        }
+                        for v in &mut row[3 * h..] {
+                            *v = sigmoid(*v);
+                        }
+                        let (gi, rest) = row.split_at(h);
+                        let (gf, rest) = rest.split_at(h);
+                        let (gg, go) = rest.split_at(h);
                         let cp = &c_prev[i * h..(i + 1) * h];
                         let ct = &mut c_t[i * h..(i + 1) * h];
                         let tct = &mut tc_t[i * h..(i + 1) * h];
                         let ht = &mut h_t[i * h..(i + 1) * h];
-                        for j in 0..h {
-                            // [i f g o] = [s s tanh s](pre), in place.
-                            let (ig, fg, gv, og) = (sigmoid(gi[j]), sigmoid(gf[j]), tanh(gg[j]), sigmoid(go[j]));
-                            (gi[j], gf[j], gg[j], go[j]) = (ig, fg, gv, og);
-                            // c_t = f c_{t-1} + i g,  h_t = o tanh(c_t); tanh(c_t) kept for backward.
-                            let c = fg * cp[j] + ig * gv;
+                        // c_t = f c_{t-1} + i g,  h_t = o tanh(c_t); tanh(c_t) kept for backward.
+                        let gates = gi.iter().zip(gf.iter()).zip(gg.iter()).zip(go.iter());
+                        for ((((ct, tct), ht), &cp), (((&ig, &fg), &gv), &og)) in
+                            ct.iter_mut().zip(tct.iter_mut()).zip(ht.iter_mut()).zip(cp).zip(gates)
+                        {
+                            let c = fg * cp + ig * gv;
                             let tcv = tanh(c);
-                            (ct[j], tct[j], ht[j]) = (c, tcv, og * tcv);
+                            (*ct, *tct, *ht) = (c, tcv, og * tcv);
                         }
                     }
                 }
@@ -443,21 +477,26 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
                     let hn_t = &mut flat_mut(hn)[r0 * h..r1 * h];
                     for i in 0..b {
                         let row = &mut g[i * gh..(i + 1) * gh];
-                        let (gr, rest) = row.split_at_mut(h);
-                        let (gz, gn) = rest.split_at_mut(h);
                         let hwr = &hw[i * gh..(i + 1) * gh];
-                        let (hw_r, hw_z, hw_n) = (&hwr[..h], &hwr[h..2 * h], &hwr[2 * h..]);
+                        // r = s(x_r + hw_r), z = s(x_z + hw_z) over the contiguous [r z] block
+                        // (slice loops, which vectorise).
+                        for (v, &w) in row[..2 * h].iter_mut().zip(&hwr[..2 * h]) {
+                            *v = sigmoid(*v + w);
+                        }
+                        let (rz, gn) = row.split_at_mut(2 * h);
+                        let (gr, gz) = rz.split_at(h);
+                        let hw_n = &hwr[2 * h..];
                         let hp = &h_prev[i * h..(i + 1) * h];
                         let hnr = &mut hn_t[i * h..(i + 1) * h];
                         let ht = &mut h_t[i * h..(i + 1) * h];
-                        for j in 0..h {
-                            // r = s(x_r + hw_r), z = s(x_z + hw_z), n = tanh(x_n + r (W_hn h + b_hn)).
-                            let r = sigmoid(gr[j] + hw_r[j]);
-                            let z = sigmoid(gz[j] + hw_z[j]);
-                            let n = tanh(gn[j] + r * hw_n[j]);
-                            (gr[j], gz[j], gn[j], hnr[j]) = (r, z, n, hw_n[j]);
-                            // h_t = (1 - z) n + z h_{t-1}
-                            ht[j] = (one - z) * n + z * hp[j];
+                        hnr.copy_from_slice(hw_n);
+                        for ((((n, ht), &r), &z), (&hwn, &hpj)) in
+                            gn.iter_mut().zip(ht.iter_mut()).zip(gr).zip(gz).zip(hw_n.iter().zip(hp))
+                        {
+                            // n = tanh(x_n + r (W_hn h + b_hn)),  h_t = (1 - z) n + z h_{t-1}
+                            let nv = tanh(*n + r * hwn);
+                            *n = nv;
+                            *ht = (one - z) * nv + z * hpj;
                         }
                     }
                 }
@@ -539,18 +578,22 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
                         let (dgg, d_o) = rest.split_at_mut(h);
                         let (cp, tct) = (&c_prev[i * h..(i + 1) * h], &tc_t[i * h..(i + 1) * h]);
                         let (dhr, dcr) = (&dhv[i * h..(i + 1) * h], &mut dcv[i * h..(i + 1) * h]);
-                        for j in 0..h {
-                            let (ig, fg, gv, og, tcv, dhj) = (gi[j], gf[j], gg[j], go[j], tct[j], dhr[j]);
+                        // Zipped slices (no indexing), so that the loop vectorises.
+                        let fwd = gi.iter().zip(gf).zip(gg).zip(go).zip(cp).zip(tct).zip(dhr);
+                        let out = di.iter_mut().zip(df.iter_mut()).zip(dgg.iter_mut()).zip(d_o.iter_mut()).zip(dcr);
+                        for (((((((&ig, &fg), &gv), &og), &cpj), &tcv), &dhj), ((((di, df), dgg), d_o), dcr)) in
+                            fwd.zip(out)
+                        {
                             // dc_t = dc (from step t+1, already times f_{t+1}) + dh o (1 - tanh^2 c_t)
-                            let dcj = dcr[j] + dhj * og * (one - tcv * tcv);
+                            let dcj = *dcr + dhj * og * (one - tcv * tcv);
                             // d pre_i = dc g i(1-i), d pre_f = dc c_{t-1} f(1-f),
                             // d pre_g = dc i (1-g^2), d pre_o = dh tanh(c_t) o(1-o)
-                            di[j] = dcj * gv * ig * (one - ig);
-                            df[j] = dcj * cp[j] * fg * (one - fg);
-                            dgg[j] = dcj * ig * (one - gv * gv);
-                            d_o[j] = dhj * tcv * og * (one - og);
+                            *di = dcj * gv * ig * (one - ig);
+                            *df = dcj * cpj * fg * (one - fg);
+                            *dgg = dcj * ig * (one - gv * gv);
+                            *d_o = dhj * tcv * og * (one - og);
                             // dc_{t-1} = dc_t f_t
-                            dcr[j] = if recurrent_path { dcj * fg } else { zero };
+                            *dcr = if recurrent_path { dcj * fg } else { zero };
                         }
                     }
                 }
@@ -570,17 +613,22 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
                         let (hz_, hn_) = rest.split_at_mut(h);
                         let (hp, hnr) = (&h_prev[i * h..(i + 1) * h], &hn_t[i * h..(i + 1) * h]);
                         let (dhr, dpr) = (&dhv[i * h..(i + 1) * h], &mut dhp[i * h..(i + 1) * h]);
-                        for j in 0..h {
-                            let (r, z, n, dhj) = (gr[j], gz[j], gn[j], dhr[j]);
+                        // Zipped slices (no indexing), so that the loop vectorises.
+                        let fwd = gr.iter().zip(gz).zip(gn).zip(hp).zip(hnr).zip(dhr);
+                        let out = dr_.iter_mut().zip(dz_.iter_mut()).zip(dn_.iter_mut());
+                        let out_hh = hr_.iter_mut().zip(hz_.iter_mut()).zip(hn_.iter_mut()).zip(dpr.iter_mut());
+                        for (((((((&r, &z), &n), &hpj), &hnj), &dhj), ((dr_, dz_), dn_)), (((hr_, hz_), hn_), dpr)) in
+                            fwd.zip(out).zip(out_hh)
+                        {
                             // dn = dh (1-z)(1-n^2), dz = dh (h_{t-1} - n) z(1-z),
                             // dr = dn (W_hn h + b_hn) r(1-r); the W_hn side of n sees dn r.
                             let dn = dhj * (one - z) * (one - n * n);
-                            let dz = dhj * (hp[j] - n) * z * (one - z);
-                            let dr = dn * hnr[j] * r * (one - r);
-                            (dr_[j], dz_[j], dn_[j]) = (dr, dz, dn);
-                            (hr_[j], hz_[j], hn_[j]) = (dr, dz, dn * r);
+                            let dz = dhj * (hpj - n) * z * (one - z);
+                            let dr = dn * hnj * r * (one - r);
+                            (*dr_, *dz_, *dn_) = (dr, dz, dn);
+                            (*hr_, *hz_, *hn_) = (dr, dz, dn * r);
                             // The direct path h_{t-1} -> h_t through z.
-                            dpr[j] = dhj * z;
+                            *dpr = dhj * z;
                         }
                     }
                 }
@@ -636,6 +684,10 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
 
     fn freeze_truncated_state(&mut self, frozen: bool) {
         self.frozen = frozen;
+    }
+
+    fn measure_spectra(&mut self, on: bool) {
+        self.spectra = on;
     }
 }
 
