@@ -165,11 +165,17 @@ pub fn main(cli: Cli) -> ExitCode {
                     eprintln!("step {}/{} loss {:.6}", p.step, p.total_steps, p.loss);
                 }
             };
-            let out = pipeline::run_json(&body, &crate::spec::Limits::default(), &Default::default(), &mut on_progress)
-                .map_err(Failure::from)?;
-            if let Some(path) = params_out {
-                let text =
-                    serde_json::to_string_pretty(&out.spec_with_params).map_err(|e| Failure::Io(e.to_string()))?;
+            let limits = crate::spec::Limits::default();
+            let out = pipeline::run_json_with_params(
+                &body,
+                &limits,
+                &Default::default(),
+                &mut on_progress,
+                params_out.is_some(),
+            )
+            .map_err(Failure::from)?;
+            if let (Some(path), Some(spec)) = (params_out, &out.spec_with_params) {
+                let text = serde_json::to_string_pretty(spec).map_err(|e| Failure::Io(e.to_string()))?;
                 std::fs::write(&path, text).map_err(|e| Failure::Io(format!("{}: {e}", path.display())))?;
             }
             outputs.write(&out.report)?;

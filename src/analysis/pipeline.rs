@@ -63,8 +63,9 @@ impl PipelineError {
 pub struct RunOutput {
     /// The report.
     pub report: Report,
-    /// The expanded spec with the trained parameters written into its layers.
-    pub spec_with_params: Value,
+    /// The expanded spec with the trained parameters written into its layers, when asked for
+    /// ([`run_spec_with_params`]).
+    pub spec_with_params: Option<Value>,
 }
 
 /// Parses a JSON body into a spec.
@@ -83,6 +84,17 @@ pub fn run_json(
     run_spec(&parse_body(body)?, limits, cancel, progress)
 }
 
+/// Trains the spec in `body` (see [`run_spec_with_params`]).
+pub fn run_json_with_params(
+    body: &[u8],
+    limits: &Limits,
+    cancel: &CancelFlag,
+    progress: &mut dyn FnMut(Progress),
+    params_out: bool,
+) -> Result<RunOutput, PipelineError> {
+    run_spec_with_params(&parse_body(body)?, limits, cancel, progress, params_out)
+}
+
 /// Validates and trains `spec`; the report echoes the expanded spec.
 pub fn run_spec(
     spec: &Spec,
@@ -90,20 +102,33 @@ pub fn run_spec(
     cancel: &CancelFlag,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<RunOutput, PipelineError> {
+    run_spec_with_params(spec, limits, cancel, progress, false)
+}
+
+/// [`run_spec`], and with `params_out` also the expanded spec with the trained parameters
+/// written into it (`gradscope run --params-out`). Parameters are collected only when this or
+/// the spec's `probes.parameters` asks: as JSON they cost several times the network's size
+/// (a 50 x 512 MLP: 13 M numbers), which a plain run must not pay.
+pub fn run_spec_with_params(
+    spec: &Spec,
+    limits: &Limits,
+    cancel: &CancelFlag,
+    progress: &mut dyn FnMut(Progress),
+    params_out: bool,
+) -> Result<RunOutput, PipelineError> {
     // Validate the spec as written, so that pointers name what the user wrote (an mlp, not
     // the dense layer it expanded into); the expanded spec gives the same config.
     let mut config = spec.validate(limits).map_err(PipelineError::Invalid)?;
     let expanded = spec.expanded();
     let wants_params = config.probes.parameters;
-    // Parameters are always collected so that they can be written out; the report carries
-    // them only when the spec asked.
-    config.probes.parameters = true;
+    config.probes.parameters = wants_params || params_out;
     let record = train(&config, cancel, progress).map_err(PipelineError::Engine)?;
     let spec_json = serde_json::to_value(&expanded).unwrap_or(Value::Null);
     let mut report = build_report(spec_json.clone(), config.seed, max_points(&expanded), &record);
     report.theory = Some(theory_at_init(&config, &record, StepZero::Train));
     rank_recommendations(&mut report, limits, analyze_batch(spec, &config));
-    let spec_with_params = record.parameters.as_ref().map(|p| spec_with_params(&spec_json, p)).unwrap_or(spec_json);
+    let spec_with_params =
+        params_out.then(|| record.parameters.as_ref().map(|p| spec_with_params(&spec_json, p)).unwrap_or(spec_json));
     if !wants_params {
         report.parameters = None;
     }

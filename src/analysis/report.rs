@@ -185,14 +185,18 @@ pub struct LayerStats {
     /// Recurrent layers: L2 norm of the `weight_hh` gradient (`grad_norm` is `weight_ih`'s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recurrent_grad_norm: Option<Vec<Option<f64>>>,
+    /// Recurrent layers: the probe steps at which the W_hh spectra were computed — every probe
+    /// of a run with at most 50 probes, otherwise step 0, the last step and every k-th probe
+    /// (k = ceil(probes / 50)) — among the kept probe steps. `spectral_norm` and
+    /// `spectral_radius` are parallel to it (not to `steps`): a spectrum not computed is absent,
+    /// never `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spectra_steps: Option<Vec<usize>>,
     /// Recurrent layers: largest singular value of each recurrent block of W_hh (`hh` for a
-    /// vanilla cell, the gate name otherwise), per probe step. Computed at every probe of a run
-    /// with at most 50 probes, otherwise at step 0, the last step and every k-th probe
-    /// (k = ceil(probes / 50)); null at the other probe steps.
+    /// vanilla cell, the gate name otherwise), at each of `spectra_steps`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub spectral_norm: BTreeMap<String, Vec<Option<f64>>>,
-    /// Recurrent layers: spectral radius of each recurrent block, per probe step (null where
-    /// `spectral_norm` is).
+    /// Recurrent layers: spectral radius of each recurrent block, at each of `spectra_steps`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub spectral_radius: BTreeMap<String, Vec<Option<f64>>>,
     /// Gated cells: mean activation of each gate, per probe step.
@@ -262,8 +266,12 @@ pub fn build_report(spec: Value, seed: u64, max_points: usize, record: &RunRecor
             pointer: pointer(&l.path),
         })
         .collect();
-    let layer_stats =
-        record.layers.iter().zip(&record.layer_stats).map(|(l, s)| layer_stats(&l.name, s, &keep)).collect();
+    let layer_stats = record
+        .layers
+        .iter()
+        .zip(&record.layer_stats)
+        .map(|(l, s)| layer_stats(&l.name, s, &keep, &record.steps))
+        .collect();
     let end_outcome = match &record.end {
         RunEnd::Completed => ("completed", None),
         RunEnd::Cancelled { .. } => ("cancelled", None),
@@ -381,7 +389,7 @@ fn finite(v: f64, counts: &mut NonFiniteCounts) -> Option<f64> {
     }
 }
 
-fn layer_stats(name: &str, s: &LayerSeries, keep: &[usize]) -> LayerStats {
+fn layer_stats(name: &str, s: &LayerSeries, keep: &[usize], steps: &[usize]) -> LayerStats {
     let mut counts = NonFiniteCounts::default();
     let mut all = |v: &[f64]| -> Vec<Option<f64>> {
         keep.iter().map(|&i| finite(v.get(i).copied().unwrap_or(f64::NAN), &mut counts)).collect()
@@ -411,25 +419,18 @@ fn layer_stats(name: &str, s: &LayerSeries, keep: &[usize]) -> LayerStats {
         dead_fraction: some(&s.dead_fraction),
         histograms: None,
         recurrent_grad_norm: some(&s.recurrent_grad_norm),
+        spectra_steps: None,
         spectral_norm: BTreeMap::new(),
         spectral_radius: BTreeMap::new(),
         gate_mean: BTreeMap::new(),
         gate_saturation: BTreeMap::new(),
         non_finite: NonFiniteCounts::default(),
     };
-    // Probes that did not compute the spectra (`train::spectra_at`) hold null for every block.
-    let blocks: Vec<&str> = s
-        .recurrent
-        .iter()
-        .find(|r| !r.spectra.is_empty())
-        .map_or(Vec::new(), |r| r.spectra.iter().map(|sp| sp.block).collect());
     for &i in keep {
         let Some(rec) = s.recurrent.get(i) else { continue };
-        if rec.spectra.is_empty() {
-            for block in &blocks {
-                out.spectral_norm.entry(block.to_string()).or_default().push(None);
-                out.spectral_radius.entry(block.to_string()).or_default().push(None);
-            }
+        // Probes that did not compute the spectra (`train::spectra_at`) are left out.
+        if !rec.spectra.is_empty() {
+            out.spectra_steps.get_or_insert_with(Vec::new).push(steps.get(i).copied().unwrap_or(i));
         }
         for sp in &rec.spectra {
             out.spectral_norm.entry(sp.block.to_string()).or_default().push(finite(sp.sigma_max, &mut counts));
@@ -569,10 +570,10 @@ mod tests {
         }
     }
 
-    /// A probe without spectra (`train::spectra_at`) is null in every block's series, not a gap
-    /// that would shift the later values onto the wrong steps.
+    /// A probe without spectra (`train::spectra_at`) is absent from the series, which are
+    /// parallel to `spectra_steps`, so no later value lands on the wrong step.
     #[test]
-    fn probes_without_spectra_are_null() {
+    fn probes_without_spectra_are_absent_not_null() {
         use crate::engine::layers::{RecurrentStats, Spectrum};
         let with = |v: f64| RecurrentStats {
             spectra: vec![Spectrum { block: "i", sigma_max: v, spectral_radius: v / 2.0 }],
@@ -580,9 +581,11 @@ mod tests {
         };
         let series =
             LayerSeries { recurrent: vec![with(2.0), RecurrentStats::default(), with(4.0)], ..Default::default() };
-        let out = layer_stats("rnn_0", &series, &[0, 1, 2]);
-        assert_eq!(out.spectral_norm["i"], vec![Some(2.0), None, Some(4.0)]);
-        assert_eq!(out.spectral_radius["i"], vec![Some(1.0), None, Some(2.0)]);
+        let out = layer_stats("rnn_0", &series, &[0, 1, 2], &[0, 10, 20]);
+        // `null` means NaN/Inf only (contract): the probe at step 10 is not in the series.
+        assert_eq!(out.spectra_steps, Some(vec![0, 20]));
+        assert_eq!(out.spectral_norm["i"], vec![Some(2.0), Some(4.0)]);
+        assert_eq!(out.spectral_radius["i"], vec![Some(1.0), Some(2.0)]);
     }
 
     #[test]

@@ -631,13 +631,25 @@ fn dense_stack(config: &RunConfig, record: &RunRecord, step0: StepZero, notes: &
             return None;
         }
     };
-    let net = match Network::<f64>::new(&config.network, config.seed) {
+    let mut net = match Network::<f64>::new(&config.network, config.seed) {
         Ok(n) => n,
         Err(e) => {
             notes.push(format!("the network could not be built ({e}): mean-field values omitted"));
             return None;
         }
     };
+    // Move the initial parameters out of the network and drop it with its gradient buffers: a
+    // 50 x 512 stack holds 13 M numbers, and copies would double the run's peak memory.
+    let keys: Vec<(Vec<usize>, &'static str)> = net.params().map(|(li, p)| (li.path.clone(), p.name)).collect();
+    let mut owned: Vec<(Vec<usize>, &'static str, Array2<f64>)> = keys
+        .into_iter()
+        .zip(net.params_mut().map(|p| {
+            p.grad = Array2::zeros((0, 0));
+            std::mem::take(&mut p.value)
+        }))
+        .map(|((path, name), value)| (path, name, value))
+        .collect();
+    drop(net);
     let dropout_active = step0 == StepZero::Train;
     let mut stack = Stack {
         maps: Vec::new(),
@@ -657,20 +669,22 @@ fn dense_stack(config: &RunConfig, record: &RunRecord, step0: StepZero, notes: &
             }
             LayerConfig::Dense(d) if next_dense < hidden => {
                 next_dense += 1;
-                let info = record.layers.iter().find(|x| x.path == [i]);
-                let net_info = net.layers().iter().find(|x| x.path == [i]);
-                let (Some(info), Some(net_info)) = (info, net_info) else {
+                let Some(info) = record.layers.iter().find(|x| x.path == [i]) else {
                     notes.push("the record does not match the network: mean-field values omitted".to_string());
                     return None;
                 };
-                let param = |name: &str| net.params().find(|(li, p)| li.path == net_info.path && p.name == name);
-                let (Some((_, w)), Some((_, b))) = (param("weight"), param("bias")) else {
+                let mut take = |name: &str| {
+                    owned
+                        .iter_mut()
+                        .find(|(path, n, _)| path.as_slice() == [i] && *n == name)
+                        .map(|(_, _, v)| std::mem::take(v))
+                };
+                let (Some(w), Some(b)) = (take("weight"), take("bias")) else {
                     notes.push(format!("{}: weights not found: mean-field values omitted", info.name));
                     return None;
                 };
-                let w = w.value.clone();
-                let b: Vec<f64> = b.value.iter().copied().collect();
-                let slopes: Option<Vec<f64>> = param("prelu_weight").map(|(_, p)| p.value.iter().copied().collect());
+                let b: Vec<f64> = b.iter().copied().collect();
+                let slopes: Option<Vec<f64>> = take("prelu_weight").map(|p| p.iter().copied().collect());
                 let (sigma_w2, wnote) = weight_second_moment(d, w.view());
                 if let Some(n) = wnote {
                     notes.push(format!("{}: {n}", info.name));
