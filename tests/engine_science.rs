@@ -5,21 +5,13 @@
 // A test may panic on a broken expectation: the crate's unwrap/expect lints are for library code.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use gradscope::engine::config::*;
 use gradscope::engine::train::{analyze, train, CancelFlag, RunEnd};
 
 fn mlp(depth: usize, width: usize, activation: Activation, init: Init, outputs: usize) -> Vec<LayerConfig> {
-    let dense = |units, activation, init| {
-        LayerConfig::Dense(DenseConfig {
-            units,
-            activation,
-            init,
-            bias_init: Init::Constant { value: 0.0 },
-            norm: None,
-            norm_config: NormConfig::default(),
-            params: Default::default(),
-        })
-    };
+    let dense = common::plain_dense;
     let mut layers: Vec<LayerConfig> = (0..depth).map(|_| dense(width, activation, init)).collect();
     layers.push(dense(outputs, Activation::Linear, Init::XavierUniform { gain: 1.0 }));
     layers

@@ -4,19 +4,17 @@
 // Tests may panic on a broken expectation; the crate's unwrap/expect lints are for library code.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::root;
 use serde_json::{json, Value};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A JSON Schema (2020-12, which OpenAPI 3.1 schemas are) whose root is the Report component,
 /// with the document's other components reachable through the same `#/components/...` refs.
 fn report_validator() -> jsonschema::Validator {
-    let doc: Value = serde_json::from_slice(&std::fs::read(root().join("openapi/openapi.json")).unwrap()).unwrap();
+    let doc = common::read_json(&root().join("openapi/openapi.json"));
     let schema = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$ref": "#/components/schemas/Report",
@@ -26,7 +24,7 @@ fn report_validator() -> jsonschema::Validator {
 }
 
 fn run_example(path: &Path) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_gradscope")).arg("run").arg(path).output().unwrap();
+    let out = common::gradscope(&["run", path.to_str().unwrap()], None);
     assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()))
 }

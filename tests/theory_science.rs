@@ -15,17 +15,7 @@ use gradscope::analysis::theory::{theory_at_init, StepZero, Theory};
 use gradscope::engine::config::*;
 use gradscope::engine::train::analyze;
 
-fn dense(units: usize, activation: Activation, init: Init) -> LayerConfig {
-    LayerConfig::Dense(DenseConfig {
-        units,
-        activation,
-        init,
-        bias_init: Init::Constant { value: 0.0 },
-        norm: None,
-        norm_config: NormConfig::default(),
-        params: Default::default(),
-    })
-}
+use common::plain_dense as dense;
 
 fn config(seed: u64, input_dim: usize, layers: Vec<LayerConfig>, data: DataConfig, batch: usize) -> RunConfig {
     RunConfig {

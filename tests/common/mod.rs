@@ -54,3 +54,22 @@ pub fn numbers(v: &Value, out: &mut Vec<f64>) {
         _ => {}
     }
 }
+
+/// A dense layer with zero bias, no norm and initialised parameters: the building block of the
+/// engine-level science tests.
+pub fn plain_dense(
+    units: usize,
+    activation: gradscope::engine::config::Activation,
+    init: gradscope::engine::config::Init,
+) -> gradscope::engine::config::LayerConfig {
+    use gradscope::engine::config::{DenseConfig, Init, LayerConfig, NormConfig};
+    LayerConfig::Dense(DenseConfig {
+        units,
+        activation,
+        init,
+        bias_init: Init::Constant { value: 0.0 },
+        norm: None,
+        norm_config: NormConfig::default(),
+        params: Default::default(),
+    })
+}
