@@ -192,6 +192,24 @@ const PALETTE: [RGBColor; 7] = [
     RGBColor(120, 120, 120),
 ];
 
+/// A chart on `area` with the plots' common frame: 10 px margins (`bottom` below), room for the
+/// x labels and `y_label` px for the y labels.
+fn framed<'a, 'b>(
+    area: &'a Area<'b>,
+    bottom: u32,
+    y_label: u32,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<Chart<'a, 'b>, String> {
+    ChartBuilder::on(area)
+        .margin(10)
+        .margin_bottom(bottom)
+        .x_label_area_size(45)
+        .y_label_area_size(y_label)
+        .build_cartesian_2d(x, y)
+        .map_err(fail)
+}
+
 fn fail<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
@@ -345,13 +363,7 @@ fn grad_flow(report: &Value) -> Result<String, PlotError> {
     svg(SIZE, |root| {
         let body = root.titled(title("grad_flow"), (FONT, TITLE_PX)).map_err(fail)?;
         let (main, bar) = body.split_horizontally(SIZE.0 - 115);
-        let mut chart = ChartBuilder::on(&main)
-            .margin(10)
-            .margin_bottom(28)
-            .x_label_area_size(45)
-            .y_label_area_size(95)
-            .build_cartesian_2d(-0.5..(n as f64 - 0.5), -0.5..(m as f64 - 0.5))
-            .map_err(fail)?;
+        let mut chart = framed(&main, 28, 95, -0.5..(n as f64 - 0.5), -0.5..(m as f64 - 0.5))?;
         chart
             .configure_mesh()
             .label_style((FONT, 13))
@@ -388,13 +400,7 @@ fn grad_flow(report: &Value) -> Result<String, PlotError> {
             )?;
         }
         // The colour bar.
-        let mut cb = ChartBuilder::on(&bar)
-            .margin(10)
-            .margin_bottom(28)
-            .x_label_area_size(45)
-            .y_label_area_size(62)
-            .build_cartesian_2d(0.0..1.0, lo..hi)
-            .map_err(fail)?;
+        let mut cb = framed(&bar, 28, 62, 0.0..1.0, lo..hi)?;
         cb.configure_mesh()
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14))
@@ -432,13 +438,7 @@ fn grad_norms(report: &Value) -> Result<String, PlotError> {
     let label = |i: usize| format!("step {}", steps.get(i).map_or_else(|| "?".to_owned(), |s| step_label(*s)));
     svg(SIZE, |root| {
         let body = root.titled(title("grad_norms"), (FONT, TITLE_PX)).map_err(fail)?;
-        let mut chart = ChartBuilder::on(&body)
-            .margin(10)
-            .margin_bottom(28)
-            .x_label_area_size(45)
-            .y_label_area_size(75)
-            .build_cartesian_2d(-0.5..(m as f64 - 0.5), lo..hi)
-            .map_err(fail)?;
+        let mut chart = framed(&body, 28, 75, -0.5..(m as f64 - 0.5), lo..hi)?;
         chart
             .configure_mesh()
             .label_style((FONT, 13))
@@ -549,12 +549,7 @@ fn loss(report: &Value) -> Result<String, PlotError> {
         } else {
             (body, None)
         };
-        let mut chart = ChartBuilder::on(&top)
-            .margin(10)
-            .x_label_area_size(45)
-            .y_label_area_size(75)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(fail)?;
+        let mut chart = framed(&top, 10, 75, x0..x1, y0..y1)?;
         chart
             .configure_mesh()
             .label_style((FONT, 13))
@@ -573,13 +568,7 @@ fn loss(report: &Value) -> Result<String, PlotError> {
             note(&chart.plotting_area().strip_coord_spec(), "no finite loss values to show (every probe was null)")?;
         }
         if let (Some(bottom), Some(acc)) = (bottom, &acc) {
-            let mut chart = ChartBuilder::on(&bottom)
-                .margin(10)
-                .margin_bottom(20)
-                .x_label_area_size(45)
-                .y_label_area_size(75)
-                .build_cartesian_2d(x0..x1, 0.0..1.0)
-                .map_err(fail)?;
+            let mut chart = framed(&bottom, 20, 75, x0..x1, 0.0..1.0)?;
             chart
                 .configure_mesh()
                 .label_style((FONT, 13))
@@ -622,13 +611,7 @@ fn timesteps(report: &Value) -> Result<String, PlotError> {
     let xs: Vec<f64> = (1..=t_max).map(|t| t as f64).collect();
     svg(SIZE, |root| {
         let body = root.titled(&format!("{} ({layer})", title("timesteps")), (FONT, TITLE_PX)).map_err(fail)?;
-        let mut chart = ChartBuilder::on(&body)
-            .margin(10)
-            .margin_bottom(28)
-            .x_label_area_size(45)
-            .y_label_area_size(75)
-            .build_cartesian_2d(x0..x1, lo..hi)
-            .map_err(fail)?;
+        let mut chart = framed(&body, 28, 75, x0..x1, lo..hi)?;
         chart
             .configure_mesh()
             .label_style((FONT, 13))
@@ -667,13 +650,7 @@ fn theory(report: &Value) -> Result<String, PlotError> {
     let (lo, hi) = bounds(all.iter().copied(), 0.08);
     svg(SIZE, |root| {
         let body = root.titled(title("theory"), (FONT, TITLE_PX)).map_err(fail)?;
-        let mut chart = ChartBuilder::on(&body)
-            .margin(10)
-            .margin_bottom(28)
-            .x_label_area_size(45)
-            .y_label_area_size(75)
-            .build_cartesian_2d(-0.5..(n as f64 - 0.5), lo..hi)
-            .map_err(fail)?;
+        let mut chart = framed(&body, 28, 75, -0.5..(n as f64 - 0.5), lo..hi)?;
         chart
             .configure_mesh()
             .label_style((FONT, 13))
