@@ -1,0 +1,151 @@
+//! The timing harness both step benchmarks share: blocks of steps timed in wall and CPU time,
+//! with the other processes' CPU use measured beside them (the machine is shared), contended
+//! blocks retried, and medians.
+
+use std::time::Instant;
+
+use gradscope::engine::train::Session;
+
+/// Other processes using more than this many cores during a block make it "contended".
+pub const BUSY_THRESHOLD: f64 = 0.15;
+
+/// Non-idle jiffies of all CPUs (/proc/stat) and of this process (/proc/self/stat); both are in
+/// USER_HZ units.
+pub fn jiffies() -> (f64, f64) {
+    let machine = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let v: Vec<f64> = s.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+            let idle = v.get(3)? + v.get(4).copied().unwrap_or(0.0);
+            Some(v.iter().take(8).sum::<f64>() - idle)
+        })
+        .unwrap_or(0.0);
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may contain spaces) start at field 3.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // utime, stime, cutime, cstime are fields 14-17 (indices 11-14 of `rest`).
+            f.get(11..15)?.iter().map(|x| x.parse::<f64>().ok()).sum()
+        })
+        .unwrap_or(0.0);
+    (machine, own)
+}
+
+/// Seconds this thread has run on a CPU (/proc/thread-self/schedstat, in ns), or NaN.
+pub fn thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns * 1e-9)
+}
+
+/// What a timed call measured.
+pub struct Timed<R> {
+    pub result: R,
+    /// Wall seconds.
+    pub wall: f64,
+    /// Seconds on a CPU (excludes time the scheduler gave to other processes).
+    pub cpu: f64,
+    /// Cores' worth of CPU that other processes used meanwhile.
+    pub other: f64,
+}
+
+pub fn timed<R>(f: impl FnOnce() -> R) -> Timed<R> {
+    const USER_HZ: f64 = 100.0;
+    let (m0, o0) = jiffies();
+    let c0 = thread_cpu_seconds();
+    let t0 = Instant::now();
+    let result = f();
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = thread_cpu_seconds() - c0;
+    let (m1, o1) = jiffies();
+    let other = ((m1 - m0) - (o1 - o0)) / USER_HZ / wall.max(1e-9);
+    Timed { result, wall, cpu, other: other.max(0.0) }
+}
+
+pub struct Mode<'c> {
+    pub name: &'static str,
+    pub probe: bool,
+    pub session: Session<'c, f32>,
+    pub step: usize,
+    pub steps_per_block: usize,
+    pub per_step: Vec<f64>,
+    pub cpu_per_step: Vec<f64>,
+    pub loads: Vec<f64>,
+    pub last_loss: f64,
+}
+
+impl Mode<'_> {
+    /// Runs `n` steps on a fresh record; returns the last loss.
+    pub fn run(&mut self, n: usize) -> f64 {
+        let mut record = self.session.empty_record();
+        let mut loss = f64::NAN;
+        for _ in 0..n {
+            match self.session.step(&mut record, self.step, self.probe) {
+                Ok(v) => loss = v.loss,
+                Err(e) => panic!("step failed: {e}"),
+            }
+            self.step += 1;
+        }
+        std::hint::black_box(&record);
+        loss
+    }
+
+    pub fn calibrate(&mut self, warmup: usize, block_sec: f64, fixed: usize) {
+        self.run(warmup);
+        if fixed > 0 {
+            self.steps_per_block = fixed;
+            return;
+        }
+        let mut n = 1;
+        let per = loop {
+            let t0 = Instant::now();
+            self.run(n);
+            let t = t0.elapsed().as_secs_f64();
+            if t >= 0.05 || n >= 1 << 16 {
+                break t / n as f64;
+            }
+            n *= 2;
+        };
+        self.steps_per_block = ((block_sec / per).round() as usize).max(3);
+    }
+
+    pub fn block(&mut self, retries: usize) {
+        let n = self.steps_per_block as f64;
+        let mut best: Option<Timed<f64>> = None;
+        for attempt in 0..=retries {
+            let t = timed(|| self.run(self.steps_per_block));
+            self.last_loss = t.result;
+            let other = t.other;
+            if best.as_ref().is_none_or(|b| other < b.other) {
+                best = Some(t);
+            }
+            if other < BUSY_THRESHOLD || attempt == retries {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+        if let Some(t) = best {
+            self.per_step.push(t.wall / n);
+            self.cpu_per_step.push(t.cpu / n);
+            self.loads.push(t.other);
+        }
+    }
+}
+
+pub fn round(x: f64, digits: i32) -> f64 {
+    let s = 10f64.powi(digits);
+    (x * s).round() / s
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => 0.5 * (s[n / 2 - 1] + s[n / 2]),
+    }
+}
