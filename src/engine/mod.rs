@@ -18,12 +18,14 @@ pub mod gradcheck;
 pub mod init;
 pub mod jacobian;
 pub mod layers;
+pub mod linalg;
 pub mod loss;
 pub mod network;
 pub mod optim;
 pub mod probe;
 pub mod rng;
 pub mod scalar;
+pub mod simd;
 pub mod train;
 
 pub use error::{EngineError, Result};

@@ -27,6 +27,7 @@ pub trait Scalar:
     + MulAssign
     + DivAssign
     + Sum
+    + super::linalg::FaerScalar
     + 'static
 {
     /// Converts from `f64` (rounding for `f32`).
