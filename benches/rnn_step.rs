@@ -21,7 +21,8 @@
 //!   statistics, the engine's per-layer statistics, gate means/saturations (a superset of
 //!   PyTorch's `unrolled_item`/`unrolled_stacked`), and the spectra of the recurrent blocks of
 //!   `W_hh` on the engine's schedule for a `--run-steps` run probed every step (default 1000:
-//!   every 20th step; `--run-steps 50` computes them at every step).
+//!   at most every 20th step, further apart where their cost bound asks, `train::spectra_gap`;
+//!   the line's `spectra_in_run` says how many of the run's steps compute them).
 //! - `plain`: no probes.
 //!
 //! Timing as `mlp_step.rs`: a block is timed after a warm-up, with enough steps to take
@@ -41,7 +42,7 @@ use gradscope::engine::config::{
     LayerConfig, LossKind, NetworkConfig, NormConfig, OptimizerConfig, Precision, ProbeConfig, RnnConfig, RunConfig,
     TrainConfig,
 };
-use gradscope::engine::train::Session;
+use gradscope::engine::train::{spectra_at, Session};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -80,7 +81,8 @@ struct Args {
     seed: u64,
     /// Steps of the run the bench steps through, probed every step. Only the engine's spectra
     /// schedule depends on it (`train::spectra_at`): 1000 steps probed every step compute the
-    /// spectra of `W_hh` at every 20th step; 50 or fewer, at every step.
+    /// spectra of `W_hh` at most at every 20th step (51 steps), fewer where `train::spectra_gap`
+    /// spaces them further.
     #[arg(long, default_value_t = 1000)]
     run_steps: usize,
     /// Also append the JSON lines to this file.
@@ -235,6 +237,9 @@ struct Line<'a> {
     approx_gflop_per_step: f64,
     achieved_gflops: f64,
     last_batch_loss: f64,
+    /// Steps of the `--run-steps` run (probed every step) that compute the W_hh spectra.
+    spectra_in_run: Option<usize>,
+    run_steps: usize,
     tag: &'a str,
 }
 
@@ -294,6 +299,11 @@ fn bench(args: &Args, config: Config, kind: CellKind) {
             approx_gflop_per_step: round(flops / 1e9, 4),
             achieved_gflops: round(flops / us / 1e3, 2),
             last_batch_loss: round(m.last_loss, 4),
+            spectra_in_run: m.probe.then(|| {
+                let gap = m.session.spectra_gap();
+                (0..args.run_steps).filter(|&s| spectra_at(s, args.run_steps, 1, gap)).count()
+            }),
+            run_steps: args.run_steps,
             tag: &args.tag,
         };
         emit(&line, args.out.as_deref());

@@ -208,6 +208,12 @@ impl<T: Scalar> Network<T> {
         }
     }
 
+    /// What one computation of every recurrent layer's `W_hh` spectra costs (see
+    /// `train::spectra_gap`).
+    pub fn spectra_cost(&self) -> f64 {
+        self.nodes.iter().map(|n| if let Node::Layer(l) = n { l.spectra_cost() } else { 0.0 }).sum()
+    }
+
     /// Total learnable scalars.
     pub fn num_params(&self) -> usize {
         self.params().map(|(_, p)| p.len()).sum()

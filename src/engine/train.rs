@@ -148,16 +148,40 @@ pub struct RunRecord {
 /// step 0 and the last step (see [`spectra_at`]).
 pub const MAX_SPECTRA: usize = 50;
 
-/// Whether the probe at `step` computes the spectra of every recurrent `W_hh` block (an SVD and
-/// a real Schur decomposition each, O(H^3): at H 64 about as long as a probed vanilla step). A run
-/// computes them at step 0, at the last step, and at every k-th probe of its schedule (steps that
-/// are multiples of `k * every`), with k = ceil(probes / [`MAX_SPECTRA`]): at every probe of a run
-/// with at most 50 probes, and at no more than 51 probes of any run. At the other probe steps the
-/// spectra are absent (null in the report's `spectral_norm` / `spectral_radius` series).
-pub fn spectra_at(step: usize, total_steps: usize, every: usize) -> bool {
+/// Largest share of a run's training compute the spectra of `W_hh` may take (see
+/// [`spectra_gap`]).
+pub const SPECTRA_BUDGET: f64 = 0.02;
+
+/// Fewest steps between two probes that compute the spectra, so that they cost at most
+/// [`SPECTRA_BUDGET`] of the steps between them. A step costs about `6 P B T` flops (`P`
+/// parameters, each used in a multiply-add per sample and time step forward, twice that
+/// backward); the spectra cost `Network::spectra_cost` flop-equivalents (see there). Computed
+/// from the configuration alone, so the schedule and the report stay deterministic.
+pub fn spectra_gap(spectra_cost: f64, params: usize, batch: usize, seq_len: usize) -> usize {
+    let step = 6.0 * params as f64 * batch.max(1) as f64 * seq_len.max(1) as f64;
+    if spectra_cost <= 0.0 || step <= 0.0 {
+        return 1;
+    }
+    let gap = (spectra_cost / (SPECTRA_BUDGET * step)).ceil();
+    if gap.is_finite() && gap >= 1.0 {
+        gap.min(usize::MAX as f64) as usize
+    } else {
+        1
+    }
+}
+
+/// Whether the probe at `step` computes the spectra of every recurrent `W_hh` block (eigenvalues
+/// of an H x H block and of its Gram matrix, O(H^3) each). A run computes them at step 0, at the
+/// last step, and at every k-th probe of its schedule (steps that are multiples of `k * every`),
+/// with k the smallest number that both keeps them to at most [`MAX_SPECTRA`] probes (plus the
+/// last) and spaces them at least `min_gap` steps apart ([`spectra_gap`]: their cost bound). So
+/// a short run with small recurrent layers gets them at every probe; a long one at no more than
+/// 51 probes; large H with short sequences further apart. At the other probe steps the spectra
+/// are absent (left out of the report's `spectra_steps` and its series).
+pub fn spectra_at(step: usize, total_steps: usize, every: usize, min_gap: usize) -> bool {
     let every = every.max(1);
     let probes = total_steps.div_ceil(every);
-    let k = probes.div_ceil(MAX_SPECTRA).max(1);
+    let k = probes.div_ceil(MAX_SPECTRA).max(min_gap.div_ceil(every)).max(1);
     step == 0 || step + 1 == total_steps || step % (k.saturating_mul(every)) == 0
 }
 
@@ -213,6 +237,8 @@ pub struct Session<'c, T> {
     dropout: bool,
     /// Time steps per sample (1 for plain data).
     seq_len: usize,
+    /// See [`spectra_gap`].
+    spectra_gap: usize,
     labels: Vec<usize>,
     values: Array2<T>,
     /// Squared change of every parameter at the last probed update (reused).
@@ -235,6 +261,11 @@ fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
 }
 
 impl<'c, T: Scalar> Session<'c, T> {
+    /// Fewest steps between two probes that compute the spectra of `W_hh` ([`spectra_gap`]).
+    pub fn spectra_gap(&self) -> usize {
+        self.spectra_gap
+    }
+
     /// Generates the data and builds the network of `config`.
     pub fn new(config: &'c RunConfig) -> Result<Self> {
         let data = generate(&config.data, config.seed)?;
@@ -251,6 +282,7 @@ impl<'c, T: Scalar> Session<'c, T> {
             ));
         }
         let batch_size = config.training.batch_size.clamp(1, train.len());
+        let (net_spectra_cost, net_params) = (net.spectra_cost(), net.num_params());
         let mut shuffle_rng = rng(config.seed, Stream::Shuffle);
         let mut order: Vec<usize> = (0..train.len()).collect();
         if config.training.shuffle {
@@ -267,6 +299,7 @@ impl<'c, T: Scalar> Session<'c, T> {
             shuffle_rng,
             dropout_rng: rng(config.seed, Stream::Dropout),
             dropout: true,
+            spectra_gap: spectra_gap(net_spectra_cost, net_params, batch_size, seq_len),
             seq_len,
             labels: Vec::new(),
             values: Array2::zeros((0, 0)),
@@ -372,7 +405,7 @@ impl<'c, T: Scalar> Session<'c, T> {
     /// ends the run (in `record.end`) on non-finite values.
     fn forward_backward(&mut self, record: &mut RunRecord, step: usize, probe: bool) -> Result<LossValue> {
         let (total, every) = (self.config.training.steps, self.config.probes.every);
-        self.net.measure_spectra(probe && spectra_at(step, total, every));
+        self.net.measure_spectra(probe && spectra_at(step, total, every, self.spectra_gap));
         let mut ctx = Ctx {
             training: true,
             dropout: self.dropout,
@@ -653,7 +686,7 @@ pub fn chance_loss(kind: LossKind, classes: usize) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{spectra_at, MAX_SPECTRA};
+    use super::{spectra_at, spectra_gap, MAX_SPECTRA};
 
     /// Spectra at step 0, the last step and a regular subset of the probes: every probe of a
     /// short run, at most `MAX_SPECTRA + 1` probes of a long one.
@@ -661,7 +694,7 @@ mod tests {
     fn spectra_schedule_is_bounded_and_keeps_the_ends() {
         for (total, every) in [(0, 1), (1, 1), (30, 1), (50, 1), (51, 1), (1000, 1), (2000, 10), (100_000, 7)] {
             let probes: Vec<usize> = (0..total).filter(|s| s % every == 0 || s + 1 == total).collect();
-            let with: Vec<usize> = probes.iter().copied().filter(|&s| spectra_at(s, total, every)).collect();
+            let with: Vec<usize> = probes.iter().copied().filter(|&s| spectra_at(s, total, every, 1)).collect();
             assert!(with.len() <= MAX_SPECTRA + 1, "{total} {every}: {}", with.len());
             if total > 0 {
                 assert_eq!((with.first(), with.last()), (Some(&0), Some(&(total - 1))));
@@ -671,8 +704,29 @@ mod tests {
             }
         }
         // 1000 steps probed every step: every 20th.
-        assert_eq!((0..1000).filter(|&s| spectra_at(s, 1000, 1)).count(), 51);
-        assert!(spectra_at(980, 1000, 1) && !spectra_at(981, 1000, 1));
-        assert!(spectra_at(0, 0, 1));
+        assert_eq!((0..1000).filter(|&s| spectra_at(s, 1000, 1, 1)).count(), 51);
+        assert!(spectra_at(980, 1000, 1, 1) && !spectra_at(981, 1000, 1, 1));
+        assert!(spectra_at(0, 0, 1, 1));
+        // A cost gap of 150 steps spaces them further: 0, 150, ..., 900 and the last.
+        let with: Vec<usize> = (0..1000).filter(|&s| spectra_at(s, 1000, 1, 150)).collect();
+        assert_eq!(with, vec![0, 150, 300, 450, 600, 750, 900, 999]);
+        // Probed every 10 steps, the gap rounds up to whole probe intervals (16 x 10).
+        assert!(spectra_at(160, 1000, 10, 155) && !spectra_at(150, 1000, 10, 155));
+    }
+
+    /// The gap bounds the spectra's share of the compute by the budget, and is 1 when they are
+    /// cheap or absent.
+    #[test]
+    fn spectra_gap_keeps_the_cost_within_the_budget() {
+        // LSTM H 128 (4 blocks) after 2 inputs, batch 32, T 50 (the benchmark's configuration).
+        let (h, params) = (128.0f64, 4 * 128 * (2 + 128 + 2) + 129);
+        let cost = 4.0 * 250.0 * h.powi(3);
+        let gap = spectra_gap(cost, params, 32, 50);
+        let step = 6.0 * params as f64 * 32.0 * 50.0;
+        assert!(cost / (gap as f64 * step) <= super::SPECTRA_BUDGET);
+        assert!(cost / ((gap - 1) as f64 * step) > super::SPECTRA_BUDGET);
+        assert_eq!(spectra_gap(0.0, params, 32, 50), 1);
+        assert_eq!(spectra_gap(1.0, params, 32, 50), 1);
+        assert_eq!(spectra_gap(cost, 0, 0, 0), 1);
     }
 }

@@ -158,6 +158,11 @@ pub trait Layer<T: Scalar>: Send {
     /// Recurrent layers: whether probed forward passes compute the spectra of `W_hh` (an
     /// O(H^3) decomposition per block; see `train::spectra_at`). On until told otherwise.
     fn measure_spectra(&mut self, _on: bool) {}
+    /// Recurrent layers: what computing the spectra of `W_hh` once costs, in flop-equivalents of
+    /// the step's matrix products (see `layers::rnn`); 0 for the others.
+    fn spectra_cost(&self) -> f64 {
+        0.0
+    }
     /// True when the output keeps the time axis (`T * B` rows); only recurrent layers change it.
     fn sequence_out(&self) -> bool {
         true

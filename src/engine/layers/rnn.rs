@@ -45,6 +45,13 @@ use crate::engine::{EngineError, Result, Scalar};
 /// Index of `weight_hh` in `params` (weight_ih, weight_hh, bias_ih, bias_hh).
 const W_HH: usize = 1;
 
+/// The spectra of one H x H block of `W_hh` (`linalg::spectrum`: the eigenvalues of the block
+/// and of its Gram matrix) take about as long as `SPECTRA_COST_PER_H3 * H^3` flops of the step's
+/// matrix products: measured on this project's machines (f32, one thread), one block takes ~2.1 ms
+/// at H 128 where the products run at ~205 GFLOP/s, i.e. ~210 H^3; rounded up. Only the
+/// schedule of the spectra depends on it (`train::spectra_gap`).
+pub const SPECTRA_COST_PER_H3: f64 = 250.0;
+
 /// Mean and saturation of one gate on the last probed forward pass.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GateStats {
@@ -289,6 +296,96 @@ fn lane_sums<'a, T: Scalar, const L: usize>(
     (s.iter().map(|v| v.f64()).sum(), c.iter().map(|v| v.f64()).sum())
 }
 
+// The per-row loops of the gated cells. Separate functions because their slice arguments are
+// known not to alias (`&mut` parameters): inlined into one long function, loops over a dozen
+// re-sliced buffers were not vectorised (the compiler would have needed a run-time overlap check
+// per pair of them). Every slice is cut to the same length first, so the bounds checks fold away.
+
+/// LSTM forward, one row: `c_t = f c_{t-1} + i g`, `h_t = o tanh(c_t)`, keeping `tanh(c_t)`.
+#[inline(always)]
+fn lstm_forward_row<T: Scalar>([gi, gf, gg, go]: [&[T]; 4], cp: &[T], ct: &mut [T], tct: &mut [T], ht: &mut [T]) {
+    let h = ct.len();
+    let (gi, gf, gg, go, cp) = (&gi[..h], &gf[..h], &gg[..h], &go[..h], &cp[..h]);
+    let (tct, ht) = (&mut tct[..h], &mut ht[..h]);
+    for j in 0..h {
+        let c = gf[j] * cp[j] + gi[j] * gg[j];
+        let tcv = tanh(c);
+        (ct[j], tct[j], ht[j]) = (c, tcv, go[j] * tcv);
+    }
+}
+
+/// GRU forward, one row, after r and z: `n = tanh(x_n + r (W_hn h + b_hn))` (in place of
+/// `x_n`), `h_t = (1 - z) n + z h_{t-1}`.
+#[inline(always)]
+fn gru_forward_row<T: Scalar>(gn: &mut [T], ht: &mut [T], [gr, gz, hw_n, hp]: [&[T]; 4]) {
+    let (h, one) = (gn.len(), T::one());
+    let (ht, gr, gz, hw_n, hp) = (&mut ht[..h], &gr[..h], &gz[..h], &hw_n[..h], &hp[..h]);
+    for j in 0..h {
+        let nv = tanh(gn[j] + gr[j] * hw_n[j]);
+        gn[j] = nv;
+        ht[j] = (one - gz[j]) * nv + gz[j] * hp[j];
+    }
+}
+
+/// LSTM backward, one row: the pre-activation gradients of the four gates from `dh_t` and the
+/// cell gradient `dc` carried from step t+1, which it replaces with `dc_{t-1}` (zero where
+/// truncated BPTT cuts the recurrent path).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // separate `&mut` parameters: each is known not to alias
+fn lstm_backward_row<T: Scalar>(
+    (gi, gf, gg, go): (&[T], &[T], &[T], &[T]),
+    (cp, tct, dhr): (&[T], &[T], &[T]),
+    di: &mut [T],
+    df: &mut [T],
+    dgg: &mut [T],
+    d_o: &mut [T],
+    dcr: &mut [T],
+    recurrent_path: bool,
+) {
+    let (h, zero, one) = (dcr.len(), T::zero(), T::one());
+    let (gi, gf, gg, go, cp, tct, dhr) = (&gi[..h], &gf[..h], &gg[..h], &go[..h], &cp[..h], &tct[..h], &dhr[..h]);
+    let (di, df, dgg, d_o) = (&mut di[..h], &mut df[..h], &mut dgg[..h], &mut d_o[..h]);
+    for j in 0..h {
+        let (ig, fg, gv, og, tcv, dhj) = (gi[j], gf[j], gg[j], go[j], tct[j], dhr[j]);
+        // dc_t = dc (from step t+1, already times f_{t+1}) + dh o (1 - tanh^2 c_t)
+        let dcj = dcr[j] + dhj * og * (one - tcv * tcv);
+        // d pre_i = dc g i(1-i), d pre_f = dc c_{t-1} f(1-f),
+        // d pre_g = dc i (1-g^2), d pre_o = dh tanh(c_t) o(1-o)
+        di[j] = dcj * gv * ig * (one - ig);
+        df[j] = dcj * cp[j] * fg * (one - fg);
+        dgg[j] = dcj * ig * (one - gv * gv);
+        d_o[j] = dhj * tcv * og * (one - og);
+        // dc_{t-1} = dc_t f_t
+        dcr[j] = if recurrent_path { dcj * fg } else { zero };
+    }
+}
+
+/// GRU backward, one row: the input-side pre-activation gradients `[dr dz dn]`, the recurrent
+/// side `[dr dz dn r]` (n's `W_hn h` term sits inside r), and the direct path `dh_{t-1} = dh z`.
+#[inline(always)]
+fn gru_backward_row<T: Scalar>(
+    [gr, gz, gn]: [&[T]; 3],
+    [hp, hnr, dhr]: [&[T]; 3],
+    [dr_, dz_, dn_]: [&mut [T]; 3],
+    [hr_, hz_, hn_]: [&mut [T]; 3],
+    dpr: &mut [T],
+) {
+    let (h, one) = (dpr.len(), T::one());
+    let (gr, gz, gn, hp, hnr, dhr) = (&gr[..h], &gz[..h], &gn[..h], &hp[..h], &hnr[..h], &dhr[..h]);
+    let (dr_, dz_, dn_) = (&mut dr_[..h], &mut dz_[..h], &mut dn_[..h]);
+    let (hr_, hz_, hn_) = (&mut hr_[..h], &mut hz_[..h], &mut hn_[..h]);
+    for j in 0..h {
+        let (r, z, n, dhj) = (gr[j], gz[j], gn[j], dhr[j]);
+        // dn = dh (1-z)(1-n^2), dz = dh (h_{t-1} - n) z(1-z), dr = dn (W_hn h + b_hn) r(1-r)
+        let dn = dhj * (one - z) * (one - n * n);
+        let dz = dhj * (hp[j] - n) * z * (one - z);
+        let dr = dn * hnr[j] * r * (one - r);
+        (dr_[j], dz_[j], dn_[j]) = (dr, dz, dn);
+        (hr_[j], hz_[j], hn_[j]) = (dr, dz, dn * r);
+        dpr[j] = dhj * z;
+    }
+}
+
 fn sigmoid<T: Scalar>(v: T) -> T {
     Activation::Sigmoid.value(v, T::zero())
 }
@@ -473,14 +570,7 @@ impl<T: Scalar> Rnn<T> {
                         let tct = &mut tc_t[i * h..(i + 1) * h];
                         let ht = &mut h_t[i * h..(i + 1) * h];
                         // c_t = f c_{t-1} + i g,  h_t = o tanh(c_t); tanh(c_t) kept for backward.
-                        let gates = gi.iter().zip(gf.iter()).zip(gg.iter()).zip(go.iter());
-                        for ((((ct, tct), ht), &cp), (((&ig, &fg), &gv), &og)) in
-                            ct.iter_mut().zip(tct.iter_mut()).zip(ht.iter_mut()).zip(cp).zip(gates)
-                        {
-                            let c = fg * cp + ig * gv;
-                            let tcv = tanh(c);
-                            (*ct, *tct, *ht) = (c, tcv, og * tcv);
-                        }
+                        lstm_forward_row([gi, gf, gg, go], cp, ct, tct, ht);
                     }
                 }
                 CellKind::Gru => {
@@ -501,14 +591,7 @@ impl<T: Scalar> Rnn<T> {
                         let hnr = &mut hn_t[i * h..(i + 1) * h];
                         let ht = &mut h_t[i * h..(i + 1) * h];
                         hnr.copy_from_slice(hw_n);
-                        for ((((n, ht), &r), &z), (&hwn, &hpj)) in
-                            gn.iter_mut().zip(ht.iter_mut()).zip(gr).zip(gz).zip(hw_n.iter().zip(hp))
-                        {
-                            // n = tanh(x_n + r (W_hn h + b_hn)),  h_t = (1 - z) n + z h_{t-1}
-                            let nv = tanh(*n + r * hwn);
-                            *n = nv;
-                            *ht = (one - z) * nv + z * hpj;
-                        }
+                        gru_forward_row(gn, ht, [gr, gz, hw_n, hp]);
                     }
                 }
             }
@@ -591,23 +674,7 @@ impl<T: Scalar> Rnn<T> {
                         let (dgg, d_o) = rest.split_at_mut(h);
                         let (cp, tct) = (&c_prev[i * h..(i + 1) * h], &tc_t[i * h..(i + 1) * h]);
                         let (dhr, dcr) = (&dhv[i * h..(i + 1) * h], &mut dcv[i * h..(i + 1) * h]);
-                        // Zipped slices (no indexing), so that the loop vectorises.
-                        let fwd = gi.iter().zip(gf).zip(gg).zip(go).zip(cp).zip(tct).zip(dhr);
-                        let out = di.iter_mut().zip(df.iter_mut()).zip(dgg.iter_mut()).zip(d_o.iter_mut()).zip(dcr);
-                        for (((((((&ig, &fg), &gv), &og), &cpj), &tcv), &dhj), ((((di, df), dgg), d_o), dcr)) in
-                            fwd.zip(out)
-                        {
-                            // dc_t = dc (from step t+1, already times f_{t+1}) + dh o (1 - tanh^2 c_t)
-                            let dcj = *dcr + dhj * og * (one - tcv * tcv);
-                            // d pre_i = dc g i(1-i), d pre_f = dc c_{t-1} f(1-f),
-                            // d pre_g = dc i (1-g^2), d pre_o = dh tanh(c_t) o(1-o)
-                            *di = dcj * gv * ig * (one - ig);
-                            *df = dcj * cpj * fg * (one - fg);
-                            *dgg = dcj * ig * (one - gv * gv);
-                            *d_o = dhj * tcv * og * (one - og);
-                            // dc_{t-1} = dc_t f_t
-                            *dcr = if recurrent_path { dcj * fg } else { zero };
-                        }
+                        lstm_backward_row((gi, gf, gg, go), (cp, tct, dhr), di, df, dgg, d_o, dcr, recurrent_path);
                     }
                 }
                 CellKind::Gru => {
@@ -626,23 +693,7 @@ impl<T: Scalar> Rnn<T> {
                         let (hz_, hn_) = rest.split_at_mut(h);
                         let (hp, hnr) = (&h_prev[i * h..(i + 1) * h], &hn_t[i * h..(i + 1) * h]);
                         let (dhr, dpr) = (&dhv[i * h..(i + 1) * h], &mut dhp[i * h..(i + 1) * h]);
-                        // Zipped slices (no indexing), so that the loop vectorises.
-                        let fwd = gr.iter().zip(gz).zip(gn).zip(hp).zip(hnr).zip(dhr);
-                        let out = dr_.iter_mut().zip(dz_.iter_mut()).zip(dn_.iter_mut());
-                        let out_hh = hr_.iter_mut().zip(hz_.iter_mut()).zip(hn_.iter_mut()).zip(dpr.iter_mut());
-                        for (((((((&r, &z), &n), &hpj), &hnj), &dhj), ((dr_, dz_), dn_)), (((hr_, hz_), hn_), dpr)) in
-                            fwd.zip(out).zip(out_hh)
-                        {
-                            // dn = dh (1-z)(1-n^2), dz = dh (h_{t-1} - n) z(1-z),
-                            // dr = dn (W_hn h + b_hn) r(1-r); the W_hn side of n sees dn r.
-                            let dn = dhj * (one - z) * (one - n * n);
-                            let dz = dhj * (hpj - n) * z * (one - z);
-                            let dr = dn * hnj * r * (one - r);
-                            (*dr_, *dz_, *dn_) = (dr, dz, dn);
-                            (*hr_, *hz_, *hn_) = (dr, dz, dn * r);
-                            // The direct path h_{t-1} -> h_t through z.
-                            *dpr = dhj * z;
-                        }
+                        gru_backward_row([gr, gz, gn], [hp, hnr, dhr], [dr_, dz_, dn_], [hr_, hz_, hn_], dpr);
                     }
                 }
             }
@@ -733,6 +784,11 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
 
     fn measure_spectra(&mut self, on: bool) {
         self.spectra = on;
+    }
+
+    /// [`SPECTRA_COST_PER_H3`] H^3 per gate block.
+    fn spectra_cost(&self) -> f64 {
+        (self.cell.gates() as f64) * SPECTRA_COST_PER_H3 * (self.units as f64).powi(3)
     }
 }
 
