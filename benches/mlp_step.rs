@@ -11,7 +11,7 @@
 //! linear); softmax cross-entropy; SGD lr 0.01; PyTorch's default `nn.Linear` init (weight and
 //! bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))); 8 fixed batches of N(0,1) inputs labelled by the
 //! argmax of a fixed random linear teacher, cycled (inline data, no shuffling, so step `i` sees
-//! batch `i % 8`); f32; one thread (ndarray/matrixmultiply are built without threading).
+//! batch `i % 8`); f32; one thread (faer's products run with `Par::Seq`, matrixmultiply is built without threading).
 //!
 //! Modes, timed in interleaved blocks:
 //! - `instrumented`: probes every step (the engine's full per-layer statistics: grad

@@ -14,7 +14,7 @@
 //! the biases passed as explicit parameters since the engine's default recurrent biases are zero.
 //! 8 fixed batches generated from the seed, passed as inline sequences and cycled (no shuffling,
 //! so step `i` sees batch `i % 8` and no data generation is timed); f32; one thread
-//! (ndarray/matrixmultiply are built without threading).
+//! (faer's products run with `Par::Seq`, matrixmultiply is built without threading).
 //!
 //! Modes, timed in interleaved blocks:
 //! - `instrumented`: probes every step: `||dL/dh_t||` for every t, every parameter's gradient

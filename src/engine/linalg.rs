@@ -2,14 +2,16 @@
 //! + beta C`) and the spectrum summary of a square block ([`spectrum`]: the recurrent probes'
 //! largest singular value and spectral radius of each block of `W_hh`).
 //!
-//! Why not ndarray's `general_mat_mul` (matrixmultiply): the recurrent layers make 2T small,
-//! sequential products per step (`(B, H) x (H, G*H)` forward, `(B, G*H) x (G*H, H)` backward),
-//! and at those sizes matrixmultiply repacks both operands inside every product; on this
-//! project's machines (AVX-512, one thread, f32) it reaches ~130-160 GFLOP/s there while faer's
-//! kernels reach ~200-230 (`benches/README.md`, "Matrix products"). faer's safe API takes
-//! row- or column-major slices, which is what every buffer of the engine is: a standard-layout
-//! array or the transpose of one. Anything else (a view with gaps, which no layer passes today)
-//! falls back to `general_mat_mul`, so the result never depends on the layout, only the speed.
+//! Why not ndarray's `general_mat_mul` (matrixmultiply): every layer's products in a training
+//! step go through [`gemm`], and the recurrent layers make 2T small, sequential ones per step
+//! (`(B, H) x (H, G*H)` forward, `(B, G*H) x (G*H, H)` backward). At those sizes matrixmultiply
+//! repacks both operands inside every product (and allocates a buffer for it); measured on this
+//! project's machine (AVX-512, one thread, f32) it reaches ~130-160 GFLOP/s there, faer ~200-230,
+//! and faer keeps its packing memory per thread. A training step of the benchmark MLPs is
+//! 12-35% faster on faer, an LSTM step ~30% (`benches/README.md`). faer's safe API takes row- or
+//! column-major slices, which is what every buffer of the engine is: a standard-layout array or
+//! the transpose of one. Anything else (a view with gaps, which no layer passes today) falls back
+//! to `general_mat_mul`, so the result never depends on the layout, only the speed.
 //!
 //! After each product, `simd::clear_upper_vector_state` (see there: faer's kernels leave the
 //! vector registers in a state that slows the code after them 2-3x).

@@ -11,7 +11,7 @@
 //! `W` is stored `units x inputs`, PyTorch's `nn.Linear.weight` layout, so explicit weights
 //! from a `state_dict` load as they are.
 
-use ndarray::linalg::general_mat_mul;
+use crate::engine::linalg::gemm;
 use ndarray::Array2;
 
 use super::norm::running_buffers;
@@ -132,7 +132,7 @@ impl<T: Scalar> Layer<T> for Dense<T> {
             // z = x W^T + b (into `z` before a norm, else into `p`); p = norm(z); y = f(p).
             let z = if self.norm.is_some() { &mut self.z } else { &mut self.pre };
             ensure_shape(z, n, units);
-            general_mat_mul(T::one(), x, &w.t(), T::zero(), z);
+            gemm(T::one(), x, &w.t(), T::zero(), z);
             bias_activate(Activation::Linear, b, z);
             if let Some((core, i)) = &mut self.norm {
                 let (g, bt) = (&self.params[*i].value, &self.params[*i + 1].value);
@@ -142,7 +142,7 @@ impl<T: Scalar> Layer<T> for Dense<T> {
         } else {
             // y = f(x W^T + b): the product straight into y, then bias and f in one pass.
             ensure_shape(y, n, units);
-            general_mat_mul(T::one(), x, &w.t(), T::zero(), y);
+            gemm(T::one(), x, &w.t(), T::zero(), y);
             bias_activate(self.activation, b, y);
         }
         if ctx.probe {
@@ -176,11 +176,11 @@ impl<T: Scalar> Layer<T> for Dense<T> {
             }
         };
         // dW = dz^T x
-        general_mat_mul(T::one(), &dz.t(), x, T::zero(), &mut self.params[WEIGHT].grad);
+        gemm(T::one(), &dz.t(), x, T::zero(), &mut self.params[WEIGHT].grad);
         // dx = dz W
         if let Some(dx) = dx {
             ensure_shape(dx, x.nrows(), x.ncols());
-            general_mat_mul(T::one(), dz, &self.params[WEIGHT].value, T::zero(), dx);
+            gemm(T::one(), dz, &self.params[WEIGHT].value, T::zero(), dx);
         }
     }
 
