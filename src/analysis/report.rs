@@ -185,9 +185,10 @@ pub struct LayerStats {
     /// Recurrent layers: L2 norm of the `weight_hh` gradient (`grad_norm` is `weight_ih`'s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recurrent_grad_norm: Option<Vec<Option<f64>>>,
-    /// Recurrent layers: the probe steps at which the W_hh spectra were computed — every probe
-    /// of a run with at most 50 probes, otherwise step 0, the last step and every k-th probe
-    /// (k = ceil(probes / 50)) — among the kept probe steps. `spectral_norm` and
+    /// Recurrent layers: the probe steps at which the W_hh spectra were computed — step 0, the
+    /// last step and every k-th probe, k the smallest that keeps them to at most 50 per run
+    /// (plus the last) and their cost within 2% of the run's training compute (so at every probe
+    /// of a short run with small recurrent layers) — among the kept probe steps. `spectral_norm` and
     /// `spectral_radius` are parallel to it (not to `steps`): a spectrum not computed is absent,
     /// never `null`.
     #[serde(skip_serializing_if = "Option::is_none")]
