@@ -11,7 +11,7 @@
 //! [`clear_upper_vector_state`]: faer's AVX-512 GEMM microkernels return with the upper halves
 //! of the vector registers dirty (no `vzeroupper`). Code that runs next with the narrower
 //! encodings then carries a false dependency on those bits: measured here, the LSTM gate loops
-//! ran 2-3x slower after every product (an LSTM step went from 2.1 to 4.8 ms). `engine::gemm`
+//! ran 2-3x slower after every product (an LSTM step went from 2.1 to 4.8 ms). `linalg::gemm`
 //! issues the `vzeroupper` after each product.
 //!
 //! Depends on nothing but `std`.
@@ -53,8 +53,8 @@ pub fn clear_upper_vector_state() {
     if std::arch::is_x86_feature_detected!("avx") {
         #[allow(unsafe_code)]
         // SAFETY: the intrinsic needs AVX, which was just detected. It zeroes bits 128 and up of
-        // the vector registers, which hold no live value between two Rust statements of a
-        // function compiled without AVX-512 (it is the instruction LLVM emits when leaving
+        // vector registers 0-15; the compiler models it as overwriting those registers, so it
+        // keeps no value in them across it (LLVM emits the same instruction itself when leaving
         // AVX code).
         unsafe {
             std::arch::x86_64::_mm256_zeroupper()
