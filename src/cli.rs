@@ -161,7 +161,7 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::Run { spec, params_out, progress, outputs } => read(&spec).and_then(|body| {
             let mut on_progress = |p: crate::engine::train::Progress| {
-                if progress && (p.step % 100 == 0 || p.step == p.total_steps) {
+                if progress && (p.step.is_multiple_of(100) || p.step == p.total_steps) {
                     eprintln!("step {}/{} loss {:.6}", p.step, p.total_steps, p.loss);
                 }
             };

@@ -282,7 +282,7 @@ fn index_label(x: f64, labels: &[String]) -> String {
 fn every_kth(x: f64, m: usize, max: usize) -> bool {
     let k = m.div_ceil(max.max(1)).max(1);
     let r = x.round();
-    r >= 0.0 && (r as usize) % k == 0
+    r >= 0.0 && (r as usize).is_multiple_of(k)
 }
 
 /// Contiguous runs of finite points (a `null` breaks the line).

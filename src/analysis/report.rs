@@ -187,8 +187,9 @@ pub struct LayerStats {
     pub recurrent_grad_norm: Option<Vec<Option<f64>>>,
     /// Recurrent layers: the probe steps at which the W_hh spectra were computed — step 0, the
     /// last step and every k-th probe, k the smallest that keeps them to at most 50 per run
-    /// (plus the last) and their cost within 2% of the run's training compute (so at every probe
-    /// of a short run with small recurrent layers) — among the kept probe steps. `spectral_norm` and
+    /// (plus the last) and spaces them so that, by estimate, they cost at most 2% of the training
+    /// compute between them (so at every probe of a short run with small recurrent layers) —
+    /// among the kept probe steps. `spectral_norm` and
     /// `spectral_radius` are parallel to it (not to `steps`): a spectrum not computed is absent,
     /// never `null`.
     #[serde(skip_serializing_if = "Option::is_none")]

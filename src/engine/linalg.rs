@@ -8,7 +8,7 @@
 //! repacks both operands inside every product (and allocates a buffer for it); measured on this
 //! project's machine (AVX-512, one thread, f32) it reaches ~130-160 GFLOP/s there, faer ~200-230,
 //! and faer keeps its packing memory per thread. A training step of the benchmark MLPs is
-//! 12-35% faster on faer, an LSTM step ~30% (`benches/README.md`). faer's safe API takes row- or
+//! 12-35% faster on faer, an unprobed LSTM step 18-23% (`benches/README.md`). faer's safe API takes row- or
 //! column-major slices, which is what every buffer of the engine is: a standard-layout array or
 //! the transpose of one. Anything else (a view with gaps, which no layer passes today) falls back
 //! to `general_mat_mul`, so the result never depends on the layout, only the speed.
@@ -16,9 +16,11 @@
 //! After each product, `simd::clear_upper_vector_state` (see there: faer's kernels leave the
 //! vector registers in a state that slows the code after them 2-3x).
 //!
-//! Owns no state and depends only on `ndarray`, `faer` and [`Scalar`]. Sequential
-//! (`Par::Seq`): a run is one thread (the worker pool runs runs in parallel), and results are
-//! bit-identical from run to run on one machine.
+//! Holds no state of its own (faer's GEMM keeps a packing buffer per thread, for the thread's
+//! life) and depends only on `ndarray`, `faer`, [`Scalar`] and `simd`. Sequential (`Par::Seq`):
+//! a run is one thread (the worker pool runs runs in parallel). Results are bit-identical from
+//! run to run on one machine; faer chooses its kernels and blocking by the CPU (vector width,
+//! cache sizes), so another CPU may round differently.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
@@ -32,8 +34,6 @@ use super::Scalar;
 pub trait FaerScalar: Sized {
     /// `dst = alpha lhs rhs (+ dst if accumulate)`.
     fn faer_matmul(dst: MatMut<'_, Self>, accumulate: bool, lhs: MatRef<'_, Self>, rhs: MatRef<'_, Self>, alpha: Self);
-    /// See [`spectrum`].
-    fn faer_spectrum(m: MatRef<'_, Self>) -> (f64, f64);
 }
 
 macro_rules! faer_scalar {
@@ -44,22 +44,6 @@ macro_rules! faer_scalar {
                 let accum = if accumulate { Accum::Add } else { Accum::Replace };
                 matmul(dst, accum, lhs, rhs, alpha, Par::Seq);
             }
-
-            fn faer_spectrum(m: MatRef<'_, $t>) -> (f64, f64) {
-                // sigma_max^2 is the largest eigenvalue of M^T M (symmetric: about a third of an
-                // SVD's time at 128 x 128, and as accurate for the largest value, whose absolute
-                // error is ~eps ||M||^2).
-                let gram = m.transpose() * m;
-                let sigma_max = match gram.self_adjoint_eigenvalues(Side::Lower) {
-                    Ok(v) => f64::from(v.iter().fold(0.0, |a: $t, &b| a.max(b))).sqrt(),
-                    Err(_) => f64::NAN,
-                };
-                let radius = match m.eigenvalues() {
-                    Ok(v) => v.iter().fold(0.0f64, |a, e| a.max(f64::from(e.norm()))),
-                    Err(_) => gelfand_radius(Mat::<f64>::from_fn(m.nrows(), m.ncols(), |i, j| f64::from(m[(i, j)]))),
-                };
-                (sigma_max, radius)
-            }
         }
     };
 }
@@ -67,14 +51,36 @@ faer_scalar!(f32);
 faer_scalar!(f64);
 
 /// Largest singular value (spectral norm) and largest eigenvalue modulus (spectral radius) of the
-/// square row-major `n x n` matrix `m`, computed in `T` (the run's precision: the weights hold no
-/// more than that) and returned in f64. Eigenvalues only, no vectors. Both NaN when `m` holds a
-/// non-finite entry.
+/// square row-major `n x n` matrix `m`, in f64 (an f32 block is converted exactly): eigenvalues
+/// only, no vectors. The block is first divided by its largest entry, so that `M^T M` can neither
+/// overflow nor underflow, and the results multiplied back. sigma_max^2 is the largest eigenvalue
+/// of `M^T M` (symmetric: about a third of an SVD's time at 128 x 128, and as accurate for the
+/// largest value, whose absolute error is ~eps ||M||^2). Both NaN when `m` holds a non-finite
+/// entry; sigma_max NaN if the symmetric solver fails; the radius falls back to
+/// [`gelfand_radius`] if the eigenvalue iteration fails or returns a non-finite value.
 pub fn spectrum<T: Scalar>(m: &[T], n: usize) -> (f64, f64) {
     if m.len() != n * n || m.iter().any(|v| !v.is_finite()) {
         return (f64::NAN, f64::NAN);
     }
-    T::faer_spectrum(MatRef::from_row_major_slice(m, n, n))
+    let scale = m.iter().fold(0.0f64, |a, v| a.max(v.f64().abs()));
+    if scale == 0.0 {
+        return (0.0, 0.0);
+    }
+    let a = Mat::<f64>::from_fn(n, n, |i, j| m[i * n + j].f64() / scale);
+    let gram = a.transpose() * &a;
+    let finite_max = |v: &[f64]| v.iter().try_fold(0.0f64, |acc, &x| x.is_finite().then(|| acc.max(x)));
+    let sigma_max = match gram.self_adjoint_eigenvalues(Side::Lower) {
+        Ok(v) => finite_max(&v).map_or(f64::NAN, |x| x.max(0.0).sqrt()),
+        Err(_) => f64::NAN,
+    };
+    let moduli = a.eigenvalues().ok().map(|v| v.iter().map(|e| e.norm()).collect::<Vec<f64>>());
+    let radius = match moduli.as_deref().and_then(finite_max) {
+        Some(r) => r,
+        None => gelfand_radius(a),
+    };
+    // faer's kernels leave the vector state that slows the loops after them (see `simd`).
+    clear_upper_vector_state();
+    (sigma_max * scale, radius * scale)
 }
 
 /// The spectral radius by Gelfand's formula rho = lim ||A^k||^(1/k), k = 2^10 by repeated

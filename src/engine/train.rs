@@ -152,11 +152,14 @@ pub const MAX_SPECTRA: usize = 50;
 /// [`spectra_gap`]).
 pub const SPECTRA_BUDGET: f64 = 0.02;
 
-/// Fewest steps between two probes that compute the spectra, so that they cost at most
-/// [`SPECTRA_BUDGET`] of the steps between them. A step costs about `6 P B T` flops (`P`
-/// parameters, each used in a multiply-add per sample and time step forward, twice that
-/// backward); the spectra cost `Network::spectra_cost` flop-equivalents (see there). Computed
-/// from the configuration alone, so the schedule and the report stay deterministic.
+/// Fewest steps between two probes that compute the spectra, so that by estimate they cost at
+/// most [`SPECTRA_BUDGET`] of the steps between them. A step is estimated at `6 P B T` flops (`P`
+/// parameters, each in a multiply-add per sample and time step forward, twice that backward; this
+/// overcounts layers that run once per sequence, such as a dense head on the last state, so the
+/// gap errs short); the spectra at `Network::spectra_cost` flop-equivalents (see there). Computed
+/// from the configuration alone, so the schedule and the report stay deterministic. Step 0 and
+/// the last step have the spectra whatever the gap (see [`spectra_at`]): in a run shorter than
+/// the gap they are the whole cost, which the budget does not bound.
 pub fn spectra_gap(spectra_cost: f64, params: usize, batch: usize, seq_len: usize) -> usize {
     let step = 6.0 * params as f64 * batch.max(1) as f64 * seq_len.max(1) as f64;
     if spectra_cost <= 0.0 || step <= 0.0 {
@@ -182,7 +185,7 @@ pub fn spectra_at(step: usize, total_steps: usize, every: usize, min_gap: usize)
     let every = every.max(1);
     let probes = total_steps.div_ceil(every);
     let k = probes.div_ceil(MAX_SPECTRA).max(min_gap.div_ceil(every)).max(1);
-    step == 0 || step + 1 == total_steps || step % (k.saturating_mul(every)) == 0
+    step == 0 || step + 1 == total_steps || step.is_multiple_of(k.saturating_mul(every))
 }
 
 /// Samples used for the end-of-run training-set evaluation.
@@ -720,7 +723,7 @@ mod tests {
     fn spectra_gap_keeps_the_cost_within_the_budget() {
         // LSTM H 128 (4 blocks) after 2 inputs, batch 32, T 50 (the benchmark's configuration).
         let (h, params) = (128.0f64, 4 * 128 * (2 + 128 + 2) + 129);
-        let cost = 4.0 * 250.0 * h.powi(3);
+        let cost = 4.0 * 300.0 * h.powi(3);
         let gap = spectra_gap(cost, params, 32, 50);
         let step = 6.0 * params as f64 * 32.0 * 50.0;
         assert!(cost / (gap as f64 * step) <= super::SPECTRA_BUDGET);

@@ -308,7 +308,7 @@ fn run_job(shared: &Shared, job: Claimed) {
             let step = p.step as u64;
             // Every probe interval (what the API promises) and, between probes, at least every
             // `heartbeat` so that slow runs still show movement; never every step of a fast run.
-            if step % every == 0 || p.step == p.total_steps || last.elapsed() >= heartbeat {
+            if step.is_multiple_of(every) || p.step == p.total_steps || last.elapsed() >= heartbeat {
                 last = Instant::now();
                 let progress =
                     JobProgress { step, total_steps: p.total_steps as u64, loss: p.loss.is_finite().then_some(p.loss) };
