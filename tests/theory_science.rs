@@ -11,7 +11,7 @@
 
 mod common;
 
-use gradscope::analysis::theory::{theory_at_init, StepZero, Theory};
+use gradscope::analysis::theory::{theory_at_init, StepZero, Theory, TheoryProfile};
 use gradscope::engine::config::*;
 use gradscope::engine::train::analyze;
 
@@ -44,6 +44,20 @@ fn theory_of(config: &RunConfig, batch: usize) -> Theory {
     theory_at_init(config, &record, StepZero::Analyze { batch })
 }
 
+/// The mean over `profiles` (one per seed) of the predicted and measured ln(delta_l / delta_L) at
+/// each of the first `depth` hidden layers.
+fn mean_profile(profiles: &[TheoryProfile], depth: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = profiles.len() as f64;
+    let (mut predicted, mut measured) = (vec![0.0; depth], vec![0.0; depth]);
+    for p in profiles {
+        for l in 0..depth {
+            predicted[l] += p.predicted_log_delta_ratio[l] / n;
+            measured[l] += p.measured_log_delta_ratio[l].expect("finite delta_norm") / n;
+        }
+    }
+    (predicted, measured)
+}
+
 /// A `depth` x `width` stack with weights N(0, sigma_w^2 / fan_in), zero biases, and a linear
 /// readout.
 fn mlp(depth: usize, width: usize, activation: Activation, sigma_w2: f64, outputs: usize) -> Vec<LayerConfig> {
@@ -62,25 +76,23 @@ fn mlp(depth: usize, width: usize, activation: Activation, sigma_w2: f64, output
 fn tanh_profile_matches_length_map_at_width_512() {
     let (depth, width, batch, seeds) = (20, 512, 128, 5u64);
     for sigma_w2 in [0.5, 1.0, 1.5] {
-        let mut predicted = vec![0.0; depth];
-        let mut measured = vec![0.0; depth];
-        for seed in 0..seeds {
-            let c = config(
-                seed,
-                2,
-                mlp(depth, width, Activation::Tanh, sigma_w2, 2),
-                DataConfig::Spirals { samples: 512, noise: 0.1, classes: 2 },
-                batch,
-            );
-            let t = theory_of(&c, batch);
-            let p = t.profile.as_ref().unwrap_or_else(|| panic!("no profile: {:?}", t.notes));
-            assert_eq!(p.layers.len(), depth);
-            assert_eq!(p.predicted_log_delta_ratio[depth - 1], 0.0);
-            for l in 0..depth {
-                predicted[l] += p.predicted_log_delta_ratio[l] / seeds as f64;
-                measured[l] += p.measured_log_delta_ratio[l].expect("finite delta_norm") / seeds as f64;
-            }
-        }
+        let profiles: Vec<TheoryProfile> = (0..seeds)
+            .map(|seed| {
+                let c = config(
+                    seed,
+                    2,
+                    mlp(depth, width, Activation::Tanh, sigma_w2, 2),
+                    DataConfig::Spirals { samples: 512, noise: 0.1, classes: 2 },
+                    batch,
+                );
+                let t = theory_of(&c, batch);
+                let p = t.profile.unwrap_or_else(|| panic!("no profile: {:?}", t.notes));
+                assert_eq!(p.layers.len(), depth);
+                assert_eq!(p.predicted_log_delta_ratio[depth - 1], 0.0);
+                p
+            })
+            .collect();
+        let (predicted, measured) = mean_profile(&profiles, depth);
         let mut worst: f64 = 0.0;
         for l in 0..depth {
             let (p, m) = (predicted[l], measured[l]);
@@ -224,16 +236,13 @@ fn every_example_gets_a_theory_block() {
 fn tanh_profile_matches_length_map_closely_for_gaussian_inputs() {
     let (depth, width, batch, seeds) = (20, 512, 128, 5u64);
     for sigma_w2 in [0.5, 1.0, 1.5] {
-        let mut predicted = vec![0.0; depth];
-        let mut measured = vec![0.0; depth];
-        for seed in 0..seeds {
-            let c = config(seed, 32, mlp(depth, width, Activation::Tanh, sigma_w2, 2), teacher(32), batch);
-            let p = theory_of(&c, batch).profile.expect("profile");
-            for l in 0..depth {
-                predicted[l] += p.predicted_log_delta_ratio[l] / seeds as f64;
-                measured[l] += p.measured_log_delta_ratio[l].expect("finite delta_norm") / seeds as f64;
-            }
-        }
+        let profiles: Vec<TheoryProfile> = (0..seeds)
+            .map(|seed| {
+                let c = config(seed, 32, mlp(depth, width, Activation::Tanh, sigma_w2, 2), teacher(32), batch);
+                theory_of(&c, batch).profile.expect("profile")
+            })
+            .collect();
+        let (predicted, measured) = mean_profile(&profiles, depth);
         let worst = (0..depth).map(|l| (measured[l] - predicted[l]).abs()).fold(0.0, f64::max);
         eprintln!(
             "tanh sigma_w^2 {sigma_w2}, gaussian inputs: ln(delta_0/delta_L) predicted {:.4}, measured {:.4}; max \
@@ -262,19 +271,16 @@ fn mixed_activations_with_dropout_follow_the_per_layer_map() {
         layers.push(LayerConfig::Dropout { rate: 0.2 });
     }
     layers.push(dense(2, Activation::Linear, Init::XavierUniform { gain: 1.0 }));
-    let mut predicted = vec![0.0; depth];
-    let mut measured = vec![0.0; depth];
-    for seed in 0..seeds {
-        let c = config(seed, 32, layers.clone(), teacher(32), batch);
-        let record = train(&c, &CancelFlag::new(), &mut |_| {}).expect("valid config");
-        let t = theory_at_init(&c, &record, StepZero::Train);
-        assert!(t.notes.iter().any(|n| n.contains("activation")), "mixed activations are noted: {:?}", t.notes);
-        let p = t.profile.expect("profile");
-        for l in 0..depth {
-            predicted[l] += p.predicted_log_delta_ratio[l] / seeds as f64;
-            measured[l] += p.measured_log_delta_ratio[l].expect("finite") / seeds as f64;
-        }
-    }
+    let profiles: Vec<TheoryProfile> = (0..seeds)
+        .map(|seed| {
+            let c = config(seed, 32, layers.clone(), teacher(32), batch);
+            let record = train(&c, &CancelFlag::new(), &mut |_| {}).expect("valid config");
+            let t = theory_at_init(&c, &record, StepZero::Train);
+            assert!(t.notes.iter().any(|n| n.contains("activation")), "mixed activations are noted: {:?}", t.notes);
+            t.profile.expect("profile")
+        })
+        .collect();
+    let (predicted, measured) = mean_profile(&profiles, depth);
     let worst = (0..depth).map(|l| (measured[l] - predicted[l]).abs()).fold(0.0, f64::max);
     eprintln!(
         "tanh/relu + dropout 0.2: ln(delta_0/delta_L) predicted {:.4}, measured {:.4}; max |deviation| {worst:.4}",

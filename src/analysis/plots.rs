@@ -210,6 +210,19 @@ fn framed<'a, 'b>(
         .map_err(fail)
 }
 
+/// The mesh of a chart over training steps (whole-number x labels) in the plots' fonts.
+fn step_mesh(chart: &mut Chart<'_, '_>, y_desc: &str) -> Drawn {
+    chart
+        .configure_mesh()
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .x_desc("training step")
+        .y_desc(y_desc)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()
+        .map_err(fail)
+}
+
 fn fail<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
@@ -550,15 +563,7 @@ fn loss(report: &Value) -> Result<String, PlotError> {
             (body, None)
         };
         let mut chart = framed(&top, 10, 75, x0..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .x_desc("training step")
-            .y_desc("loss")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .draw()
-            .map_err(fail)?;
+        step_mesh(&mut chart, "loss")?;
         draw_line(&mut chart, &xs, &train, "training loss (batch)", PALETTE[0])?;
         if let Some(val) = &val {
             draw_line(&mut chart, &xs, val, "validation loss", PALETTE[1])?;
@@ -569,15 +574,7 @@ fn loss(report: &Value) -> Result<String, PlotError> {
         }
         if let (Some(bottom), Some(acc)) = (bottom, &acc) {
             let mut chart = framed(&bottom, 20, 75, x0..x1, 0.0..1.0)?;
-            chart
-                .configure_mesh()
-                .label_style((FONT, 13))
-                .axis_desc_style((FONT, 14))
-                .x_desc("training step")
-                .y_desc("accuracy")
-                .x_label_formatter(&|x| format!("{x:.0}"))
-                .draw()
-                .map_err(fail)?;
+            step_mesh(&mut chart, "accuracy")?;
             draw_line(&mut chart, &xs, acc, "training accuracy (batch)", PALETTE[2])?;
             if let Some(val_acc) = &val_acc {
                 draw_line(&mut chart, &xs, val_acc, "validation accuracy", PALETTE[3])?;
