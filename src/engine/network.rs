@@ -10,7 +10,7 @@
 use ndarray::Array2;
 
 use super::config::{Activation, LayerConfig, NetworkConfig, NormKind};
-use super::layers::{layer_name, ActivationLayer, Ctx, Dense, Dropout, Layer, NormLayer, Param, Rnn};
+use super::layers::{layer_name, ActivationLayer, Ctx, Dense, Dropout, Layer, LayerKind, NormLayer, Param, Rnn};
 use super::rng::{rng, Stream};
 use super::{EngineError, Result, Scalar};
 
@@ -21,8 +21,8 @@ pub struct LayerInfo {
     pub index: usize,
     /// `dense_0`, `batch_norm_3`, ... (kind and index).
     pub name: String,
-    /// Spec type name.
-    pub kind: &'static str,
+    /// What kind of layer it is.
+    pub kind: LayerKind,
     /// Activation, when the layer applies one.
     pub activation: Option<Activation>,
     /// Number of learnable scalars.
@@ -264,7 +264,7 @@ impl<T: Scalar> Builder<T> {
             if let Some(layer) = layer {
                 let info = LayerInfo {
                     index: self.info.len(),
-                    name: layer_name(layer.kind(), self.info.len()),
+                    name: layer_name(layer.kind().name(), self.info.len()),
                     kind: layer.kind(),
                     activation: layer.activation(),
                     params: layer.params().iter().map(Param::len).sum(),

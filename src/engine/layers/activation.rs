@@ -6,7 +6,9 @@
 
 use ndarray::Array2;
 
-use super::{activate, activation_backward, ensure_shape, explicit_or, unit_stats, Ctx, Layer, Param, UnitStats};
+use super::{
+    activate, activation_backward, ensure_shape, explicit_or, unit_stats, Ctx, Layer, LayerKind, Param, UnitStats,
+};
 use crate::engine::config::{Activation, ExplicitParams};
 use crate::engine::{Result, Scalar};
 
@@ -36,8 +38,8 @@ impl<T: Scalar> ActivationLayer<T> {
 }
 
 impl<T: Scalar> Layer<T> for ActivationLayer<T> {
-    fn kind(&self) -> &'static str {
-        "activation"
+    fn kind(&self) -> LayerKind {
+        LayerKind::Activation
     }
 
     fn activation(&self) -> Option<Activation> {

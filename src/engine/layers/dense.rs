@@ -17,7 +17,7 @@ use ndarray::Array2;
 use super::norm::running_buffers;
 use super::{
     activate, activation_backward, bias_activate, column_sums, ensure_shape, explicit_or, unit_stats, Ctx, Layer,
-    NormCore, Param, UnitStats,
+    LayerKind, NormCore, Param, UnitStats,
 };
 use crate::engine::config::{Activation, DenseConfig};
 use crate::engine::rng::Rng;
@@ -113,8 +113,8 @@ impl<T: Scalar> Dense<T> {
 }
 
 impl<T: Scalar> Layer<T> for Dense<T> {
-    fn kind(&self) -> &'static str {
-        "dense"
+    fn kind(&self) -> LayerKind {
+        LayerKind::Dense
     }
 
     fn activation(&self) -> Option<Activation> {

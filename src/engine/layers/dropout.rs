@@ -10,7 +10,7 @@
 use ndarray::Array2;
 use rand::Rng as _;
 
-use super::{ensure_shape, Ctx, Layer};
+use super::{ensure_shape, Ctx, Layer, LayerKind};
 use crate::engine::Scalar;
 
 /// See the module doc.
@@ -29,8 +29,8 @@ impl<T: Scalar> Dropout<T> {
 }
 
 impl<T: Scalar> Layer<T> for Dropout<T> {
-    fn kind(&self) -> &'static str {
-        "dropout"
+    fn kind(&self) -> LayerKind {
+        LayerKind::Dropout
     }
 
     fn out_dim(&self) -> usize {

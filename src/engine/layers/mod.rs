@@ -120,8 +120,8 @@ pub struct UnitStats {
 
 /// One layer of a feed-forward stack. See the module doc for the array ownership rules.
 pub trait Layer<T: Scalar>: Send {
-    /// Spec type name (`dense`, `batch_norm`, ...).
-    fn kind(&self) -> &'static str;
+    /// What kind of layer this is (its spec type name is [`LayerKind::name`]).
+    fn kind(&self) -> LayerKind;
     /// The activation applied by this layer, if any.
     fn activation(&self) -> Option<Activation> {
         None
@@ -381,6 +381,51 @@ fn dead_columns<T: Scalar>(y: &Array2<T>) -> usize {
         dead += max[..width].iter().filter(|&&m| m <= T::zero()).count();
     }
     dead
+}
+
+/// What kind a reported layer is. [`LayerKind::name`] is the spec's layer `type` (`dense`,
+/// `batch_norm`, ...), which also prefixes the layer's reported name (`dense_3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LayerKind {
+    /// A fully connected layer (with its activation and optional inner norm).
+    Dense,
+    /// A standalone batch norm layer.
+    BatchNorm,
+    /// A standalone layer norm layer.
+    LayerNorm,
+    /// Dropout.
+    Dropout,
+    /// A standalone activation layer.
+    Activation,
+    /// A recurrent layer (vanilla, LSTM or GRU cell).
+    Rnn,
+}
+
+impl LayerKind {
+    /// The spec's layer `type` of this kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerKind::Dense => "dense",
+            LayerKind::BatchNorm => "batch_norm",
+            LayerKind::LayerNorm => "layer_norm",
+            LayerKind::Dropout => "dropout",
+            LayerKind::Activation => "activation",
+            LayerKind::Rnn => "rnn",
+        }
+    }
+
+    /// Dense and recurrent layers: the ones with a weight matrix, whose `grad_norm` the
+    /// gradient-flow measurements compare.
+    pub fn has_weights(self) -> bool {
+        matches!(self, LayerKind::Dense | LayerKind::Rnn)
+    }
+}
+
+impl PartialEq<&str> for LayerKind {
+    /// A kind equals its spec type name.
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
 }
 
 /// Builds a layer name such as `dense_3`.

@@ -14,7 +14,7 @@
 
 use ndarray::{Array1, Array2};
 
-use super::{ensure_shape, explicit_or, Ctx, Layer, Param};
+use super::{ensure_shape, explicit_or, Ctx, Layer, LayerKind, Param};
 use crate::engine::config::{NormConfig, NormKind};
 use crate::engine::{Result, Scalar};
 
@@ -197,10 +197,10 @@ impl<T: Scalar> NormLayer<T> {
 }
 
 impl<T: Scalar> Layer<T> for NormLayer<T> {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> LayerKind {
         match self.core.kind {
-            NormKind::Batch => "batch_norm",
-            NormKind::Layer => "layer_norm",
+            NormKind::Batch => LayerKind::BatchNorm,
+            NormKind::Layer => LayerKind::LayerNorm,
         }
     }
 

@@ -34,7 +34,7 @@
 use crate::engine::linalg::{gemm, spectrum};
 use ndarray::{s, Array2, ArrayView2, Zip};
 
-use super::{ensure_shape, explicit_or, Ctx, Layer, Param, UnitStats};
+use super::{ensure_shape, explicit_or, Ctx, Layer, LayerKind, Param, UnitStats};
 use crate::engine::activation::SATURATION_FRACTION;
 use crate::engine::config::{Activation, CellKind, RnnConfig};
 use crate::engine::rng::Rng;
@@ -731,8 +731,8 @@ impl<T: Scalar> Rnn<T> {
 }
 
 impl<T: Scalar> Layer<T> for Rnn<T> {
-    fn kind(&self) -> &'static str {
-        "rnn"
+    fn kind(&self) -> LayerKind {
+        LayerKind::Rnn
     }
 
     fn activation(&self) -> Option<Activation> {
