@@ -166,14 +166,9 @@ pub fn main(cli: Cli) -> ExitCode {
                 }
             };
             let limits = crate::spec::Limits::default();
-            let out = pipeline::run_json_with_params(
-                &body,
-                &limits,
-                &Default::default(),
-                &mut on_progress,
-                params_out.is_some(),
-            )
-            .map_err(Failure::from)?;
+            let options = pipeline::RunOptions { limits: &limits, params_out: params_out.is_some() };
+            let spec = pipeline::parse_body(&body).map_err(Failure::from)?;
+            let out = pipeline::run(&spec, &options, &Default::default(), &mut on_progress).map_err(Failure::from)?;
             if let (Some(path), Some(spec)) = (params_out, &out.spec_with_params) {
                 let text = serde_json::to_string_pretty(spec).map_err(|e| Failure::Io(e.to_string()))?;
                 std::fs::write(&path, text).map_err(|e| Failure::Io(format!("{}: {e}", path.display())))?;
@@ -182,8 +177,9 @@ pub fn main(cli: Cli) -> ExitCode {
             Ok(out.report)
         }),
         Command::Analyze { spec, gradients, outputs } => read(&spec).and_then(|body| {
-            let report =
-                pipeline::analyze_json(&body, &crate::spec::Limits::default(), gradients).map_err(Failure::from)?;
+            let options = pipeline::AnalyzeOptions { limits: &crate::spec::Limits::default(), gradients };
+            let spec = pipeline::parse_body(&body).map_err(Failure::from)?;
+            let report = pipeline::analyze(&spec, &options).map_err(Failure::from)?;
             outputs.write(&report)?;
             Ok(report)
         }),

@@ -5,7 +5,8 @@
 // Tests may panic on a broken expectation; the crate's unwrap/expect lints are for library code.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use gradscope::analysis::pipeline::{analyze_json, run_json};
+use gradscope::analysis::findings::Diagnostic;
+use gradscope::analysis::pipeline::{analyze as analyze_spec, parse_body, run as run_spec, AnalyzeOptions, RunOptions};
 use gradscope::analysis::recommend::apply;
 use gradscope::analysis::Report;
 use gradscope::engine::train::CancelFlag;
@@ -14,15 +15,18 @@ use serde_json::{json, Value};
 
 fn run(spec: Value) -> Report {
     let body = serde_json::to_vec(&spec).unwrap();
-    run_json(&body, &Limits::default(), &CancelFlag::new(), &mut |_| {}).expect("spec runs").report
+    let options = RunOptions { limits: &Limits::default(), params_out: false };
+    let spec = parse_body(&body).expect("spec parses");
+    run_spec(&spec, &options, &CancelFlag::new(), &mut |_| {}).expect("spec runs").report
 }
 
 fn analyze(spec: &Value) -> Report {
-    analyze_json(&serde_json::to_vec(spec).unwrap(), &Limits::default(), false).expect("spec analyses")
+    let spec = parse_body(&serde_json::to_vec(spec).unwrap()).expect("spec parses");
+    analyze_spec(&spec, &AnalyzeOptions { limits: &Limits::default(), gradients: false }).expect("spec analyses")
 }
 
 /// The diagnostic with `code` (panics with the report's findings if absent).
-fn find<'a>(report: &'a Report, code: &str) -> &'a gradscope::analysis::diagnostics::Diagnostic {
+fn find<'a>(report: &'a Report, code: &str) -> &'a Diagnostic {
     report.diagnostics.iter().find(|d| d.code == code).unwrap_or_else(|| {
         let found: Vec<_> = report.diagnostics.iter().map(|d| (&d.code, &d.severity, &d.layers)).collect();
         panic!("no {code}; found {found:?}")
@@ -34,7 +38,7 @@ fn serious(report: &Report) -> Vec<(String, String, String)> {
         .diagnostics
         .iter()
         .filter(|d| d.severity != "info")
-        .map(|d| (d.code.clone(), d.severity.clone(), d.message.clone()))
+        .map(|d| (d.code.name().to_string(), d.severity.name().to_string(), d.message.clone()))
         .collect()
 }
 
@@ -75,8 +79,8 @@ fn deep_sigmoid_mlp_vanishes_at_its_first_layer() {
     assert_eq!(d.layers, ["dense_0"]);
     assert_eq!(report.summary.verdict, "vanishing");
     // The evidence carries the measured ratio and the rule's thresholds.
-    assert!(d.evidence["grad_ratio_first_last"].as_f64().unwrap() < 1e-4);
-    assert_eq!(d.evidence["thresholds"]["critical"], 1e-4);
+    assert!(d.evidence.to_json()["grad_ratio_first_last"].as_f64().unwrap() < 1e-4);
+    assert_eq!(d.evidence.to_json()["thresholds"]["critical"], 1e-4);
 }
 
 #[test]
@@ -103,7 +107,7 @@ fn relu_rnn_with_large_orthogonal_w_hh_explodes_then_goes_non_finite() {
     let report = run(relu_rnn(1, 1.5, None, 50));
     let d = find(&report, "exploding_gradient");
     assert_eq!(d.layers, ["rnn_0"]);
-    assert!(d.evidence["timestep_ratio_first_last"].as_f64().unwrap() > 1e2);
+    assert!(d.evidence.to_json()["timestep_ratio_first_last"].as_f64().unwrap() > 1e2);
     let nf = find(&report, "non_finite");
     assert_eq!(nf.severity, "critical");
     assert_eq!(nf.layers.len(), 1);
@@ -123,7 +127,7 @@ fn relu_rnn_at_gain_2_explodes_for_every_seed() {
         let report = analyze(&relu_rnn(seed, 2.0, None, 1));
         let d = find(&report, "exploding_gradient");
         assert_eq!(
-            (d.severity.as_str(), d.layers.as_slice()),
+            (d.severity.name(), d.layers.as_slice()),
             ("critical", ["rnn_0".to_string()].as_slice()),
             "seed {seed}"
         );
@@ -187,7 +191,7 @@ fn high_learning_rate_kills_relu_units_during_training() {
     let report = run(serde_json::from_str(include_str!("../examples/dead-relu-high-lr.json")).unwrap());
     let d = find(&report, "dead_units");
     assert_eq!(d.layers, ["dense_1", "dense_2", "dense_3"]);
-    for (layer, e) in d.evidence["per_layer"].as_object().unwrap() {
+    for (layer, e) in d.evidence.to_json()["per_layer"].as_object().unwrap() {
         // Alive at initialisation, dead by the end: the steps did it.
         assert!(e["dead_fraction_step0"].as_f64().unwrap() < 0.25, "{layer}: {e}");
         assert!(e["dead_fraction"].as_f64().unwrap() > 0.25, "{layer}: {e}");
@@ -211,7 +215,7 @@ fn diverging_learning_rate_is_non_finite_with_its_step_and_layer() {
     assert_eq!(d.severity, "critical");
     let at = report.summary.non_finite.as_ref().unwrap();
     assert_eq!(d.layers, std::slice::from_ref(&at.layer));
-    assert_eq!(d.evidence["step"], at.step);
+    assert_eq!(d.evidence.to_json()["step"], at.step);
     assert!(report.summary.steps < 200);
     assert_eq!(report.summary.verdict, "diverged");
 }
@@ -252,7 +256,7 @@ fn tanh_rnn_with_contracting_w_hh_has_a_short_memory() {
     assert_eq!(d.layers, ["rnn_0"]);
     assert_eq!(d.severity, "critical");
     // 0.5^k < 1e-3 from k = 10 on: the gradient cannot reach further back than ~10 of 100 steps.
-    assert!(d.evidence["memory_horizon"].as_u64().unwrap() < 10, "{}", d.evidence);
+    assert!(d.evidence.to_json()["memory_horizon"].as_u64().unwrap() < 10, "{}", d.evidence.to_json());
     let lstm = apply(&report.spec, &d.recommendations[0].patch).unwrap();
     assert_eq!(lstm["model"]["layers"][0]["cell"], "lstm");
     // The patched spec is valid and runs.
@@ -303,13 +307,35 @@ fn healthy_lstm_on_adding_t20_has_no_warning() {
     assert!(report.summary.final_loss.unwrap() < 0.02, "{:?}", report.summary.final_loss);
 }
 
+/// README.md's rules table is `markdown_table()`, the table the rules are evaluated by, between
+/// the `rules:begin` / `rules:end` markers. `GRADSCOPE_UPDATE_DOCS=1` rewrites it instead.
+#[test]
+fn readme_rules_table_is_generated_from_the_rules() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let begin = readme.find("<!-- rules:begin").expect("README has a rules:begin marker");
+    let begin = begin + readme[begin..].find("-->").unwrap() + 3;
+    let end = readme.find("<!-- rules:end -->").expect("README has a rules:end marker");
+    let table = format!("\n{}", gradscope::analysis::diagnostics::markdown_table());
+    if std::env::var_os("GRADSCOPE_UPDATE_DOCS").is_some() {
+        std::fs::write(path, format!("{}{table}{}", &readme[..begin], &readme[end..])).unwrap();
+        return;
+    }
+    assert_eq!(
+        readme[begin..end],
+        table,
+        "README.md's rules table is stale: run `GRADSCOPE_UPDATE_DOCS=1 cargo test --test diagnostics`"
+    );
+}
+
 #[test]
 fn every_rule_has_a_row_in_the_readme_table_and_the_openapi_description() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let openapi = gradscope::api::openapi::document();
     let described = openapi["components"]["schemas"]["Diagnostic"]["description"].as_str().unwrap();
     for rule in gradscope::analysis::diagnostics::RULES {
-        assert!(readme.contains(&format!("| `{}` |", rule.code)), "README lacks a row for {}", rule.code);
-        assert!(described.contains(rule.rule), "OpenAPI description lacks {}", rule.code);
+        let code = rule.code.name();
+        assert!(readme.contains(&format!("| `{code}` |")), "README lacks a row for {code}");
+        assert!(described.contains(&rule.text()), "OpenAPI description lacks {code}");
     }
 }

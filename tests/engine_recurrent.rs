@@ -97,7 +97,7 @@ fn linear_rnn_with_scaled_identity_scales_the_gradient_by_exactly_lambda_per_ste
 /// with the same budget (3000 Adam steps, batch 32, hidden 32) stays at the baseline.
 #[test]
 fn lstm_solves_adding_at_t100_where_a_tanh_rnn_stays_at_baseline() {
-    use gradscope::analysis::pipeline::run_spec;
+    use gradscope::analysis::pipeline::{run as run_spec, RunOptions};
     use gradscope::engine::train::CancelFlag;
     use gradscope::spec::{parse, Limits};
 
@@ -116,7 +116,8 @@ fn lstm_solves_adding_at_t100_where_a_tanh_rnn_stays_at_baseline() {
             spec["training"]["clip"] = serde_json::json!({"type": "global_norm", "max": 1.0});
         }
         let spec = parse(&spec).expect("valid spec");
-        let out = run_spec(&spec, &Limits::default(), &CancelFlag::new(), &mut |_| {}).expect("runs");
+        let options = RunOptions { limits: &Limits::default(), params_out: false };
+        let out = run_spec(&spec, &options, &CancelFlag::new(), &mut |_| {}).expect("runs");
         let curve: Vec<String> = out
             .report
             .steps

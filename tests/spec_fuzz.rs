@@ -8,7 +8,7 @@
 
 mod common;
 
-use gradscope::analysis::pipeline::{analyze_spec, run_spec, PipelineError};
+use gradscope::analysis::pipeline::{analyze, run, AnalyzeOptions, PipelineError, RunOptions};
 use gradscope::engine::train::CancelFlag;
 use gradscope::spec::{parse, Limits};
 use proptest::prelude::*;
@@ -148,8 +148,8 @@ fn mutate(mut spec: Value, picks: &[(usize, u8, Value)]) -> Value {
 fn run_to_the_end(spec: &Value) -> Result<(), PipelineError> {
     let spec = parse(spec).map_err(PipelineError::Invalid)?;
     let limits = small_limits();
-    analyze_spec(&spec, &limits, true)?;
-    let out = run_spec(&spec, &limits, &CancelFlag::new(), &mut |_| {})?;
+    analyze(&spec, &AnalyzeOptions { limits: &limits, gradients: true })?;
+    let out = run(&spec, &RunOptions { limits: &limits, params_out: false }, &CancelFlag::new(), &mut |_| {})?;
     // The report must serialise (non-finite numbers are nulled, never an error).
     serde_json::to_string(&out.report).expect("report serialises");
     Ok(())

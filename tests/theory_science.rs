@@ -187,7 +187,7 @@ fn gaussian_deep_linear_net_squared_singular_value_variance_grows_like_depth() {
 /// what is not covered — and never a panic.
 #[test]
 fn every_example_gets_a_theory_block() {
-    use gradscope::analysis::pipeline::analyze_json;
+    use gradscope::analysis::pipeline::{analyze, parse_body, AnalyzeOptions};
     use gradscope::spec::Limits;
     let mut files = Vec::new();
     for dir in [common::root().join("examples"), common::root().join("../shared/contract/examples")] {
@@ -199,12 +199,14 @@ fn every_example_gets_a_theory_block() {
     files.sort();
     for path in files {
         let body = std::fs::read(&path).unwrap();
-        let report = analyze_json(&body, &Limits::default(), false).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let options = AnalyzeOptions { limits: &Limits::default(), gradients: false };
+        let report =
+            parse_body(&body).and_then(|spec| analyze(&spec, &options)).unwrap_or_else(|e| panic!("{path:?}: {e}"));
         let t = report.theory.unwrap_or_else(|| panic!("{path:?}: no theory"));
         let json = serde_json::to_value(&t).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         eprintln!("{name}: {}", serde_json::to_string(&json).unwrap().chars().take(900).collect::<String>());
-        let kinds: Vec<&str> = report.layers.iter().map(|l| l.kind.as_str()).collect();
+        let kinds: Vec<&str> = report.layers.iter().map(|l| l.kind.name()).collect();
         if kinds.contains(&"rnn") {
             assert!(!t.recurrent.is_empty(), "{name}: recurrent layers without bounds");
             if let Some(vanilla) = t.recurrent.iter().find(|r| r.cell == "vanilla") {

@@ -1,213 +1,408 @@
-//! Diagnostics: rules that read the whole run (at initialisation, during training, at the end)
+//! Diagnostics: the rules that read a whole run (at initialisation, during training, at the end)
 //! and say what is wrong, where, and how sure the measurement is.
 //!
-//! Every rule and threshold is in [`RULES`] (also rendered in README.md) and each diagnostic
-//! carries the measured values in `evidence`. Severity: `critical` when the problem alone
-//! explains a failure to learn, `warning` when it is worth fixing, `info` for a note.
+//! The rules are data: [`RULES`] holds, per code, its warning/critical thresholds as numbers, the
+//! sentence that states the rule (written from those numbers) and the check that applies them.
+//! [`diagnose`] is a loop over the table; README.md's rules table and the OpenAPI `Diagnostic`
+//! description are [`markdown_table`], so the thresholds a client reads are the ones the code
+//! applies. Each diagnostic carries the measured values in its typed evidence
+//! (`analysis/findings.rs`); what is measured is defined in `analysis/measures.rs`.
 //!
-//! Depends on the engine's run record only; must not depend on jobs or HTTP.
+//! Depends on the engine's run record, `findings` and `measures` only.
 
-use serde::Serialize;
-use serde_json::{json, Value};
-
+use super::findings::{
+    ClippingEvidence, DepthEvidence, Diagnostic, DiagnosticCode, Evidence, GrowthEvidence, HorizonEvidence,
+    LayerEvidence, NonFiniteEvidence, NotLearningEvidence, PerLayerEvidence, RecoveredEvidence, Severity, Thresholds,
+    TimestepEvidence, Verdict,
+};
+use super::measures::{first_recurrent, memory_horizon, FirstLast, HORIZON_FRACTION};
 use crate::engine::train::{RunEnd, RunRecord};
 
-/// A finding about a run.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct Diagnostic {
-    /// `vanishing_gradient`, `exploding_gradient`, `saturation`, `dead_units`, `non_finite`,
-    /// `update_ratio`, `long_range_vanishing` or `not_learning`.
-    pub code: String,
-    /// `info`, `warning` or `critical`.
-    pub severity: String,
-    /// Affected layers, by name.
-    pub layers: Vec<String>,
-    /// What was found, in words.
-    pub message: String,
-    /// The measured values the rule used, and its thresholds.
-    pub evidence: Value,
-    /// What to change, best first (see `analysis::recommend`).
-    pub recommendations: Vec<super::recommend::Recommendation>,
+/// Warning and critical thresholds of a rule's main measurement, in the units the rule's
+/// statement gives (a ratio, a fraction, a divisor of the sequence length). For `vanishing_gradient`
+/// (fires below) `critical < warning`; for `long_range_vanishing` (the horizon below T/warning,
+/// T/critical) and the others `warning < critical`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Band {
+    /// The warning threshold.
+    pub warning: f64,
+    /// The critical threshold.
+    pub critical: f64,
 }
 
-/// One documented rule: code, what it measures, warning and critical thresholds.
+impl Band {
+    fn thresholds(self) -> Thresholds {
+        Thresholds { critical: self.critical, warning: self.warning }
+    }
+}
+
+/// One rule: its code, its thresholds, its statement and its check.
 pub struct Rule {
-    /// Diagnostic code.
-    pub code: &'static str,
-    /// The measurement and the thresholds, in words.
-    pub rule: &'static str,
+    /// The diagnostic code the rule emits.
+    pub code: DiagnosticCode,
+    /// Warning and critical thresholds of its main measurement.
+    pub band: Band,
+    /// The rule in words, written from `band` and the rule's other numbers.
+    pub describe: fn(&Rule) -> String,
+    /// Appends what the rule finds in `run` (after the earlier rules' findings in `found`).
+    check: fn(&Rule, &Run<'_>, &mut Vec<Diagnostic>),
 }
 
-/// The rules, in the order they are evaluated.
+impl Rule {
+    /// The rule in words (see [`Rule::describe`]).
+    pub fn text(&self) -> String {
+        (self.describe)(self)
+    }
+}
+
+/// Global gradient norm growth from step 0 above which `exploding_gradient` is critical.
+pub const GROWTH_CRITICAL: f64 = 1e3;
+/// Fraction of steps with clipping acting above which `exploding_gradient` warns.
+pub const CLIP_RATE_WARNING: f64 = 0.5;
+/// The healthy range of the median update ratio ||dW|| / ||W|| per step.
+pub const UPDATE_RATIO_RANGE: [f64; 2] = [1e-5, 1e-1];
+/// Sequences shorter than this have no `long_range_vanishing` finding.
+pub const HORIZON_MIN_LENGTH: usize = 8;
+/// Training steps before `not_learning` judges the loss.
+pub const NOT_LEARNING_MIN_STEPS: usize = 50;
+/// Accuracy within this of chance is as good as guessing.
+pub const CHANCE_MARGIN: f64 = 0.05;
+
+/// `vanishing_gradient`: first/last hidden-layer gradient ratio.
+pub const VANISHING: Band = Band { warning: 1e-2, critical: 1e-4 };
+/// `exploding_gradient`: the same ratio, and the growth through time.
+pub const EXPLODING: Band = Band { warning: 1e2, critical: 1e4 };
+/// `saturation`: fraction of saturated units at any probe.
+pub const SATURATION: Band = Band { warning: 0.5, critical: 0.9 };
+/// `dead_units`: dead fraction at the last probe.
+pub const DEAD_UNITS: Band = Band { warning: 0.25, critical: 0.5 };
+/// `long_range_vanishing`: the memory horizon against the sequence length T divided by these
+/// (T/4 warning, T/10 critical).
+pub const HORIZON: Band = Band { warning: 4.0, critical: 10.0 };
+/// `not_learning`: final loss as a fraction of the step-0 loss (warning) and of the best
+/// constant prediction's loss (critical).
+pub const NOT_LEARNING: Band = Band { warning: 0.9, critical: 0.9 };
+
+/// The rules, in the order they are evaluated (and their diagnostics listed; the per-layer
+/// ones — saturation, dead units, update ratio — by the first layer they affect, input side
+/// first).
 pub const RULES: &[Rule] = &[
     Rule {
-        code: "non_finite",
-        rule: "NaN or Inf in the loss, an activation or a gradient: critical, with the step and the first layer",
+        code: DiagnosticCode::NonFinite,
+        // Any NaN or Inf count above zero.
+        band: Band { warning: 0.0, critical: 0.0 },
+        describe: |_| {
+            "NaN or Inf in the loss, an activation or a gradient: critical, with the step and the first layer".into()
+        },
+        check: non_finite,
     },
     Rule {
-        code: "vanishing_gradient",
-        rule: "ratio of the first to the last hidden weight layer's grad_norm (or, when the weight gradients are \
-               uniform, of delta_norm) at step 0 and at the last probe: < 1e-2 warning, < 1e-4 critical; \
-               info when it vanished at step 0 but training brought it back above 1e-2",
+        code: DiagnosticCode::VanishingGradient,
+        band: VANISHING,
+        describe: |r| {
+            format!(
+                "ratio of the first to the last hidden weight layer's grad_norm (or, when the weight gradients are \
+                 uniform, of delta_norm) at step 0 and at the last probe: < {} warning, < {} critical; info when it \
+                 vanished at step 0 but training brought it back above {}",
+                num(r.band.warning),
+                num(r.band.critical),
+                num(r.band.warning)
+            )
+        },
+        check: vanishing,
     },
     Rule {
-        code: "exploding_gradient",
-        rule: "the same ratio > 1e2 warning, > 1e4 critical; for recurrent layers, ||dL/dh_1|| / ||dL/dh_T|| \
-               > 1e2 warning, > 1e4 critical; or the global grad norm grows > 1e3x from step 0 (critical); \
-               or clipping changed the gradient on > 50% of steps (warning)",
+        code: DiagnosticCode::ExplodingGradient,
+        band: EXPLODING,
+        describe: |r| {
+            format!(
+                "the same ratio > {w} warning, > {c} critical; for recurrent layers, ||dL/dh_1|| / ||dL/dh_T|| > {w} \
+                 warning, > {c} critical; or the global grad norm grows > {g}x from step 0 (critical; not out of a \
+                 vanishing start); or clipping changed the gradient on > {p}% of steps (warning)",
+                w = num(r.band.warning),
+                c = num(r.band.critical),
+                g = num(GROWTH_CRITICAL),
+                p = num(CLIP_RATE_WARNING * 100.0)
+            )
+        },
+        check: exploding,
     },
     Rule {
-        code: "saturation",
-        rule: "sigmoid/tanh layer with saturation (units whose derivative is < 1% of its maximum) > 0.5 warning, \
-               > 0.9 critical, at any probe",
+        code: DiagnosticCode::Saturation,
+        band: SATURATION,
+        describe: |r| {
+            format!(
+                "sigmoid/tanh layer with saturation (units whose derivative is < 1% of its maximum) > {} warning, \
+                 > {} critical, at any probe",
+                num(r.band.warning),
+                num(r.band.critical)
+            )
+        },
+        check: saturation,
     },
     Rule {
-        code: "dead_units",
-        rule: "ReLU layer whose dead_fraction at the last probe is > 0.25 warning, > 0.5 critical",
+        code: DiagnosticCode::DeadUnits,
+        band: DEAD_UNITS,
+        describe: |r| {
+            format!(
+                "ReLU layer whose dead_fraction at the last probe is > {} warning, > {} critical",
+                num(r.band.warning),
+                num(r.band.critical)
+            )
+        },
+        check: dead_units,
     },
     Rule {
-        code: "update_ratio",
-        rule: "median update_ratio (||dW||/||W|| per step) of a weight layer < 1e-5 or > 1e-1 (warning); \
-               ~1e-3 is the usual healthy range",
+        code: DiagnosticCode::UpdateRatio,
+        band: Band { warning: UPDATE_RATIO_RANGE[0], critical: UPDATE_RATIO_RANGE[1] },
+        describe: |_| {
+            format!(
+                "median update_ratio (||dW||/||W|| per step) of a weight layer < {} or > {} (warning); ~1e-3 is the \
+                 usual healthy range",
+                num(UPDATE_RATIO_RANGE[0]),
+                num(UPDATE_RATIO_RANGE[1])
+            )
+        },
+        check: update_ratio,
     },
     Rule {
-        code: "long_range_vanishing",
-        rule: "recurrent networks: memory horizon (largest lag with ||dL/dh_t|| > 1e-3 of its max) < T/4 warning, \
-               < T/10 critical",
+        code: DiagnosticCode::LongRangeVanishing,
+        band: HORIZON,
+        describe: |r| {
+            format!(
+                "recurrent networks of at least {} time steps: memory horizon (largest lag with ||dL/dh_t|| > {} of \
+                 its max) < T/{} warning, < T/{} critical",
+                HORIZON_MIN_LENGTH,
+                num(HORIZON_FRACTION),
+                num(r.band.warning),
+                num(r.band.critical)
+            )
+        },
+        check: long_range,
     },
     Rule {
-        code: "not_learning",
-        rule: "after at least 50 steps, final training loss > 0.9x the loss at step 0 (warning), or > 0.9x the loss \
-               of the best constant prediction (target variance for mse, class entropy for cross-entropy) or \
-               accuracy within 0.05 of chance (critical)",
+        code: DiagnosticCode::NotLearning,
+        band: NOT_LEARNING,
+        describe: |r| {
+            format!(
+                "after at least {} steps, final training loss > {}x the loss at step 0 (warning), or > {}x the loss \
+                 of the best constant prediction (target variance for mse, class entropy for cross-entropy) or \
+                 accuracy within {} of chance (critical)",
+                NOT_LEARNING_MIN_STEPS,
+                num(r.band.warning),
+                num(r.band.critical),
+                num(CHANCE_MARGIN)
+            )
+        },
+        check: not_learning,
     },
 ];
 
-fn severity(critical: bool) -> &'static str {
-    if critical {
-        "critical"
+/// Which verdict each code gives, most serious first: within a severity, the first code found
+/// in this order names the run (the cause before its effects). `update_ratio` gives none.
+pub const VERDICTS: [(DiagnosticCode, Verdict); 7] = [
+    (DiagnosticCode::NonFinite, Verdict::Diverged),
+    (DiagnosticCode::ExplodingGradient, Verdict::Exploding),
+    (DiagnosticCode::VanishingGradient, Verdict::Vanishing),
+    (DiagnosticCode::LongRangeVanishing, Verdict::Vanishing),
+    (DiagnosticCode::Saturation, Verdict::Saturated),
+    (DiagnosticCode::DeadUnits, Verdict::DeadUnits),
+    (DiagnosticCode::NotLearning, Verdict::NotLearning),
+];
+
+/// A number as the rules table writes it: powers of ten as `1e-2`, others as they are.
+fn num(x: f64) -> String {
+    let exp = x.abs().log10().round();
+    if x > 0.0 && (10f64.powf(exp) - x).abs() <= 1e-12 * x && exp.abs() >= 2.0 {
+        format!("1e{exp}")
     } else {
-        "warning"
+        format!("{x}")
     }
 }
 
-fn diag(code: &str, critical: bool, layers: Vec<String>, message: String, evidence: Value) -> Diagnostic {
-    Diagnostic {
-        code: code.into(),
-        severity: severity(critical).into(),
-        layers,
-        message,
-        evidence,
-        recommendations: Vec::new(),
+/// The rules table (Markdown): README.md's "Diagnostics" table and the OpenAPI `Diagnostic`
+/// description.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| code | rule (warning / critical thresholds) |\n|---|---|\n");
+    for rule in RULES {
+        out.push_str(&format!("| `{}` | {} |\n", rule.code.name(), rule.text()));
     }
+    out
 }
 
-/// Hidden weight layers: dense (and recurrent) layers except the output layer.
-fn hidden_weight_layers(record: &RunRecord) -> Vec<usize> {
-    let w: Vec<usize> =
-        record.layers.iter().filter(|l| l.kind == "dense" || l.kind == "rnn").map(|l| l.index).collect();
-    match w.split_last() {
-        Some((_, hidden)) => hidden.to_vec(),
-        None => Vec::new(),
-    }
-}
-
-fn at(v: &[Option<f64>], i: usize) -> Option<f64> {
-    v.get(i).copied().flatten().filter(|x| x.is_finite())
+/// What the rules read: the run record and what is derived from it once.
+pub struct Run<'a> {
+    record: &'a RunRecord,
+    classes: Option<usize>,
 }
 
 /// Evaluates every rule on `record`; `classes` is the number of classes (for chance accuracy).
 pub fn diagnose(record: &RunRecord, classes: Option<usize>) -> Vec<Diagnostic> {
+    let run = Run { record, classes };
     let mut out = Vec::new();
-    if let RunEnd::NonFinite { step, layer, location } = &record.end {
-        out.push(diag(
-            "non_finite",
-            true,
-            vec![layer.clone()],
-            format!("NaN or Inf appeared at step {step} in the {location} of {layer}; the run was stopped there"),
-            json!({"step": step, "layer": layer, "location": location}),
-        ));
+    for rule in RULES {
+        (rule.check)(rule, &run, &mut out);
     }
-    let n = record.steps.len();
-    let hidden = hidden_weight_layers(record);
-    if hidden.len() >= 2 && n > 0 {
-        let (first, last) = (hidden[0], hidden[hidden.len() - 1]);
-        let name = |i: usize| record.layers[i].name.clone();
-        let span = (hidden.len() - 1) as f64;
-        // (worst small ratio, grad ratio, evidence) at a probe.
-        let measure = |probe: usize| {
-            let g = |i: usize| at(&record.layer_stats[i].grad_norm, probe);
-            let d = |i: usize| record.layer_stats[i].delta_norm.get(probe).copied().filter(|x| x.is_finite());
-            let ratio = g(first).zip(g(last)).map(|(a, b)| a / b)?;
-            let delta_ratio = d(first).zip(d(last)).map(|(a, b)| a / b.max(f64::MIN_POSITIVE));
-            // Weight gradients of a ReLU stack stay uniform even when the signal shrinks both
-            // ways; delta_norm (the gradient reaching the layer's output) shows it.
-            let worst_small = ratio.min(delta_ratio.unwrap_or(ratio));
-            let evidence = json!({
-                "probe_step": record.steps[probe],
-                "grad_ratio_first_last": ratio,
-                "delta_ratio_first_last": delta_ratio,
-                "per_layer_factor": worst_small.powf(1.0 / span),
-                "layers_between": span,
-                "thresholds": {"warning": 1e-2, "critical": 1e-4},
-            });
-            Some((worst_small, ratio, evidence))
-        };
-        let init = measure(0);
-        let end = if n > 1 { measure(n - 1) } else { None };
-        match (&init, &end) {
-            (Some((w0, _, ev0)), Some((w1, _, ev1))) if *w0 < 1e-2 && *w1 >= 1e-2 => {
-                // Vanished at initialisation, recovered through training: worth knowing, not a failure.
-                out.push(Diagnostic {
-                    severity: "info".into(),
-                    ..diag(
-                        "vanishing_gradient",
-                        false,
-                        vec![name(first)],
-                        format!(
-                            "at initialisation the gradient reaching {} was {w0:.1e} times that of {}, but training \
-                             recovered it (ratio {w1:.1e} at the end)",
-                            name(first),
-                            name(last)
-                        ),
-                        json!({"at_init": ev0, "at_end": ev1}),
-                    )
-                });
-            }
-            _ => {
-                for (found, when) in [(init, "at initialisation"), (end, "at the end of training")] {
-                    let Some((worst_small, ratio, evidence)) = found else { continue };
-                    if worst_small < 1e-2 {
-                        out.push(diag(
-                            "vanishing_gradient",
-                            worst_small < 1e-4,
-                            vec![name(first)],
-                            format!(
-                                "{when}, the gradient reaching {} is {:.1e} times that of {} (a factor {:.2} per layer)",
-                                name(first),
-                                worst_small,
-                                name(last),
-                                worst_small.powf(1.0 / span)
-                            ),
-                            evidence,
-                        ));
-                        break;
-                    } else if ratio > 1e2 {
-                        out.push(diag(
-                            "exploding_gradient",
-                            ratio > 1e4,
-                            vec![name(first)],
-                            format!("{when}, {}'s gradient is {ratio:.1e} times that of {}", name(first), name(last)),
-                            evidence,
-                        ));
-                        break;
-                    }
-                }
+    // Per-layer diagnostics are listed by the first layer they affect (stable: rule order
+    // within a layer).
+    let first_layer = |d: &Diagnostic| {
+        d.layers.first().and_then(|n| record.layers.iter().position(|l| &l.name == n)).unwrap_or(usize::MAX)
+    };
+    let per_layer = |d: &Diagnostic| matches!(d.evidence, Evidence::PerLayer(_));
+    if let Some(start) = out.iter().position(per_layer) {
+        let end = out.iter().rposition(per_layer).map_or(start, |e| e + 1);
+        out[start..end].sort_by_key(first_layer);
+    }
+    out
+}
+
+/// The verdict: the most serious finding (critical before warning), else `healthy`.
+pub fn verdict(diagnostics: &[Diagnostic]) -> Verdict {
+    for severity in [Severity::Critical, Severity::Warning] {
+        for (code, verdict) in VERDICTS {
+            if diagnostics.iter().any(|d| d.code == code && d.severity == severity) {
+                return verdict;
             }
         }
     }
+    Verdict::Healthy
+}
+
+fn diag(
+    code: DiagnosticCode,
+    severity: Severity,
+    layers: Vec<String>,
+    message: String,
+    evidence: Evidence,
+) -> Diagnostic {
+    Diagnostic { code, severity, layers, message, evidence, recommendations: Vec::new() }
+}
+
+fn non_finite(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
+    if let RunEnd::NonFinite { step, layer, location } = &run.record.end {
+        out.push(diag(
+            rule.code,
+            Severity::Critical,
+            vec![layer.clone()],
+            format!("NaN or Inf appeared at step {step} in the {location} of {layer}; the run was stopped there"),
+            Evidence::NonFinite(NonFiniteEvidence {
+                layer: layer.clone(),
+                location: location.to_string(),
+                step: *step,
+            }),
+        ));
+    }
+}
+
+/// What the first/last hidden-layer comparison says: at most one of vanishing and exploding,
+/// at the first probe (step 0, then the last) where either shows.
+enum Depth {
+    None,
+    /// Vanished at step 0, recovered by the end: (worst ratio at step 0, at the end, evidence).
+    Recovered(f64, f64, RecoveredEvidence),
+    Vanishing {
+        when: &'static str,
+        worst: f64,
+        evidence: DepthEvidence,
+    },
+    Exploding {
+        when: &'static str,
+        ratio: f64,
+        evidence: DepthEvidence,
+    },
+}
+
+struct DepthAt {
+    worst: f64,
+    ratio: f64,
+    evidence: DepthEvidence,
+}
+
+fn depth(run: &Run<'_>) -> (Depth, Option<FirstLast>) {
+    let record = run.record;
+    let n = record.steps.len();
+    let Some(fl) = FirstLast::of(record).filter(|_| n > 0) else { return (Depth::None, None) };
+    let measure = |probe: usize| {
+        let r = fl.ratios(record, probe)?;
+        let worst = r.worst_small();
+        let evidence = DepthEvidence {
+            delta_ratio_first_last: r.delta,
+            grad_ratio_first_last: r.grad,
+            layers_between: fl.span,
+            per_layer_factor: worst.powf(1.0 / fl.span),
+            probe_step: record.steps[probe],
+            thresholds: VANISHING.thresholds(),
+        };
+        Some(DepthAt { worst, ratio: r.grad, evidence })
+    };
+    let init = measure(0);
+    let end = if n > 1 { measure(n - 1) } else { None };
+    if let (Some(i), Some(e)) = (&init, &end) {
+        if i.worst < VANISHING.warning && e.worst >= VANISHING.warning {
+            let evidence = RecoveredEvidence { at_end: e.evidence.clone(), at_init: i.evidence.clone() };
+            return (Depth::Recovered(i.worst, e.worst, evidence), Some(fl));
+        }
+    }
+    for (found, when) in [(init, "at initialisation"), (end, "at the end of training")] {
+        let Some(DepthAt { worst, ratio, evidence }) = found else { continue };
+        if worst < VANISHING.warning {
+            return (Depth::Vanishing { when, worst, evidence }, Some(fl));
+        } else if ratio > EXPLODING.warning {
+            return (Depth::Exploding { when, ratio, evidence }, Some(fl));
+        }
+    }
+    (Depth::None, Some(fl))
+}
+
+fn vanishing(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
+    let (found, Some(fl)) = depth(run) else { return };
+    let name = |i: usize| run.record.layers[i].name.clone();
+    match found {
+        Depth::Recovered(w0, w1, evidence) => out.push(diag(
+            rule.code,
+            Severity::Info,
+            vec![name(fl.first)],
+            format!(
+                "at initialisation the gradient reaching {} was {w0:.1e} times that of {}, but training recovered it \
+                 (ratio {w1:.1e} at the end)",
+                name(fl.first),
+                name(fl.last)
+            ),
+            Evidence::Recovered(evidence),
+        )),
+        Depth::Vanishing { when, worst, evidence } => out.push(diag(
+            rule.code,
+            Severity::of(worst < rule.band.critical),
+            vec![name(fl.first)],
+            format!(
+                "{when}, the gradient reaching {} is {:.1e} times that of {} (a factor {:.2} per layer)",
+                name(fl.first),
+                worst,
+                name(fl.last),
+                worst.powf(1.0 / fl.span)
+            ),
+            Evidence::Depth(evidence),
+        )),
+        Depth::Exploding { .. } | Depth::None => {}
+    }
+}
+
+fn exploding(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
+    let record = run.record;
+    let start = out.len();
+    if let (Depth::Exploding { when, ratio, mut evidence }, Some(fl)) = depth(run) {
+        let name = |i: usize| record.layers[i].name.clone();
+        evidence.thresholds = rule.band.thresholds();
+        out.push(diag(
+            rule.code,
+            Severity::of(ratio > rule.band.critical),
+            vec![name(fl.first)],
+            format!("{when}, {}'s gradient is {ratio:.1e} times that of {}", name(fl.first), name(fl.last)),
+            Evidence::Depth(evidence),
+        ));
+    }
     // The gradient through time: ||dL/dh_1|| / ||dL/dh_T|| growing back through the sequence.
-    if let Some(i) = record.layers.iter().position(|l| l.kind == "rnn") {
+    if let Some(i) = first_recurrent(&record.layers) {
         let series = &record.layer_stats[i].recurrent;
         for (probe, when) in [(0, "at initialisation"), (series.len().saturating_sub(1), "at the end of training")] {
             let Some(r) = series.get(probe) else { continue };
@@ -217,20 +412,24 @@ pub fn diagnose(record: &RunRecord, classes: Option<usize>) -> Vec<Diagnostic> {
                 continue;
             }
             let growth = first_t / last_t;
-            if growth > 1e2 {
+            if growth > rule.band.warning {
                 let t = norms.len();
+                let per_step = growth.powf(1.0 / (t - 1) as f64);
                 out.push(diag(
-                    "exploding_gradient",
-                    growth > 1e4,
+                    rule.code,
+                    Severity::of(growth > rule.band.critical),
                     vec![record.layers[i].name.clone()],
                     format!(
                         "{when}, ||dL/dh_t|| grows {growth:.1e}x from the last to the first of {t} time steps \
-                         (a factor {:.2} per step back)",
-                        growth.powf(1.0 / (t - 1) as f64)
+                         (a factor {per_step:.2} per step back)"
                     ),
-                    json!({"probe_step": record.steps.get(probe), "timestep_ratio_first_last": growth,
-                           "per_step_factor": growth.powf(1.0 / (t - 1) as f64), "sequence_length": t,
-                           "thresholds": {"warning": 1e2, "critical": 1e4}}),
+                    Evidence::Timesteps(TimestepEvidence {
+                        per_step_factor: per_step,
+                        probe_step: record.steps.get(probe).copied(),
+                        sequence_length: t,
+                        thresholds: rule.band.thresholds(),
+                        timestep_ratio_first_last: growth,
+                    }),
                 ));
                 break;
             }
@@ -241,176 +440,236 @@ pub fn diagnose(record: &RunRecord, classes: Option<usize>) -> Vec<Diagnostic> {
         record.grad_norm_global.iter().copied().filter(|v| v.is_finite()).reduce(f64::max),
     ) {
         // Growth out of a vanishing start is recovery, not explosion.
-        let vanished = out.iter().any(|d| d.code == "vanishing_gradient");
-        if gmax / g0 > 1e3 && !vanished && !out.iter().any(|d| d.code == "exploding_gradient") {
+        let vanished = out.iter().any(|d| d.code == DiagnosticCode::VanishingGradient);
+        if gmax / g0 > GROWTH_CRITICAL && !vanished && out.len() == start {
             out.push(diag(
-                "exploding_gradient",
-                true,
+                rule.code,
+                Severity::Critical,
                 Vec::new(),
                 format!("the global gradient norm grew {:.1e}x during training", gmax / g0),
-                json!({"grad_norm_global_step0": g0, "grad_norm_global_max": gmax, "threshold": 1e3}),
+                Evidence::Growth(GrowthEvidence {
+                    grad_norm_global_max: gmax,
+                    grad_norm_global_step0: g0,
+                    threshold: GROWTH_CRITICAL,
+                }),
             ));
         }
     }
     if record.steps_run > 0 {
         let rate = record.clipped_steps as f64 / record.steps_run as f64;
-        if rate > 0.5 {
-            out.push(Diagnostic {
-                severity: "warning".into(),
-                ..diag(
-                    "exploding_gradient",
-                    false,
-                    Vec::new(),
-                    format!("clipping changed the gradient on {:.0}% of steps", rate * 100.0),
-                    json!({"clip_rate": rate, "clipped_steps": record.clipped_steps, "steps": record.steps_run, "threshold": 0.5}),
-                )
-            });
-        }
-    }
-    for (info, s) in record.layers.iter().zip(&record.layer_stats) {
-        if let Some(max) = s.saturation.iter().copied().flatten().filter(|v| v.is_finite()).reduce(f64::max) {
-            if max > 0.5 {
-                out.push(diag(
-                    "saturation",
-                    max > 0.9,
-                    vec![info.name.clone()],
-                    format!(
-                        "{:.0}% of {}'s units are saturated (derivative below 1% of its maximum)",
-                        max * 100.0,
-                        info.name
-                    ),
-                    json!({"saturation_max": max, "thresholds": {"warning": 0.5, "critical": 0.9}}),
-                ));
-            }
-        }
-        if let Some(dead) = s.dead_fraction.last().copied().flatten().filter(|v| v.is_finite()) {
-            if dead > 0.25 {
-                out.push(diag(
-                    "dead_units",
-                    dead > 0.5,
-                    vec![info.name.clone()],
-                    format!(
-                        "{:.0}% of {}'s ReLU units output zero for every sample of the batch",
-                        dead * 100.0,
-                        info.name
-                    ),
-                    json!({"dead_fraction": dead, "dead_fraction_step0": s.dead_fraction.first().copied().flatten(),
-                           "thresholds": {"warning": 0.25, "critical": 0.5}}),
-                ));
-            }
-        }
-        if (info.kind == "dense" || info.kind == "rnn") && record.steps_run > 0 {
-            let mut r: Vec<f64> = s.update_ratio.iter().copied().flatten().filter(|v| v.is_finite()).collect();
-            if !r.is_empty() {
-                r.sort_by(f64::total_cmp);
-                let median = r[r.len() / 2];
-                if !(1e-5..=1e-1).contains(&median) {
-                    out.push(Diagnostic {
-                        severity: "warning".into(),
-                        ..diag(
-                            "update_ratio",
-                            false,
-                            vec![info.name.clone()],
-                            format!(
-                                "{}'s weights change by {median:.1e} of their norm per step (healthy is around 1e-3)",
-                                info.name
-                            ),
-                            json!({"median_update_ratio": median, "range": [1e-5, 1e-1]}),
-                        )
-                    });
-                }
-            }
-        }
-    }
-    if let Some(i) = record.layers.iter().position(|l| l.kind == "rnn") {
-        if let Some(last) = record.layer_stats[i].recurrent.last() {
-            let t = last.timestep_grad_norm.len();
-            if let Some(h) = super::report::memory_horizon(&last.timestep_grad_norm) {
-                if t >= 8 && (h as f64) < t as f64 / 4.0 {
-                    out.push(diag(
-                        "long_range_vanishing",
-                        (h as f64) < t as f64 / 10.0,
-                        vec![record.layers[i].name.clone()],
-                        format!("the gradient reaches back only {h} of {t} time steps (above 1e-3 of its maximum)"),
-                        json!({"memory_horizon": h, "sequence_length": t, "thresholds": {"warning": t as f64 / 4.0, "critical": t as f64 / 10.0}}),
-                    ));
-                }
-            }
-        }
-    }
-    if let (Some(&l0), Some(lf)) = (record.loss.first(), record.final_loss) {
-        let chance = classes.map(|k| 1.0 / k.max(1) as f64);
-        let near_chance = chance.zip(record.final_accuracy).is_some_and(|(c, a)| a < c + 0.05);
-        let stuck = l0.is_finite() && lf.is_finite() && lf > 0.9 * l0;
-        let no_better_than_constant = record.baseline_loss.is_some_and(|b| lf.is_finite() && lf > 0.9 * b);
-        if record.steps_run >= 50 && (stuck || no_better_than_constant) {
-            let mut message =
-                format!("after {} steps the training loss is {lf:.4}, against {l0:.4} at step 0", record.steps_run);
-            if let Some(b) = record.baseline_loss {
-                message.push_str(&format!(" and {b:.4} for the best constant prediction"));
-            }
+        if rate > CLIP_RATE_WARNING {
             out.push(diag(
-                "not_learning",
-                near_chance || no_better_than_constant,
+                rule.code,
+                Severity::Warning,
                 Vec::new(),
-                message,
-                json!({"loss_step0": l0, "final_loss": lf, "baseline_loss": record.baseline_loss,
-                       "final_accuracy": record.final_accuracy, "chance_accuracy": chance, "threshold": 0.9}),
+                format!("clipping changed the gradient on {:.0}% of steps", rate * 100.0),
+                Evidence::Clipping(ClippingEvidence {
+                    clip_rate: rate,
+                    clipped_steps: record.clipped_steps,
+                    steps: record.steps_run,
+                    threshold: CLIP_RATE_WARNING,
+                }),
             ));
         }
     }
-    merge_per_layer(out)
 }
 
-/// Per-layer findings of one code become one diagnostic naming every affected layer, with each
-/// layer's evidence and the worst severity.
-fn merge_per_layer(found: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    let mut out: Vec<Diagnostic> = Vec::new();
-    for d in found {
-        let per_layer = matches!(d.code.as_str(), "saturation" | "dead_units" | "update_ratio");
-        match out.iter_mut().find(|o| per_layer && o.code == d.code) {
-            Some(o) => {
-                if d.severity == "critical" {
-                    o.severity = d.severity;
-                }
-                if let (Some(layer), Some(map)) = (d.layers.first(), o.evidence.get_mut("per_layer")) {
-                    map[layer.as_str()] = d.evidence;
-                }
-                o.layers.extend(d.layers);
-                o.message = format!(
-                    "{} layers affected; the first: {}",
-                    o.layers.len(),
-                    o.message.split("; the first: ").last().unwrap_or_default()
-                );
-            }
-            None if per_layer => {
-                let layer = d.layers.first().cloned().unwrap_or_default();
-                out.push(Diagnostic { evidence: json!({"per_layer": {layer: d.evidence}}), ..d });
-            }
-            None => out.push(d),
-        }
-    }
-    out
+/// One diagnostic naming every affected layer, with each layer's evidence and the worst
+/// severity; the message is the first layer's (prefixed with the count when there are more).
+fn per_layer(code: DiagnosticCode, found: Vec<(String, Severity, String, LayerEvidence)>, out: &mut Vec<Diagnostic>) {
+    let Some(first_message) = found.first().map(|f| f.2.clone()) else { return };
+    let severity = found.iter().map(|f| f.1).max().unwrap_or(Severity::Warning);
+    let message = if found.len() > 1 {
+        format!("{} layers affected; the first: {first_message}", found.len())
+    } else {
+        first_message
+    };
+    let layers = found.iter().map(|f| f.0.clone()).collect();
+    let per_layer = found.into_iter().map(|(name, _, _, e)| (name, e)).collect();
+    out.push(diag(code, severity, layers, message, Evidence::PerLayer(PerLayerEvidence { per_layer })));
 }
 
-/// The verdict: the most serious finding (critical before warning), else `healthy`.
-pub fn verdict(diagnostics: &[Diagnostic]) -> &'static str {
-    // Critical findings first; within a severity, the order below (the cause before its effects).
-    for severity in ["critical", "warning"] {
-        let found = |code: &str| diagnostics.iter().any(|d| d.code == code && d.severity == severity);
-        for (code, verdict) in [
-            ("non_finite", "diverged"),
-            ("exploding_gradient", "exploding"),
-            ("vanishing_gradient", "vanishing"),
-            ("long_range_vanishing", "vanishing"),
-            ("saturation", "saturated"),
-            ("dead_units", "dead_units"),
-            ("not_learning", "not_learning"),
-        ] {
-            if found(code) {
-                return verdict;
-            }
+fn saturation(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
+    let mut found = Vec::new();
+    for (info, s) in run.record.layers.iter().zip(&run.record.layer_stats) {
+        let Some(max) = s.saturation.iter().copied().flatten().filter(|v| v.is_finite()).reduce(f64::max) else {
+            continue;
+        };
+        if max > rule.band.warning {
+            found.push((
+                info.name.clone(),
+                Severity::of(max > rule.band.critical),
+                format!(
+                    "{:.0}% of {}'s units are saturated (derivative below 1% of its maximum)",
+                    max * 100.0,
+                    info.name
+                ),
+                LayerEvidence::Saturation { saturation_max: max, thresholds: rule.band.thresholds() },
+            ));
         }
     }
-    "healthy"
+    per_layer(rule.code, found, out);
+}
+
+fn dead_units(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
+    let mut found = Vec::new();
+    for (info, s) in run.record.layers.iter().zip(&run.record.layer_stats) {
+        let Some(dead) = s.dead_fraction.last().copied().flatten().filter(|v| v.is_finite()) else { continue };
+        if dead > rule.band.warning {
+            found.push((
+                info.name.clone(),
+                Severity::of(dead > rule.band.critical),
+                format!("{:.0}% of {}'s ReLU units output zero for every sample of the batch", dead * 100.0, info.name),
+                LayerEvidence::Dead {
+                    dead_fraction: dead,
+                    dead_fraction_step0: s.dead_fraction.first().copied().flatten(),
+                    thresholds: rule.band.thresholds(),
+                },
+            ));
+        }
+    }
+    per_layer(rule.code, found, out);
+}
+
+fn update_ratio(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
+    let mut found = Vec::new();
+    if run.record.steps_run == 0 {
+        return;
+    }
+    for (info, s) in run.record.layers.iter().zip(&run.record.layer_stats) {
+        if !info.kind.has_weights() {
+            continue;
+        }
+        let mut r: Vec<f64> = s.update_ratio.iter().copied().flatten().filter(|v| v.is_finite()).collect();
+        if r.is_empty() {
+            continue;
+        }
+        r.sort_by(f64::total_cmp);
+        let median = r[r.len() / 2];
+        if !(rule.band.warning..=rule.band.critical).contains(&median) {
+            found.push((
+                info.name.clone(),
+                Severity::Warning,
+                format!(
+                    "{}'s weights change by {median:.1e} of their norm per step (healthy is around 1e-3)",
+                    info.name
+                ),
+                LayerEvidence::UpdateRatio { median_update_ratio: median, range: UPDATE_RATIO_RANGE },
+            ));
+        }
+    }
+    per_layer(rule.code, found, out);
+}
+
+fn long_range(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
+    let record = run.record;
+    let Some(i) = first_recurrent(&record.layers) else { return };
+    let Some(last) = record.layer_stats[i].recurrent.last() else { return };
+    let t = last.timestep_grad_norm.len();
+    let Some(h) = memory_horizon(&last.timestep_grad_norm) else { return };
+    let (warning, critical) = (t as f64 / rule.band.warning, t as f64 / rule.band.critical);
+    if t >= HORIZON_MIN_LENGTH && (h as f64) < warning {
+        out.push(diag(
+            rule.code,
+            Severity::of((h as f64) < critical),
+            vec![record.layers[i].name.clone()],
+            format!("the gradient reaches back only {h} of {t} time steps (above 1e-3 of its maximum)"),
+            Evidence::Horizon(HorizonEvidence {
+                memory_horizon: h,
+                sequence_length: t,
+                thresholds: Thresholds { critical, warning },
+            }),
+        ));
+    }
+}
+
+fn not_learning(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
+    let record = run.record;
+    let (Some(&l0), Some(lf)) = (record.loss.first(), record.final_loss) else { return };
+    let chance = run.classes.map(|k| 1.0 / k.max(1) as f64);
+    let near_chance = chance.zip(record.final_accuracy).is_some_and(|(c, a)| a < c + CHANCE_MARGIN);
+    let stuck = l0.is_finite() && lf.is_finite() && lf > rule.band.warning * l0;
+    let no_better_than_constant = record.baseline_loss.is_some_and(|b| lf.is_finite() && lf > rule.band.critical * b);
+    if record.steps_run >= NOT_LEARNING_MIN_STEPS && (stuck || no_better_than_constant) {
+        let mut message =
+            format!("after {} steps the training loss is {lf:.4}, against {l0:.4} at step 0", record.steps_run);
+        if let Some(b) = record.baseline_loss {
+            message.push_str(&format!(" and {b:.4} for the best constant prediction"));
+        }
+        out.push(diag(
+            rule.code,
+            Severity::of(near_chance || no_better_than_constant),
+            Vec::new(),
+            message,
+            Evidence::NotLearning(NotLearningEvidence {
+                baseline_loss: record.baseline_loss,
+                chance_accuracy: chance,
+                final_accuracy: record.final_accuracy,
+                final_loss: lf,
+                loss_step0: l0,
+                threshold: rule.band.warning,
+            }),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strum::IntoEnumIterator;
+
+    use super::*;
+
+    #[test]
+    fn every_code_has_exactly_one_rule_and_every_verdict_a_code() {
+        for code in DiagnosticCode::iter() {
+            assert_eq!(RULES.iter().filter(|r| r.code == code).count(), 1, "{code:?}");
+        }
+        for v in Verdict::iter().filter(|v| *v != Verdict::Healthy) {
+            assert!(VERDICTS.iter().any(|(_, w)| *w == v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn the_table_states_the_numbers_the_checks_use() {
+        let table = markdown_table();
+        assert!(table.contains("| `vanishing_gradient` |") && table.contains("< 1e-2 warning, < 1e-4 critical"));
+        assert!(table.contains("> 1e3x from step 0") && table.contains("> 50% of steps"));
+        assert!(table.contains("< T/4 warning, < T/10 critical"));
+        assert!(table.contains("> 0.25 warning, > 0.5 critical"));
+        assert!(table.contains("< 1e-5 or > 0.1 (warning)"));
+        assert_eq!(table.lines().count(), RULES.len() + 2);
+    }
+
+    #[test]
+    fn numbers_are_written_as_a_person_would() {
+        assert_eq!(num(1e-2), "1e-2");
+        assert_eq!(num(1e4), "1e4");
+        assert_eq!(num(0.5), "0.5");
+        assert_eq!(num(0.1), "0.1");
+        assert_eq!(num(50.0), "50");
+        assert_eq!(num(4.0), "4");
+        assert_eq!(num(10.0), "10");
+    }
+
+    fn finding(code: DiagnosticCode, severity: Severity) -> Diagnostic {
+        diag(
+            code,
+            severity,
+            Vec::new(),
+            String::new(),
+            Evidence::Growth(GrowthEvidence { grad_norm_global_max: 0.0, grad_norm_global_step0: 0.0, threshold: 0.0 }),
+        )
+    }
+
+    #[test]
+    fn the_verdict_is_the_most_serious_cause() {
+        use DiagnosticCode as C;
+        assert_eq!(verdict(&[]), Verdict::Healthy);
+        assert_eq!(verdict(&[finding(C::VanishingGradient, Severity::Info)]), Verdict::Healthy);
+        assert_eq!(verdict(&[finding(C::UpdateRatio, Severity::Warning)]), Verdict::Healthy);
+        let both = [finding(C::NotLearning, Severity::Critical), finding(C::VanishingGradient, Severity::Warning)];
+        assert_eq!(verdict(&both), Verdict::NotLearning, "critical before warning");
+        let both = [finding(C::Saturation, Severity::Critical), finding(C::VanishingGradient, Severity::Critical)];
+        assert_eq!(verdict(&both), Verdict::Vanishing, "the cause before its effect");
+    }
 }

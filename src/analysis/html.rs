@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use super::findings::{DiagnosticCode, Verdict};
 use super::plots;
 use super::Report;
 
@@ -104,23 +105,15 @@ fn number(x: f64) -> String {
     }
 }
 
-/// What a verdict or diagnostic code means, in words.
+/// What a verdict or diagnostic code means, in words (`analysis/findings.rs` says it once).
 fn explain(code: &str) -> &'static str {
-    match code {
-        "healthy" => "no warning or critical finding: the gradient reaches every layer at a usable scale",
-        "vanishing" | "vanishing_gradient" => {
-            "the gradient shrinks on its way back to the first layers, so they barely learn"
-        }
-        "exploding" | "exploding_gradient" => "the gradient grows on its way back, so updates are erratic or overflow",
-        "saturated" | "saturation" => {
-            "sigmoid/tanh units sit in their flat tails, where their derivative (and so the gradient) is near zero"
-        }
-        "dead_units" => "ReLU units output zero for every input, so no gradient flows through them",
-        "diverged" | "non_finite" => "the run produced NaN or infinite values and stopped",
-        "not_learning" => "the loss stays near where it started",
-        "update_ratio" => "the size of each weight update relative to the weights is far from the usual ~1e-3",
-        "long_range_vanishing" => "the recurrent gradient fades within far fewer time steps than the sequence has",
-        _ => "",
+    let name = Value::String(code.to_owned());
+    if let Ok(verdict) = serde_json::from_value::<Verdict>(name.clone()) {
+        verdict.meaning()
+    } else if let Ok(code) = serde_json::from_value::<DiagnosticCode>(name) {
+        code.meaning()
+    } else {
+        ""
     }
 }
 
@@ -330,23 +323,23 @@ fn strip_prolog(svg: &str) -> &str {
     svg.find("<svg").map_or(svg, |i| &svg[i..])
 }
 
-fn caption(plot: &str) -> &'static str {
+fn caption(plot: plots::PlotName) -> &'static str {
+    use plots::PlotName;
     match plot {
-        "grad_flow" => {
+        PlotName::GradFlow => {
             "Each cell is one weight layer at one probe step; dark = small gradient. A dark band at the \
                         bottom (the layers near the input) is vanishing, a bright one exploding."
         }
-        "grad_norms" => {
+        PlotName::GradNorms => {
             "The classic gradient-flow chart: bars of equal height mean the gradient reaches every layer \
                          at the same scale."
         }
-        "loss" => "Loss (and accuracy) of the training batch at each probe step.",
-        "timesteps" => {
+        PlotName::Loss => "Loss (and accuracy) of the training batch at each probe step.",
+        PlotName::Timesteps => {
             "How much the loss at the last time step depends on the hidden state at each earlier step; \
                         a steep fall to the left is a short memory."
         }
-        "theory" => "The mean-field prediction at initialisation against what step 0 measured.",
-        _ => "",
+        PlotName::Theory => "The mean-field prediction at initialisation against what step 0 measured.",
     }
 }
 

@@ -3,11 +3,24 @@
 //! fixes (measured on the patched spec), the theory at initialisation (`theory`) and exported
 //! parameters or gradients.
 //!
-//! Depends on `engine` (the measurements) and on serde/serde_json (the wire shape); must not
-//! depend on the job or HTTP layers.
+//! Modules, each depending only on those before it:
+//! - `measures`: the quantities every rule and the summary share (one definition each);
+//! - `findings`: the types of what is found (diagnostic codes, severities, typed evidence,
+//!   recommendations, verdicts);
+//! - `diagnostics`: the rules table ([`diagnostics::RULES`]) and `diagnose`, a loop over it;
+//! - `recommend`: cures as JSON Patches, ranked by measuring the patched specs;
+//! - `theory`: mean-field and recurrent predictions at initialisation;
+//! - `report`: the Report wire type and its conversion from the run record;
+//! - `pipeline`: parse -> validate -> engine -> the one place a report is assembled;
+//! - `plots` and `html`: SVG plots and the HTML page, drawn from a report's JSON.
+//!
+//! Depends on `engine` (the measurements), `spec` (the request) and serde/serde_json (the wire
+//! shape); must not depend on the job or HTTP layers.
 
 pub mod diagnostics;
+pub mod findings;
 pub mod html;
+pub mod measures;
 pub mod pipeline;
 pub mod plots;
 pub mod recommend;

@@ -1,16 +1,21 @@
-//! From a request body to a report: parse, validate, run the engine, build the report.
+//! From a request body to a report: parse, validate, run the engine, then assemble the report
+//! — measure -> diagnose -> recommend -> rank (by measuring the patched specs) -> theory.
 //!
-//! The one place that strings the layers together, so that the command line and the HTTP API
-//! give the same answer for the same spec.
+//! The one place that strings the layers together and the one place a report is assembled, so
+//! that the command line, the worker pool and the HTTP API give the same answer for the same
+//! spec. Two entry points, [`run`] and [`analyze`], each with its options struct.
 
 use serde_json::Value;
 use thiserror::Error;
 
-use super::recommend::{rank_by_measurement, Measured};
-use super::report::{build_report, delta_ratio_first_last, grad_ratio_first_last, spec_with_params, Report};
+use super::diagnostics::{diagnose, verdict};
+use super::findings::{Diagnostic, Measured};
+use super::measures::{delta_ratio_first_last, grad_ratio_first_last, sequence_length};
+use super::recommend::{rank_by_measurement, recommend};
+use super::report::{build_report, layer_entries, spec_with_params, Parts, Report};
 use super::theory::{theory_at_init, StepZero};
 use crate::engine::config::{DataConfig, RunConfig};
-use crate::engine::train::{analyze, train, CancelFlag, Progress};
+use crate::engine::train::{self, CancelFlag, Progress, RunRecord};
 use crate::engine::EngineError;
 use crate::problem::{Problem, ProblemEntry};
 use crate::spec::{parse, Limits, Spec, SpecErrors};
@@ -64,8 +69,29 @@ pub struct RunOutput {
     /// The report.
     pub report: Report,
     /// The expanded spec with the trained parameters written into its layers, when asked for
-    /// ([`run_spec_with_params`]).
+    /// ([`RunOptions::params_out`]).
     pub spec_with_params: Option<Value>,
+}
+
+/// How to train a spec.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions<'a> {
+    /// The admission limits the spec is validated against.
+    pub limits: &'a Limits,
+    /// Also return the expanded spec with the trained parameters written into it
+    /// (`gradscope run --params-out`). Parameters are collected only when this or the spec's
+    /// `probes.parameters` asks: as JSON they cost several times the network's size (a 50 x 512
+    /// MLP: 13 M numbers), which a plain run must not pay.
+    pub params_out: bool,
+}
+
+/// How to analyse a spec (one forward/backward).
+#[derive(Debug, Clone, Copy)]
+pub struct AnalyzeOptions<'a> {
+    /// The admission limits the spec is validated against.
+    pub limits: &'a Limits,
+    /// Return every parameter's gradient (also when the spec's `return_gradients` says so).
+    pub gradients: bool,
 }
 
 /// Parses a JSON body into a spec.
@@ -74,86 +100,68 @@ pub fn parse_body(body: &[u8]) -> Result<Spec, PipelineError> {
     parse(&value).map_err(PipelineError::Invalid)
 }
 
-/// Trains the spec in `body` (see [`run_spec`]).
-pub fn run_json(
-    body: &[u8],
-    limits: &Limits,
-    cancel: &CancelFlag,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<RunOutput, PipelineError> {
-    run_spec(&parse_body(body)?, limits, cancel, progress)
-}
-
-/// Trains the spec in `body` (see [`run_spec_with_params`]).
-pub fn run_json_with_params(
-    body: &[u8],
-    limits: &Limits,
-    cancel: &CancelFlag,
-    progress: &mut dyn FnMut(Progress),
-    params_out: bool,
-) -> Result<RunOutput, PipelineError> {
-    run_spec_with_params(&parse_body(body)?, limits, cancel, progress, params_out)
-}
-
 /// Validates and trains `spec`; the report echoes the expanded spec.
-pub fn run_spec(
+pub fn run(
     spec: &Spec,
-    limits: &Limits,
+    options: &RunOptions<'_>,
     cancel: &CancelFlag,
     progress: &mut dyn FnMut(Progress),
-) -> Result<RunOutput, PipelineError> {
-    run_spec_with_params(spec, limits, cancel, progress, false)
-}
-
-/// [`run_spec`], and with `params_out` also the expanded spec with the trained parameters
-/// written into it (`gradscope run --params-out`). Parameters are collected only when this or
-/// the spec's `probes.parameters` asks: as JSON they cost several times the network's size
-/// (a 50 x 512 MLP: 13 M numbers), which a plain run must not pay.
-pub fn run_spec_with_params(
-    spec: &Spec,
-    limits: &Limits,
-    cancel: &CancelFlag,
-    progress: &mut dyn FnMut(Progress),
-    params_out: bool,
 ) -> Result<RunOutput, PipelineError> {
     // Validate the spec as written, so that pointers name what the user wrote (an mlp, not
     // the dense layer it expanded into); the expanded spec gives the same config.
-    let mut config = spec.validate(limits).map_err(PipelineError::Invalid)?;
+    let mut config = spec.validate(options.limits).map_err(PipelineError::Invalid)?;
     let expanded = spec.expanded();
     let wants_params = config.probes.parameters;
-    config.probes.parameters = wants_params || params_out;
-    let record = train(&config, cancel, progress).map_err(PipelineError::Engine)?;
+    config.probes.parameters = wants_params || options.params_out;
+    let record = train::train(&config, cancel, progress).map_err(PipelineError::Engine)?;
     let spec_json = serde_json::to_value(&expanded).unwrap_or(Value::Null);
-    let mut report = build_report(spec_json.clone(), config.seed, max_points(&expanded), &record);
-    report.theory = Some(theory_at_init(&config, &record, StepZero::Train));
-    rank_recommendations(&mut report, limits, analyze_batch(spec, &config));
-    let spec_with_params =
-        params_out.then(|| record.parameters.as_ref().map(|p| spec_with_params(&spec_json, p)).unwrap_or(spec_json));
-    if !wants_params {
-        report.parameters = None;
-    }
+    let at_init = StepZero::Train;
+    let assembled =
+        assemble(&config, &record, spec_json.clone(), at_init, options.limits, analyze_batch(spec, &config));
+    let report =
+        build_report(&record, Parts { max_points: max_points(&expanded), parameters: wants_params, ..assembled });
+    let spec_with_params = options
+        .params_out
+        .then(|| record.parameters.as_ref().map(|p| spec_with_params(&spec_json, p)).unwrap_or(spec_json));
     Ok(RunOutput { report, spec_with_params })
-}
-
-/// One forward/backward on the spec in `body` (see [`analyze_spec`]).
-pub fn analyze_json(body: &[u8], limits: &Limits, gradients: bool) -> Result<Report, PipelineError> {
-    analyze_spec(&parse_body(body)?, limits, gradients)
 }
 
 /// One forward/backward at initialisation (or with the given weights): training mode (batch
 /// statistics), dropout off, on the first `training.batch_size` samples — all inline samples,
 /// or [`DEFAULT_ANALYZE_BATCH`], when the spec gives no batch size.
-pub fn analyze_spec(spec: &Spec, limits: &Limits, gradients: bool) -> Result<Report, PipelineError> {
-    let config = spec.validate(limits).map_err(PipelineError::Invalid)?;
+pub fn analyze(spec: &Spec, options: &AnalyzeOptions<'_>) -> Result<Report, PipelineError> {
+    let config = spec.validate(options.limits).map_err(PipelineError::Invalid)?;
     let expanded = spec.expanded();
-    let gradients = gradients || spec.return_gradients.unwrap_or(false);
+    let gradients = options.gradients || spec.return_gradients.unwrap_or(false);
     let batch = analyze_batch(spec, &config);
-    let record = analyze(&config, Some(batch), gradients).map_err(PipelineError::Engine)?;
+    let record = train::analyze(&config, Some(batch), gradients).map_err(PipelineError::Engine)?;
     let spec_json = serde_json::to_value(&expanded).unwrap_or(Value::Null);
-    let mut report = build_report(spec_json, config.seed, max_points(&expanded), &record);
-    report.theory = Some(theory_at_init(&config, &record, StepZero::Analyze { batch }));
-    rank_recommendations(&mut report, limits, batch);
-    Ok(report)
+    let assembled = assemble(&config, &record, spec_json, StepZero::Analyze { batch }, options.limits, batch);
+    Ok(build_report(&record, Parts { max_points: max_points(&expanded), parameters: true, ..assembled }))
+}
+
+/// Diagnoses `record`, recommends cures, ranks them by measuring the patched specs and adds
+/// the theory at initialisation: everything a report holds besides the measurements.
+fn assemble(
+    config: &RunConfig,
+    record: &RunRecord,
+    spec: Value,
+    step0: StepZero,
+    limits: &Limits,
+    batch: usize,
+) -> Parts {
+    let mut diagnostics = diagnose(record, record.classes);
+    recommend(&mut diagnostics, &spec, &layer_entries(record));
+    rank_recommendations(&mut diagnostics, &spec, record, limits, batch);
+    Parts {
+        verdict: verdict(&diagnostics),
+        theory: Some(theory_at_init(config, record, step0)),
+        diagnostics,
+        spec,
+        seed: config.seed,
+        max_points: DEFAULT_MAX_POINTS,
+        parameters: false,
+    }
 }
 
 fn analyze_batch(spec: &Spec, config: &RunConfig) -> usize {
@@ -168,15 +176,19 @@ fn analyze_batch(spec: &Spec, config: &RunConfig) -> usize {
 /// Measures the recommendations whose cure shows at initialisation on their patched specs and
 /// ranks them by it (see `analysis::recommend`): gradscope reports what the change did to this
 /// network, not what it is said to do.
-fn rank_recommendations(report: &mut Report, limits: &Limits, batch: usize) {
-    let spec = report.spec.clone();
-    let s = &report.summary;
-    let compute = s.params as f64 * batch as f64 * s.sequence_length.unwrap_or(1) as f64;
+fn rank_recommendations(
+    diagnostics: &mut [Diagnostic],
+    spec: &Value,
+    record: &RunRecord,
+    limits: &Limits,
+    batch: usize,
+) {
+    let compute = record.num_params as f64 * batch as f64 * sequence_length(record).unwrap_or(1) as f64;
     if compute > MAX_MEASURED_COMPUTE {
         return;
     }
     let mut budget = MAX_MEASURED_RECOMMENDATIONS;
-    rank_by_measurement(&mut report.diagnostics, &spec, &mut |patched| {
+    rank_by_measurement(diagnostics, spec, &mut |patched| {
         budget = budget.checked_sub(1)?;
         measure_at_init(patched, limits)
     });
@@ -186,12 +198,12 @@ fn rank_recommendations(report: &mut Report, limits: &Limits, batch: usize) {
 fn measure_at_init(spec_json: &Value, limits: &Limits) -> Option<Measured> {
     let spec = parse(spec_json).ok()?;
     let config = spec.validate(limits).ok()?;
-    let record = analyze(&config, Some(analyze_batch(&spec, &config)), false).ok()?;
+    let record = train::analyze(&config, Some(analyze_batch(&spec, &config)), false).ok()?;
     let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
     Some(Measured {
         grad_ratio_first_last: finite(grad_ratio_first_last(&record)),
         delta_ratio_first_last: finite(delta_ratio_first_last(&record)),
-        verdict: super::diagnostics::verdict(&super::diagnostics::diagnose(&record, record.classes)).to_string(),
+        verdict: verdict(&diagnose(&record, record.classes)),
     })
 }
 

@@ -20,13 +20,58 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
 use super::Report;
 
-/// Every plot, in the order the HTML report shows them.
-pub const PLOTS: [&str; 5] = ["grad_flow", "grad_norms", "loss", "timesteps", "theory"];
+/// A plot, by the name in its file name (`grad_flow` for `grad_flow.svg`). The one list of
+/// plots: [`PlotName::ALL`], in the order the HTML report shows them.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum PlotName {
+    /// Heatmap: weight layer x probe step, colour = log10 grad_norm, with a colour bar.
+    GradFlow,
+    /// Per-layer bars of grad_norm, first vs last probe, log scale.
+    GradNorms,
+    /// Training (and validation) loss and accuracy vs step.
+    Loss,
+    /// Recurrent networks: ||dL/dh_t|| vs t, log scale, at several probe steps.
+    Timesteps,
+    /// Predicted vs measured ln(delta_norm_l / delta_norm_L) per hidden layer (MLP stacks).
+    Theory,
+}
+
+impl PlotName {
+    /// Every plot, in the order the HTML report shows them.
+    pub const ALL: [PlotName; 5] =
+        [PlotName::GradFlow, PlotName::GradNorms, PlotName::Loss, PlotName::Timesteps, PlotName::Theory];
+
+    /// The name (`grad_flow`).
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// The plot called `name`, if any.
+    pub fn from_name(name: &str) -> Option<PlotName> {
+        name.parse().ok()
+    }
+}
 
 /// Why a plot was not drawn.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -38,7 +83,7 @@ pub enum PlotError {
     #[error("plot `{plot}` does not apply to this report: {reason}")]
     NotApplicable {
         /// The plot.
-        plot: &'static str,
+        plot: PlotName,
         /// Why not, in words.
         reason: String,
     },
@@ -47,32 +92,36 @@ pub enum PlotError {
     Drawing(String),
 }
 
-/// Draws plot `name` of `report` as an SVG document.
-pub fn render(report: &Report, name: &str) -> Result<String, PlotError> {
-    render_json(&report_json(report)?, name)
+/// Draws `plot` of `report` as an SVG document.
+pub fn render(report: &Report, plot: PlotName) -> Result<String, PlotError> {
+    render_json(&report_json(report)?, plot)
 }
 
-/// The names of the plots that apply to `report`, in [`PLOTS`] order.
-pub fn available(report: &Report) -> Vec<&'static str> {
+/// The plots that apply to `report`, in [`PlotName::ALL`] order.
+pub fn available(report: &Report) -> Vec<PlotName> {
     report_json(report).map(|v| available_json(&v)).unwrap_or_default()
 }
 
+/// The plot called `name` ([`PlotError::UnknownPlot`] otherwise).
+pub fn plot_named(name: &str) -> Result<PlotName, PlotError> {
+    PlotName::from_name(name).ok_or_else(|| PlotError::UnknownPlot(name.to_owned()))
+}
+
 /// [`render`] on the report's JSON.
-pub fn render_json(report: &Value, name: &str) -> Result<String, PlotError> {
-    let plot = PLOTS.iter().copied().find(|p| *p == name).ok_or_else(|| PlotError::UnknownPlot(name.to_owned()))?;
+pub fn render_json(report: &Value, plot: PlotName) -> Result<String, PlotError> {
     applies(report, plot)?;
     match plot {
-        "grad_flow" => grad_flow(report),
-        "grad_norms" => grad_norms(report),
-        "loss" => loss(report),
-        "timesteps" => timesteps(report),
-        _ => theory(report),
+        PlotName::GradFlow => grad_flow(report),
+        PlotName::GradNorms => grad_norms(report),
+        PlotName::Loss => loss(report),
+        PlotName::Timesteps => timesteps(report),
+        PlotName::Theory => theory(report),
     }
 }
 
 /// [`available`] on the report's JSON.
-pub fn available_json(report: &Value) -> Vec<&'static str> {
-    PLOTS.iter().copied().filter(|p| applies(report, p).is_ok()).collect()
+pub fn available_json(report: &Value) -> Vec<PlotName> {
+    PlotName::ALL.into_iter().filter(|p| applies(report, *p).is_ok()).collect()
 }
 
 fn report_json(report: &Report) -> Result<Value, PlotError> {
@@ -80,17 +129,16 @@ fn report_json(report: &Report) -> Result<Value, PlotError> {
 }
 
 /// Whether `plot` has something to show in `report`.
-fn applies(report: &Value, plot: &'static str) -> Result<(), PlotError> {
+fn applies(report: &Value, plot: PlotName) -> Result<(), PlotError> {
+    use PlotName::*;
     let na = |reason: &str| Err(PlotError::NotApplicable { plot, reason: reason.to_owned() });
     match plot {
-        "grad_flow" | "grad_norms" if weight_layers(report).is_empty() => {
-            na("no layer has a weight gradient (`grad_norm`)")
-        }
-        "grad_flow" | "grad_norms" | "loss" if steps(report).is_empty() => na("the report has no probe steps"),
-        "timesteps" if timestep_rows(report).is_empty() => {
+        GradFlow | GradNorms if weight_layers(report).is_empty() => na("no layer has a weight gradient (`grad_norm`)"),
+        GradFlow | GradNorms | Loss if steps(report).is_empty() => na("the report has no probe steps"),
+        Timesteps if timestep_rows(report).is_empty() => {
             na("`timesteps` is measured for recurrent networks only, and this report has none")
         }
-        "theory" if theory_profile(report).is_none() => {
+        Theory if theory_profile(report).is_none() => {
             na("the report's theory has no per-layer profile (`theory.profile`); it is predicted for MLP stacks at \
              initialisation")
         }
@@ -351,14 +399,13 @@ fn viridis(t: f64) -> RGBColor {
 // The plots
 
 /// Title of each plot (also what the tests look for).
-pub fn title(plot: &str) -> &'static str {
+pub fn title(plot: PlotName) -> &'static str {
     match plot {
-        "grad_flow" => "Gradient flow: log10 grad_norm by layer and step",
-        "grad_norms" => "Gradient norm per layer: first vs last probe",
-        "loss" => "Training curves",
-        "timesteps" => "Gradient through time: ||dL/dh_t|| vs t",
-        "theory" => "Theory at init: predicted vs measured gradient decay",
-        _ => "",
+        PlotName::GradFlow => "Gradient flow: log10 grad_norm by layer and step",
+        PlotName::GradNorms => "Gradient norm per layer: first vs last probe",
+        PlotName::Loss => "Training curves",
+        PlotName::Timesteps => "Gradient through time: ||dL/dh_t|| vs t",
+        PlotName::Theory => "Theory at init: predicted vs measured gradient decay",
     }
 }
 
@@ -374,7 +421,7 @@ fn grad_flow(report: &Value) -> Result<String, PlotError> {
     let step_labels: Vec<String> = steps.iter().map(|s| step_label(*s)).collect();
     let names: Vec<String> = layers.iter().map(|(name, _)| name.clone()).collect();
     svg(SIZE, |root| {
-        let body = root.titled(title("grad_flow"), (FONT, TITLE_PX)).map_err(fail)?;
+        let body = root.titled(title(PlotName::GradFlow), (FONT, TITLE_PX)).map_err(fail)?;
         let (main, bar) = body.split_horizontally(SIZE.0 - 115);
         let mut chart = framed(&main, 28, 95, -0.5..(n as f64 - 0.5), -0.5..(m as f64 - 0.5))?;
         chart
@@ -450,7 +497,7 @@ fn grad_norms(report: &Value) -> Result<String, PlotError> {
     let names: Vec<String> = layers.iter().map(|(name, _)| name.clone()).collect();
     let label = |i: usize| format!("step {}", steps.get(i).map_or_else(|| "?".to_owned(), |s| step_label(*s)));
     svg(SIZE, |root| {
-        let body = root.titled(title("grad_norms"), (FONT, TITLE_PX)).map_err(fail)?;
+        let body = root.titled(title(PlotName::GradNorms), (FONT, TITLE_PX)).map_err(fail)?;
         let mut chart = framed(&body, 28, 75, -0.5..(m as f64 - 0.5), lo..hi)?;
         chart
             .configure_mesh()
@@ -555,7 +602,7 @@ fn loss(report: &Value) -> Result<String, PlotError> {
     let y0 = if y0 < 0.0 && losses.iter().all(|v| *v >= 0.0) { 0.0 } else { y0 };
     let height = if acc.is_some() { SIZE.1 + 220 } else { SIZE.1 };
     svg((SIZE.0, height), |root| {
-        let body = root.titled(title("loss"), (FONT, TITLE_PX)).map_err(fail)?;
+        let body = root.titled(title(PlotName::Loss), (FONT, TITLE_PX)).map_err(fail)?;
         let (top, bottom) = if acc.is_some() {
             let (t, b) = body.split_vertically(SIZE.1 - 60);
             (t, Some(b))
@@ -607,7 +654,7 @@ fn timesteps(report: &Value) -> Result<String, PlotError> {
     let (x0, x1) = if t_max > 1 { (1.0, t_max as f64) } else { (0.5, 1.5) };
     let xs: Vec<f64> = (1..=t_max).map(|t| t as f64).collect();
     svg(SIZE, |root| {
-        let body = root.titled(&format!("{} ({layer})", title("timesteps")), (FONT, TITLE_PX)).map_err(fail)?;
+        let body = root.titled(&format!("{} ({layer})", title(PlotName::Timesteps)), (FONT, TITLE_PX)).map_err(fail)?;
         let mut chart = framed(&body, 28, 75, x0..x1, lo..hi)?;
         chart
             .configure_mesh()
@@ -639,14 +686,14 @@ fn timesteps(report: &Value) -> Result<String, PlotError> {
 
 fn theory(report: &Value) -> Result<String, PlotError> {
     let Some(p) = theory_profile(report) else {
-        return Err(PlotError::NotApplicable { plot: "theory", reason: "no theory profile".into() });
+        return Err(PlotError::NotApplicable { plot: PlotName::Theory, reason: "no theory profile".into() });
     };
     let n = p.layers.len();
     let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
     let all: Vec<f64> = p.predicted.iter().chain(&p.measured).flatten().copied().collect();
     let (lo, hi) = bounds(all.iter().copied(), 0.08);
     svg(SIZE, |root| {
-        let body = root.titled(title("theory"), (FONT, TITLE_PX)).map_err(fail)?;
+        let body = root.titled(title(PlotName::Theory), (FONT, TITLE_PX)).map_err(fail)?;
         let mut chart = framed(&body, 28, 75, -0.5..(n as f64 - 0.5), lo..hi)?;
         chart
             .configure_mesh()
@@ -674,6 +721,15 @@ fn theory(report: &Value) -> Result<String, PlotError> {
 pub(crate) mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Plot `name` of `report`, by name as a client asks for it.
+    fn draw(report: &Value, name: &str) -> Result<String, PlotError> {
+        render_json(report, plot_named(name)?)
+    }
+
+    fn names(plots: Vec<PlotName>) -> Vec<&'static str> {
+        plots.into_iter().map(PlotName::name).collect()
+    }
 
     /// A report as JSON, with a few nulls, a validation split and a theory profile.
     pub(crate) fn mlp_report() -> Value {
@@ -747,7 +803,7 @@ pub(crate) mod tests {
     #[test]
     fn every_plot_of_an_mlp_report_is_xml_with_a_title_and_axis_labels() {
         let r = mlp_report();
-        assert_eq!(available_json(&r), vec!["grad_flow", "grad_norms", "loss", "theory"]);
+        assert_eq!(names(available_json(&r)), vec!["grad_flow", "grad_norms", "loss", "theory"]);
         let expect: [(&str, &[&str]); 4] = [
             ("grad_flow", &["training step", "layer (input side at the bottom)", "log10 grad_norm", "dense_2"]),
             ("grad_norms", &["layer", "grad_norm (log scale)", "step 0", "step 29"]),
@@ -758,30 +814,30 @@ pub(crate) mod tests {
             ),
         ];
         for (name, labels) in expect {
-            let svg = render_json(&r, name).unwrap();
+            let svg = draw(&r, name).unwrap();
             check(&svg, labels);
-            check(&svg, &[title(name)]);
+            check(&svg, &[title(plot_named(name).unwrap())]);
         }
     }
 
     #[test]
     fn timesteps_are_drawn_for_recurrent_reports_only() {
-        let svg = render_json(&rnn_report(), "timesteps").unwrap();
-        check(&svg, &[title("timesteps"), "time step t", "||dL/dh_t|| (log scale)", "step 0", "step 100"]);
-        let err = render_json(&mlp_report(), "timesteps").unwrap_err();
-        assert!(matches!(err, PlotError::NotApplicable { plot: "timesteps", .. }), "{err:?}");
-        assert!(!available_json(&mlp_report()).contains(&"timesteps"));
-        assert!(available_json(&rnn_report()).contains(&"timesteps"));
+        let svg = draw(&rnn_report(), "timesteps").unwrap();
+        check(&svg, &[title(PlotName::Timesteps), "time step t", "||dL/dh_t|| (log scale)", "step 0", "step 100"]);
+        let err = draw(&mlp_report(), "timesteps").unwrap_err();
+        assert!(matches!(err, PlotError::NotApplicable { plot: PlotName::Timesteps, .. }), "{err:?}");
+        assert!(!available_json(&mlp_report()).contains(&PlotName::Timesteps));
+        assert!(available_json(&rnn_report()).contains(&PlotName::Timesteps));
     }
 
     #[test]
     fn unknown_plots_and_missing_theory_are_errors() {
-        assert_eq!(render_json(&mlp_report(), "nope"), Err(PlotError::UnknownPlot("nope".into())));
+        assert_eq!(draw(&mlp_report(), "nope"), Err(PlotError::UnknownPlot("nope".into())));
         let mut r = mlp_report();
         r["theory"] = json!({"chi1": 0.5});
-        assert!(matches!(render_json(&r, "theory"), Err(PlotError::NotApplicable { plot: "theory", .. })));
+        assert!(matches!(draw(&r, "theory"), Err(PlotError::NotApplicable { plot: PlotName::Theory, .. })));
         r.as_object_mut().unwrap().remove("theory");
-        assert!(matches!(render_json(&r, "theory"), Err(PlotError::NotApplicable { plot: "theory", .. })));
+        assert!(matches!(draw(&r, "theory"), Err(PlotError::NotApplicable { plot: PlotName::Theory, .. })));
     }
 
     #[test]
@@ -795,13 +851,13 @@ pub(crate) mod tests {
         r["loss"] = json!([null, null, null, null]);
         r["val_loss"] = json!([null, null, null, null]);
         r["theory"]["profile"]["measured_log_delta_ratio"] = json!([null, null, null]);
-        check(&render_json(&r, "grad_flow").unwrap(), &["no finite grad_norm values"]);
-        check(&render_json(&r, "grad_norms").unwrap(), &["no finite positive grad_norm"]);
-        check(&render_json(&r, "loss").unwrap(), &["no finite loss values"]);
-        check(&render_json(&r, "theory").unwrap(), &["measured at step 0 (no finite value)"]);
+        check(&draw(&r, "grad_flow").unwrap(), &["no finite grad_norm values"]);
+        check(&draw(&r, "grad_norms").unwrap(), &["no finite positive grad_norm"]);
+        check(&draw(&r, "loss").unwrap(), &["no finite loss values"]);
+        check(&draw(&r, "theory").unwrap(), &["measured at step 0 (no finite value)"]);
         let mut rnn = rnn_report();
         rnn["timesteps"]["grad_norm"] = json!([[null, 0.0], [null, null]]);
-        check(&render_json(&rnn, "timesteps").unwrap(), &["no finite positive ||dL/dh_t||"]);
+        check(&draw(&rnn, "timesteps").unwrap(), &["no finite positive ||dL/dh_t||"]);
     }
 
     #[test]
@@ -814,10 +870,11 @@ pub(crate) mod tests {
             ]},
             "data": {"type": "xor", "samples": 32}
         });
-        let report =
-            crate::analysis::pipeline::analyze_json(spec.to_string().as_bytes(), &Default::default(), false).unwrap();
+        let spec = crate::analysis::pipeline::parse_body(spec.to_string().as_bytes()).unwrap();
+        let options = crate::analysis::pipeline::AnalyzeOptions { limits: &Default::default(), gradients: false };
+        let report = crate::analysis::pipeline::analyze(&spec, &options).unwrap();
         let names = available(&report);
-        assert!(names.contains(&"grad_flow") && names.contains(&"loss"), "{names:?}");
+        assert!(names.contains(&PlotName::GradFlow) && names.contains(&PlotName::Loss), "{names:?}");
         for name in names {
             check(&render(&report, name).unwrap(), &[title(name)]);
         }

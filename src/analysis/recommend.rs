@@ -11,53 +11,17 @@
 //! Where popular advice is wrong, the text says so: tiny initial weights cause vanishing in deep
 //! networks, and clipping bounds exploding gradients but does nothing for vanishing ones.
 //!
-//! Depends on the report and the spec types only; must not depend on jobs or HTTP.
+//! Reads the typed evidence of each diagnostic (`analysis/findings.rs`) and the hidden layers
+//! as `analysis/measures.rs` defines them; each recommendation carries its [`Cure`], so cures
+//! are told apart by type, not by title. Must not depend on jobs or HTTP.
 
-use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::diagnostics::Diagnostic;
+use super::diagnostics::DEAD_UNITS;
+use super::findings::{Cure, Diagnostic, DiagnosticCode, Evidence, LayerEvidence, Measured, Recommendation};
+use super::measures::hidden_weight_layers;
 use super::report::LayerEntry;
-
-/// One concrete change.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct Recommendation {
-    /// What to change, in a few words.
-    pub title: String,
-    /// The mechanism, with the reference.
-    pub why: String,
-    /// RFC 6902 JSON Patch that applies the change to the report's `spec`.
-    #[schema(value_type = Vec<Object>)]
-    pub patch: Vec<Value>,
-    /// The patched spec measured at initialisation (one forward/backward), when the cure acts
-    /// there; recommendations of `vanishing_gradient` and `exploding_gradient` are ranked by it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub measured: Option<Measured>,
-}
-
-/// What one forward/backward of the patched spec showed.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct Measured {
-    /// `grad_ratio_first_last` of the patched spec at step 0.
-    pub grad_ratio_first_last: Option<f64>,
-    /// The same ratio of `delta_norm` (the gradient reaching each layer's output).
-    pub delta_ratio_first_last: Option<f64>,
-    /// The verdict of the patched spec at initialisation.
-    pub verdict: String,
-}
-
-impl Measured {
-    /// Distance of the worse ratio from 1 in decades (0 = gradients equal at both ends).
-    pub fn distance(&self) -> f64 {
-        [self.grad_ratio_first_last, self.delta_ratio_first_last]
-            .into_iter()
-            .flatten()
-            .filter(|r| r.is_finite() && *r > 0.0)
-            .map(|r| r.log10().abs())
-            .reduce(f64::max)
-            .unwrap_or(f64::INFINITY)
-    }
-}
+use crate::engine::layers::LayerKind;
 
 /// Adds the recommendations of every diagnostic (see the module doc).
 pub fn recommend(diagnostics: &mut [Diagnostic], spec: &Value, layers: &[LayerEntry]) {
@@ -77,8 +41,8 @@ pub fn rank_by_measurement(
     measure: &mut dyn FnMut(&Value) -> Option<Measured>,
 ) {
     for d in diagnostics.iter_mut() {
-        if !matches!(d.code.as_str(), "vanishing_gradient" | "exploding_gradient")
-            || d.evidence.get("grad_ratio_first_last").is_none()
+        if !matches!(d.code, DiagnosticCode::VanishingGradient | DiagnosticCode::ExplodingGradient)
+            || !matches!(d.evidence, Evidence::Depth(_))
         {
             continue;
         }
@@ -149,24 +113,22 @@ fn remove(path: &str) -> Value {
     json!({"op": "remove", "path": path})
 }
 
-fn rec(title: impl Into<String>, why: &str, patch: Vec<Value>) -> Recommendation {
-    Recommendation { title: title.into(), why: why.into(), patch, measured: None }
+fn rec(cure: Cure, title: impl Into<String>, why: &str, patch: Vec<Value>) -> Recommendation {
+    Recommendation { cure, title: title.into(), why: why.into(), patch, measured: None }
 }
 
 impl SpecView<'_> {
-    /// Dense layers before the output layer (the last layer with weights).
+    /// The dense ones among the hidden weight layers (`analysis/measures.rs`).
     fn hidden_dense(&self) -> Vec<&LayerEntry> {
-        let last_weight = self.layers.iter().rposition(|l| l.kind == "dense" || l.kind == "rnn");
-        self.layers
-            .iter()
-            .enumerate()
-            .filter(|(i, l)| l.kind == "dense" && Some(*i) != last_weight)
-            .map(|(_, l)| l)
+        hidden_weight_layers(self.layers.iter().map(|l| l.kind))
+            .into_iter()
+            .filter_map(|i| self.layers.get(i))
+            .filter(|l| l.kind == LayerKind::Dense)
             .collect()
     }
 
     fn rnns(&self) -> Vec<&LayerEntry> {
-        self.layers.iter().filter(|l| l.kind == "rnn").collect()
+        self.layers.iter().filter(|l| l.kind == LayerKind::Rnn).collect()
     }
 
     fn get(&self, pointer: &str) -> Option<&Value> {
@@ -191,16 +153,15 @@ impl SpecView<'_> {
 
     fn for_diagnostic(&self, d: &Diagnostic) -> Vec<Recommendation> {
         let recurrent = !self.rnns().is_empty();
-        let out = match d.code.as_str() {
-            "vanishing_gradient" if !recurrent => self.vanishing_mlp(),
-            "vanishing_gradient" | "long_range_vanishing" => self.vanishing_rnn(),
-            "exploding_gradient" => self.exploding(d),
-            "saturation" => self.saturation(d),
-            "dead_units" => self.dead_units(d),
-            "non_finite" => self.non_finite(),
-            "update_ratio" => self.update_ratio(d),
-            "not_learning" => self.not_learning(),
-            _ => Vec::new(),
+        let out = match d.code {
+            DiagnosticCode::VanishingGradient if !recurrent => self.vanishing_mlp(),
+            DiagnosticCode::VanishingGradient | DiagnosticCode::LongRangeVanishing => self.vanishing_rnn(),
+            DiagnosticCode::ExplodingGradient => self.exploding(d),
+            DiagnosticCode::Saturation => self.saturation(d),
+            DiagnosticCode::DeadUnits => self.dead_units(d),
+            DiagnosticCode::NonFinite => self.non_finite(),
+            DiagnosticCode::UpdateRatio => self.update_ratio(d),
+            DiagnosticCode::NotLearning => self.not_learning(),
         };
         out.into_iter().filter(|r| !r.patch.is_empty()).collect()
     }
@@ -221,7 +182,7 @@ impl SpecView<'_> {
                 add(&format!("{}/init", l.pointer), json!({"type": "he_normal"})),
             ]
         });
-        rec("Use ReLU with He initialisation in the hidden layers", WHY_RELU_HE, patch)
+        rec(Cure::ReluHe, "Use ReLU with He initialisation in the hidden layers", WHY_RELU_HE, patch)
     }
 
     fn batch_norm(&self) -> Recommendation {
@@ -232,7 +193,7 @@ impl SpecView<'_> {
                 vec![add(&format!("{}/norm", l.pointer), json!({"type": "batch"}))]
             }
         });
-        rec("Add batch norm to each hidden dense layer", WHY_BATCH_NORM, patch)
+        rec(Cure::BatchNorm, "Add batch norm to each hidden dense layer", WHY_BATCH_NORM, patch)
     }
 
     /// Matched init where the current one differs from the activation's.
@@ -257,14 +218,19 @@ impl SpecView<'_> {
                 vec![add(&format!("{}/init", l.pointer), json!({"type": want}))]
             }
         });
-        rec("Initialise each layer's weights for its activation (Xavier / He / LeCun)", WHY_INIT, patch)
+        rec(
+            Cure::MatchedInit,
+            "Initialise each layer's weights for its activation (Xavier / He / LeCun)",
+            WHY_INIT,
+            patch,
+        )
     }
 
     /// Wraps runs of same-width hidden dense layers (top level only, after the first) into
     /// residual blocks of two.
     fn residual(&self) -> Recommendation {
         let Some(layers) = self.spec.pointer("/model/layers").and_then(Value::as_array) else {
-            return rec("", WHY_RESIDUAL, Vec::new());
+            return rec(Cure::Residual, "", WHY_RESIDUAL, Vec::new());
         };
         let last_weight =
             layers.iter().rposition(|l| matches!(l.get("type").and_then(Value::as_str), Some("dense" | "rnn")));
@@ -297,9 +263,10 @@ impl SpecView<'_> {
             }
         }
         if wrapped == 0 {
-            return rec("", WHY_RESIDUAL, Vec::new());
+            return rec(Cure::Residual, "", WHY_RESIDUAL, Vec::new());
         }
         rec(
+            Cure::Residual,
             format!("Wrap the hidden layers in {wrapped} residual blocks of two"),
             WHY_RESIDUAL,
             vec![json!({"op": "replace", "path": "/model/layers", "value": out})],
@@ -340,9 +307,9 @@ impl SpecView<'_> {
         let mut out = Vec::new();
         if !vanilla.is_empty() {
             let lstm = vanilla.iter().flat_map(|l| self.cell_patch(l, "lstm")).collect();
-            out.push(rec("Use an LSTM cell with forget-gate bias 1", WHY_LSTM, lstm));
+            out.push(rec(Cure::Lstm, "Use an LSTM cell with forget-gate bias 1", WHY_LSTM, lstm));
             let gru = vanilla.iter().flat_map(|l| self.cell_patch(l, "gru")).collect();
-            out.push(rec("Use a GRU cell", WHY_GRU, gru));
+            out.push(rec(Cure::Gru, "Use a GRU cell", WHY_GRU, gru));
             let mut irnn: Vec<Value> = vanilla
                 .iter()
                 .flat_map(|l| {
@@ -355,7 +322,12 @@ impl SpecView<'_> {
             if !self.has_clip() {
                 irnn.push(add("/training/clip", json!({"type": "global_norm", "max": 1.0})));
             }
-            out.push(rec("Use ReLU units with an identity-initialised W_hh (IRNN) and clipping", WHY_IRNN, irnn));
+            out.push(rec(
+                Cure::Irnn,
+                "Use ReLU units with an identity-initialised W_hh (IRNN) and clipping",
+                WHY_IRNN,
+                irnn,
+            ));
         } else {
             let lstm_bias: Vec<Value> = self
                 .rnns()
@@ -366,10 +338,11 @@ impl SpecView<'_> {
                 })
                 .map(|l| add(&format!("{}/forget_bias", l.pointer), json!(1.0)))
                 .collect();
-            out.push(rec("Set the LSTM forget-gate bias to 1", WHY_LSTM, lstm_bias));
+            out.push(rec(Cure::ForgetBias, "Set the LSTM forget-gate bias to 1", WHY_LSTM, lstm_bias));
         }
         if let Some(k) = self.get("/training/bptt_truncate").and_then(Value::as_u64) {
             out.push(rec(
+                Cure::FullBptt,
                 format!("Back-propagate through the whole sequence (bptt_truncate is {k})"),
                 "Truncated BPTT cuts the gradient k steps back by construction: no dependency longer than k steps \
                  can be learnt, whatever the cell.",
@@ -383,17 +356,23 @@ impl SpecView<'_> {
         match self.lr() {
             Some(lr) => {
                 let new = round_sig(lr * factor);
-                rec(format!("{title} (lr {lr} -> {new})"), why, vec![add("/training/optimizer/lr", json!(new))])
+                rec(
+                    Cure::LearningRate,
+                    format!("{title} (lr {lr} -> {new})"),
+                    why,
+                    vec![add("/training/optimizer/lr", json!(new))],
+                )
             }
-            None => rec(title, why, Vec::new()),
+            None => rec(Cure::LearningRate, title, why, Vec::new()),
         }
     }
 
     fn clip(&self) -> Recommendation {
         if self.has_clip() {
-            return rec("", WHY_CLIP, Vec::new());
+            return rec(Cure::Clip, "", WHY_CLIP, Vec::new());
         }
         rec(
+            Cure::Clip,
             "Clip the gradient by its global norm at 1.0",
             WHY_CLIP,
             vec![add("/training/clip", json!({"type": "global_norm", "max": 1.0}))],
@@ -412,7 +391,7 @@ impl SpecView<'_> {
             })
             .map(|l| add(&format!("{}/recurrent_init", l.pointer), json!({"type": "orthogonal", "gain": 1.0})))
             .collect();
-        rec("Initialise W_hh orthogonally with gain 1", WHY_ORTHOGONAL_HH, patch)
+        rec(Cure::OrthogonalRecurrent, "Initialise W_hh orthogonally with gain 1", WHY_ORTHOGONAL_HH, patch)
     }
 
     fn exploding(&self, d: &Diagnostic) -> Vec<Recommendation> {
@@ -431,12 +410,12 @@ impl SpecView<'_> {
                 .filter(|l| self.str_at(&format!("{}/cell", l.pointer)).is_none_or(|c| c == "vanilla"))
                 .collect();
             let lstm: Vec<Value> = vanilla.iter().flat_map(|l| self.cell_patch(l, "lstm")).collect();
-            out.push(rec("Use an LSTM cell", WHY_LSTM, lstm));
+            out.push(rec(Cure::Lstm, "Use an LSTM cell", WHY_LSTM, lstm));
             out.push(self.lr_scaled(0.1, "Lower the learning rate 10x", WHY_LR_DOWN));
         }
         // Clipping already acting on most steps: the cause is still there.
-        if d.evidence.get("clip_rate").is_some() {
-            out.retain(|r| !r.title.starts_with("Clip"));
+        if matches!(d.evidence, Evidence::Clipping(_)) {
+            out.retain(|r| r.cure != Cure::Clip);
         }
         out
     }
@@ -455,13 +434,19 @@ impl SpecView<'_> {
     fn dead_units(&self, d: &Diagnostic) -> Vec<Recommendation> {
         let affected: Vec<&LayerEntry> = d.layers.iter().filter_map(|n| self.by_name(n)).collect();
         // Dead from the start: the initialisation did it, not the steps.
-        let dead_at_init = d.evidence.get("per_layer").and_then(Value::as_object).is_some_and(|m| {
-            m.values()
-                .filter(|e| e.get("dead_fraction_step0").and_then(Value::as_f64).is_some_and(|f| f > 0.25))
-                .count()
-                * 2
-                > m.len()
-        });
+        let dead_at_init = match &d.evidence {
+            Evidence::PerLayer(e) => {
+                let dead0 = e
+                    .per_layer
+                    .values()
+                    .filter(|l| {
+                        matches!(l, LayerEvidence::Dead { dead_fraction_step0: Some(f), .. } if *f > DEAD_UNITS.warning)
+                    })
+                    .count();
+                dead0 * 2 > e.per_layer.len()
+            }
+            _ => false,
+        };
         let mut out = vec![self.lr_scaled(
             0.1,
             "Lower the learning rate 10x",
@@ -474,6 +459,7 @@ impl SpecView<'_> {
             .map(|l| add(&format!("{}/activation", l.pointer), json!({"type": "leaky_relu", "slope": 0.01})))
             .collect();
         out.push(rec(
+            Cure::LeakyRelu,
             "Use leaky ReLU in the affected layers",
             "Leaky ReLU keeps a small slope for negative inputs, so a unit pushed below zero still gets a gradient \
              and can recover (Maas et al. 2013).",
@@ -487,6 +473,7 @@ impl SpecView<'_> {
             .map(|l| add(&format!("{}/bias_init", l.pointer), json!({"type": "constant", "value": 0.0})))
             .collect();
         out.push(rec(
+            Cure::ZeroBias,
             "Initialise the biases at 0",
             "A negative bias starts units below zero for most inputs: they are dead before training begins.",
             bias,
@@ -512,12 +499,17 @@ impl SpecView<'_> {
     }
 
     fn update_ratio(&self, d: &Diagnostic) -> Vec<Recommendation> {
-        let medians: Vec<f64> = d
-            .evidence
-            .get("per_layer")
-            .and_then(Value::as_object)
-            .map(|m| m.values().filter_map(|e| e.get("median_update_ratio")?.as_f64()).collect())
-            .unwrap_or_default();
+        let medians: Vec<f64> = match &d.evidence {
+            Evidence::PerLayer(e) => e
+                .per_layer
+                .values()
+                .filter_map(|l| match l {
+                    LayerEvidence::UpdateRatio { median_update_ratio, .. } => Some(*median_update_ratio),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let Some(median) = median_of(medians) else { return Vec::new() };
         // Scale the learning rate so the median ratio lands near 1e-3 (clamped to 1000x either way).
         let factor = (1e-3 / median).clamp(1e-3, 1e3);
@@ -530,6 +522,7 @@ impl SpecView<'_> {
         )];
         if self.str_at("/training/optimizer/type") == Some("sgd") {
             out.push(rec(
+                Cure::Adam,
                 "Use Adam (lr 1e-3)",
                 "Adam divides each parameter's step by a running RMS of its gradient, so every layer moves at a \
                  similar relative rate whatever its gradient scale (Kingma & Ba 2015).",
@@ -543,6 +536,7 @@ impl SpecView<'_> {
         let mut out = Vec::new();
         if self.str_at("/training/optimizer/type") == Some("sgd") {
             out.push(rec(
+                Cure::Adam,
                 "Use Adam (lr 1e-3)",
                 "Adam's per-parameter step sizes make progress where plain SGD's single learning rate is too small \
                  for some layers and too large for others (Kingma & Ba 2015).",
@@ -551,6 +545,7 @@ impl SpecView<'_> {
         }
         if let Some(steps) = self.get("/training/steps").and_then(Value::as_u64) {
             out.push(rec(
+                Cure::TrainLonger,
                 format!("Train longer ({steps} -> {} steps)", steps * 4),
                 "Long-range tasks (and gated cells) often sit on a plateau at the constant prediction before the \
                  loss drops: the LSTM on the adding problem leaves it only after ~1500 steps.",
@@ -579,12 +574,13 @@ fn round_sig(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::findings::{PerLayerEvidence, Severity, Thresholds, Verdict};
 
-    fn entry(index: usize, kind: &str, activation: Option<&str>) -> LayerEntry {
+    fn entry(index: usize, kind: LayerKind, activation: Option<&str>) -> LayerEntry {
         LayerEntry {
             index,
-            name: format!("{kind}_{index}"),
-            kind: kind.into(),
+            name: format!("{}_{index}", kind.name()),
+            kind,
             params: 0,
             units: 4,
             activation: activation.map(Into::into),
@@ -600,26 +596,37 @@ mod tests {
         let mut layers: Vec<Value> = (0..5).map(|_| dense(4, "sigmoid")).collect();
         layers.push(dense(2, "linear"));
         let spec = json!({"model": {"input_dim": 4, "layers": layers}, "training": {"optimizer": {"type": "sgd", "lr": 0.1}, "clip": null, "steps": 100}});
-        let mut entries: Vec<LayerEntry> = (0..5).map(|i| entry(i, "dense", Some("sigmoid"))).collect();
-        entries.push(entry(5, "dense", Some("linear")));
+        let mut entries: Vec<LayerEntry> = (0..5).map(|i| entry(i, LayerKind::Dense, Some("sigmoid"))).collect();
+        entries.push(entry(5, LayerKind::Dense, Some("linear")));
         (spec, entries)
     }
 
-    fn diagnostic(code: &str, layers: &[&str]) -> Diagnostic {
+    fn diagnostic(code: DiagnosticCode, layers: &[&str]) -> Diagnostic {
         Diagnostic {
-            code: code.into(),
-            severity: "critical".into(),
+            code,
+            severity: Severity::Critical,
             layers: layers.iter().map(|s| s.to_string()).collect(),
             message: String::new(),
-            evidence: json!({}),
+            evidence: Evidence::PerLayer(PerLayerEvidence { per_layer: Default::default() }),
             recommendations: Vec::new(),
         }
+    }
+
+    fn depth(grad_ratio_first_last: f64) -> Evidence {
+        Evidence::Depth(crate::analysis::findings::DepthEvidence {
+            delta_ratio_first_last: None,
+            grad_ratio_first_last,
+            layers_between: 4.0,
+            per_layer_factor: grad_ratio_first_last.powf(0.25),
+            probe_step: 0,
+            thresholds: Thresholds { critical: 1e-4, warning: 1e-2 },
+        })
     }
 
     #[test]
     fn every_vanishing_patch_applies_and_leaves_the_output_layer_alone() {
         let (spec, entries) = sigmoid_stack();
-        let mut d = vec![diagnostic("vanishing_gradient", &["dense_0"])];
+        let mut d = vec![diagnostic(DiagnosticCode::VanishingGradient, &["dense_0"])];
         recommend(&mut d, &spec, &entries);
         let titles: Vec<&str> = d[0].recommendations.iter().map(|r| r.title.as_str()).collect();
         assert_eq!(titles[0], "Use ReLU with He initialisation in the hidden layers");
@@ -652,7 +659,7 @@ mod tests {
     #[test]
     fn clipping_is_never_offered_for_vanishing_and_says_it_does_not_cure_it() {
         let (spec, entries) = sigmoid_stack();
-        let mut d = vec![diagnostic("vanishing_gradient", &["dense_0"])];
+        let mut d = vec![diagnostic(DiagnosticCode::VanishingGradient, &["dense_0"])];
         recommend(&mut d, &spec, &entries);
         assert!(d[0].recommendations.iter().all(|r| !r.title.to_lowercase().contains("clip")));
         assert!(WHY_CLIP.contains("does not cure vanishing"));
@@ -664,8 +671,11 @@ mod tests {
         let spec = json!({"model": {"input_dim": 2, "layers": [
             {"type": "rnn", "cell": "vanilla", "units": 8, "activation": {"type": "tanh"}, "recurrent_init": {"type": "orthogonal", "gain": 1.5}},
             dense(1, "linear")]}, "training": {"clip": null, "bptt_truncate": null, "optimizer": {"type": "adam", "lr": 0.01}}});
-        let entries = vec![entry(0, "rnn", Some("tanh")), entry(1, "dense", Some("linear"))];
-        let mut d = vec![diagnostic("long_range_vanishing", &["rnn_0"]), diagnostic("exploding_gradient", &[])];
+        let entries = vec![entry(0, LayerKind::Rnn, Some("tanh")), entry(1, LayerKind::Dense, Some("linear"))];
+        let mut d = vec![
+            diagnostic(DiagnosticCode::LongRangeVanishing, &["rnn_0"]),
+            diagnostic(DiagnosticCode::ExplodingGradient, &[]),
+        ];
         recommend(&mut d, &spec, &entries);
         let lstm = apply(&spec, &d[0].recommendations[0].patch).unwrap();
         assert_eq!(lstm["model"]["layers"][0]["cell"], "lstm");
@@ -680,8 +690,14 @@ mod tests {
     fn update_ratio_scales_the_learning_rate_towards_1e_3() {
         let (spec, entries) = sigmoid_stack();
         let mut d = vec![Diagnostic {
-            evidence: json!({"per_layer": {"dense_0": {"median_update_ratio": 0.1}, "dense_1": {"median_update_ratio": 0.1}}}),
-            ..diagnostic("update_ratio", &["dense_0", "dense_1"])
+            evidence: Evidence::PerLayer(PerLayerEvidence {
+                per_layer: ["dense_0", "dense_1"]
+                    .map(|n| {
+                        (n.to_string(), LayerEvidence::UpdateRatio { median_update_ratio: 0.1, range: [1e-5, 1e-1] })
+                    })
+                    .into(),
+            }),
+            ..diagnostic(DiagnosticCode::UpdateRatio, &["dense_0", "dense_1"])
         }];
         recommend(&mut d, &spec, &entries);
         let patched = apply(&spec, &d[0].recommendations[0].patch).unwrap();
@@ -691,10 +707,8 @@ mod tests {
     #[test]
     fn ranking_puts_the_measured_best_first() {
         let (spec, entries) = sigmoid_stack();
-        let mut d = vec![Diagnostic {
-            evidence: json!({"grad_ratio_first_last": 1e-12}),
-            ..diagnostic("vanishing_gradient", &["dense_0"])
-        }];
+        let mut d =
+            vec![Diagnostic { evidence: depth(1e-12), ..diagnostic(DiagnosticCode::VanishingGradient, &["dense_0"]) }];
         recommend(&mut d, &spec, &entries);
         // Pretend batch norm measures best: only the patch that adds a norm gets ratio 0.5.
         rank_by_measurement(&mut d, &spec, &mut |s| {
@@ -702,7 +716,7 @@ mod tests {
             Some(Measured {
                 grad_ratio_first_last: Some(if bn { 0.5 } else { 1e-6 }),
                 delta_ratio_first_last: None,
-                verdict: "healthy".into(),
+                verdict: Verdict::Healthy,
             })
         });
         assert!(d[0].recommendations[0].title.contains("batch norm"));

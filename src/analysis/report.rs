@@ -1,4 +1,5 @@
-//! The Report wire type and its construction from a [`RunRecord`].
+//! The Report wire type and its conversion from a [`RunRecord`] and the findings the pipeline
+//! assembled (`analysis/pipeline.rs`: measure -> diagnose -> recommend -> rank -> theory).
 //!
 //! Numbers are always finite in the JSON: a NaN or infinite measurement becomes `null` and is
 //! counted in the layer's `non_finite` (`{"nan": n, "inf": n}`); `null` never means anything
@@ -14,6 +15,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::findings::{Diagnostic, Verdict};
+use super::measures::{first_recurrent, grad_ratio_first_last, memory_horizon};
+use super::theory::Theory;
+use crate::engine::layers::LayerKind;
 use crate::engine::probe::{LayerSeries, NonFinite, HIST_EDGES};
 use crate::engine::train::{LayerParams, RunEnd, RunRecord};
 
@@ -52,11 +57,11 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timesteps: Option<Timesteps>,
     /// Diagnostics (what is wrong, where, how sure, what to change).
-    pub diagnostics: Vec<super::diagnostics::Diagnostic>,
+    pub diagnostics: Vec<Diagnostic>,
     /// Theory at initialisation: mean-field predictions for this network before training, beside
     /// the step-0 measurements (see `analysis::theory`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub theory: Option<super::theory::Theory>,
+    pub theory: Option<Theory>,
     /// Parameter gradients in the explicit-parameter layout (analysis with `return_gradients`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gradients: Option<Value>,
@@ -70,8 +75,8 @@ pub struct Report {
 /// Headline figures.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Summary {
-    /// `healthy|vanishing|exploding|saturated|dead_units|diverged|not_learning`.
-    pub verdict: String,
+    /// The most serious finding, in one word.
+    pub verdict: Verdict,
     /// Loss of the final network on the training set (eval mode).
     pub final_loss: Option<f64>,
     /// Accuracy of the final network on the training set (classification only).
@@ -89,15 +94,16 @@ pub struct Summary {
     pub total_steps: usize,
     /// Wall-clock training time.
     pub duration_ms: u64,
-    /// grad_norm of the first weight layer / that of the last hidden weight layer, at step 0.
+    /// grad_norm of the first hidden weight layer (dense or recurrent) over that of the last
+    /// hidden weight layer, at step 0 (`analysis/measures.rs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grad_ratio_first_last: Option<f64>,
     /// Learnable scalars.
     pub params: usize,
     /// Steps at which clipping changed the gradient.
     pub clipped_steps: usize,
-    /// `completed`, `cancelled` or `non_finite`.
-    pub outcome: String,
+    /// How the run ended.
+    pub outcome: Outcome,
     /// Recurrent networks: the effective memory horizon at the last probe — the largest lag
     /// `T - t` at which ||dL/dh_t|| is still above 1e-3 of its maximum over t.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,6 +117,32 @@ pub struct Summary {
     /// Where non-finite values first appeared, when they did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub non_finite: Option<NonFiniteAt>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Outcome {
+    /// Every planned step ran.
+    Completed,
+    /// Stopped by its cancel flag (a client, a timeout or a shutdown).
+    Cancelled,
+    /// Stopped at the first NaN or Inf (see `non_finite`).
+    NonFinite,
+}
+
+impl Outcome {
+    /// The wire name (`completed`, ...).
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl PartialEq<&str> for Outcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
 }
 
 /// The first appearance of NaN/Inf.
@@ -142,9 +174,10 @@ pub struct LayerEntry {
     pub index: usize,
     /// `dense_0`, ...
     pub name: String,
-    /// Spec type.
-    #[serde(rename = "type")]
-    pub kind: String,
+    /// Spec type (`dense`, `batch_norm`, `layer_norm`, `dropout`, `activation`, `rnn`).
+    #[serde(rename = "type", serialize_with = "kind_name")]
+    #[schema(value_type = String)]
+    pub kind: LayerKind,
     /// Learnable scalars.
     pub params: usize,
     /// Output width.
@@ -240,9 +273,49 @@ pub struct EngineInfo {
     pub precision: String,
 }
 
-/// Builds the report of `record`, run from the expanded `spec` (a JSON object whose
-/// `model.layers` is the layer tree the record's paths point into).
-pub fn build_report(spec: Value, seed: u64, max_points: usize, record: &RunRecord) -> Report {
+fn kind_name<S: serde::Serializer>(kind: &LayerKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.name())
+}
+
+/// What the report is made of besides the run record: the pipeline's findings.
+pub struct Parts {
+    /// The expanded spec (a JSON object whose `model.layers` is the layer tree the record's
+    /// paths point into).
+    pub spec: Value,
+    /// The run's seed.
+    pub seed: u64,
+    /// Probe points kept per series.
+    pub max_points: usize,
+    /// The diagnostics with their ranked recommendations.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The verdict of `diagnostics`.
+    pub verdict: Verdict,
+    /// The theory at initialisation.
+    pub theory: Option<Theory>,
+    /// Whether the trained parameters go into the report (`probes.parameters`).
+    pub parameters: bool,
+}
+
+/// The layer table of `record`.
+pub fn layer_entries(record: &RunRecord) -> Vec<LayerEntry> {
+    record
+        .layers
+        .iter()
+        .map(|l| LayerEntry {
+            index: l.index,
+            name: l.name.clone(),
+            kind: l.kind,
+            params: l.params,
+            units: l.units,
+            activation: l.activation.map(|a| a.name().to_string()),
+            pointer: pointer(&l.path),
+        })
+        .collect()
+}
+
+/// Converts `record` and the pipeline's findings into the report.
+pub fn build_report(record: &RunRecord, parts: Parts) -> Report {
+    let Parts { spec, seed, max_points, diagnostics, verdict, theory, parameters } = parts;
     let keep = downsample(record.steps.len(), max_points);
     let pick = |v: &[f64], counts: &mut NonFiniteCounts| -> Vec<Option<f64>> {
         keep.iter().map(|&i| finite(v.get(i).copied().unwrap_or(f64::NAN), counts)).collect()
@@ -255,38 +328,24 @@ pub fn build_report(spec: Value, seed: u64, max_points: usize, record: &RunRecor
         }
         Some(keep.iter().map(|&i| finite(v.get(i).copied().flatten().unwrap_or(f64::NAN), counts)).collect())
     };
-    let layers: Vec<LayerEntry> = record
-        .layers
-        .iter()
-        .map(|l| LayerEntry {
-            index: l.index,
-            name: l.name.clone(),
-            kind: l.kind.to_string(),
-            params: l.params,
-            units: l.units,
-            activation: l.activation.map(|a| a.name().to_string()),
-            pointer: pointer(&l.path),
-        })
-        .collect();
     let layer_stats = record
         .layers
         .iter()
         .zip(&record.layer_stats)
         .map(|(l, s)| layer_stats(&l.name, s, &keep, &record.steps))
         .collect();
-    let end_outcome = match &record.end {
-        RunEnd::Completed => ("completed", None),
-        RunEnd::Cancelled { .. } => ("cancelled", None),
-        RunEnd::NonFinite { step, layer, location } => {
-            ("non_finite", Some(NonFiniteAt { step: *step, layer: layer.clone(), location: location.to_string() }))
-        }
+    let (outcome, non_finite) = match &record.end {
+        RunEnd::Completed => (Outcome::Completed, None),
+        RunEnd::Cancelled { .. } => (Outcome::Cancelled, None),
+        RunEnd::NonFinite { step, layer, location } => (
+            Outcome::NonFinite,
+            Some(NonFiniteAt { step: *step, layer: layer.clone(), location: location.to_string() }),
+        ),
     };
-    let mut diagnostics = super::diagnostics::diagnose(record, record.classes);
-    super::recommend::recommend(&mut diagnostics, &spec, &layers);
-    let verdict = super::diagnostics::verdict(&diagnostics);
     let mut scratch = NonFiniteCounts::default();
+    let recurrent = first_recurrent(&record.layers).map(|i| &record.layer_stats[i].recurrent);
     let summary = Summary {
-        verdict: verdict.to_string(),
+        verdict,
         final_loss: record.final_loss.and_then(|v| finite(v, &mut scratch)),
         final_accuracy: record.final_accuracy,
         final_val_loss: record.final_val_loss.and_then(|v| finite(v, &mut scratch)),
@@ -297,25 +356,17 @@ pub fn build_report(spec: Value, seed: u64, max_points: usize, record: &RunRecor
         grad_ratio_first_last: grad_ratio_first_last(record).and_then(|v| finite(v, &mut scratch)),
         params: record.num_params,
         clipped_steps: record.clipped_steps,
-        outcome: end_outcome.0.to_string(),
-        memory_horizon: None,
-        memory_horizon_init: None,
-        sequence_length: None,
-        non_finite: end_outcome.1,
+        outcome,
+        memory_horizon: recurrent.and_then(|s| s.last()).and_then(|r| memory_horizon(&r.timestep_grad_norm)),
+        memory_horizon_init: recurrent.and_then(|s| s.first()).and_then(|r| memory_horizon(&r.timestep_grad_norm)),
+        sequence_length: recurrent.and_then(|s| s.first()).map(|r| r.timestep_grad_norm.len()),
+        non_finite,
     };
-    let timesteps = timesteps(record, &keep);
-    let mut summary = summary;
-    if let Some(first_rnn) = record.layers.iter().position(|l| l.kind == "rnn") {
-        let series = &record.layer_stats[first_rnn].recurrent;
-        summary.memory_horizon = series.last().and_then(|r| memory_horizon(&r.timestep_grad_norm));
-        summary.memory_horizon_init = series.first().and_then(|r| memory_horizon(&r.timestep_grad_norm));
-        summary.sequence_length = series.first().map(|r| r.timestep_grad_norm.len());
-    }
     let tree = spec.pointer("/model/layers").cloned().unwrap_or(Value::Array(Vec::new()));
     Report {
         report_version: 1,
         summary,
-        layers,
+        layers: layer_entries(record),
         steps: keep.iter().filter_map(|&i| record.steps.get(i).copied()).collect(),
         loss,
         accuracy: opt(&record.accuracy, &mut global),
@@ -324,11 +375,11 @@ pub fn build_report(spec: Value, seed: u64, max_points: usize, record: &RunRecor
         grad_norm_global: pick(&record.grad_norm_global, &mut global),
         grad_norm_clipped: pick(&record.grad_norm_clipped, &mut global),
         layer_stats,
-        timesteps,
+        timesteps: timesteps(record, &keep),
         diagnostics,
-        theory: None,
+        theory,
         gradients: record.gradients.as_ref().map(|g| params_layout(&tree, g)),
-        parameters: record.parameters.as_ref().map(|p| params_layout(&tree, p)),
+        parameters: record.parameters.as_ref().filter(|_| parameters).map(|p| params_layout(&tree, p)),
         engine: EngineInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             seed,
@@ -340,7 +391,7 @@ pub fn build_report(spec: Value, seed: u64, max_points: usize, record: &RunRecor
 
 /// The first recurrent layer's ||dL/dh_t|| curves at the kept probe steps.
 fn timesteps(record: &RunRecord, keep: &[usize]) -> Option<Timesteps> {
-    let i = record.layers.iter().position(|l| l.kind == "rnn")?;
+    let i = first_recurrent(&record.layers)?;
     let series = &record.layer_stats[i].recurrent;
     let mut counts = NonFiniteCounts::default();
     let kept: Vec<usize> = keep.iter().copied().filter(|&k| k < series.len()).collect();
@@ -352,17 +403,6 @@ fn timesteps(record: &RunRecord, keep: &[usize]) -> Option<Timesteps> {
             .map(|&k| series[k].timestep_grad_norm.iter().map(|&v| finite(v, &mut counts)).collect())
             .collect(),
     })
-}
-
-/// The largest lag `T - t` (t = 1..T) with `norms[t-1] > 1e-3 * max(norms)`; `None` when the
-/// curve is empty or carries no gradient.
-pub fn memory_horizon(norms: &[f64]) -> Option<usize> {
-    let max = norms.iter().copied().filter(|v| v.is_finite()).fold(0.0f64, f64::max);
-    if max <= 0.0 {
-        return None;
-    }
-    let first = norms.iter().position(|&v| v.is_finite() && v > 1e-3 * max)?;
-    Some(norms.len() - 1 - first)
 }
 
 /// Indices of the probes kept under `max_points` (see the module doc).
@@ -452,30 +492,6 @@ fn layer_stats(name: &str, s: &LayerSeries, keep: &[usize], steps: &[usize]) -> 
     let NonFinite { nan, inf } = s.non_finite;
     out.non_finite = NonFiniteCounts { nan: nan + counts.nan, inf: inf + counts.inf };
     out
-}
-
-/// First dense layer's `grad_norm` over the last hidden dense layer's (the dense layer before
-/// the output layer), at step 0.
-pub fn grad_ratio_first_last(record: &RunRecord) -> Option<f64> {
-    let dense: Vec<usize> = record.layers.iter().filter(|l| l.kind == "dense").map(|l| l.index).collect();
-    if dense.len() < 3 {
-        return None;
-    }
-    let at0 = |i: usize| record.layer_stats.get(i)?.grad_norm.first().copied().flatten();
-    let (first, last_hidden) = (at0(dense[0])?, at0(dense[dense.len() - 2])?);
-    Some(first / last_hidden)
-}
-
-/// First dense layer's `delta_norm` over the last hidden dense layer's (the dense layer before
-/// the output layer), at step 0.
-pub fn delta_ratio_first_last(record: &RunRecord) -> Option<f64> {
-    let dense: Vec<usize> = record.layers.iter().filter(|l| l.kind == "dense").map(|l| l.index).collect();
-    if dense.len() < 3 {
-        return None;
-    }
-    let at0 = |i: usize| record.layer_stats.get(i)?.delta_norm.first().copied();
-    let (first, last_hidden) = (at0(dense[0])?, at0(dense[dense.len() - 2])?);
-    Some(first / last_hidden)
 }
 
 /// JSON Pointer of a layer from its path through nested residual blocks.

@@ -36,7 +36,7 @@ use utoipa::OpenApi;
     // The plot route is added to the router by hand (see `api::routes`), so its operation is
     // listed here.
     paths(super::plots::get_plot),
-    components(schemas(crate::problem::ProblemEntry, super::plots::PlotName)),
+    components(schemas(crate::problem::ProblemEntry, crate::analysis::plots::PlotName)),
 )]
 pub struct ApiDoc;
 
@@ -60,14 +60,10 @@ pub fn finish(doc: &Document) -> Value {
 
 /// The diagnostic rules and thresholds, from the table the rules are evaluated by.
 fn rules_table() -> String {
-    let mut out = String::from(
-        "A finding about a run: what is wrong, where, the measured evidence and what to change.\n\n\
-         | code | rule (warning / critical thresholds) |\n|---|---|\n",
-    );
-    for rule in crate::analysis::diagnostics::RULES {
-        out.push_str(&format!("| `{}` | {} |\n", rule.code, rule.rule));
-    }
-    out
+    format!(
+        "A finding about a run: what is wrong, where, the measured evidence and what to change.\n\n{}",
+        crate::analysis::diagnostics::markdown_table()
+    )
 }
 
 /// [`document`] as pretty JSON with a final newline (the committed file's format).

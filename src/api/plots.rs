@@ -30,23 +30,6 @@ pub const SVG: &str = "image/svg+xml";
 /// The media type of the HTML report.
 pub const HTML: &str = "text/html; charset=utf-8";
 
-/// A plot's name, as in its file name (`grad_flow` for `grad_flow.svg`).
-#[derive(Debug, Clone, Copy, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum PlotName {
-    /// Heatmap: weight layer x probe step, colour = log10 grad_norm, with a colour bar.
-    GradFlow,
-    /// Per-layer bars of grad_norm, first vs last probe, log scale.
-    GradNorms,
-    /// Training (and validation) loss and accuracy vs step.
-    Loss,
-    /// Recurrent networks: ||dL/dh_t|| vs t, log scale, at several probe steps.
-    Timesteps,
-    /// Predicted vs measured ln(delta_norm_l / delta_norm_L) per hidden layer (MLP stacks).
-    Theory,
-}
-
 /// A plot of a job's report, as SVG.
 ///
 /// `grad_flow` (layer x step heatmap of log10 grad_norm), `grad_norms` (per-layer bars, first
@@ -62,7 +45,7 @@ pub enum PlotName {
     operation_id = "get_job_plot",
     params(
         ("id" = String, Path, description = "Job id"),
-        ("name" = PlotName, Path, description = "The plot"),
+        ("name" = plots::PlotName, Path, description = "The plot"),
     ),
     responses(
         (status = 200, description = "The plot", body = String, content_type = "image/svg+xml"),
@@ -110,17 +93,17 @@ pub async fn get_report_html(State(app): State<Arc<App>>, ApiPath(id): ApiPath<S
 }
 
 /// The plot named by a file name `NAME.svg` (404 otherwise).
-fn plot_name(file: &str) -> Result<&'static str, ApiError> {
+fn plot_name(file: &str) -> Result<plots::PlotName, ApiError> {
     let unknown = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown-plot",
             "Unknown plot",
-            format!("no plot `{file}`; the plots are {}", plots::PLOTS.map(|p| format!("{p}.svg")).join(", ")),
+            format!("no plot `{file}`; the plots are {}", plots::PlotName::ALL.map(|p| format!("{p}.svg")).join(", ")),
         )
     };
     let stem = file.strip_suffix(".svg").ok_or_else(unknown)?;
-    plots::PLOTS.iter().copied().find(|p| *p == stem).ok_or_else(unknown)
+    plots::PlotName::from_name(stem).ok_or_else(unknown)
 }
 
 fn plot_error(e: plots::PlotError) -> ApiError {
@@ -157,8 +140,8 @@ mod tests {
 
     #[test]
     fn only_known_names_with_the_svg_suffix_are_plots() {
-        assert_eq!(plot_name("grad_flow.svg").unwrap(), "grad_flow");
-        assert_eq!(plot_name("timesteps.svg").unwrap(), "timesteps");
+        assert_eq!(plot_name("grad_flow.svg").unwrap().name(), "grad_flow");
+        assert_eq!(plot_name("timesteps.svg").unwrap().name(), "timesteps");
         for bad in ["grad_flow", "grad_flow.png", "nope.svg", ".svg", "GRAD_FLOW.svg"] {
             let e = plot_name(bad).unwrap_err();
             assert_eq!((e.problem.status, e.problem.kind.as_str()), (404, "/problems/unknown-plot"), "{bad}");

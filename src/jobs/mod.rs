@@ -3,11 +3,11 @@
 //! Owns the job model ([`Job`], [`JobStatus`], [`JobProgress`], [`JobFailure`]), the
 //! [`store::JobStore`] trait and its in-memory implementation, the per-job event logs that feed
 //! Server-Sent Events ([`events`]), the worker pool of dedicated OS threads that runs
-//! [`crate::analysis::pipeline::run_spec`] ([`pool`]), and [`service::JobService`], the one API
+//! [`crate::analysis::pipeline::run`] ([`pool`]), and [`service::JobService`], the one API
 //! the HTTP layer calls.
 //!
 //! ```text
-//! submit --validate--> store.create (queued) --claim--> worker thread: run_spec(spec, flag)
+//! submit --validate--> store.create (queued) --claim--> worker thread: pipeline::run(spec, flag)
 //!                                                        |-- progress --> store + event log
 //!                                                        `-- finish ----> store (+ report) + final event
 //! ```

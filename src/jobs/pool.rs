@@ -26,6 +26,7 @@ use super::metrics::{FinishedLabels, JobMetrics};
 use super::store::{Claimed, Finish, JobStore};
 use super::{FailureCode, JobFailure, JobProgress, JobStatus};
 use crate::analysis::pipeline::{self, PipelineError, RunOutput};
+use crate::analysis::report::Outcome;
 use crate::engine::train::{CancelFlag, Progress};
 use crate::spec::Limits;
 
@@ -318,7 +319,13 @@ fn run_job(shared: &Shared, job: Claimed) {
                 }
             }
         };
-        pipeline::run_spec(&job.spec, &shared.config.limits, &running.flag, &mut on_progress)
+        // The stored spec was validated when it was submitted; `run` validates it again because
+        // the engine takes only a validated `RunConfig` and the store keeps the spec in its wire
+        // form (what clients read back and what the report echoes). Validation is cheap next to
+        // training and deterministic, and the limits are the ones it was admitted under, so an
+        // admitted spec gives the same config here.
+        let options = pipeline::RunOptions { limits: &shared.config.limits, params_out: false };
+        pipeline::run(&job.spec, &options, &running.flag, &mut on_progress)
     }));
     shared.running().remove(&job.id);
 
@@ -345,10 +352,10 @@ fn run_job(shared: &Shared, job: Claimed) {
     shared.metrics.duration.observe(started.elapsed().as_secs_f64());
 }
 
-type Outcome = std::thread::Result<Result<RunOutput, PipelineError>>;
+type Ended = std::thread::Result<Result<RunOutput, PipelineError>>;
 
 /// How a run ended -> the job's terminal status, error and report.
-fn classify(outcome: Outcome, reason: StopReason, timeout: Duration) -> (Finish, Option<Arc<[u8]>>) {
+fn classify(outcome: Ended, reason: StopReason, timeout: Duration) -> (Finish, Option<Arc<[u8]>>) {
     let fail = |status, code, message: String| (Finish { status, error: Some(JobFailure { code, message }) }, None);
     let out = match outcome {
         Err(payload) => {
@@ -364,8 +371,8 @@ fn classify(outcome: Outcome, reason: StopReason, timeout: Duration) -> (Finish,
     };
     let summary = &out.report.summary;
     let at = format!("at step {} of {}", summary.steps, summary.total_steps);
-    match summary.outcome.as_str() {
-        "cancelled" => match reason {
+    match summary.outcome {
+        Outcome::Cancelled => match reason {
             StopReason::Timeout => fail(
                 JobStatus::Failed,
                 FailureCode::Timeout,
@@ -380,12 +387,12 @@ fn classify(outcome: Outcome, reason: StopReason, timeout: Duration) -> (Finish,
                 fail(JobStatus::Cancelled, FailureCode::Cancelled, format!("cancelled by request {at}"))
             }
         },
-        outcome => {
+        outcome @ (Outcome::Completed | Outcome::NonFinite) => {
             let report: Option<Arc<[u8]>> = serde_json::to_vec(&out.report).ok().map(Arc::from);
             let Some(report) = report else {
                 return fail(JobStatus::Failed, FailureCode::Internal, "the report could not be serialised".into());
             };
-            if outcome == "non_finite" {
+            if outcome == Outcome::NonFinite {
                 let where_ = summary
                     .non_finite
                     .as_ref()

@@ -344,7 +344,8 @@ impl JobService {
             // The permit lives as long as the computation, even when the caller stops waiting,
             // so abandoned analyses still count against the slots.
             let _permit = permit;
-            catch_unwind(AssertUnwindSafe(|| pipeline::analyze_spec(&spec, &limits, gradients)))
+            let options = pipeline::AnalyzeOptions { limits: &limits, gradients };
+            catch_unwind(AssertUnwindSafe(|| pipeline::analyze(&spec, &options)))
         });
         let remaining = limit.saturating_sub(started.elapsed());
         match tokio::time::timeout(remaining, task).await {

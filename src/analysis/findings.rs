@@ -1,0 +1,476 @@
+//! The findings of a run, as types: what the rules found ([`Diagnostic`] with its
+//! [`DiagnosticCode`], [`Severity`] and typed [`Evidence`]), what to change ([`Recommendation`]
+//! with its [`Cure`]), what a patched spec measured ([`Measured`]) and the one-word [`Verdict`].
+//!
+//! Each code, severity and verdict is spelled once, by its enum's serde name (`snake_case` of
+//! the variant): the rules (`analysis/rules.rs`), the recommendations (`analysis/recommend.rs`),
+//! the report (`analysis/report.rs`) and the HTML page (`analysis/html.rs`) all use the enums.
+//! The evidence of each code has its own struct, so what a rule measured is read back by field,
+//! not by key; its fields are declared in alphabetical order so that the JSON matches the key
+//! order a `serde_json::Value` object would have.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use strum::{EnumIter, IntoStaticStr};
+
+/// What a diagnostic is about. The serde name is the code on the wire.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumIter, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum DiagnosticCode {
+    /// NaN or Inf in the loss, an activation or a gradient.
+    NonFinite,
+    /// The gradient shrinks on its way back through depth.
+    VanishingGradient,
+    /// The gradient grows on its way back (through depth or time), or during training.
+    ExplodingGradient,
+    /// Sigmoid/tanh units in their flat tails.
+    Saturation,
+    /// ReLU units that output zero for every sample.
+    DeadUnits,
+    /// Weight updates far from ~1e-3 of the weights per step.
+    UpdateRatio,
+    /// The recurrent gradient fades within a fraction of the sequence.
+    LongRangeVanishing,
+    /// The loss stays near where it started or near the best constant prediction.
+    NotLearning,
+}
+
+impl DiagnosticCode {
+    /// The wire name (`vanishing_gradient`, ...).
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// What the code means, in words (the HTML report's explanation).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            DiagnosticCode::NonFinite => "the run produced NaN or infinite values and stopped",
+            DiagnosticCode::VanishingGradient => {
+                "the gradient shrinks on its way back to the first layers, so they barely learn"
+            }
+            DiagnosticCode::ExplodingGradient => {
+                "the gradient grows on its way back, so updates are erratic or overflow"
+            }
+            DiagnosticCode::Saturation => {
+                "sigmoid/tanh units sit in their flat tails, where their derivative (and so the gradient) is near zero"
+            }
+            DiagnosticCode::DeadUnits => "ReLU units output zero for every input, so no gradient flows through them",
+            DiagnosticCode::NotLearning => "the loss stays near where it started",
+            DiagnosticCode::UpdateRatio => {
+                "the size of each weight update relative to the weights is far from the usual ~1e-3"
+            }
+            DiagnosticCode::LongRangeVanishing => {
+                "the recurrent gradient fades within far fewer time steps than the sequence has"
+            }
+        }
+    }
+}
+
+/// How serious a finding is: `critical` when the problem alone explains a failure to learn,
+/// `warning` when it is worth fixing, `info` for a note. Ordered: `Info < Warning < Critical`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, IntoStaticStr, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Severity {
+    /// Worth knowing; does not change the verdict.
+    Info,
+    /// Worth fixing.
+    Warning,
+    /// Alone explains a failure to learn.
+    Critical,
+}
+
+impl Severity {
+    /// `critical` when `critical`, else `warning` (the two levels a threshold rule has).
+    pub fn of(critical: bool) -> Severity {
+        if critical {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        }
+    }
+
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// The one-word summary of a run: the most serious finding (see `analysis::rules::verdict`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumIter, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Verdict {
+    /// No warning or critical finding.
+    Healthy,
+    /// `vanishing_gradient` or `long_range_vanishing`.
+    Vanishing,
+    /// `exploding_gradient`.
+    Exploding,
+    /// `saturation`.
+    Saturated,
+    /// `dead_units`.
+    DeadUnits,
+    /// `non_finite`.
+    Diverged,
+    /// `not_learning`.
+    NotLearning,
+}
+
+impl Verdict {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// What the verdict means, in words: the explanation of its diagnostic code.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Verdict::Healthy => "no warning or critical finding: the gradient reaches every layer at a usable scale",
+            Verdict::Vanishing => DiagnosticCode::VanishingGradient.meaning(),
+            Verdict::Exploding => DiagnosticCode::ExplodingGradient.meaning(),
+            Verdict::Saturated => DiagnosticCode::Saturation.meaning(),
+            Verdict::DeadUnits => DiagnosticCode::DeadUnits.meaning(),
+            Verdict::Diverged => DiagnosticCode::NonFinite.meaning(),
+            Verdict::NotLearning => DiagnosticCode::NotLearning.meaning(),
+        }
+    }
+}
+
+/// Each enum compares equal to its wire name (`code == "vanishing_gradient"`), so tests and
+/// clients of the library can match the JSON's words.
+macro_rules! eq_wire_name {
+    ($($t:ty),*) => {$(
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.name() == *other
+            }
+        }
+    )*};
+}
+eq_wire_name!(DiagnosticCode, Severity, Verdict);
+
+impl Evidence {
+    /// The evidence as a JSON value (as it appears in the report).
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// A finding about a run.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Diagnostic {
+    /// What was found.
+    pub code: DiagnosticCode,
+    /// How serious it is.
+    pub severity: Severity,
+    /// Affected layers, by name.
+    pub layers: Vec<String>,
+    /// What was found, in words.
+    pub message: String,
+    /// The measured values the rule used, and its thresholds.
+    #[schema(value_type = Object)]
+    pub evidence: Evidence,
+    /// What to change, best first (see `analysis::recommend`).
+    pub recommendations: Vec<Recommendation>,
+}
+
+/// A warning/critical threshold pair, as the evidence reports it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Thresholds {
+    /// The critical threshold.
+    pub critical: f64,
+    /// The warning threshold.
+    pub warning: f64,
+}
+
+/// What a rule measured, per code (and per variant of the exploding rule).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Evidence {
+    /// `non_finite`.
+    NonFinite(NonFiniteEvidence),
+    /// `vanishing_gradient` / `exploding_gradient` from the first/last hidden layer ratio.
+    Depth(DepthEvidence),
+    /// `vanishing_gradient` (info): vanished at initialisation, recovered by the end.
+    Recovered(RecoveredEvidence),
+    /// `exploding_gradient` through time.
+    Timesteps(TimestepEvidence),
+    /// `exploding_gradient`: the global gradient norm grew during training.
+    Growth(GrowthEvidence),
+    /// `exploding_gradient`: clipping acted on most steps.
+    Clipping(ClippingEvidence),
+    /// `saturation`, `dead_units`, `update_ratio`: one entry per affected layer, by name.
+    PerLayer(PerLayerEvidence),
+    /// `long_range_vanishing`.
+    Horizon(HorizonEvidence),
+    /// `not_learning`.
+    NotLearning(NotLearningEvidence),
+}
+
+/// Where NaN/Inf appeared.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NonFiniteEvidence {
+    /// Layer name, or `loss`.
+    pub layer: String,
+    /// `activations`, `gradients` or `loss`.
+    pub location: String,
+    /// Step (0-based).
+    pub step: usize,
+}
+
+/// The first/last hidden weight layer comparison at one probe.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DepthEvidence {
+    /// `delta_norm` of the first hidden weight layer over the last's.
+    pub delta_ratio_first_last: Option<f64>,
+    /// `grad_norm` of the first hidden weight layer over the last's.
+    pub grad_ratio_first_last: f64,
+    /// Hidden weight layers between the two (their count minus one).
+    pub layers_between: f64,
+    /// The smaller ratio to the power 1 / `layers_between`.
+    pub per_layer_factor: f64,
+    /// The probe step measured.
+    pub probe_step: usize,
+    /// The rule's thresholds.
+    pub thresholds: Thresholds,
+}
+
+/// Vanished at initialisation, recovered by the end of training.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RecoveredEvidence {
+    /// At the last probe.
+    pub at_end: DepthEvidence,
+    /// At step 0.
+    pub at_init: DepthEvidence,
+}
+
+/// ||dL/dh_t|| growing back through the sequence.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TimestepEvidence {
+    /// The growth to the power 1 / (T - 1).
+    pub per_step_factor: f64,
+    /// The probe step measured.
+    pub probe_step: Option<usize>,
+    /// T.
+    pub sequence_length: usize,
+    /// The rule's thresholds.
+    pub thresholds: Thresholds,
+    /// ||dL/dh_1|| / ||dL/dh_T||.
+    pub timestep_ratio_first_last: f64,
+}
+
+/// The global gradient norm's growth during training.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GrowthEvidence {
+    /// Largest global gradient norm of the run.
+    pub grad_norm_global_max: f64,
+    /// Global gradient norm at step 0.
+    pub grad_norm_global_step0: f64,
+    /// The growth factor above which the rule fires.
+    pub threshold: f64,
+}
+
+/// How often clipping acted.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClippingEvidence {
+    /// `clipped_steps / steps`.
+    pub clip_rate: f64,
+    /// Steps on which clipping changed the gradient.
+    pub clipped_steps: usize,
+    /// Steps run.
+    pub steps: usize,
+    /// The rate above which the rule fires.
+    pub threshold: f64,
+}
+
+/// Per-layer evidence, by layer name.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PerLayerEvidence {
+    /// One entry per affected layer.
+    pub per_layer: BTreeMap<String, LayerEvidence>,
+}
+
+/// What a per-layer rule measured on one layer.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum LayerEvidence {
+    /// `saturation`.
+    Saturation {
+        /// Largest saturation over the probes.
+        saturation_max: f64,
+        /// The rule's thresholds.
+        thresholds: Thresholds,
+    },
+    /// `dead_units`.
+    Dead {
+        /// Dead fraction at the last probe.
+        dead_fraction: f64,
+        /// Dead fraction at step 0.
+        dead_fraction_step0: Option<f64>,
+        /// The rule's thresholds.
+        thresholds: Thresholds,
+    },
+    /// `update_ratio`.
+    UpdateRatio {
+        /// Median update ratio over the probes.
+        median_update_ratio: f64,
+        /// The healthy range.
+        range: [f64; 2],
+    },
+}
+
+/// The recurrent memory horizon against the sequence length.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HorizonEvidence {
+    /// Largest lag at which ||dL/dh_t|| is above 1e-3 of its maximum.
+    pub memory_horizon: usize,
+    /// T.
+    pub sequence_length: usize,
+    /// The thresholds in time steps (fractions of T).
+    pub thresholds: Thresholds,
+}
+
+/// The loss against where it started and against the best constant prediction.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NotLearningEvidence {
+    /// Loss of the best constant prediction.
+    pub baseline_loss: Option<f64>,
+    /// Accuracy of guessing (classification).
+    pub chance_accuracy: Option<f64>,
+    /// Final training accuracy.
+    pub final_accuracy: Option<f64>,
+    /// Final training loss.
+    pub final_loss: f64,
+    /// Loss at step 0.
+    pub loss_step0: f64,
+    /// The fraction of the step-0 (or constant-prediction) loss above which the loss is stuck.
+    pub threshold: f64,
+}
+
+/// Which known cure a recommendation applies (its typed identity; the wire shows the title).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cure {
+    /// ReLU with He initialisation in the hidden layers.
+    ReluHe,
+    /// Batch norm in each hidden dense layer.
+    BatchNorm,
+    /// Initialisation matched to the activation.
+    MatchedInit,
+    /// Residual blocks around same-width hidden layers.
+    Residual,
+    /// Global-norm gradient clipping.
+    Clip,
+    /// A learning-rate change.
+    LearningRate,
+    /// Orthogonal W_hh with gain 1.
+    OrthogonalRecurrent,
+    /// An LSTM cell instead of a vanilla one.
+    Lstm,
+    /// A GRU cell instead of a vanilla one.
+    Gru,
+    /// Identity W_hh with ReLU (IRNN).
+    Irnn,
+    /// The LSTM forget-gate bias at 1.
+    ForgetBias,
+    /// Leaky ReLU in the affected layers.
+    LeakyRelu,
+    /// Biases initialised at 0.
+    ZeroBias,
+    /// Adam instead of SGD.
+    Adam,
+    /// More training steps.
+    TrainLonger,
+    /// Back-propagation through the whole sequence instead of a truncated window.
+    FullBptt,
+}
+
+/// One concrete change.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Recommendation {
+    /// Which cure this is (not on the wire: the title says it in words).
+    #[serde(skip)]
+    pub cure: Cure,
+    /// What to change, in a few words.
+    pub title: String,
+    /// The mechanism, with the reference.
+    pub why: String,
+    /// RFC 6902 JSON Patch that applies the change to the report's `spec`.
+    #[schema(value_type = Vec<Object>)]
+    pub patch: Vec<Value>,
+    /// The patched spec measured at initialisation (one forward/backward), when the cure acts
+    /// there; recommendations of `vanishing_gradient` and `exploding_gradient` are ranked by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Measured>,
+}
+
+/// What one forward/backward of the patched spec showed.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Measured {
+    /// `grad_ratio_first_last` of the patched spec at step 0.
+    pub grad_ratio_first_last: Option<f64>,
+    /// The same ratio of `delta_norm` (the gradient reaching each layer's output).
+    pub delta_ratio_first_last: Option<f64>,
+    /// The verdict of the patched spec at initialisation.
+    pub verdict: Verdict,
+}
+
+impl Measured {
+    /// Distance of the worse ratio from 1 in decades (0 = gradients equal at both ends).
+    pub fn distance(&self) -> f64 {
+        [self.grad_ratio_first_last, self.delta_ratio_first_last]
+            .into_iter()
+            .flatten()
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .map(|r| r.log10().abs())
+            .reduce(f64::max)
+            .unwrap_or(f64::INFINITY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strum::IntoEnumIterator;
+
+    use super::*;
+
+    #[test]
+    fn each_code_and_verdict_has_one_name_on_the_wire() {
+        for code in DiagnosticCode::iter() {
+            // The serde name (the wire) and the strum name (docs, HTML) come from one rule.
+            assert_eq!(serde_json::to_value(code).unwrap(), Value::String(code.name().into()));
+            assert!(!code.meaning().is_empty());
+        }
+        for verdict in Verdict::iter() {
+            assert_eq!(serde_json::to_value(verdict).unwrap(), Value::String(verdict.name().into()));
+        }
+        assert_eq!(serde_json::to_value(Severity::Critical).unwrap(), "critical");
+        assert!(Severity::Info < Severity::Warning && Severity::Warning < Severity::Critical);
+    }
+
+    #[test]
+    fn evidence_serialises_with_the_keys_of_a_json_object_in_order() {
+        let e = Evidence::Depth(DepthEvidence {
+            delta_ratio_first_last: None,
+            grad_ratio_first_last: 1e-5,
+            layers_between: 4.0,
+            per_layer_factor: 0.1,
+            probe_step: 0,
+            thresholds: Thresholds { critical: 1e-4, warning: 1e-2 },
+        });
+        let text = serde_json::to_string(&e).unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        // A serde_json object sorts its keys; the struct's declaration order gives the same text.
+        assert_eq!(text, value.to_string());
+        assert!(value["delta_ratio_first_last"].is_null());
+    }
+}
