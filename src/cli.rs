@@ -1,5 +1,6 @@
 //! The command line. `gradscope` alone (or `gradscope serve`) runs the HTTP service;
-//! `gradscope run` and `gradscope analyze` work on one spec file without a server;
+//! `gradscope run` and `gradscope analyze` work on one spec file without a server (a spec, or
+//! `{"preset": NAME}` as the API accepts it); `gradscope presets` lists the presets;
 //! `gradscope openapi` prints the OpenAPI document; `gradscope healthcheck` asks a running
 //! server's `/readyz` (container images have no curl). `run` and `analyze` also write the HTML
 //! report (`--html FILE`) and the plots (`--plots DIR`, one `NAME.svg` per plot that applies).
@@ -15,11 +16,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use serde_json::Value;
 
 use crate::analysis::pipeline::{self, PipelineError};
 use crate::analysis::{html, plots};
 use crate::config::ServeArgs;
 use crate::problem::Problem;
+use crate::spec::presets::{self, PresetList};
 
 /// gradscope: why does my neural network not learn?
 #[derive(Debug, Parser)]
@@ -50,9 +53,15 @@ pub enum Command {
         #[arg(long, default_value_t = 3.0)]
         timeout_secs: f64,
     },
+    /// List the presets (`{"preset": NAME}` runs one): name and title.
+    Presets {
+        /// Print the list as JSON, the body of `GET /v1/presets` (every preset's full spec).
+        #[arg(long)]
+        json: bool,
+    },
     /// Train one spec and print its gradient-flow report as JSON.
     Run {
-        /// The spec file (`-` reads standard input).
+        /// The spec file, or a file `{"preset": NAME}` (`-` reads standard input).
         spec: String,
         /// Also write the trained parameters, as the expanded spec with explicit parameters
         /// (it runs as it is).
@@ -67,7 +76,7 @@ pub enum Command {
     },
     /// One forward/backward at initialisation (or with the given weights): the report of step 0.
     Analyze {
-        /// The spec file (`-` reads standard input).
+        /// The spec file, or a file `{"preset": NAME}` (`-` reads standard input).
         spec: String,
         /// Include every parameter's gradient, in the explicit-parameter layout.
         #[arg(long)]
@@ -159,7 +168,25 @@ pub fn main(cli: Cli) -> ExitCode {
                 }
             };
         }
-        Command::Run { spec, params_out, progress, outputs } => read(&spec).and_then(|body| {
+        Command::Presets { json } => {
+            let list = presets::list();
+            let text = if json {
+                serde_json::to_string_pretty(&list).map_err(|e| e.to_string())
+            } else {
+                Ok(presets_table(&list))
+            };
+            return match text {
+                Ok(text) => {
+                    println!("{}", text.trim_end());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("gradscope: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        Command::Run { spec, params_out, progress, outputs } => read(&spec).and_then(expand_preset).and_then(|body| {
             let mut on_progress = |p: crate::engine::train::Progress| {
                 if progress && (p.step.is_multiple_of(100) || p.step == p.total_steps) {
                     eprintln!("step {}/{} loss {:.6}", p.step, p.total_steps, p.loss);
@@ -176,7 +203,7 @@ pub fn main(cli: Cli) -> ExitCode {
             outputs.write(&out.report)?;
             Ok(out.report)
         }),
-        Command::Analyze { spec, gradients, outputs } => read(&spec).and_then(|body| {
+        Command::Analyze { spec, gradients, outputs } => read(&spec).and_then(expand_preset).and_then(|body| {
             let options = pipeline::AnalyzeOptions { limits: &crate::spec::Limits::default(), gradients };
             let spec = pipeline::parse_body(&body).map_err(Failure::from)?;
             let report = pipeline::analyze(&spec, &options).map_err(Failure::from)?;
@@ -212,6 +239,28 @@ impl From<PipelineError> for Failure {
             None => Failure::Io(e.to_string()),
         }
     }
+}
+
+/// A body `{"preset": NAME}` becomes that preset's spec, as `POST /v1/jobs` expands it (an
+/// unknown name or another field: the same `422` problem). Any other body, malformed JSON
+/// included, goes on unchanged, for the pipeline to parse and report.
+fn expand_preset(body: Vec<u8>) -> Result<Vec<u8>, Failure> {
+    let Ok(value) = serde_json::from_slice::<Value>(&body) else { return Ok(body) };
+    match presets::requested(&value) {
+        Ok(None) => Ok(body),
+        Ok(Some(preset)) => serde_json::to_vec(&preset.json).map_err(|e| Failure::Io(e.to_string())),
+        Err(errors) => Err(Failure::Problem(errors.into())),
+    }
+}
+
+/// The presets as a table: one line per preset, its name and its title.
+fn presets_table(list: &PresetList) -> String {
+    let width = list.presets.iter().map(|p| p.name.len()).max().unwrap_or(0).max("NAME".len());
+    let mut out = format!("{:<width$}  TITLE\n", "NAME");
+    for p in &list.presets {
+        out.push_str(&format!("{:<width$}  {}\n", p.name, p.title));
+    }
+    out
 }
 
 /// GET `url` (plain `http://host:port/path`) and return the status code. A few lines of HTTP/1.1

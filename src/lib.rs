@@ -5,11 +5,11 @@
 //! `engine` (numerics, no I/O) -> `spec` (the JSON request and its validation) -> `analysis`
 //! (the report) -> `jobs` (store, queue, worker threads; no HTTP) -> `api` (axum) -> `cli`.
 
-/// The report: what the engine measured, as the contract's Report.
+/// The report: what the engine measured, as the `Report` of `openapi/openapi.json` (`report_version` 1).
 pub mod analysis;
-/// The HTTP API (axum): routes, problem details, OpenAPI, presets, health, metrics, server.
+/// The HTTP API (axum): routes, problem details, OpenAPI, preset routes, health, metrics, server.
 pub mod api;
-/// The command line (`serve` (default), `run`, `analyze`, `openapi`, `healthcheck`).
+/// The command line (`serve` (default), `run`, `analyze`, `presets`, `openapi`, `healthcheck`).
 pub mod cli;
 /// The service's configuration (flags and environment variables).
 pub mod config;
@@ -19,5 +19,5 @@ pub mod engine;
 pub mod jobs;
 /// RFC 9457 problem details, shared by the command line and the HTTP API.
 pub mod problem;
-/// The wire format of a spec and its validation into engine configuration.
+/// The wire format of a spec, its validation into engine configuration, and the presets.
 pub mod spec;

@@ -1,13 +1,13 @@
 //! RFC 9457 problem details: the one error shape every consumer of gradscope sees, from the
-//! command line (stderr, exit code 2) and, later, from every non-2xx HTTP response.
+//! command line (stderr, exit code 2) and from every non-2xx HTTP response.
 //!
 //! `type` is a URI reference naming the kind of problem (`/problems/invalid-spec`, ...); the
-//! list of kinds is documented in README.md. Depends on `spec` for its error list; must not
-//! depend on HTTP crates.
+//! kinds are listed in `docs/service.md` ("Errors") and in `openapi/openapi.json`. Depends on
+//! `spec` for its error lists; must not depend on HTTP crates.
 
 use serde::Serialize;
 
-use crate::spec::SpecErrors;
+use crate::spec::{PresetErrors, SpecErrors};
 
 /// A problem detail object.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -64,5 +64,13 @@ impl Problem {
         p.errors =
             errors.0.iter().map(|e| ProblemEntry { pointer: e.pointer.clone(), detail: e.detail.clone() }).collect();
         p
+    }
+}
+
+/// A `{"preset": NAME}` request that names no preset (or not only one): the `422` invalid-spec
+/// problem, one entry per problem (`/preset`, or the field that should not be there).
+impl From<PresetErrors> for Problem {
+    fn from(errors: PresetErrors) -> Self {
+        Problem::invalid_spec(&errors.into())
     }
 }

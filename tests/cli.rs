@@ -1,6 +1,6 @@
 //! The command line: `gradscope run` / `gradscope analyze` on files and standard input, the
-//! problem JSON and exit code 2 on invalid input, `--params-out` feeding back in, and the HTML
-//! report and plots of `--html` / `--plots`.
+//! problem JSON and exit code 2 on invalid input, `--params-out` feeding back in, the HTML
+//! report and plots of `--html` / `--plots`, `{"preset": NAME}` requests and `gradscope presets`.
 
 // Tests may panic on a broken expectation; the crate's unwrap/expect lints are for library code.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -122,4 +122,112 @@ fn run_and_analyze_write_the_html_report_and_every_applicable_plot() {
     let out = gradscope(&["analyze", spec.to_str().unwrap(), "--plots", dir.to_str().unwrap()], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(dir.join("grad_flow.svg").is_file() && dir.join("loss.svg").is_file());
+}
+
+/// The ten presets, in the published order.
+const PRESETS: [&str; 10] = [
+    "deep-sigmoid-vanishing",
+    "relu-xavier-30",
+    "relu-he-30",
+    "small-init",
+    "batchnorm-rescue",
+    "residual-rescue",
+    "rnn-adding-vanishing",
+    "lstm-adding",
+    "rnn-exploding-clipping",
+    "dead-relu-high-lr",
+];
+
+fn preset_file(name: &str) -> std::path::PathBuf {
+    common::root().join("src/spec/presets").join(format!("{name}.json"))
+}
+
+/// The report of a successful command, without its wall-clock field.
+fn report_without_duration(out: &std::process::Output) -> Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let duration = report["summary"].as_object_mut().expect("summary").remove("duration_ms");
+    assert!(duration.is_some(), "the report has summary.duration_ms");
+    report
+}
+
+#[test]
+fn run_of_a_preset_request_gives_the_report_of_the_preset_file() {
+    let file = preset_file("small-init");
+    let by_name = gradscope(&["run", "-"], Some(br#"{"preset": "small-init"}"#));
+    let by_file = gradscope(&["run", file.to_str().unwrap()], None);
+    let (by_name, by_file) = (report_without_duration(&by_name), report_without_duration(&by_file));
+    assert_eq!(by_name["steps"].as_array().and_then(|s| s.last()), Some(&json!(299)), "300 steps trained");
+    assert_eq!(by_name, by_file);
+}
+
+#[test]
+fn analyze_of_a_preset_request_in_a_file_gives_the_report_of_the_preset_file() {
+    let request = temp_json("cli-preset-request.json", &json!({"preset": "lstm-adding"}));
+    let by_name = gradscope(&["analyze", request.to_str().unwrap()], None);
+    let by_file = gradscope(&["analyze", preset_file("lstm-adding").to_str().unwrap()], None);
+    let (by_name, by_file) = (report_without_duration(&by_name), report_without_duration(&by_file));
+    assert_eq!(by_name["steps"], json!([0]));
+    assert_eq!(by_name, by_file);
+}
+
+#[test]
+fn an_unknown_preset_exits_2_with_the_invalid_spec_problem() {
+    for command in ["run", "analyze"] {
+        let out = gradscope(&[command, "-"], Some(br#"{"preset": "resnet-1000"}"#));
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(out.stdout.is_empty(), "{command}");
+        let problem: Value = serde_json::from_slice(&out.stderr).expect("problem JSON on stderr");
+        assert_eq!(problem["type"], "/problems/invalid-spec");
+        assert_eq!(problem["status"], 422);
+        assert_eq!(problem["detail"], "the spec has 1 problem");
+        assert_eq!(problem["errors"][0]["pointer"], "/preset");
+        let detail = problem["errors"][0]["detail"].as_str().expect("detail");
+        assert!(
+            detail.starts_with("unknown preset `resnet-1000`; expected one of `deep-sigmoid-vanishing`, "),
+            "{detail}"
+        );
+    }
+}
+
+#[test]
+fn a_preset_request_with_another_field_exits_2_naming_the_field() {
+    let out = gradscope(&["run", "-"], Some(br#"{"preset": "small-init", "seed": 3}"#));
+    assert_eq!(out.status.code(), Some(2));
+    let problem: Value = serde_json::from_slice(&out.stderr).expect("problem JSON on stderr");
+    assert_eq!(
+        problem["errors"],
+        json!([{"pointer": "/seed", "detail": "unknown field `seed`: a preset request has only `preset`"}])
+    );
+}
+
+#[test]
+fn presets_lists_all_ten_with_their_titles_and_as_json() {
+    let titles: Vec<String> = PRESETS
+        .iter()
+        .map(|name| common::read_json(&preset_file(name))["name"].as_str().expect("a title").to_owned())
+        .collect();
+
+    let out = gradscope(&["presets"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 11, "a header and ten presets:\n{text}");
+    assert!(lines[0].starts_with("NAME ") && lines[0].ends_with(" TITLE"), "{}", lines[0]);
+    let title_column = lines[0].find("TITLE").expect("TITLE column");
+    for ((line, name), title) in lines[1..].iter().zip(PRESETS).zip(&titles) {
+        assert_eq!(line[..title_column].trim_end(), name, "{line}");
+        assert_eq!(&line[title_column..], title, "{line}");
+    }
+
+    let out = gradscope(&["presets", "--json"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let presets = list["presets"].as_array().expect("presets");
+    let names: Vec<&str> = presets.iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, PRESETS);
+    for (p, title) in presets.iter().zip(&titles) {
+        assert_eq!(&p["title"], title);
+        assert!(p["spec"]["model"]["layers"].is_array(), "{p}");
+    }
 }

@@ -1,10 +1,10 @@
 //! Request extractors whose rejections are problem details, never axum's plain text.
 //!
 //! [`SpecBody`] reads a spec request body: content type (415), size (413), JSON syntax (400),
-//! `{"preset": NAME}` expansion, and structural parsing (422, every problem with its pointer).
-//! [`ApiQuery`] and [`ApiPath`] wrap axum's extractors; [`idempotency_key`] reads the
-//! `Idempotency-Key` header. Depends on `api::error`, `api::presets`, `spec`, `jobs` (the key
-//! type); the handlers call these and nothing below them.
+//! `{"preset": NAME}` expansion ([`crate::spec::presets`]), and structural parsing (422, every
+//! problem with its pointer). [`ApiQuery`] and [`ApiPath`] wrap axum's extractors;
+//! [`idempotency_key`] reads the `Idempotency-Key` header. Depends on `api::error`, `spec`,
+//! `problem`, `jobs` (the key type); the handlers call these and nothing below them.
 
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
@@ -17,7 +17,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::presets;
 use crate::jobs::service::IdempotencyKey;
 use crate::problem::Problem;
 use crate::spec::Spec;
@@ -38,7 +37,7 @@ impl<S: Send + Sync> FromRequest<S> for SpecBody {
         check_json_content_type(req.headers())?;
         let bytes = Bytes::from_request(req, state).await.map_err(bytes_rejection)?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| Problem::malformed_json(e.to_string()))?;
-        let value = presets::expand_request(value)?;
+        let value = crate::spec::presets::expand_request(value).map_err(Problem::from)?;
         let spec = crate::spec::parse(&value).map_err(|errors| Problem::invalid_spec(&errors))?;
         Ok(SpecBody { spec, fingerprint: Sha256::digest(&bytes).into() })
     }

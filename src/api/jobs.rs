@@ -44,7 +44,7 @@ pub struct JobLinks {
     pub plots: String,
 }
 
-/// A job with its links: the contract's Job.
+/// A job with its links, as the API returns it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JobResource {
     /// The job.

@@ -1,9 +1,10 @@
-//! The HTTP API (axum 0.8): the routes of the contract (`../shared/contract/README.md`) except
-//! experiments, which arrive with their own issue.
+//! The HTTP API (axum 0.8): the routes listed in `docs/service.md` and `openapi/openapi.json`
+//! (experiments arrive with their own issue).
 //!
 //! Owns routing, request parsing ([`extract`]), the mapping of errors to RFC 9457 problem details
-//! ([`error`]), the OpenAPI document ([`openapi`]), presets, health/readiness/metrics, request ids
-//! and request logging, and the server's lifecycle ([`Server`]: bind, serve, graceful shutdown).
+//! ([`error`]), the OpenAPI document ([`openapi`]), the preset routes ([`presets`]; the catalogue
+//! is [`crate::spec::presets`]), health/readiness/metrics, request ids and request logging, and
+//! the server's lifecycle ([`Server`]: bind, serve, graceful shutdown).
 //!
 //! Invariants:
 //! - Handlers are thin: parse, call one method of [`JobService`], map its error. No engine, store

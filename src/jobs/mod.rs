@@ -137,7 +137,7 @@ pub struct JobProgress {
     pub loss: Option<f64>,
 }
 
-/// A job as clients see it (the contract's Job, without the links the API adds).
+/// A job as clients see it (without the links the API adds).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "id": "0192f5e4-7c1a-7b3e-9a55-3f4c2d1e0a9b", "status": "running", "name": "deep sigmoid",

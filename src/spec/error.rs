@@ -109,7 +109,7 @@ impl Collector {
         }
         if self.errors.is_empty() {
             // Only reachable if a builder returned `None` without recording why; say so rather
-            // than returning an empty error list, which the contract does not allow.
+            // than returning an empty error list: an invalid-spec problem lists at least one entry.
             self.errors.push(SpecError {
                 pointer: String::new(),
                 detail: "the spec could not be read (internal: no problem was recorded)".into(),

@@ -104,7 +104,7 @@ pub(crate) const RETURN_GRADIENTS: bool = false;
 pub(crate) const DENSE_ACTIVATION: Activation = Activation::Linear;
 /// `mlp` layers are hidden layers, so they get a non-linearity by default.
 pub(crate) const MLP_ACTIVATION: Activation = Activation::Relu;
-/// Weight init of dense and mlp layers and of an rnn's input weights (the contract's default).
+/// Weight init of dense and mlp layers and of an rnn's input weights: Xavier (Glorot) uniform.
 pub(crate) const WEIGHT_INIT: Init = Init::XavierUniform { gain: None };
 /// Bias init: zeros.
 pub(crate) const BIAS_INIT: Init = Init::Constant { value: 0.0 };

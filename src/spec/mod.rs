@@ -21,6 +21,7 @@ mod convert;
 mod error;
 mod expand;
 mod parse;
+pub mod presets;
 mod types;
 mod validate;
 
@@ -30,6 +31,7 @@ mod tests;
 pub use error::{SpecError, SpecErrors};
 pub use expand::MAX_EXPANDED_LAYERS;
 pub use parse::parse;
+pub use presets::{Preset, PresetError, PresetErrors, PresetList};
 pub use types::{
     Activation, ActivationLayer, BatchNorm, Cell, Clip, Data, DataSource, Dense, Dropout, FanMode, Init,
     InlineSequenceTargets, InlineTargets, Layer, LayerNorm, Loss, Mlp, Model, Norm, Optimizer, Precision, Probes,

@@ -400,7 +400,7 @@ fn parse_layers(cx: &mut Collector, v: &Value, ptr: &str, nesting: usize) -> Opt
     p_list(cx, v, ptr, "layers", |cx, v, p| parse_layer(cx, v, p, nesting))
 }
 
-/// Layer `type` tags, in the order the contract lists them.
+/// Layer `type` tags, in the order of the `Layer` schema of `openapi/openapi.json`.
 pub(crate) const LAYER_TYPES: &[&str] =
     &["dense", "batch_norm", "layer_norm", "dropout", "activation", "residual", "mlp", "rnn"];
 

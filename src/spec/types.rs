@@ -1,5 +1,5 @@
 //! The wire types of a spec: the request body of `POST /v1/jobs` and `POST /v1/analyze`, field
-//! for field as the contract (`shared/contract/README.md`) names them.
+//! for field as the `Spec` schema of `openapi/openapi.json` and README.md ("The spec") name them.
 //!
 //! Owns the shape of the JSON and nothing else: no defaults (those live in `expand`), no
 //! semantic checks (`validate`), no reading of JSON (`parse`). Fields a user may leave out are
@@ -327,8 +327,8 @@ wire_names! {
     }
 }
 
-/// Initialisations; formulas in the contract. `normal`, `uniform` and `constant` have required
-/// parameters, so only the others are accepted as bare strings.
+/// Initialisations, with PyTorch's formulas (`torch.nn.init`). `normal`, `uniform` and
+/// `constant` have required parameters, so only the others are accepted as bare strings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Init {

@@ -233,6 +233,36 @@ async fn presets_are_listed_as_full_specs_and_can_be_submitted_by_name() {
     assert_eq!(pointers(&p), ["/preset"]);
 }
 
+/// `gradscope` (the binary of this build) with `args` and `stdin`.
+fn command_line(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gradscope"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn the_command_line_lists_the_same_presets_and_refuses_the_same_preset_requests() {
+    let app = spawn_app().await;
+    let list: Value = app.get("/v1/presets").await.json().await.unwrap();
+    let out = command_line(&["presets", "--json"], b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), list);
+
+    for body in [json!({"preset": "resnet-1000"}), json!({"preset": "small-init", "seed": 1}), json!({"preset": 7})] {
+        let over_http = problem(app.post_json("/v1/jobs", &body).await, 422).await;
+        let out = command_line(&["run", "-"], body.to_string().as_bytes());
+        assert_eq!(out.status.code(), Some(2), "{body}");
+        assert_eq!(serde_json::from_slice::<Value>(&out.stderr).unwrap(), over_http, "{body}");
+    }
+}
+
 #[tokio::test]
 async fn analyze_returns_the_report_of_one_forward_backward() {
     let app = spawn_app().await;

@@ -110,6 +110,7 @@ pub use quadrature::{GAUSS_HERMITE_MAX_Q, LEGENDRE_NODES, QUADRATURE_NODES};
 pub use types::{JacobianSpectrum, RecurrentBlock, RecurrentTheory, StepZero, Theory, TheoryProfile};
 
 use crate::engine::config::RunConfig;
+use crate::engine::layers::LayerKind;
 use crate::engine::train::RunRecord;
 use mean_field::{dense_stack, mean_field};
 use recurrent::recurrent;
@@ -121,7 +122,7 @@ pub fn theory_at_init(config: &RunConfig, record: &RunRecord, step0: StepZero) -
     let mut notes = Vec::new();
     let mut t = Theory { recurrent: recurrent(config, record, &mut notes), ..Theory::default() };
     // Dense layers in forward order (nested ones included) for the measured factor.
-    let dense: Vec<usize> = record.layers.iter().filter(|l| l.kind == "dense").map(|l| l.index).collect();
+    let dense: Vec<usize> = record.layers.iter().filter(|l| l.kind == LayerKind::Dense).map(|l| l.index).collect();
     let hidden_all = &dense[..dense.len().saturating_sub(1)];
     let delta0 = |i: usize| -> Option<f64> {
         record.layer_stats.get(i)?.delta_norm.first().copied().filter(|v| v.is_finite() && *v > 0.0)

@@ -4,6 +4,7 @@
 
 use super::types::{RecurrentBlock, RecurrentTheory};
 use crate::engine::config::{Activation, CellKind, LayerConfig, RunConfig};
+use crate::engine::layers::LayerKind;
 use crate::engine::train::RunRecord;
 
 /// Finds the config of the layer at `path` (indices through residual blocks).
@@ -35,7 +36,7 @@ fn gamma(a: Activation) -> f64 {
 pub(super) fn recurrent(config: &RunConfig, record: &RunRecord, notes: &mut Vec<String>) -> Vec<RecurrentTheory> {
     let mut out = Vec::new();
     for (info, stats) in record.layers.iter().zip(&record.layer_stats) {
-        if info.kind != "rnn" {
+        if info.kind != LayerKind::Rnn {
             continue;
         }
         let Some(LayerConfig::Rnn(rc)) = config_at(&config.network.layers, &info.path) else { continue };
