@@ -2,7 +2,7 @@
 //! inline SVG) with the summary, each diagnostic in plain words with its evidence and
 //! recommendations, the plots that apply, and the layer table.
 //!
-//! Like [`super::plots`], it reads the report's JSON by the contract's names, so a report kept as
+//! Like [`super::plots`], it reads the report's JSON by its published names (`openapi/openapi.json`), so a report kept as
 //! bytes renders the same as one just built. Everything taken from the report is HTML-escaped
 //! (layer names and the spec's `name` come from the user); the SVG plots escape their own text.
 

@@ -1,4 +1,4 @@
-//! Turns what the engine measured into the gradient-flow report (the contract's Report,
+//! Turns what the engine measured into the gradient-flow report (the `Report` of `openapi/openapi.json`,
 //! `report_version` 1): summary, layer table, downsampled series, diagnostics with recommended
 //! fixes (measured on the patched spec), the theory at initialisation (`theory`) and exported
 //! parameters or gradients.

@@ -1,7 +1,7 @@
 //! SVG plots of a report, drawn with `plotters` (SVG backend only, no font library: the SVG
 //! holds `<text>` elements the viewer renders, and plotters estimates their extents itself).
 //!
-//! The plots (names as in the contract's `/v1/jobs/{id}/plots/{name}.svg`):
+//! The plots (names as in `/v1/jobs/{id}/plots/{name}.svg`, [`PlotName`]):
 //!
 //! | name | what |
 //! |---|---|
@@ -11,7 +11,7 @@
 //! | `timesteps` | recurrent networks: ‖dL/dh_t‖ vs t, log scale, one line per chosen probe step |
 //! | `theory` | predicted vs measured ln(delta_norm_l / delta_norm_L) per hidden layer, from `theory.profile` |
 //!
-//! The plots read the report's JSON (the contract's names), so the same code draws a [`Report`]
+//! The plots read the report's JSON (the names `openapi/openapi.json` documents), so the same code draws a [`Report`]
 //! just built and one a job store kept as bytes. `null` (a NaN/Inf measurement) and, on log
 //! scales, values that are not positive are skipped — never drawn at a made-up coordinate — and
 //! a plot with nothing left to draw says so in its area. Every plot has a title and axis labels.

@@ -600,7 +600,7 @@ mod tests {
         let series =
             LayerSeries { recurrent: vec![with(2.0), RecurrentStats::default(), with(4.0)], ..Default::default() };
         let out = layer_stats("rnn_0", &series, &[0, 1, 2], &[0, 10, 20]);
-        // `null` means NaN/Inf only (contract): the probe at step 10 is not in the series.
+        // `null` means NaN/Inf only (the report's rule): the probe at step 10 is not in the series.
         assert_eq!(out.spectra_steps, Some(vec![0, 20]));
         assert_eq!(out.spectral_norm["i"], vec![Some(2.0), Some(4.0)]);
         assert_eq!(out.spectral_radius["i"], vec![Some(1.0), Some(2.0)]);

@@ -9,7 +9,7 @@
 //!
 //! axum 0.8 cannot match a parameter with a suffix inside one path segment, so the route is
 //! `/v1/jobs/{id}/plots/{file}` and the handler takes the name off `.svg`; the OpenAPI document
-//! gives the contract's `/v1/jobs/{id}/plots/{name}.svg`.
+//! gives the published `/v1/jobs/{id}/plots/{name}.svg` (`openapi/openapi.json`).
 
 use std::sync::Arc;
 

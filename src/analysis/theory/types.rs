@@ -5,7 +5,7 @@ use serde::Serialize;
 
 /// What theory predicts at initialisation, beside what the step-0 probe measured.
 ///
-/// The contract's fields (`q_star` ... `measured_layer_factor`) describe the deep part of a
+/// The published fields (`q_star` ... `measured_layer_factor`) describe the deep part of a
 /// dense stack; `profile` the whole stack layer by layer; `jacobian` the input-output Jacobian;
 /// `recurrent` each recurrent layer. A part that does not apply is omitted and `notes` says why.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, utoipa::ToSchema)]
