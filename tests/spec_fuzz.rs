@@ -173,6 +173,9 @@ fn mutated_specs_give_a_report_or_a_typed_error() {
             Ok(()) => reports += 1,
             Err(e) => {
                 errors += 1;
+                // Validation is the one place a spec is checked: a config it accepts and the engine
+                // refuses would be a gap in it (the engine's errors carry no pointer).
+                assert!(!matches!(e, PipelineError::Engine(_)), "validated, then refused by the engine: {e}\n{spec}");
                 // Every refusal names where the problem is.
                 if let Some(p) = e.problem() {
                     assert!(p.status == 400 || p.status == 422, "{p:?}");

@@ -17,7 +17,7 @@ use super::theory::{theory_at_init, StepZero};
 use crate::engine::config::{DataConfig, RunConfig};
 use crate::engine::train::{self, CancelFlag, Progress, RunRecord};
 use crate::engine::EngineError;
-use crate::problem::{Problem, ProblemEntry};
+use crate::problem::Problem;
 use crate::spec::{parse, Limits, Spec, SpecErrors};
 
 /// Default number of probe points kept per series.
@@ -52,13 +52,8 @@ impl PipelineError {
         Some(match self {
             PipelineError::MalformedJson(m) => Problem::malformed_json(m.clone()),
             PipelineError::Invalid(errors) => Problem::invalid_spec(errors),
-            PipelineError::Engine(e) => {
-                let mut p = Problem::new("invalid-spec", "Invalid spec", 422, e.to_string());
-                if let EngineError::Config { path, message } = e {
-                    p.errors.push(ProblemEntry { pointer: path.clone(), detail: message.clone() });
-                }
-                p
-            }
+            // The engine speaks engine terms (no pointers): its message, without an entry.
+            PipelineError::Engine(e) => Problem::new("invalid-spec", "Invalid spec", 422, e.to_string()),
         })
     }
 }

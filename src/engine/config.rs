@@ -183,7 +183,7 @@ pub enum FanMode {
     FanOut,
 }
 
-/// Weight initialisations, formulas as in the contract (PyTorch-compatible).
+/// Weight initialisations with PyTorch's formulas (`torch.nn.init`); each variant states its own.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Init {
     /// N(0, std^2).

@@ -1,5 +1,10 @@
-//! The engine's error type. It says what went wrong in engine terms (layer, shape, step), never
-//! how a caller should present it (no HTTP status, no JSON).
+//! The engine's error type. It says what went wrong in engine terms (generator and parameter,
+//! sample and time step, layer and shape, config field, step), never how a caller should present
+//! it: no HTTP status, no JSON, no JSON Pointer. Mapping an engine error back to a place in a
+//! request is the wire layer's business (`crate::spec` validates before the engine runs, so an
+//! engine error on a validated config is a gap in validation).
+
+use std::fmt;
 
 use thiserror::Error;
 
@@ -9,19 +14,62 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 /// Everything the engine can refuse or report as failed.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum EngineError {
-    /// A configuration the validated spec should already have excluded (defence in depth: the
-    /// engine re-checks shapes it relies on instead of panicking).
-    #[error("invalid configuration at {path}: {message}")]
-    Config {
-        /// Where in the model/data/training config, as a JSON Pointer into the spec.
-        path: String,
+    /// A data generator's parameter is outside what its recipe needs (no samples, a NaN noise,
+    /// a sequence too short for the task, ...).
+    #[error("data generator `{generator}`: `{parameter}` {message}")]
+    Generator {
+        /// The generator (`xor`, `copy`, ...), as [`crate::engine::config::DataConfig`] names it
+        /// in snake case.
+        generator: &'static str,
+        /// The offending parameter (`samples`, `noise`, `length`, ...).
+        parameter: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Inline samples or sequences that do not form a data set: none at all, rows or time steps
+    /// of different widths, a target count that differs from the sample count, labels too large
+    /// to count.
+    #[error("inline {part}{}: {message}", Location::of(.sample, .step))]
+    InlineData {
+        /// Inputs or targets.
+        part: InlinePart,
+        /// The sample (sequence) the problem is in, when it is in one.
+        sample: Option<usize>,
+        /// The time step of that sample, when it is in one.
+        step: Option<usize>,
         /// What is wrong.
         message: String,
     },
-    /// Input array shape does not match what a layer expects.
+    /// A data set too large to allocate (more `f64` values than an array can index).
+    #[error("a data set of {rows} x {cols} values is too large to allocate")]
+    DataTooLarge {
+        /// Rows asked for.
+        rows: usize,
+        /// Values per row.
+        cols: usize,
+    },
+    /// A layer that cannot be built from its config (no units, no inputs).
+    #[error("layer {layer}: {message}")]
+    Layer {
+        /// Layer name (`dense_3`).
+        layer: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A run-level setting the engine cannot run with, named as a field of
+    /// [`crate::engine::config::RunConfig`] (`network.input_dim`, `data`).
+    #[error("invalid `{field}`: {message}")]
+    Config {
+        /// The config field, as a Rust path below `RunConfig`.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// Array shapes that do not fit together: a layer's input, explicit parameters, a residual
+    /// block's output, the data against the network.
     #[error("shape mismatch in {layer}: expected {expected}, got {got}")]
     Shape {
-        /// Layer name (`dense_3`).
+        /// Layer name (`dense_3`), or what else holds the array (`the data`).
         layer: String,
         /// Expected shape, human readable.
         expected: String,
@@ -36,9 +84,86 @@ pub enum EngineError {
     },
 }
 
+/// Which half of inline data an [`EngineError::InlineData`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InlinePart {
+    /// The samples (`x`).
+    Inputs,
+    /// The targets (`y`).
+    Targets,
+}
+
+impl fmt::Display for InlinePart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InlinePart::Inputs => "inputs",
+            InlinePart::Targets => "targets",
+        })
+    }
+}
+
+/// ` of sample 3, step 1`, or nothing when the problem is not in one sample.
+struct Location {
+    sample: Option<usize>,
+    step: Option<usize>,
+}
+
+impl Location {
+    fn of(sample: &Option<usize>, step: &Option<usize>) -> Self {
+        Location { sample: *sample, step: *step }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(i) = self.sample {
+            write!(f, " of sample {i}")?;
+        }
+        if let Some(t) = self.step {
+            write!(f, ", step {t}")?;
+        }
+        Ok(())
+    }
+}
+
 impl EngineError {
+    /// Shorthand for [`EngineError::Generator`].
+    pub fn generator(generator: &'static str, parameter: &'static str, message: impl Into<String>) -> Self {
+        EngineError::Generator { generator, parameter, message: message.into() }
+    }
+
+    /// Shorthand for [`EngineError::InlineData`].
+    pub fn inline(part: InlinePart, sample: Option<usize>, step: Option<usize>, message: impl Into<String>) -> Self {
+        EngineError::InlineData { part, sample, step, message: message.into() }
+    }
+
+    /// Shorthand for [`EngineError::Layer`].
+    pub fn layer(layer: impl Into<String>, message: impl Into<String>) -> Self {
+        EngineError::Layer { layer: layer.into(), message: message.into() }
+    }
+
     /// Shorthand for [`EngineError::Config`].
-    pub fn config(path: impl Into<String>, message: impl Into<String>) -> Self {
-        EngineError::Config { path: path.into(), message: message.into() }
+    pub fn config(field: &'static str, message: impl Into<String>) -> Self {
+        EngineError::Config { field, message: message.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_engine_things() {
+        let e = EngineError::generator("copy", "delay", "must be at least 1");
+        assert_eq!(e.to_string(), "data generator `copy`: `delay` must be at least 1");
+        let e = EngineError::inline(InlinePart::Targets, Some(2), Some(5), "1 value but the first has 2");
+        assert_eq!(e.to_string(), "inline targets of sample 2, step 5: 1 value but the first has 2");
+        let e = EngineError::inline(InlinePart::Inputs, None, None, "no samples");
+        assert_eq!(e.to_string(), "inline inputs: no samples");
+        assert_eq!(
+            EngineError::config("network.input_dim", "must be at least 1").to_string(),
+            "invalid `network.input_dim`: must be at least 1"
+        );
+        assert_eq!(EngineError::layer("rnn_0", "no units").to_string(), "layer rnn_0: no units");
     }
 }

@@ -1,4 +1,5 @@
-//! Parameter initialisations, with exactly the formulas of the contract (PyTorch-compatible).
+//! Parameter initialisations with PyTorch's formulas (`torch.nn.init`); each variant of [`Init`]
+//! (`engine/config.rs`) states its own.
 //!
 //! Values are drawn in `f64` and then rounded to the run's precision, so an `f32` and an `f64` run
 //! of the same spec start from the same weights. `fan_in` is the number of inputs of a unit and

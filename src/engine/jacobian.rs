@@ -47,7 +47,11 @@ pub fn dense_stack_jacobian(layers: &[DenseMap<'_>], x: &[f64]) -> Result<Array2
         got: format!("{got}"),
     };
     if layers.is_empty() {
-        return Err(EngineError::config("/model/layers", "the Jacobian needs at least one dense layer"));
+        return Err(EngineError::Shape {
+            layer: "jacobian".to_owned(),
+            expected: "at least one dense layer".to_owned(),
+            got: "none".to_owned(),
+        });
     }
     // Forward: the derivative of every unit at this input.
     let mut y = Array1::from(x.to_vec());

@@ -56,7 +56,7 @@ impl<T: Scalar> Network<T> {
     /// Builds the network, initialising parameters from `rng(seed, Stream::Init)`.
     pub fn new(config: &NetworkConfig, seed: u64) -> Result<Self> {
         if config.input_dim == 0 {
-            return Err(EngineError::config("/model/input_dim", "input_dim must be at least 1"));
+            return Err(EngineError::config("network.input_dim", "must be at least 1"));
         }
         let mut b = Builder { nodes: Vec::new(), info: Vec::new(), rng: rng(seed, Stream::Init) };
         let output_dim = b.build(&config.layers, config.input_dim, &mut Vec::new())?;
@@ -252,7 +252,7 @@ impl<T: Scalar> Builder<T> {
                     let out = self.build(inner, width, path)?;
                     if out != width {
                         return Err(EngineError::Shape {
-                            layer: format!("residual block at /model/layers/{}", join(path)),
+                            layer: format!("residual block at layer path {path:?}"),
                             expected: format!("inner output width {width} (the block's input width)"),
                             got: format!("{out}"),
                         });
@@ -280,8 +280,4 @@ impl<T: Scalar> Builder<T> {
         }
         Ok(width)
     }
-}
-
-fn join(path: &[usize]) -> String {
-    path.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("/layers/")
 }

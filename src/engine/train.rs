@@ -275,14 +275,15 @@ impl<'c, T: Scalar> Session<'c, T> {
         let (train, validation) = data.split(config.training.validation_split, config.seed);
         let seq_len = train.seq_len.unwrap_or(1);
         if train.is_empty() {
-            return Err(EngineError::config("/data", "the training set is empty"));
+            return Err(EngineError::config("data", "the training set is empty"));
         }
         let net = Network::<T>::new(&config.network, config.seed)?;
         if train.input_dim() != net.input_dim() {
-            return Err(EngineError::config(
-                "/model/input_dim",
-                format!("the data has {} features but input_dim is {}", train.input_dim(), net.input_dim()),
-            ));
+            return Err(EngineError::Shape {
+                layer: "the network's input".to_owned(),
+                expected: format!("{} features (network.input_dim)", net.input_dim()),
+                got: format!("{} features per sample (or time step) in the data", train.input_dim()),
+            });
         }
         let batch_size = config.training.batch_size.clamp(1, train.len());
         let (net_spectra_cost, net_params) = (net.spectra_cost(), net.num_params());

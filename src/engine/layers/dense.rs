@@ -49,7 +49,10 @@ impl<T: Scalar> Dense<T> {
     pub fn new(config: &DenseConfig, inputs: usize, name: &str, rng: &mut Rng) -> Result<Self> {
         let units = config.units;
         if units == 0 || inputs == 0 {
-            return Err(EngineError::config(name, "a dense layer needs at least one input and one unit"));
+            return Err(EngineError::layer(
+                name,
+                format!("needs at least one input and one unit, got {inputs} -> {units}"),
+            ));
         }
         let p = &config.params;
         // Draw the random defaults even when explicit values replace them, so that giving one
@@ -58,7 +61,8 @@ impl<T: Scalar> Dense<T> {
         let b_default = config.bias_init.vector(units, rng);
         let w = explicit_or(p, "weight", units * inputs, name, || w_default.iter().copied().collect())?;
         let b = explicit_or(p, "bias", units, name, || b_default)?;
-        let w = Array2::from_shape_vec((units, inputs), w).map_err(|e| EngineError::config(name, e.to_string()))?;
+        let w = Array2::from_shape_vec((units, inputs), w)
+            .map_err(|e| EngineError::layer(name, format!("weight of {units} x {inputs}: {e}")))?;
         let mut params = vec![Param::matrix("weight", w), Param::vector("bias", b)];
         let prelu = match config.activation {
             Activation::Prelu { init } => {

@@ -135,7 +135,10 @@ impl<T: Scalar> Rnn<T> {
     pub fn new(config: &RnnConfig, inputs: usize, name: &str, rng: &mut Rng) -> Result<Self> {
         let (h, g) = (config.units, config.cell.gates());
         if h == 0 || inputs == 0 {
-            return Err(EngineError::config(name, "a recurrent layer needs at least one input and one unit"));
+            return Err(EngineError::layer(
+                name,
+                format!("needs at least one input and one unit, got {inputs} -> {h}"),
+            ));
         }
         // Each gate block gets its own init, so that e.g. an orthogonal W_hh is orthogonal per
         // gate (a (4H x H) orthogonal draw would not be).
@@ -155,7 +158,8 @@ impl<T: Scalar> Rnn<T> {
         let b_ih = explicit_or(p, "bias_ih", g * h, name, || b_ih_default)?;
         let b_hh = explicit_or(p, "bias_hh", g * h, name, || vec![0.0; g * h])?;
         let shaped = |v: Vec<f64>, cols: usize| {
-            Array2::from_shape_vec((g * h, cols), v).map_err(|e| EngineError::config(name, e.to_string()))
+            Array2::from_shape_vec((g * h, cols), v)
+                .map_err(|e| EngineError::layer(name, format!("weight of {} x {cols}: {e}", g * h)))
         };
         Ok(Rnn {
             cell: config.cell,

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod data_checks;
 mod examples;
 mod expansion;
 mod parsing;
