@@ -497,6 +497,8 @@ mod tests {
         found,
         vec![
             r#"src/analysis/diagnostics.rs:10: "vanishing_gradient"    `"vanishing_gradient" => "fades",`"#,
+            // Both: a verdict spelled as a string is no exception either (verdicts are an enum).
+            r#"src/analysis/diagnostics.rs:18: "dead_units"    `for (code, verdict) in [("dead_units", "dead_units")] {}`"#,
             r#"src/analysis/diagnostics.rs:18: "dead_units"    `for (code, verdict) in [("dead_units", "dead_units")] {}`"#,
             r#"src/analysis/diagnostics.rs:19: "not_learning"    `"not_learning"`"#,
         ]
