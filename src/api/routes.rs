@@ -1,4 +1,4 @@
-//! The route table: every documented route with its OpenAPI operation ([`routes`]), and the
+//! The route table: every documented route with its OpenAPI operation ([`routes`](fn@routes)), and the
 //! document's fixed parts that no handler carries ([`ApiDoc`]: info, tags, the hand-added plot
 //! route).
 //!

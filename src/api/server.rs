@@ -1,4 +1,4 @@
-//! The service around the routes: [`router`] (the route table of [`super::routes`], `/openapi.json`,
+//! The service around the routes: [`router`] (the route table of [`routes`](mod@super::routes), `/openapi.json`,
 //! `/docs`, the fallback and the middleware stack), [`Server`] (bind, serve, graceful shutdown),
 //! [`shutdown_signal`], [`init_tracing`] and [`serve`] (`gradscope serve`).
 //!
