@@ -1,10 +1,11 @@
-//! Operations routes: `/livez` (and its alias `/healthz`), `/readyz`, `/metrics`, and the HTTP
-//! metrics middleware.
+//! Operations routes: `/livez` (and its alias `/healthz`), `/readyz`, `/metrics`, and the
+//! middleware that feeds the HTTP metrics ([`track`]; the metrics themselves are
+//! [`HttpMetrics`](super::app::HttpMetrics), part of the state).
 //!
 //! Liveness checks nothing but that the process answers (failing it gets the process restarted,
 //! so it must not depend on anything else). Readiness asks the job layer: store reachable,
 //! every worker alive, not shutting down. Metrics are Prometheus/OpenMetrics text from
-//! `prometheus-client`, one registry per [`App`](super::App) (no process-global recorder, so
+//! `prometheus-client`, one registry per [`App`] (no process-global recorder, so
 //! tests can run many servers in one process).
 
 use std::sync::Arc;
@@ -16,16 +17,11 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::app::App;
 use super::error::ApiError;
-use super::App;
 use crate::problem::Problem;
 
 /// `{"status": "ok"}`.
@@ -109,52 +105,6 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> 
         .into_response())
 }
 
-/// Labels of an HTTP request metric: the route template (never the raw path, which holds ids).
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    /// `GET`, `POST`, ...
-    pub method: String,
-    /// `/v1/jobs/{id}`, or `unmatched`.
-    pub route: String,
-    /// Response status code.
-    pub status: u16,
-}
-
-/// Labels of the latency histogram.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    /// `GET`, `POST`, ...
-    pub method: String,
-    /// The route template.
-    pub route: String,
-}
-
-/// HTTP metrics.
-#[derive(Debug, Clone)]
-pub struct HttpMetrics {
-    requests: Family<RequestLabels, Counter>,
-    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
-}
-
-impl HttpMetrics {
-    /// Creates the metrics and registers them, with the job layer's, in `registry`.
-    pub fn register(registry: &mut Registry) -> Self {
-        let m = HttpMetrics {
-            requests: Family::default(),
-            // 100 us .. ~6.5 s in doublings.
-            latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 17))),
-        };
-        registry.register("gradscope_http_requests", "HTTP requests by route and status", m.requests.clone());
-        registry.register_with_unit(
-            "gradscope_http_request_duration",
-            "Time to produce the response head (streams excluded)",
-            Unit::Seconds,
-            m.latency.clone(),
-        );
-        m
-    }
-}
-
 /// Counts every request and times it (to the response head: an SSE stream is counted when it
 /// starts).
 pub async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
@@ -162,11 +112,6 @@ pub async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
     let method = req.method().to_string();
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
     let res = next.run(req).await;
-    let status = res.status().as_u16();
-    app.http_metrics
-        .latency
-        .get_or_create(&RouteLabels { method: method.clone(), route: route.clone() })
-        .observe(started.elapsed().as_secs_f64());
-    app.http_metrics.requests.get_or_create(&RequestLabels { method, route, status }).inc();
+    app.http_metrics.record(method, route, res.status().as_u16(), started.elapsed().as_secs_f64());
     res
 }

@@ -15,9 +15,9 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::app::App;
 use super::error::ApiError;
 use super::extract::{idempotency_key, ApiPath, ApiQuery, SpecBody};
-use super::App;
 use crate::analysis::Report;
 use crate::jobs::events::{JobEvent, SeqEvent};
 use crate::jobs::service::Cancel;

@@ -19,9 +19,9 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use super::app::App;
 use super::error::ApiError;
 use super::extract::ApiPath;
-use super::App;
 use crate::analysis::{html, plots};
 use crate::problem::Problem;
 
