@@ -26,8 +26,7 @@ use thiserror::Error;
 
 use super::Report;
 
-/// A plot, by the name in its file name (`grad_flow` for `grad_flow.svg`). The one list of
-/// plots: [`PlotName::ALL`], in the order the HTML report shows them.
+/// A plot, by the name in its file name (`grad_flow` for `grad_flow.svg`).
 #[derive(
     Debug,
     Clone,
@@ -58,7 +57,7 @@ pub enum PlotName {
 }
 
 impl PlotName {
-    /// Every plot, in the order the HTML report shows them.
+    /// Every plot, in the order the HTML report shows them: the one list of plots.
     pub const ALL: [PlotName; 5] =
         [PlotName::GradFlow, PlotName::GradNorms, PlotName::Loss, PlotName::Timesteps, PlotName::Theory];
 
