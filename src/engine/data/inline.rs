@@ -12,7 +12,8 @@
 
 use ndarray::Array2;
 
-use super::{array, checked_size, Dataset, Targets};
+use super::build::{array, checked_size};
+use super::dataset::{Dataset, Targets};
 use crate::engine::config::{InlineSequenceTargets, InlineTargets};
 use crate::engine::error::{EngineError, InlinePart, Result};
 

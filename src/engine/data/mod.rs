@@ -28,63 +28,31 @@
 //! sample ([`EngineError::InlineData`]), and no array may outgrow what `ndarray` can index
 //! ([`EngineError::DataTooLarge`]). Values themselves (finite or not) are the spec's concern.
 //!
-//! Files: this one holds [`Dataset`], [`Targets`], [`generate`], the split, batch gathering and
-//! the helpers the generators share; `points.rs` the generators of plain samples (xor, spirals,
-//! circles, moons, blobs, sine, teacher); `sequences.rs` the sequence tasks (adding, copy,
-//! temporal order, parity, sine sequence); `inline.rs` user samples and sequences.
+//! Files: this one holds [`generate`] (and is the only one that uses the generators);
+//! `dataset.rs` [`Dataset`], [`Targets`], the split and batch gathering; `build.rs` the helpers
+//! the generators share; `points.rs` the generators of plain samples (xor, spirals, circles,
+//! moons, blobs, sine, teacher); `sequences.rs` the sequence tasks (adding, copy, temporal
+//! order, parity, sine sequence); `inline.rs` user samples and sequences.
 
+mod build;
+mod dataset;
 mod inline;
 mod points;
 mod sequences;
 #[cfg(test)]
 mod testing;
 
-use ndarray::{Array2, Axis, Slice};
 use rand::seq::SliceRandom;
-use rand::Rng as _;
-use rand_distr::StandardNormal;
 
 use crate::engine::config::DataConfig;
-use crate::engine::error::{EngineError, Result};
-use crate::engine::rng::{rng, Rng, Stream};
-use crate::engine::scalar::Scalar;
+use crate::engine::error::Result;
+use crate::engine::rng::{rng, Stream};
 
+pub use dataset::{Dataset, Targets};
 use inline::{inline, inline_sequences};
 use points::{blobs, circles, moons, sine, spirals, teacher, xor};
 use sequences::{adding, copy, parity, sine_sequence, temporal_order};
 pub use sequences::{COPY_DELIMITER, COPY_INPUTS, COPY_SYMBOLS, TEMPORAL_ORDER_INPUTS};
-
-/// Samples and their targets, in `f64` (cast to the run's precision when batched).
-///
-/// For sequences see the [module docs](self#sequence-layout) for the layout of `x` and `y`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dataset {
-    /// Samples x features; for sequences samples x (T * F), feature `f` of step `t` at column
-    /// `t * F + f`.
-    pub x: Array2<f64>,
-    /// Targets, one per sample (or one per time step when `per_step_targets`).
-    pub y: Targets,
-    /// Time steps per sample for sequence data (None for plain samples).
-    pub seq_len: Option<usize>,
-    /// True when targets are given for every time step (tasks solved with return_sequences).
-    pub per_step_targets: bool,
-}
-
-/// What a sample is labelled with.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Targets {
-    /// Class indices in `0..classes`.
-    Classes {
-        /// One label per sample; with per-step targets one per time step, step `t` of sample
-        /// `i` at `i * T + t`.
-        labels: Vec<usize>,
-        /// Number of classes.
-        classes: usize,
-    },
-    /// Regression targets: samples x outputs; with per-step targets samples x (T * outputs),
-    /// output `k` of step `t` at column `t * outputs + k`.
-    Values(Array2<f64>),
-}
 
 /// Generates the dataset of `config` from `seed`, drawing from `rng(seed, Stream::Data)`.
 ///
@@ -153,254 +121,10 @@ pub fn generate(config: &DataConfig, seed: u64) -> Result<Dataset> {
     Ok(generated.take(&order))
 }
 
-impl Dataset {
-    /// Plain (non-sequence) samples.
-    fn plain(x: Array2<f64>, y: Targets) -> Dataset {
-        Dataset { x, y, seq_len: None, per_step_targets: false }
-    }
-
-    /// Number of samples (sequences, for sequence data).
-    pub fn len(&self) -> usize {
-        self.x.nrows()
-    }
-
-    /// Whether there are no samples (never the case for a generated dataset).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Features per sample (`x.ncols()`), or per time step for sequences (`x.ncols() / T`).
-    pub fn input_dim(&self) -> usize {
-        match self.seq_len {
-            Some(steps) => self.x.ncols().checked_div(steps).unwrap_or(0),
-            None => self.x.ncols(),
-        }
-    }
-
-    /// Number of classes, or number of regression target columns (per time step with
-    /// per-step targets).
-    pub fn output_dim(&self) -> usize {
-        match &self.y {
-            Targets::Classes { classes, .. } => *classes,
-            Targets::Values(v) => match self.step_targets() {
-                Some(steps) => v.ncols().checked_div(steps).unwrap_or(0),
-                None => v.ncols(),
-            },
-        }
-    }
-
-    /// `Some(T)` when every time step has its own target.
-    fn step_targets(&self) -> Option<usize> {
-        self.seq_len.filter(|_| self.per_step_targets)
-    }
-
-    /// Deterministic train/validation split.
-    ///
-    /// Shuffles the indices `0..len` with `rng(seed, Stream::Shuffle)` and holds out the first
-    /// `round(len * fraction)` of them, at least 1 when `fraction > 0` and `len >= 2`, and never
-    /// so many that no training sample is left. Each part keeps the rows in their original
-    /// relative order. Returns `(self, None)` when nothing is held out: `fraction` is 0 (or not a
-    /// positive number), or there are fewer than 2 samples. `fraction >= 1` holds out all but one.
-    /// Sequences are split whole (a sample is a sequence); both parts keep `seq_len` and
-    /// `per_step_targets`.
-    pub fn split(self, fraction: f64, seed: u64) -> (Dataset, Option<Dataset>) {
-        let len = self.len();
-        // Written so that NaN, like 0 and negatives, holds nothing out.
-        if fraction.is_nan() || fraction <= 0.0 || len < 2 {
-            return (self, None);
-        }
-        // The float product is clamped before conversion, so the cast cannot misbehave even for
-        // `fraction = inf`.
-        let wanted = (len as f64 * fraction).round().min(len as f64);
-        let held_out = (wanted as usize).clamp(1, len - 1);
-        let mut order: Vec<usize> = (0..len).collect();
-        order.shuffle(&mut rng(seed, Stream::Shuffle));
-        let (validation, train) = order.split_at_mut(held_out);
-        // Sorting keeps the original relative order, so the split only decides membership.
-        validation.sort_unstable();
-        train.sort_unstable();
-        (self.take(train), Some(self.take(validation)))
-    }
-
-    /// Copies the samples `idx` into `out`, cast to `T`.
-    ///
-    /// Plain samples: row `b` of `out` is sample `idx[b]`, shape `(B, input_dim())` with
-    /// `B = idx.len()`. Sequences of `T` steps are written *time-major*: shape
-    /// `(T * B, input_dim())`, row `t * B + b` = step `t` of sample `idx[b]`, so that step `t` of
-    /// the whole batch is the contiguous block of rows `t*B .. (t+1)*B`.
-    ///
-    /// `out` is reallocated only when its shape differs from that: the training loop calls this
-    /// every step with the same batch size and must not allocate.
-    ///
-    /// # Panics
-    /// If an index is `>= len()` (a caller bug, as with slice indexing).
-    pub fn gather_x<T: Scalar>(&self, idx: &[usize], out: &mut Array2<T>) {
-        match self.seq_len {
-            Some(steps) => copy_steps(&self.x, steps, idx, out),
-            None => copy_rows(&self.x, idx, out),
-        }
-    }
-
-    /// Targets of the samples `idx`.
-    ///
-    /// For [`Targets::Classes`] the labels are written into `labels` (cleared first, so its
-    /// capacity is reused) and `values` is left untouched. For [`Targets::Values`] the rows are
-    /// copied into `values` (reallocated only when its shape differs) and `labels` is cleared, so
-    /// stale labels cannot be mistaken for current ones.
-    ///
-    /// Per-sequence targets are gathered one per sample, as for plain samples. Per-step targets
-    /// are time-major like [`Dataset::gather_x`]: `labels[t * B + b]` is the label of step `t`
-    /// of sample `idx[b]` (`T * B` labels), and `values` is `(T * B, output_dim())` with row
-    /// `t * B + b` the targets of that step.
-    ///
-    /// # Panics
-    /// If an index is `>= len()` (a caller bug, as with slice indexing).
-    pub fn gather_y<T: Scalar>(&self, idx: &[usize], labels: &mut Vec<usize>, values: &mut Array2<T>) {
-        labels.clear();
-        match (&self.y, self.step_targets()) {
-            (Targets::Classes { labels: all, .. }, None) => labels.extend(idx.iter().map(|&i| all[i])),
-            (Targets::Classes { labels: all, .. }, Some(steps)) => {
-                for t in 0..steps {
-                    labels.extend(idx.iter().map(|&i| all[i * steps + t]));
-                }
-            }
-            (Targets::Values(all), None) => copy_rows(all, idx, values),
-            (Targets::Values(all), Some(steps)) => copy_steps(all, steps, idx, values),
-        }
-    }
-
-    /// The samples `idx` (in that order) as a new dataset. Indices come from this module and are
-    /// in range by construction.
-    fn take(&self, idx: &[usize]) -> Dataset {
-        let x = self.x.select(Axis(0), idx);
-        let y = match &self.y {
-            Targets::Classes { labels, classes } => {
-                // With per-step targets each sample owns a block of `T` labels.
-                let per = self.step_targets().unwrap_or(1);
-                let labels = idx.iter().flat_map(|&i| labels[i * per..(i + 1) * per].iter().copied()).collect();
-                Targets::Classes { labels, classes: *classes }
-            }
-            Targets::Values(v) => Targets::Values(v.select(Axis(0), idx)),
-        };
-        Dataset { x, y, seq_len: self.seq_len, per_step_targets: self.per_step_targets }
-    }
-}
-
-/// Copies rows `idx` of `src` into `out` as `T`, reallocating `out` only when its shape differs.
-fn copy_rows<T: Scalar>(src: &Array2<f64>, idx: &[usize], out: &mut Array2<T>) {
-    let shape = (idx.len(), src.ncols());
-    if out.dim() != shape {
-        *out = Array2::zeros(shape);
-    }
-    for (mut dst, &i) in out.rows_mut().into_iter().zip(idx) {
-        for (d, &s) in dst.iter_mut().zip(src.row(i)) {
-            *d = T::of(s);
-        }
-    }
-}
-
-/// Copies the sequences `idx` of `src` (rows of `steps` blocks of `width = ncols / steps`
-/// values) into `out` time-major: row `t * B + b` of the `(steps * B, width)` result is block
-/// `t` of row `idx[b]`. Reallocates `out` only when its shape differs.
-fn copy_steps<T: Scalar>(src: &Array2<f64>, steps: usize, idx: &[usize], out: &mut Array2<T>) {
-    let batch = idx.len();
-    let width = src.ncols().checked_div(steps).unwrap_or(0);
-    let shape = (steps * batch, width);
-    if out.dim() != shape {
-        *out = Array2::zeros(shape);
-    }
-    for (b, &i) in idx.iter().enumerate() {
-        let row = src.row(i);
-        for t in 0..steps {
-            let block = row.slice_axis(Axis(0), Slice::from(t * width..(t + 1) * width));
-            for (d, &v) in out.row_mut(t * batch + b).iter_mut().zip(block) {
-                *d = T::of(v);
-            }
-        }
-    }
-}
-
-/// `z ~ N(0, 1)`.
-fn normal(r: &mut Rng) -> f64 {
-    r.sample(StandardNormal)
-}
-
-/// Adds `noise * z` to every element, in order.
-fn add_noise(x: &mut [f64], noise: f64, r: &mut Rng) {
-    for v in x {
-        *v += noise * normal(r);
-    }
-}
-
-/// A `rows x cols` matrix of `std * z`, drawn in row-major order.
-fn gaussian_matrix(rows: usize, cols: usize, std: f64, r: &mut Rng) -> Result<Array2<f64>> {
-    let values = (0..checked_size(rows, cols)?).map(|_| std * normal(r)).collect();
-    array(values, cols)
-}
-
-/// `(class, count)` for the classes that get samples: `samples / classes` each, the first
-/// `samples % classes` one more. Classes past `samples` get none and are skipped, so a huge class
-/// count costs nothing.
-fn balanced_counts(samples: usize, classes: usize) -> impl Iterator<Item = (usize, usize)> {
-    let base = samples / classes;
-    let extra = samples % classes;
-    (0..classes.min(samples)).map(move |c| (c, base + usize::from(c < extra)))
-}
-
-/// The sample count every generator needs: at least one, since nothing can train on no data.
-fn check_samples(generator: &'static str, samples: usize) -> Result<()> {
-    if samples == 0 {
-        Err(EngineError::generator(generator, "samples", "must be at least 1 (nothing can train on no data)"))
-    } else {
-        Ok(())
-    }
-}
-
-/// A sequence length: at least one step.
-fn check_length(generator: &'static str, length: usize) -> Result<()> {
-    if length == 0 {
-        Err(EngineError::generator(generator, "length", "must be at least 1 (a sequence needs a time step)"))
-    } else {
-        Ok(())
-    }
-}
-
-/// A noise or spread parameter: finite and non-negative (a NaN would silently poison every point).
-fn check_noise(generator: &'static str, parameter: &'static str, value: f64) -> Result<()> {
-    if value.is_finite() && value >= 0.0 {
-        Ok(())
-    } else {
-        Err(EngineError::generator(generator, parameter, format!("must be finite and >= 0, got {value}")))
-    }
-}
-
-/// `rows * cols`, refusing sizes `ndarray` could not index (it panics beyond `isize::MAX` bytes).
-fn checked_size(rows: usize, cols: usize) -> Result<usize> {
-    rows.checked_mul(cols)
-        .filter(|&n| n <= isize::MAX as usize / std::mem::size_of::<f64>())
-        .ok_or(EngineError::DataTooLarge { rows, cols })
-}
-
-/// Row-major values into a matrix of `cols` columns.
-fn array(values: Vec<f64>, cols: usize) -> Result<Array2<f64>> {
-    let rows = values.len().checked_div(cols).unwrap_or(0);
-    Array2::from_shape_vec((rows, cols), values)
-        .map_err(|e| EngineError::config("data", format!("internal shape error: {e}")))
-}
-
-/// Sequences of `steps` steps of `features` values each, one sequence per row of `x`.
-fn sequences(x: Vec<f64>, steps: usize, features: usize, y: Targets, per_step: bool) -> Result<Dataset> {
-    let x = array(x, checked_size(steps, features)?)?;
-    Ok(Dataset { x, y, seq_len: Some(steps), per_step_targets: per_step })
-}
-
-/// A classification dataset from row-major `x` with `cols` columns.
-fn classes_dataset(x: Vec<f64>, cols: usize, labels: Vec<usize>, classes: usize) -> Result<Dataset> {
-    Ok(Dataset::plain(array(x, cols)?, Targets::Classes { labels, classes }))
-}
-
 #[cfg(test)]
 mod tests {
+    use ndarray::Array2;
+
     use super::testing::*;
     use super::*;
     use crate::engine::config::{InlineSequenceTargets, InlineTargets};

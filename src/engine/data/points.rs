@@ -6,10 +6,11 @@ use std::f64::consts::PI;
 
 use rand::Rng as _;
 
-use super::{
+use super::build::{
     add_noise, array, balanced_counts, check_noise, check_samples, checked_size, classes_dataset, gaussian_matrix,
-    normal, Dataset, Targets,
+    normal,
 };
+use super::dataset::{Dataset, Targets};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::rng::Rng;
 

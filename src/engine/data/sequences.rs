@@ -8,7 +8,8 @@ use std::f64::consts::PI;
 
 use rand::Rng as _;
 
-use super::{array, check_length, check_noise, check_samples, checked_size, normal, sequences, Dataset, Targets};
+use super::build::{array, check_length, check_noise, check_samples, checked_size, normal, sequences};
+use super::dataset::{Dataset, Targets};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::rng::Rng;
 
