@@ -18,30 +18,13 @@ use super::findings::{
 use super::measures::{first_recurrent, memory_horizon, FirstLast, HORIZON_FRACTION};
 use crate::engine::train::{RunEnd, RunRecord};
 
-/// Warning and critical thresholds of a rule's main measurement, in the units the rule's
-/// statement gives (a ratio, a fraction, a divisor of the sequence length). For `vanishing_gradient`
-/// (fires below) `critical < warning`; for `long_range_vanishing` (the horizon below T/warning,
-/// T/critical) and the others `warning < critical`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Band {
-    /// The warning threshold.
-    pub warning: f64,
-    /// The critical threshold.
-    pub critical: f64,
-}
-
-impl Band {
-    fn thresholds(self) -> Thresholds {
-        Thresholds { critical: self.critical, warning: self.warning }
-    }
-}
-
 /// One rule: its code, its thresholds, its statement and its check.
 pub struct Rule {
     /// The diagnostic code the rule emits.
     pub code: DiagnosticCode,
-    /// Warning and critical thresholds of its main measurement.
-    pub band: Band,
+    /// Warning and critical thresholds of its main measurement (the numbers its evidence
+    /// reports).
+    pub band: Thresholds,
     /// The rule in words, written from `band` and the rule's other numbers.
     pub describe: fn(&Rule) -> String,
     /// Appends what the rule finds in `run` (after the earlier rules' findings in `found`).
@@ -69,19 +52,19 @@ pub const NOT_LEARNING_MIN_STEPS: usize = 50;
 pub const CHANCE_MARGIN: f64 = 0.05;
 
 /// `vanishing_gradient`: first/last hidden-layer gradient ratio.
-pub const VANISHING: Band = Band { warning: 1e-2, critical: 1e-4 };
+pub const VANISHING: Thresholds = Thresholds { warning: 1e-2, critical: 1e-4 };
 /// `exploding_gradient`: the same ratio, and the growth through time.
-pub const EXPLODING: Band = Band { warning: 1e2, critical: 1e4 };
+pub const EXPLODING: Thresholds = Thresholds { warning: 1e2, critical: 1e4 };
 /// `saturation`: fraction of saturated units at any probe.
-pub const SATURATION: Band = Band { warning: 0.5, critical: 0.9 };
+pub const SATURATION: Thresholds = Thresholds { warning: 0.5, critical: 0.9 };
 /// `dead_units`: dead fraction at the last probe.
-pub const DEAD_UNITS: Band = Band { warning: 0.25, critical: 0.5 };
+pub const DEAD_UNITS: Thresholds = Thresholds { warning: 0.25, critical: 0.5 };
 /// `long_range_vanishing`: the memory horizon against the sequence length T divided by these
 /// (T/4 warning, T/10 critical).
-pub const HORIZON: Band = Band { warning: 4.0, critical: 10.0 };
+pub const HORIZON: Thresholds = Thresholds { warning: 4.0, critical: 10.0 };
 /// `not_learning`: final loss as a fraction of the step-0 loss (warning) and of the best
 /// constant prediction's loss (critical).
-pub const NOT_LEARNING: Band = Band { warning: 0.9, critical: 0.9 };
+pub const NOT_LEARNING: Thresholds = Thresholds { warning: 0.9, critical: 0.9 };
 
 /// The rules, in the order they are evaluated (and their diagnostics listed; the per-layer
 /// ones — saturation, dead units, update ratio — by the first layer they affect, input side
@@ -90,7 +73,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         code: DiagnosticCode::NonFinite,
         // Any NaN or Inf count above zero.
-        band: Band { warning: 0.0, critical: 0.0 },
+        band: Thresholds { warning: 0.0, critical: 0.0 },
         describe: |_| {
             "NaN or Inf in the loss, an activation or a gradient: critical, with the step and the first layer".into()
         },
@@ -154,7 +137,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         code: DiagnosticCode::UpdateRatio,
-        band: Band { warning: UPDATE_RATIO_RANGE[0], critical: UPDATE_RATIO_RANGE[1] },
+        band: Thresholds { warning: UPDATE_RATIO_RANGE[0], critical: UPDATE_RATIO_RANGE[1] },
         describe: |_| {
             format!(
                 "median update_ratio (||dW||/||W|| per step) of a weight layer < {} or > {} (warning); ~1e-3 is the \
@@ -234,11 +217,16 @@ pub fn markdown_table() -> String {
 pub struct Run<'a> {
     record: &'a RunRecord,
     classes: Option<usize>,
+    /// The first/last hidden weight layers, when there are two and a probe.
+    first_last: Option<FirstLast>,
+    /// What their comparison says (read by the vanishing and the exploding rule).
+    depth: Depth,
 }
 
 /// Evaluates every rule on `record`; `classes` is the number of classes (for chance accuracy).
 pub fn diagnose(record: &RunRecord, classes: Option<usize>) -> Vec<Diagnostic> {
-    let run = Run { record, classes };
+    let (depth, first_last) = depth(record);
+    let run = Run { record, classes, first_last, depth };
     let mut out = Vec::new();
     for rule in RULES {
         (rule.check)(rule, &run, &mut out);
@@ -318,8 +306,7 @@ struct DepthAt {
     evidence: DepthEvidence,
 }
 
-fn depth(run: &Run<'_>) -> (Depth, Option<FirstLast>) {
-    let record = run.record;
+fn depth(record: &RunRecord) -> (Depth, Option<FirstLast>) {
     let n = record.steps.len();
     let Some(fl) = FirstLast::of(record).filter(|_| n > 0) else { return (Depth::None, None) };
     let measure = |probe: usize| {
@@ -331,7 +318,7 @@ fn depth(run: &Run<'_>) -> (Depth, Option<FirstLast>) {
             layers_between: fl.span,
             per_layer_factor: worst.powf(1.0 / fl.span),
             probe_step: record.steps[probe],
-            thresholds: VANISHING.thresholds(),
+            thresholds: VANISHING,
         };
         Some(DepthAt { worst, ratio: r.grad, evidence })
     };
@@ -355,9 +342,9 @@ fn depth(run: &Run<'_>) -> (Depth, Option<FirstLast>) {
 }
 
 fn vanishing(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
-    let (found, Some(fl)) = depth(run) else { return };
+    let Some(fl) = run.first_last else { return };
     let name = |i: usize| run.record.layers[i].name.clone();
-    match found {
+    match &run.depth {
         Depth::Recovered(w0, w1, evidence) => out.push(diag(
             rule.code,
             Severity::Info,
@@ -368,11 +355,11 @@ fn vanishing(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
                 name(fl.first),
                 name(fl.last)
             ),
-            Evidence::Recovered(evidence),
+            Evidence::Recovered(evidence.clone()),
         )),
         Depth::Vanishing { when, worst, evidence } => out.push(diag(
             rule.code,
-            Severity::of(worst < rule.band.critical),
+            Severity::of(*worst < rule.band.critical),
             vec![name(fl.first)],
             format!(
                 "{when}, the gradient reaching {} is {:.1e} times that of {} (a factor {:.2} per layer)",
@@ -381,7 +368,7 @@ fn vanishing(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
                 name(fl.last),
                 worst.powf(1.0 / fl.span)
             ),
-            Evidence::Depth(evidence),
+            Evidence::Depth(evidence.clone()),
         )),
         Depth::Exploding { .. } | Depth::None => {}
     }
@@ -390,12 +377,12 @@ fn vanishing(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
 fn exploding(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
     let record = run.record;
     let start = out.len();
-    if let (Depth::Exploding { when, ratio, mut evidence }, Some(fl)) = depth(run) {
+    if let (Depth::Exploding { when, ratio, evidence }, Some(fl)) = (&run.depth, run.first_last) {
         let name = |i: usize| record.layers[i].name.clone();
-        evidence.thresholds = rule.band.thresholds();
+        let evidence = DepthEvidence { thresholds: rule.band, ..evidence.clone() };
         out.push(diag(
             rule.code,
-            Severity::of(ratio > rule.band.critical),
+            Severity::of(*ratio > rule.band.critical),
             vec![name(fl.first)],
             format!("{when}, {}'s gradient is {ratio:.1e} times that of {}", name(fl.first), name(fl.last)),
             Evidence::Depth(evidence),
@@ -427,7 +414,7 @@ fn exploding(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
                         per_step_factor: per_step,
                         probe_step: record.steps.get(probe).copied(),
                         sequence_length: t,
-                        thresholds: rule.band.thresholds(),
+                        thresholds: rule.band,
                         timestep_ratio_first_last: growth,
                     }),
                 ));
@@ -504,7 +491,7 @@ fn saturation(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
                     max * 100.0,
                     info.name
                 ),
-                LayerEvidence::Saturation { saturation_max: max, thresholds: rule.band.thresholds() },
+                LayerEvidence::Saturation { saturation_max: max, thresholds: rule.band },
             ));
         }
     }
@@ -523,7 +510,7 @@ fn dead_units(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
                 LayerEvidence::Dead {
                     dead_fraction: dead,
                     dead_fraction_step0: s.dead_fraction.first().copied().flatten(),
-                    thresholds: rule.band.thresholds(),
+                    thresholds: rule.band,
                 },
             ));
         }

@@ -184,7 +184,10 @@ pub struct Diagnostic {
     pub recommendations: Vec<Recommendation>,
 }
 
-/// A warning/critical threshold pair, as the evidence reports it.
+/// Warning and critical thresholds of a rule's measurement, in the units the rule's statement
+/// gives (a ratio, a fraction, a divisor of the sequence length), as the evidence reports them.
+/// For `vanishing_gradient` (fires below) `critical < warning`; for `long_range_vanishing` (the
+/// horizon below T/warning, T/critical) and the others `warning < critical`.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Thresholds {
     /// The critical threshold.
