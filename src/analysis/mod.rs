@@ -18,6 +18,7 @@
 //! shape); must not depend on the job or HTTP layers.
 
 pub mod diagnostics;
+pub mod experiment;
 pub mod findings;
 pub mod html;
 pub mod measures;
