@@ -14,3 +14,5 @@
 mod input;
 
 pub use input::{Axis, ExperimentInput, RunInput, RunResult, RunState, VariantInput};
+
+mod stats;
