@@ -8,11 +8,31 @@
 //! grid's axes, and the series its plots draw. Pure and deterministic: the same inputs give the
 //! same result, byte for byte.
 //!
+//! Files, each depending only on those before it:
+//! - `input`: what the summary is computed from; `from_report`: a run's [`RunResult`];
+//! - `stats`: the statistics (t intervals, geometric means, paired differences, rounding);
+//! - `result`: the wire type [`ExperimentResult`] and the text of its [`Method`] (one constant
+//!   per rule);
+//! - `summary`: [`summarize`];
+//! - `plots` ([`ExperimentPlot`], [`render`]) and `page` ([`render_html`], [`markdown_table`]),
+//!   both from an [`ExperimentResult`] alone, so a stored result draws the same.
+//!
 //! Depends on `report` (a run's report) and `findings` (verdicts, codes); must not depend on the
 //! job or HTTP layers.
 
+mod from_report;
 mod input;
+mod result;
+mod stats;
+mod summary;
+#[cfg(test)]
+mod tests;
 
 pub use input::{Axis, ExperimentInput, RunInput, RunResult, RunState, VariantInput};
 
-mod stats;
+pub use result::{
+    AxisValues, BestCell, CodeCount, ExperimentResult, Heatmap, LayerNorms, Level, LossCurve, MainEffect, Method,
+    RunRow, RunStatus, Setting, StepsToThreshold, VariantRow, VerdictCount, VsBaseline, WallTime,
+};
+pub use stats::{GeoStat, MeanStat, PairedDiff, CONFIDENCE};
+pub use summary::summarize;
