@@ -220,16 +220,16 @@ fn theory_profile(report: &Value) -> Option<Profile> {
 // ---------------------------------------------------------------------------------------------
 // Drawing helpers
 
-type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
-type Drawn = Result<(), String>;
-type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+pub(crate) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+pub(crate) type Drawn = Result<(), String>;
+pub(crate) type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-const FONT: &str = "sans-serif";
-const SIZE: (u32, u32) = (900, 520);
-const TITLE_PX: u32 = 22;
-const MISSING: RGBColor = RGBColor(215, 215, 215);
+pub(crate) const FONT: &str = "sans-serif";
+pub(crate) const SIZE: (u32, u32) = (900, 520);
+pub(crate) const TITLE_PX: u32 = 22;
+pub(crate) const MISSING: RGBColor = RGBColor(215, 215, 215);
 /// Distinct series colours (Okabe-Ito, readable by colour-blind viewers).
-const PALETTE: [RGBColor; 7] = [
+pub(crate) const PALETTE: [RGBColor; 7] = [
     RGBColor(0, 114, 178),
     RGBColor(230, 159, 0),
     RGBColor(0, 158, 115),
@@ -241,7 +241,7 @@ const PALETTE: [RGBColor; 7] = [
 
 /// A chart on `area` with the plots' common frame: 10 px margins (`bottom` below), room for the
 /// x labels and `y_label` px for the y labels.
-fn framed<'a, 'b>(
+pub(crate) fn framed<'a, 'b>(
     area: &'a Area<'b>,
     bottom: u32,
     y_label: u32,
@@ -258,7 +258,7 @@ fn framed<'a, 'b>(
 }
 
 /// The mesh of a chart over training steps (whole-number x labels) in the plots' fonts.
-fn step_mesh(chart: &mut Chart<'_, '_>, y_desc: &str) -> Drawn {
+pub(crate) fn step_mesh(chart: &mut Chart<'_, '_>, y_desc: &str) -> Drawn {
     chart
         .configure_mesh()
         .label_style((FONT, 13))
@@ -270,12 +270,12 @@ fn step_mesh(chart: &mut Chart<'_, '_>, y_desc: &str) -> Drawn {
         .map_err(fail)
 }
 
-fn fail<E: std::fmt::Display>(e: E) -> String {
+pub(crate) fn fail<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
 /// Runs `draw` on a fresh white SVG canvas and returns the document.
-fn svg(size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> Drawn) -> Result<String, PlotError> {
+pub(crate) fn svg(size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> Drawn) -> Result<String, PlotError> {
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, size).into_drawing_area();
@@ -288,7 +288,7 @@ fn svg(size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> Drawn) -> Result<String
 
 /// `[lo, hi]` around `values` (finite ones), padded by `pad` of the span; a single value or
 /// none gets a unit-wide range.
-fn bounds(values: impl IntoIterator<Item = f64>, pad: f64) -> (f64, f64) {
+pub(crate) fn bounds(values: impl IntoIterator<Item = f64>, pad: f64) -> (f64, f64) {
     let (lo, hi) = values
         .into_iter()
         .filter(|v| v.is_finite())
@@ -304,7 +304,7 @@ fn bounds(values: impl IntoIterator<Item = f64>, pad: f64) -> (f64, f64) {
 }
 
 /// Bounds on a log10 axis, widened to whole decades.
-fn decades(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+pub(crate) fn decades(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = bounds(values, 0.0);
     let (lo, hi) = (lo.floor(), hi.ceil());
     if hi - lo < 1.0 {
@@ -315,12 +315,12 @@ fn decades(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
 }
 
 /// log10 of a positive finite value.
-fn log10(v: Option<f64>) -> Option<f64> {
+pub(crate) fn log10(v: Option<f64>) -> Option<f64> {
     v.filter(|x| x.is_finite() && *x > 0.0).map(f64::log10).filter(|x| x.is_finite())
 }
 
 /// The label of a tick on a log10 axis: `1e-3` on whole decades, `3.2e-3` between them.
-fn pow10_label(y: f64) -> String {
+pub(crate) fn pow10_label(y: f64) -> String {
     if (y - y.round()).abs() < 1e-6 {
         format!("1e{}", y.round() as i64)
     } else {
@@ -329,7 +329,7 @@ fn pow10_label(y: f64) -> String {
 }
 
 /// The label of the category at a tick of an index axis (empty between categories).
-fn index_label(x: f64, labels: &[String]) -> String {
+pub(crate) fn index_label(x: f64, labels: &[String]) -> String {
     let r = x.round();
     if (x - r).abs() > 1e-6 || r < 0.0 {
         return String::new();
@@ -339,14 +339,14 @@ fn index_label(x: f64, labels: &[String]) -> String {
 
 /// Whether the category at tick `x` gets a label when `m` categories share the axis and at most
 /// about `max` labels fit without overlapping.
-fn every_kth(x: f64, m: usize, max: usize) -> bool {
+pub(crate) fn every_kth(x: f64, m: usize, max: usize) -> bool {
     let k = m.div_ceil(max.max(1)).max(1);
     let r = x.round();
     r >= 0.0 && (r as usize).is_multiple_of(k)
 }
 
 /// Contiguous runs of finite points (a `null` breaks the line).
-fn runs(xs: &[f64], ys: &[Option<f64>]) -> Vec<Vec<(f64, f64)>> {
+pub(crate) fn runs(xs: &[f64], ys: &[Option<f64>]) -> Vec<Vec<(f64, f64)>> {
     let mut out = vec![Vec::new()];
     for (x, y) in xs.iter().zip(ys) {
         match y {
@@ -368,7 +368,7 @@ fn runs(xs: &[f64], ys: &[Option<f64>]) -> Vec<Vec<(f64, f64)>> {
 
 /// Writes `msg` in the middle of a chart's plotting area (unit coordinates 0..1 assumed by
 /// the caller's ranges being mapped through `at`).
-fn note<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, msg: &str) -> Drawn {
+pub(crate) fn note<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, msg: &str) -> Drawn {
     let (w, h) = area.dim_in_pixel();
     let style =
         TextStyle::from((FONT, 16).into_font()).color(&RGBColor(90, 90, 90)).pos(Pos::new(HPos::Center, VPos::Center));
@@ -376,14 +376,14 @@ fn note<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, msg: &str) -> Drawn {
 }
 
 /// A small line of text at the bottom left of the canvas.
-fn footnote(root: &Area<'_>, msg: &str) -> Drawn {
+pub(crate) fn footnote(root: &Area<'_>, msg: &str) -> Drawn {
     let (_, h) = root.dim_in_pixel();
     let style = TextStyle::from((FONT, 13).into_font()).color(&RGBColor(90, 90, 90));
     root.draw_text(msg, &style, (12, h as i32 - 18)).map_err(fail)
 }
 
 /// A colour on a viridis-like sequential scale, `t` in [0, 1].
-fn viridis(t: f64) -> RGBColor {
+pub(crate) fn viridis(t: f64) -> RGBColor {
     const STOPS: [(u8, u8, u8); 5] = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)];
     let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
     let x = t * (STOPS.len() - 1) as f64;
@@ -566,7 +566,13 @@ fn grad_norms(report: &Value) -> Result<String, PlotError> {
 }
 
 /// One labelled line (with markers when the series is short) on a chart over f64 ranges.
-fn draw_line(chart: &mut Chart<'_, '_>, xs: &[f64], ys: &[Option<f64>], name: &str, colour: RGBColor) -> Drawn {
+pub(crate) fn draw_line(
+    chart: &mut Chart<'_, '_>,
+    xs: &[f64],
+    ys: &[Option<f64>],
+    name: &str,
+    colour: RGBColor,
+) -> Drawn {
     let lines = runs(xs, ys);
     let points: Vec<(f64, f64)> = lines.iter().flatten().copied().collect();
     let style = colour.stroke_width(2);
@@ -579,7 +585,7 @@ fn draw_line(chart: &mut Chart<'_, '_>, xs: &[f64], ys: &[Option<f64>], name: &s
     Ok(())
 }
 
-fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> Drawn {
+pub(crate) fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> Drawn {
     chart
         .configure_series_labels()
         .position(position)
