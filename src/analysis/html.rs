@@ -49,7 +49,7 @@ pub fn render_json(report: &Value) -> String {
     page
 }
 
-const STYLE: &str = "\
+pub(crate) const STYLE: &str = "\
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#222;background:#fafafa;margin:0}\
 main{max-width:980px;margin:0 auto;padding:1.5em}\
 h1{font-size:1.6em;margin:.2em 0 .6em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd}\

@@ -22,6 +22,8 @@
 
 mod from_report;
 mod input;
+mod page;
+mod plots;
 mod result;
 mod stats;
 mod summary;
@@ -29,7 +31,8 @@ mod summary;
 mod tests;
 
 pub use input::{Axis, ExperimentInput, RunInput, RunResult, RunState, VariantInput};
-
+pub use page::{markdown_table, render_html};
+pub use plots::{available, plot_named, render, ExperimentPlot, ExperimentPlotError};
 pub use result::{
     AxisValues, BestCell, CodeCount, ExperimentResult, Heatmap, LayerNorms, Level, LossCurve, MainEffect, Method,
     RunRow, RunStatus, Setting, StepsToThreshold, VariantRow, VerdictCount, VsBaseline, WallTime,
