@@ -93,6 +93,7 @@ pub fn render_html(result: &ExperimentResult, title: &str) -> String {
         if result.complete { "" } else { " (partial result: some runs are still pending)" },
     );
     table(&mut page, result);
+    more(&mut page, result);
     grid(&mut page, result);
     plots(&mut page, result);
     method(&mut page, result);
@@ -156,6 +157,42 @@ fn table(page: &mut String, result: &ExperimentResult) {
         let _ = writeln!(page, "<p>Runs without a report:</p>\n<ul>\n{}\n</ul>", missing.join("\n"));
     }
     page.push_str("</section>\n");
+}
+
+/// The figures the ranked table leaves out: diagnostic codes, the other paired differences,
+/// steps to the loss threshold and wall time.
+fn more(page: &mut String, result: &ExperimentResult) {
+    let threshold = result.loss_threshold.map(|t| format!("<th>steps to loss &le; {}</th>", esc(&num(t))));
+    let _ = writeln!(
+        page,
+        "<section id=\"details\">\n<h2>More per variant</h2>\n<table>\n<tr><th>variant</th><th>diagnostic codes (runs)</th>\
+         <th>accuracy vs baseline</th><th>log10 grad ratio at init vs baseline</th>{}<th>wall time per run (ms)</th></tr>",
+        threshold.unwrap_or_default()
+    );
+    for v in &result.variants {
+        let codes: Vec<String> =
+            v.codes.iter().map(|c| format!("<code>{}</code> &times;{}", esc(c.code.name()), c.count)).collect();
+        let diff = |d: Option<&PairedDiff>| esc(&d.map_or_else(|| "–".to_owned(), diff_text));
+        let steps = match (result.loss_threshold, &v.steps_to_threshold) {
+            (Some(_), Some(s)) => {
+                format!("<td class=\"num\">{} ({} of {} reached)</td>", esc(&opt(s.mean)), s.reached, s.of)
+            }
+            (Some(_), None) => "<td>–</td>".to_owned(),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            page,
+            "<tr><td><code>{}</code></td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>{steps}\
+             <td class=\"num\">{} <small>(total {})</small></td></tr>",
+            esc(&v.name),
+            if codes.is_empty() { "–".to_owned() } else { codes.join(", ") },
+            diff(v.vs_baseline.as_ref().and_then(|d| d.final_accuracy.as_ref())),
+            diff(v.vs_baseline.as_ref().map(|d| &d.log10_grad_ratio_init)),
+            esc(&opt(v.wall_time_ms.mean)),
+            v.wall_time_ms.total,
+        );
+    }
+    page.push_str("</table>\n</section>\n");
 }
 
 fn grid(page: &mut String, result: &ExperimentResult) {
@@ -310,9 +347,20 @@ mod tests {
         }
         assert!(!page.contains("plot-heatmap") && !page.contains("id=\"grid\""));
         assert!(page.contains("Student t"));
+        assert!(page.contains("<code>non_finite</code> &times;1"), "diagnostic codes with counts");
+        assert!(!page.contains("steps to loss"), "no threshold, no column");
         for external in ["<link", "<script", "src=\"http", "href=\"http", "@import", "url("] {
             assert!(!page.contains(external), "{external}");
         }
+    }
+
+    #[test]
+    fn a_loss_threshold_adds_the_steps_to_reach_it() {
+        let mut input = cures();
+        input.loss_threshold = Some(0.8);
+        let page = render_html(&summarize(&input), "cures");
+        assert!(page.contains("<th>steps to loss &le; 0.8</th>"));
+        assert!(page.contains("13.3333 (3 of 3 reached)"), "better: steps 10, 10, 20");
     }
 
     #[test]

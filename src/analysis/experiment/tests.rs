@@ -317,3 +317,35 @@ fn the_method_states_the_rules_it_applies() {
     assert!(m.ranking.contains("3 significant digits") && m.ranking.contains("1e-3"));
     assert!(m.means.contains("Student t") && m.paired.contains("paired") && m.ratios.contains("log10"));
 }
+
+/// The result validates against its own OpenAPI schema (the `ExperimentResult` component and
+/// the components it refers to), so the document the API publishes describes what it sends.
+#[test]
+fn the_result_validates_against_its_openapi_schema() {
+    use utoipa::openapi::{ComponentsBuilder, RefOr, Schema};
+    use utoipa::ToSchema;
+    let mut schemas: Vec<(String, RefOr<Schema>)> = Vec::new();
+    ExperimentResult::schemas(&mut schemas);
+    let components = ComponentsBuilder::new()
+        .schema(ExperimentResult::name(), <ExperimentResult as utoipa::PartialSchema>::schema())
+        .schemas_from_iter(schemas)
+        .build();
+    let schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$ref": "#/components/schemas/ExperimentResult",
+        "components": serde_json::to_value(&components).unwrap(),
+    });
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut partial = cures();
+    partial.loss_threshold = Some(0.8);
+    partial.variants[1].runs[0].state = RunState::Missing { reason: "timed out".into() };
+    partial.variants[0].runs[2].state = RunState::Pending;
+    for input in [cures(), grid(), partial] {
+        let value = serde_json::to_value(summarize(&input)).unwrap();
+        let errors: Vec<String> =
+            validator.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+    }
+    // The schema is strict enough to catch a wrong shape.
+    assert!(!validator.is_valid(&json!({"variants": "no"})));
+}
