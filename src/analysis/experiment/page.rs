@@ -13,15 +13,21 @@ use super::result::{ExperimentResult, GRID_RULE, LOSS_FLOOR};
 use super::stats::{GeoStat, MeanStat, PairedDiff};
 use crate::analysis::html::{esc, STYLE};
 
-/// A number with four significant digits (scientific notation when very small or large).
+/// A number with four significant digits, trailing zeros dropped (scientific notation when very
+/// small or large).
 fn num(x: f64) -> String {
     if x == 0.0 {
         "0".to_owned()
     } else if !(1e-3..1e5).contains(&x.abs()) {
         format!("{x:.3e}")
     } else {
-        let s = format!("{x:.4}");
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        let decimals = (3 - x.abs().log10().floor() as i32).max(0) as usize;
+        let s = format!("{x:.decimals$}");
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            s
+        }
     }
 }
 
@@ -339,7 +345,7 @@ mod tests {
         let better = page.find("<code>better</code>").unwrap();
         let baseline = page.find("<code>baseline</code>").unwrap();
         assert!(better < baseline, "ranked order");
-        assert!(page.contains("1.1 [0.8516, 1.3484] (n=3)"), "mean and interval");
+        assert!(page.contains("1.1 [0.8516, 1.348] (n=3)"), "mean and interval");
         assert!(page.contains("-0.5 [-0.7484, -0.2516], excludes 0 (3 pairs)"), "paired difference");
         assert!(page.contains("2 finished, 1 non-finite"));
         for id in ["plot-grad_norm_init", "plot-loss", "id=\"method\""] {
@@ -360,7 +366,7 @@ mod tests {
         input.loss_threshold = Some(0.8);
         let page = render_html(&summarize(&input), "cures");
         assert!(page.contains("<th>steps to loss &le; 0.8</th>"));
-        assert!(page.contains("13.3333 (3 of 3 reached)"), "better: steps 10, 10, 20");
+        assert!(page.contains("13.33 (3 of 3 reached)"), "better: steps 10, 10, 20");
     }
 
     #[test]
@@ -384,6 +390,15 @@ mod tests {
         assert!(!page.contains("<b>x") && !page.contains("<script>"));
         let md = markdown_table(&r);
         assert!(md.contains("`<b>x</b> \\| y`"), "{md}");
+    }
+
+    #[test]
+    fn numbers_keep_four_significant_digits() {
+        let cases = [(2165.1993, "2165"), (0.63481, "0.6348"), (1.5103, "1.51"), (-0.5, "-0.5"), (1e-5, "1.000e-5")];
+        for (x, text) in cases {
+            assert_eq!(num(x), text);
+        }
+        assert_eq!((num(0.0), num(100.0), num(12345.6)), ("0".into(), "100".into(), "12346".into()));
     }
 
     #[test]

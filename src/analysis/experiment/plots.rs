@@ -138,11 +138,9 @@ fn grad_norm_init(result: &ExperimentResult) -> Result<String, ExperimentPlotErr
     let m = names.len().max(1);
     let all: Vec<f64> = lines.iter().flat_map(|(_, l)| l.iter().flatten().copied()).collect();
     let (lo, hi) = decades(all.iter().copied());
-    let x_hi = if m > 1 { m as f64 - 0.75 } else { 0.5 };
-    let x_lo = if m > 1 { -0.25 } else { -0.5 };
     Ok(svg(SIZE, |root| {
         let body = root.titled(ExperimentPlot::GradNormInit.title(), (FONT, TITLE_PX)).map_err(fail)?;
-        let mut chart = framed(&body, 28, 75, x_lo..x_hi, lo..hi)?;
+        let mut chart = framed(&body, 28, 75, -0.5..(m as f64 - 0.5), lo..hi)?;
         chart
             .configure_mesh()
             .label_style((FONT, 13))
@@ -159,7 +157,22 @@ fn grad_norm_init(result: &ExperimentResult) -> Result<String, ExperimentPlotErr
             let xs: Vec<f64> = (0..ys.len()).map(|k| k as f64).collect();
             draw_line(&mut chart, &xs, ys, name, PALETTE[i % PALETTE.len()])?;
         }
-        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        // The legend goes where the lines are low: left when the gradient vanishes towards the
+        // input, right otherwise.
+        let half = |left: bool| {
+            let v: Vec<f64> = lines
+                .iter()
+                .flat_map(|(_, ys)| ys.iter().enumerate().filter(|(k, _)| (2 * k < m) == left).filter_map(|(_, y)| *y))
+                .collect();
+            if v.is_empty() {
+                lo
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        };
+        let position =
+            if half(true) < half(false) { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::UpperRight };
+        legend(&mut chart, position)?;
         if all.is_empty() {
             note(&chart.plotting_area().strip_coord_spec(), "no finite positive grad_norm at step 0 to show")?;
         }

@@ -163,6 +163,10 @@ pub struct RunRow {
     /// Why it is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// With a loss threshold: the first probe step whose training loss is at or below it;
+    /// absent when the run has not reached it (or there is no threshold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps_to_threshold: Option<usize>,
 }
 
 /// How many runs had a verdict.

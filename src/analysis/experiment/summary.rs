@@ -81,6 +81,7 @@ fn settings(input: &ExperimentInput, v: &VariantInput) -> Vec<Setting> {
 }
 
 fn row(input: &ExperimentInput, v: &VariantInput, baseline: Option<&VariantInput>) -> VariantRow {
+    let threshold = input.loss_threshold.filter(|t| t.is_finite());
     let runs: Vec<RunRow> = v
         .runs
         .iter()
@@ -91,7 +92,11 @@ fn row(input: &ExperimentInput, v: &VariantInput, baseline: Option<&VariantInput
                 RunState::Missing { reason } => (RunStatus::Missing, None, Some(reason.clone())),
                 RunState::Pending => (RunStatus::Pending, None, None),
             };
-            RunRow { seed: r.seed, job_id: r.job_id.clone(), state, final_loss, reason }
+            let steps_to_threshold = match (&r.state, threshold) {
+                (RunState::Finished(res), Some(t)) => first_at_or_below(res, t),
+                _ => None,
+            };
+            RunRow { seed: r.seed, job_id: r.job_id.clone(), state, final_loss, reason, steps_to_threshold }
         })
         .collect();
     let count = |s: RunStatus| runs.iter().filter(|r| r.state == s).count();
@@ -121,7 +126,7 @@ fn row(input: &ExperimentInput, v: &VariantInput, baseline: Option<&VariantInput
             .map(|code| CodeCount { code, count: done.iter().filter(|r| r.codes.contains(&code)).count() })
             .filter(|c| c.count > 0)
             .collect(),
-        steps_to_threshold: input.loss_threshold.filter(|t| t.is_finite()).map(|t| steps_to(&done, t)),
+        steps_to_threshold: threshold.map(|t| steps_to(&done, t)),
         wall_time_ms: WallTime {
             mean: (!durations.is_empty()).then(|| durations.iter().sum::<u64>() as f64 / durations.len() as f64),
             total: durations.iter().sum(),
@@ -135,15 +140,15 @@ fn row(input: &ExperimentInput, v: &VariantInput, baseline: Option<&VariantInput
     }
 }
 
-/// The first probe step at which each run's loss is at or below `threshold`.
+/// The first probe step at which the run's training loss is at or below `threshold`.
+fn first_at_or_below(r: &RunResult, threshold: f64) -> Option<usize> {
+    let i = r.loss.iter().position(|l| l.is_some_and(|l| l <= threshold))?;
+    r.steps.get(i).copied()
+}
+
+/// [`first_at_or_below`] over the finished runs: its mean over those that reached it.
 fn steps_to(done: &[&RunResult], threshold: f64) -> StepsToThreshold {
-    let reached: Vec<f64> = done
-        .iter()
-        .filter_map(|r| {
-            let i = r.loss.iter().position(|l| l.is_some_and(|l| l <= threshold))?;
-            r.steps.get(i).map(|&s| s as f64)
-        })
-        .collect();
+    let reached: Vec<f64> = done.iter().filter_map(|r| first_at_or_below(r, threshold)).map(|s| s as f64).collect();
     StepsToThreshold { mean: MeanStat::of(&reached).mean, reached: reached.len(), of: done.len() }
 }
 

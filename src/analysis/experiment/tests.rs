@@ -244,6 +244,8 @@ fn steps_to_threshold_is_the_first_probe_at_or_below_it() {
     let s = row(&r, "better").steps_to_threshold.unwrap();
     assert_eq!((s.reached, s.of), (3, 3));
     assert!(close(s.mean, 40.0 / 3.0));
+    let per_run: Vec<Option<usize>> = row(&r, "better").runs.iter().map(|r| r.steps_to_threshold).collect();
+    assert_eq!(per_run, vec![Some(10), Some(10), Some(20)]);
     // The baseline never gets there.
     let s = row(&r, "baseline").steps_to_threshold.unwrap();
     assert_eq!((s.mean, s.reached, s.of), (None, 0, 3));
@@ -348,4 +350,67 @@ fn the_result_validates_against_its_openapi_schema() {
     }
     // The schema is strict enough to catch a wrong shape.
     assert!(!validator.is_valid(&json!({"variants": "no"})));
+}
+
+/// Two variants of a real network on two seeds, through `from_report` and `summarize`: every
+/// plot and the page draw from what real reports leave.
+#[test]
+fn real_runs_summarize_and_draw() {
+    use crate::analysis::pipeline::{parse_body, run, RunOptions};
+    use crate::engine::train::CancelFlag;
+    let spec = |activation: &str, seed: u64| {
+        json!({
+            "seed": seed,
+            "model": {"input_dim": 2, "layers": [
+                {"type": "mlp", "depth": 4, "width": 8, "activation": activation},
+                {"type": "dense", "units": 2}
+            ]},
+            "data": {"type": "xor", "samples": 64},
+            "training": {"steps": 60, "batch_size": 16},
+            "probes": {"every": 5}
+        })
+    };
+    let limits = Default::default();
+    let options = RunOptions { limits: &limits, params_out: false };
+    let variants = ["sigmoid", "relu"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, act)| VariantInput {
+            name: act.into(),
+            baseline: i == 0,
+            settings: Vec::new(),
+            patch: json!([]),
+            spec: spec(act, 0),
+            runs: [1, 2]
+                .into_iter()
+                .map(|seed| {
+                    let parsed = parse_body(spec(act, seed).to_string().as_bytes()).unwrap();
+                    let report = run(&parsed, &options, &CancelFlag::default(), &mut |_| {}).unwrap().report;
+                    RunInput {
+                        seed,
+                        job_id: format!("{act}-{seed}"),
+                        state: RunState::Finished(RunResult::from_report(&report)),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let input = ExperimentInput {
+        name: None,
+        seeds: vec![1, 2],
+        loss_threshold: Some(0.6),
+        axes: Vec::new(),
+        heatmap: None,
+        variants,
+    };
+    let r = summarize(&input);
+    assert_eq!(r.variants.iter().map(|v| v.final_loss.n).collect::<Vec<_>>(), [2, 2]);
+    assert!(r.variants.iter().all(|v| v.grad_ratio_init.geo_mean.is_some() && v.grad_ratio_end.geo_mean.is_some()));
+    assert_eq!(r.variants[1].vs_baseline.unwrap().final_loss.n_pairs, 2);
+    assert_eq!(r.variants[0].grad_norm_init.layers.len(), 5);
+    assert_eq!(r.variants[0].loss_curve.steps.first(), Some(&0));
+    for p in available(&r) {
+        roxmltree::Document::parse(&render(&r, p).unwrap()).unwrap();
+    }
+    assert!(render_html(&r, "sigmoid vs relu").contains("plot-loss"));
 }
