@@ -20,6 +20,7 @@
 mod convert;
 mod error;
 mod expand;
+pub mod experiment;
 mod parse;
 pub mod presets;
 mod types;

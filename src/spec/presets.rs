@@ -53,8 +53,10 @@ pub struct Preset {
 /// The list of presets.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PresetList {
-    /// Every preset.
+    /// Every job preset.
     pub presets: Vec<Preset>,
+    /// Every experiment preset (`{"preset": NAME}` as the body of `POST /v1/experiments`).
+    pub experiments: Vec<ExperimentPreset>,
 }
 
 /// Every preset that parses (all of them: a unit test holds the files to it), in the published
@@ -75,12 +77,56 @@ pub fn all() -> &'static [Preset] {
 
 /// Every preset as one list (the body of `GET /v1/presets`, `gradscope presets --json`).
 pub fn list() -> PresetList {
-    PresetList { presets: all().to_vec() }
+    PresetList { presets: all().to_vec(), experiments: experiment_presets().to_vec() }
 }
 
 /// The preset called `name`.
 pub fn find(name: &str) -> Option<&'static Preset> {
     all().iter().find(|p| p.name == name)
+}
+
+/// The experiment presets, in the published order (`GET /v1/presets` lists them under
+/// `experiments`).
+const EXPERIMENT_FILES: [(&str, &str); 4] = [
+    ("rescue-deep-sigmoid", include_str!("presets/experiments/rescue-deep-sigmoid.json")),
+    ("init-vs-activation", include_str!("presets/experiments/init-vs-activation.json")),
+    ("rnn-cells", include_str!("presets/experiments/rnn-cells.json")),
+    ("clipping-exploding-rnn", include_str!("presets/experiments/clipping-exploding-rnn.json")),
+];
+
+/// An experiment preset.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExperimentPreset {
+    /// Its name, for `{"preset": NAME}` as the body of `POST /v1/experiments`.
+    pub name: String,
+    /// Its `name` field.
+    pub title: String,
+    /// What it shows.
+    pub description: String,
+    /// The request it stands for.
+    #[schema(value_type = Object)]
+    pub request: Value,
+}
+
+/// Every experiment preset that parses (all: a unit test holds the files to it).
+pub fn experiment_presets() -> &'static [ExperimentPreset] {
+    static PRESETS: OnceLock<Vec<ExperimentPreset>> = OnceLock::new();
+    PRESETS.get_or_init(|| {
+        EXPERIMENT_FILES
+            .iter()
+            .filter_map(|(name, text)| {
+                let request: Value = serde_json::from_str(text).ok()?;
+                let title = request.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let description = request.get("description").and_then(Value::as_str).unwrap_or_default().to_owned();
+                Some(ExperimentPreset { name: (*name).into(), title, description, request })
+            })
+            .collect()
+    })
+}
+
+/// The experiment preset called `name`.
+pub fn find_experiment_preset(name: &str) -> Option<&'static ExperimentPreset> {
+    experiment_presets().iter().find(|p| p.name == name)
 }
 
 /// One thing wrong with a `{"preset": NAME}` request.
@@ -176,6 +222,7 @@ mod tests {
     #[test]
     fn every_preset_file_parses_and_the_names_are_the_published_list() {
         assert_eq!(all().len(), FILES.len());
+        assert_eq!(experiment_presets().len(), EXPERIMENT_FILES.len());
         let names: Vec<&str> = all().iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             names,

@@ -95,7 +95,14 @@ impl Spec {
     /// [`Limits::max_seq_len`], and the compute budget counts each time step:
     /// parameters x steps x batch x T.
     pub fn validate(&self, limits: &Limits) -> Result<e::RunConfig, SpecErrors> {
-        let mut v = Validator { cx: Collector::new(), limits, params: 0 };
+        self.validate_measured(limits).map(|(config, _)| config)
+    }
+
+    /// [`validate`](Self::validate), and the run's compute as [`Limits::max_compute`] counts it
+    /// (parameters x steps x batch, x time steps for sequences), which an experiment sums over
+    /// its runs.
+    pub fn validate_measured(&self, limits: &Limits) -> Result<(e::RunConfig, u128), SpecErrors> {
+        let mut v = Validator { cx: Collector::new(), limits, params: 0, work: 0 };
         let training = filled_training(self.training.as_ref(), &self.data);
         let probes = filled_probes(self.probes.as_ref());
         let loss = training.loss.unwrap_or(Loss::CrossEntropy);
@@ -130,7 +137,8 @@ impl Spec {
                 probes: probes?,
             })
         })();
-        v.cx.finish(config)
+        let work = v.work;
+        v.cx.finish(config.map(|c| (c, work)))
     }
 }
 
@@ -181,6 +189,8 @@ struct Validator<'a> {
     limits: &'a Limits,
     /// Trainable parameters seen so far (saturating).
     params: u128,
+    /// The run's compute, once `compute` has counted it.
+    work: u128,
 }
 
 /// At most this many non-finite entries are listed per array; one is usually enough to find

@@ -145,6 +145,7 @@ impl Validator<'_> {
                 "parameter-time-step updates",
             ),
         };
+        self.work = work;
         self.over_limit(ptr, &subject, work, unit, self.limits.max_compute);
     }
 }
