@@ -91,6 +91,12 @@ impl From<JobsError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "report-not-ready", "Report not ready", detail)
             }
             JobsError::NoReport { .. } => Self::new(StatusCode::CONFLICT, "no-report", "Job has no report", detail),
+            JobsError::ExperimentNotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "experiment-not-found", "Experiment not found", detail)
+            }
+            JobsError::ExperimentNotFinished { .. } => {
+                Self::new(StatusCode::CONFLICT, "experiment-not-finished", "Experiment not finished", detail)
+            }
             JobsError::InvalidCursor => Self::new(StatusCode::BAD_REQUEST, "invalid-cursor", "Invalid cursor", detail),
             JobsError::IdempotencyKeyReused => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -84,6 +84,21 @@ pub enum JobsError {
         /// The limit.
         limit_secs: u64,
     },
+    /// No experiment has this id (never existed, deleted, or evicted by retention).
+    #[error("no experiment with id `{id}`")]
+    ExperimentNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// The experiment has runs that have not ended (its result is not ready; it cannot be
+    /// deleted).
+    #[error("experiment `{id}` is {status}: some of its runs have not ended (cancel it first to delete it)")]
+    ExperimentNotFinished {
+        /// The experiment.
+        id: String,
+        /// Its status.
+        status: JobStatus,
+    },
     /// A bug (a panic or a lost worker). The message is for logs.
     #[error("internal error: {0}")]
     Internal(String),

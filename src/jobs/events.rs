@@ -228,6 +228,7 @@ mod tests {
             progress: p(10),
             error: None,
             cancel_requested: false,
+            experiment_id: None,
         };
         log.close(job);
         log.progress(p(2));

@@ -27,6 +27,7 @@
 
 pub mod error;
 pub mod events;
+pub mod experiments;
 pub mod metrics;
 pub mod pool;
 pub mod service;
@@ -163,6 +164,10 @@ pub struct Job {
     pub error: Option<JobFailure>,
     /// A cancel was requested and the run has not stopped yet.
     pub cancel_requested: bool,
+    /// The experiment this job is a run of (`GET /v1/experiments/{id}`); absent for a job
+    /// submitted on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment_id: Option<String>,
 }
 
 /// RFC 3339 in UTC with milliseconds (`2026-11-28T16:48:00.123Z`).

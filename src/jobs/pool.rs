@@ -22,9 +22,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::events::EventHub;
+use super::experiments::finalize::finalize;
 use super::metrics::{FinishedLabels, JobMetrics};
 use super::store::{Claimed, Finish, JobStore};
 use super::{FailureCode, JobFailure, JobProgress, JobStatus};
+use crate::analysis::experiment::RunResult;
 use crate::analysis::pipeline::{self, PipelineError, RunOutput};
 use crate::analysis::report::Outcome;
 use crate::engine::train::{CancelFlag, Progress};
@@ -178,6 +180,12 @@ impl WorkerPool {
         Ok(WorkerPool { shared, threads: Mutex::new(threads) })
     }
 
+    /// Wakes every idle worker: several jobs were queued.
+    pub fn notify_all(&self) {
+        let _guard = self.shared.wake.lock().unwrap_or_else(|e| e.into_inner());
+        self.shared.cv.notify_all();
+    }
+
     /// Wakes one idle worker: a job was queued.
     pub fn notify(&self) {
         let _guard = self.shared.wake.lock().unwrap_or_else(|e| e.into_inner());
@@ -250,7 +258,7 @@ fn lower_priority(_nice: i32) {}
 fn worker_loop(shared: &Shared) {
     while !shared.stopping.load(Ordering::SeqCst) {
         let guard = shared.wake.lock().unwrap_or_else(|e| e.into_inner());
-        match shared.store.claim() {
+        match shared.store.claim(shared.config.workers) {
             Some(job) => {
                 drop(guard);
                 run_job(shared, job);
@@ -329,9 +337,20 @@ fn run_job(shared: &Shared, job: Claimed) {
     }));
     shared.running().remove(&job.id);
 
+    // A run of an experiment leaves what the comparison needs beside the job, taken from the
+    // report before it is serialised (only runs that keep a report count).
+    let run_result = match (&job.experiment, &outcome) {
+        (Some(_), Ok(Ok(out))) if out.report.summary.outcome != Outcome::Cancelled => {
+            Some(RunResult::from_report(&out.report))
+        }
+        _ => None,
+    };
     let (finish, report) = classify(outcome, running.reason(), shared.config.job_timeout);
     if let Some(report) = report {
         shared.store.put_report(&job.id, report);
+        if let Some(r) = run_result {
+            shared.store.put_run_result(&job.id, r);
+        }
     }
     let status = finish.status;
     let code = finish.error.as_ref().map_or("none", |e| e.code.name());
@@ -347,6 +366,9 @@ fn run_job(shared: &Shared, job: Claimed) {
         for id in evicted {
             shared.hub.remove(&id);
         }
+    }
+    if let Some(experiment) = &job.experiment {
+        finalize(&*shared.store, experiment);
     }
     shared.metrics.finished.get_or_create(&FinishedLabels { status: status.name(), code }).inc();
     shared.metrics.duration.observe(started.elapsed().as_secs_f64());

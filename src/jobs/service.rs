@@ -24,6 +24,7 @@ use super::store::{
 use super::{FailureCode, Job, JobFailure, JobStatus};
 use crate::analysis::pipeline::{self, PipelineError};
 use crate::analysis::Report;
+use crate::spec::experiment::ExperimentLimits;
 use crate::spec::{Limits, Spec};
 
 /// Everything the job layer can be configured with.
@@ -41,6 +42,8 @@ pub struct JobsConfig {
     pub job_timeout: Duration,
     /// Limits of a submitted spec.
     pub limits: Limits,
+    /// Limits of an experiment as a whole (each run is held to `limits`).
+    pub experiment_limits: ExperimentLimits,
     /// Limits of an analysed spec (smaller: it runs while the client waits).
     pub analyze_limits: Limits,
     /// Analyses that may run at once.
@@ -64,11 +67,12 @@ impl Default for JobsConfig {
     fn default() -> Self {
         JobsConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            queue_capacity: 256,
+            queue_capacity: 1024,
             retain_jobs: 1000,
             retention: Duration::from_secs(24 * 3600),
             job_timeout: Duration::from_secs(600),
             limits: Limits::default(),
+            experiment_limits: ExperimentLimits::default(),
             analyze_limits: default_analyze_limits(),
             analyze_slots: 2,
             analyze_timeout: Duration::from_secs(30),
@@ -137,10 +141,10 @@ impl Readiness {
 /// The job layer's API.
 #[derive(Debug)]
 pub struct JobService {
-    store: Arc<dyn JobStore>,
-    hub: Arc<EventHub>,
-    pool: WorkerPool,
-    config: JobsConfig,
+    pub(super) store: Arc<dyn JobStore>,
+    pub(super) hub: Arc<EventHub>,
+    pub(super) pool: WorkerPool,
+    pub(super) config: JobsConfig,
     analyze_slots: Arc<Semaphore>,
     metrics: JobMetrics,
     shutting_down: AtomicBool,
@@ -254,6 +258,7 @@ impl JobService {
             spec: Arc::new(spec),
             total_steps: config.training.steps as u64,
             probe_every: config.probes.every as u64,
+            experiment: None,
         };
         match self.store.create(new) {
             Ok((job, evicted)) => {
@@ -390,11 +395,15 @@ impl JobService {
         self.pool.shutdown(grace);
     }
 
-    fn shutting_down_error(&self) -> JobsError {
+    pub(super) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn shutting_down_error(&self) -> JobsError {
         JobsError::ShuttingDown { retry_after_secs: self.config.retry_after.as_secs().max(1) }
     }
 
-    fn store_error(&self, id: &str, e: StoreError) -> JobsError {
+    pub(super) fn store_error(&self, id: &str, e: StoreError) -> JobsError {
         let id = id.to_owned();
         match e {
             StoreError::NotFound => JobsError::NotFound { id },

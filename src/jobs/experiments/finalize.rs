@@ -1,0 +1,21 @@
+//! The end of an experiment: once every run has ended, its summary is computed from what the
+//! store recorded and stored beside it. Called by the worker that ends a run and by reads (so
+//! that an experiment whose last runs were cancelled while queued gets its summary too).
+//! Depends on the store and the analysis summary only, so that the pool can call it.
+
+use std::sync::Arc;
+
+use crate::analysis::experiment::summarize;
+use crate::jobs::store::JobStore;
+
+/// Computes and stores the summary of experiment `id` if every run has ended and it has none.
+pub fn finalize(store: &dyn JobStore, id: &str) {
+    let Some(snap) = store.experiment(id) else { return };
+    if snap.record.result.is_some() || !snap.record.all_ended() {
+        return;
+    }
+    let result = summarize(&snap.record.input());
+    if store.put_experiment_result(id, Arc::new(result)) {
+        tracing::info!(experiment.id = %id, "experiment finished");
+    }
+}
