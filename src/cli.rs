@@ -74,6 +74,28 @@ pub enum Command {
         #[command(flatten)]
         outputs: Outputs,
     },
+    /// Run an experiment (variants x seeds, as `POST /v1/experiments` takes it) on local worker
+    /// threads and print the experiment with its result as JSON.
+    Experiment {
+        /// The experiment file, or a file `{"preset": NAME}` naming an experiment preset (`-`
+        /// reads standard input).
+        file: String,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Print progress to standard error.
+        #[arg(long)]
+        progress: bool,
+        /// Print the ranked result as a Markdown table instead of JSON.
+        #[arg(long)]
+        table: bool,
+        /// Also write the self-contained HTML page to this file.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Also write every plot that applies as DIR/NAME.svg (the directory is created).
+        #[arg(long, value_name = "DIR")]
+        plots: Option<PathBuf>,
+    },
     /// One forward/backward at initialisation (or with the given weights): the report of step 0.
     Analyze {
         /// The spec file, or a file `{"preset": NAME}` (`-` reads standard input).
@@ -186,6 +208,10 @@ pub fn main(cli: Cli) -> ExitCode {
                 }
             };
         }
+        Command::Experiment { file, workers, progress, table, html, plots } => {
+            let args = ExperimentArgs { workers, progress, table, html, plots };
+            return finish(read(&file).and_then(|body| experiment(&body, &args)));
+        }
         Command::Run { spec, params_out, progress, outputs } => read(&spec).and_then(expand_preset).and_then(|body| {
             let mut on_progress = |p: crate::engine::train::Progress| {
                 if progress && (p.step.is_multiple_of(100) || p.step == p.total_steps) {
@@ -211,7 +237,12 @@ pub fn main(cli: Cli) -> ExitCode {
             Ok(report)
         }),
     };
-    match result.and_then(|report| serde_json::to_string_pretty(&report).map_err(|e| Failure::Io(e.to_string()))) {
+    finish(result.and_then(|report| serde_json::to_string_pretty(&report).map_err(|e| Failure::Io(e.to_string()))))
+}
+
+/// Prints the output (or the problem) and returns the exit code.
+fn finish(result: Result<String, Failure>) -> ExitCode {
+    match result {
         Ok(text) => {
             println!("{text}");
             ExitCode::SUCCESS
@@ -224,6 +255,82 @@ pub fn main(cli: Cli) -> ExitCode {
             eprintln!("gradscope: {msg}");
             ExitCode::from(1)
         }
+    }
+}
+
+struct ExperimentArgs {
+    workers: Option<usize>,
+    progress: bool,
+    table: bool,
+    html: Option<PathBuf>,
+    plots: Option<PathBuf>,
+}
+
+/// Runs an experiment on an in-process job service (the same admission, pool and summary as the
+/// server) and returns what to print.
+fn experiment(body: &[u8], args: &ExperimentArgs) -> Result<String, Failure> {
+    use crate::analysis::experiment as exp;
+    use crate::jobs::{JobService, JobsConfig, JobsError};
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| Failure::Problem(Problem::malformed_json(e.to_string())))?;
+    // The output directory is checked before any training, so a typo does not cost the runs.
+    if let Some(dir) = &args.plots {
+        std::fs::create_dir_all(dir).map_err(|e| Failure::Io(format!("{}: {e}", dir.display())))?;
+    }
+    let defaults = JobsConfig::default();
+    let config = JobsConfig {
+        workers: args.workers.unwrap_or(defaults.workers).max(1),
+        job_timeout: Duration::from_secs(24 * 3600),
+        queue_capacity: usize::MAX / 2,
+        worker_nice: 0,
+        ..defaults
+    };
+    let service = JobService::start(config).map_err(|e| Failure::Io(format!("starting the workers: {e}")))?;
+    let to_failure = |e: JobsError| match e {
+        JobsError::Invalid(p) => Failure::from(p),
+        JobsError::NotFound { id } => Failure::Problem(Problem::new(
+            "job-not-found",
+            "Job not found",
+            404,
+            format!("no job with id `{id}`: `remedies_of` needs the server that ran the job"),
+        )),
+        other => Failure::Io(other.to_string()),
+    };
+    let submitted = service.submit_experiment(&value).map_err(to_failure)?;
+    let id = submitted.id.clone();
+    let mut last = None;
+    let done = loop {
+        let e = service.get_experiment(&id).map_err(to_failure)?;
+        if args.progress && last != Some(e.progress) {
+            let p = e.progress;
+            eprintln!(
+                "runs {}/{} ended, {} running, steps {}/{}",
+                p.runs_ended, p.runs, p.runs_running, p.step, p.total_steps
+            );
+            last = Some(p);
+        }
+        if e.status.is_terminal() {
+            break e;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    service.finish_shutdown(Duration::ZERO);
+    let result = done.result.as_ref().ok_or_else(|| Failure::Io("the experiment ended without a result".into()))?;
+    if let Some(dir) = &args.plots {
+        for plot in exp::available(result) {
+            let svg = exp::render(result, plot).map_err(|e| Failure::Io(format!("plot {}: {e}", plot.name())))?;
+            let path = dir.join(format!("{}.svg", plot.name()));
+            std::fs::write(&path, svg).map_err(|e| Failure::Io(format!("{}: {e}", path.display())))?;
+        }
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, exp::render_html(result, result.name.as_deref().unwrap_or(&id)))
+            .map_err(|e| Failure::Io(format!("{}: {e}", path.display())))?;
+    }
+    if args.table {
+        Ok(exp::markdown_table(result))
+    } else {
+        serde_json::to_string_pretty(&done).map_err(|e| Failure::Io(e.to_string()))
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::jobs::JobsConfig;
+use crate::spec::experiment::ExperimentLimits;
 use crate::spec::Limits;
 
 /// Log output format.
@@ -32,7 +33,7 @@ pub struct ServeArgs {
     #[arg(long, env = "GRADSCOPE_WORKERS", default_value_t = 0)]
     pub workers: usize,
     /// Jobs that may wait for a worker; beyond it `POST /v1/jobs` answers 503 + Retry-After.
-    #[arg(long, env = "GRADSCOPE_QUEUE_CAPACITY", default_value_t = 256)]
+    #[arg(long, env = "GRADSCOPE_QUEUE_CAPACITY", default_value_t = 1024)]
     pub queue_capacity: usize,
     /// Largest request body in bytes (413 beyond).
     #[arg(long, env = "GRADSCOPE_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
@@ -106,6 +107,15 @@ pub struct LimitArgs {
     /// Compute budget: parameters x steps x batch size (x time steps for sequences).
     #[arg(long, env = "GRADSCOPE_MAX_COMPUTE", default_value_t = Limits::default().max_compute)]
     pub max_compute: u64,
+    /// Variants of one experiment, the baseline included.
+    #[arg(long, env = "GRADSCOPE_MAX_EXPERIMENT_VARIANTS", default_value_t = ExperimentLimits::default().max_variants)]
+    pub max_experiment_variants: u64,
+    /// Seeds of one experiment.
+    #[arg(long, env = "GRADSCOPE_MAX_EXPERIMENT_SEEDS", default_value_t = ExperimentLimits::default().max_seeds)]
+    pub max_experiment_seeds: u64,
+    /// Compute of one experiment: the sum of its runs' compute (in the unit of `--max-compute`).
+    #[arg(long, env = "GRADSCOPE_MAX_EXPERIMENT_COMPUTE", default_value_t = ExperimentLimits::default().max_compute)]
+    pub max_experiment_compute: u128,
     /// Input values of a data set (samples x time steps x features).
     #[arg(long, env = "GRADSCOPE_MAX_DATA_VALUES", default_value_t = Limits::default().max_data_values)]
     pub max_data_values: u64,
@@ -165,6 +175,11 @@ impl ServeArgs {
             retention: Duration::from_secs(self.retention_secs),
             job_timeout: secs(self.job_timeout_secs),
             limits,
+            experiment_limits: ExperimentLimits {
+                max_variants: self.limits.max_experiment_variants,
+                max_seeds: self.limits.max_experiment_seeds,
+                max_compute: self.limits.max_experiment_compute,
+            },
             analyze_limits,
             analyze_slots: self.analyze_slots.max(1),
             analyze_timeout: secs(self.analyze_timeout_secs),

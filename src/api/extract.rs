@@ -43,6 +43,22 @@ impl<S: Send + Sync> FromRequest<S> for SpecBody {
     }
 }
 
+/// A JSON request body as a value: content type (415), size (413) and syntax (400) checked,
+/// nothing else (the experiment parser reports the rest with pointers).
+#[derive(Debug)]
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        check_json_content_type(req.headers())?;
+        let bytes = Bytes::from_request(req, state).await.map_err(bytes_rejection)?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| Problem::malformed_json(e.to_string()))?;
+        Ok(JsonBody(value))
+    }
+}
+
 fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();

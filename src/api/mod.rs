@@ -1,5 +1,5 @@
 //! The HTTP API (axum 0.8): the routes listed in `docs/service.md` and `openapi/openapi.json`
-//! (experiments arrive with their own issue).
+//! (experiments included).
 //!
 //! Owns routing, request parsing ([`extract`]), the mapping of errors to RFC 9457 problem details
 //! ([`error`]), the OpenAPI document ([`openapi`]), the preset routes ([`presets`]; the catalogue
@@ -9,7 +9,8 @@
 //! Files, each depending only on the ones listed before it (no import cycle between them):
 //! - [`error`], [`extract`]: the problem+json mapping and the extractors;
 //! - [`app`]: the shared state [`App`] and the HTTP metrics;
-//! - [`health`], [`jobs`], [`plots`], [`presets`]: the handlers;
+//! - [`health`], [`jobs`], [`plots`], [`experiments`], [`presets`]: the handlers (`experiments`
+//!   uses `jobs` and `plots` for shared wire names and media types);
 //! - [`routes`](mod@routes): the route table and the document's fixed parts;
 //! - [`openapi`]: the OpenAPI document made from the route table;
 //! - [`server`]: the router with its middleware, [`Server`], `gradscope serve`.
@@ -27,6 +28,7 @@
 
 pub mod app;
 pub mod error;
+pub mod experiments;
 pub mod extract;
 pub mod health;
 pub mod jobs;

@@ -2,7 +2,7 @@
 //! document's fixed parts that no handler carries ([`ApiDoc`]: info, tags, the hand-added plot
 //! route).
 //!
-//! Depends on the handler files (`jobs`, `plots`, `presets`, `health`) and `app`; the OpenAPI
+//! Depends on the handler files (`jobs`, `experiments`, `plots`, `presets`, `health`) and `app`; the OpenAPI
 //! document ([`super::openapi`]) and the server ([`super::server`]) are built from it, so it
 //! depends on neither.
 
@@ -13,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::app::App;
+use super::experiments;
 use super::health;
 use super::jobs;
 use super::plots;
@@ -30,14 +31,15 @@ use super::presets;
     ),
     tags(
         (name = "jobs", description = "Submit training runs, follow them, fetch their reports"),
+        (name = "experiments", description = "Compare variants of a spec side by side, over seeds"),
         (name = "analyze", description = "Synchronous analysis at initialisation"),
         (name = "presets", description = "Ready specs for the classic scenarios"),
         (name = "operations", description = "Health, readiness and metrics"),
     ),
     // The plot route is added to the router by hand (see `routes`), so its operation is listed
     // here.
-    paths(plots::get_plot),
-    components(schemas(crate::problem::ProblemEntry, crate::analysis::plots::PlotName)),
+    paths(plots::get_plot, experiments::get_experiment_plot),
+    components(schemas(crate::problem::ProblemEntry, crate::analysis::plots::PlotName, crate::analysis::experiment::ExperimentPlot)),
 )]
 pub struct ApiDoc;
 
@@ -54,6 +56,13 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(jobs::stream_events))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::analyze))
+        .routes(routes!(experiments::create_experiment, experiments::list_experiments))
+        .routes(routes!(experiments::get_experiment, experiments::delete_experiment))
+        .routes(routes!(experiments::cancel_experiment))
+        .routes(routes!(experiments::stream_experiment_events))
+        .routes(routes!(experiments::get_experiment_report_html))
+        // Documented as `/v1/experiments/{id}/plots/{name}.svg` (in `ApiDoc`), like the job plots.
+        .route("/v1/experiments/{id}/plots/{file}", axum::routing::get(experiments::get_experiment_plot))
         .routes(routes!(presets::list_presets))
         .routes(routes!(presets::get_preset))
         .routes(routes!(health::livez))
