@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::root;
+use common::{read_json, root};
 use serde_json::{json, Value};
 
 /// A JSON Schema (2020-12, which OpenAPI 3.1 schemas are) whose root is the Report component,
@@ -66,4 +66,25 @@ fn the_schema_check_rejects_a_broken_report() {
     assert!(!validator.is_valid(&report));
     report.as_object_mut().unwrap().remove("summary");
     assert!(!validator.is_valid(&report));
+}
+
+#[test]
+fn every_experiment_example_is_accepted_with_every_run_validated() {
+    use gradscope::spec::experiment::{admit, parse_experiment, ExperimentLimits};
+    use gradscope::spec::Limits;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples/experiments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "examples/experiments has {} requests", files.len());
+    for file in files {
+        let plan = parse_experiment(&read_json(&file)).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let limits = ExperimentLimits::default();
+        let (base, variants) = plan.variants(None, &limits).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(variants.len() >= 3 && variants[0].baseline, "{}", file.display());
+        admit(variants, &plan.seeds(&base), &Limits::default(), &limits)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    }
 }

@@ -6,6 +6,8 @@
 
 mod docker;
 mod errors;
+mod experiment_science;
+mod experiments;
 mod helpers;
 mod jobs;
 mod openapi;
