@@ -231,3 +231,49 @@ fn presets_lists_all_ten_with_their_titles_and_as_json() {
         assert!(p["spec"]["model"]["layers"].is_array(), "{p}");
     }
 }
+
+fn tiny_experiment() -> Value {
+    json!({
+        "name": "cli grid",
+        "base": small_spec(),
+        "vary": {"/model/layers/0/activation": ["tanh", "relu"]},
+        "seeds": [1, 2]
+    })
+}
+
+#[test]
+fn experiment_runs_locally_and_writes_its_table_page_and_plots() {
+    let file = temp_json("experiment.json", &tiny_experiment());
+    let dir = std::env::temp_dir().join(format!("gradscope-experiment-plots-{}", std::process::id()));
+    let html = dir.join("experiment.html");
+    let out = gradscope(
+        &["experiment", file.to_str().unwrap(), "--table", "--plots", dir.to_str().unwrap(), "--html", html.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.starts_with("| rank | variant |"), "{table}");
+    assert!(table.contains("activation=relu"), "{table}");
+    assert!(std::fs::read_to_string(&html).unwrap().contains("cli grid"));
+    for plot in ["grad_norm_init", "loss"] {
+        assert!(dir.join(format!("{plot}.svg")).exists(), "{plot}");
+    }
+    // JSON by default: the experiment with its result.
+    let out = gradscope(&["experiment", file.to_str().unwrap()], None);
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["status"], "succeeded");
+    assert_eq!(e["result"]["variants"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn experiment_refuses_an_invalid_request_with_a_problem_and_an_unwritable_plot_directory_before_training() {
+    let bad = json!({"base": small_spec(), "vary": {"/model/layers/9/units": [1]}});
+    let out = gradscope(&["experiment", "-"], Some(&serde_json::to_vec(&bad).unwrap()));
+    assert_eq!(out.status.code(), Some(2));
+    let p: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(p["errors"][0]["pointer"], "/vary/~1model~1layers~19~1units");
+    let file = temp_json("experiment2.json", &tiny_experiment());
+    let out = gradscope(&["experiment", file.to_str().unwrap(), "--plots", "/proc/no-such-dir/plots"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/proc/no-such-dir"));
+}

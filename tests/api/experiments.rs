@@ -117,7 +117,7 @@ async fn a_grid_runs_every_variant_on_every_seed_as_jobs_and_ends_with_a_ranked_
 
 #[tokio::test]
 async fn the_same_experiment_twice_gives_identical_results_durations_and_ids_aside() {
-    let app = spawn_app().await;
+    let app = spawn_with(&[("--queue-capacity", "64")]).await;
     let body = json!({
         "base": tiny_spec(30),
         "vary": {"/model/layers/0/activation": ["tanh", "relu"], "/model/layers/0/units": [4, 8]},
