@@ -1,6 +1,7 @@
 //! The wire type of an experiment's summary, [`ExperimentResult`] (`ExperimentResult` in
 //! `openapi/openapi.json`), and the text of its method, each rule written once here: the doc
-//! comments point at the constants, and [`Method::current`] puts them in the JSON.
+//! comments of the wire fields point at the `method` field that carries them, and
+//! [`Method::current`] puts the constants there.
 //!
 //! Every statistic is an `Option<f64>` that is `null` when it cannot be computed (no value, or
 //! an interval from fewer than two): no NaN or infinity is ever written.
@@ -11,27 +12,27 @@ use serde_json::Value;
 use super::stats::{GeoStat, MeanStat, PairedDiff, CONFIDENCE};
 use crate::analysis::findings::{DiagnosticCode, Verdict};
 
-/// How means are summarised.
+/// How means are summarised. The text of `method.means`.
 pub const MEAN_RULE: &str = "Means over the seeds with the sample standard deviation (n - 1) and the 95% Student t \
      interval of the mean, mean +- t(0.975, n - 1) * sd / sqrt(n); null for n < 2. Only finished runs without NaN/Inf \
      count (non-finite, missing and pending runs are counted apart).";
-/// How ratios are summarised.
+/// How ratios are summarised. The text of `method.ratios`.
 pub const RATIO_RULE: &str = "Gradient ratios (first/last hidden weight layer grad_norm) as geometric means: the \
      mean and 95% t interval of log10(ratio) over the seeds, taken back by 10^x; ratios that are not positive are \
      left out.";
-/// How a variant is compared with the baseline.
+/// How a variant is compared with the baseline. The text of `method.paired`.
 pub const PAIRED_RULE: &str = "Differences against the baseline are paired by seed: variant - baseline on each seed \
      where both runs finished without NaN/Inf with a finite value; their mean and 95% paired t interval \
      (n_pairs - 1 degrees of freedom). excludes_zero: the interval is known and does not contain 0.";
-/// The ranking score.
+/// The ranking score. The text of `method.ranking`.
 pub const RANKING_RULE: &str = "Ranked by, in order: (1) fewer non-finite or missing runs; (2) lower mean final loss, \
      compared after rounding to 3 significant digits, every mean below 1e-3 counting as equal (solved), no mean \
      last; (3) gradient health: smaller |log10 geometric-mean grad_ratio_end| (closer to even flow at the last \
      probe), none last; (4) name.";
-/// When a variant counts as distinguishable from the best.
+/// When a variant counts as distinguishable from the best. The text of `method.distinguishable`.
 pub const DISTINGUISHABLE_RULE: &str = "distinguishable_from_best: the 95% intervals of the mean final loss of the \
      variant and of the best-ranked variant are both known and do not overlap (false for the best itself).";
-/// How grid axes are summarised.
+/// How grid axes are summarised. The text of `method.grid`.
 pub const GRID_RULE: &str = "Grids: a cell's score is its variant's mean final loss; a main effect is, per value of \
      an axis, the mean of the scores of the cells with that value (marginal mean; n = cells with a score); the \
      heatmap averages the same way over the other axes.";
@@ -45,21 +46,21 @@ pub const LOSS_FLOOR: f64 = 1e-3;
 pub struct Method {
     /// Confidence level of every interval (0.95).
     pub confidence: f64,
-    /// How means and their intervals are computed ([`MEAN_RULE`]).
+    /// How means and their intervals are computed (every `MeanStat`).
     pub means: String,
-    /// How ratios are summarised ([`RATIO_RULE`]).
+    /// How gradient ratios are summarised (every `GeoStat`).
     pub ratios: String,
-    /// How variants are compared with the baseline ([`PAIRED_RULE`]).
+    /// How variants are compared with the baseline (`vs_baseline`).
     pub paired: String,
-    /// The ranking score ([`RANKING_RULE`]).
+    /// The ranking score (the order of `ranking`).
     pub ranking: String,
     /// Significant digits of the mean final losses the ranking compares (3).
     pub loss_digits: u32,
     /// Mean final losses below this count as equal (1e-3).
     pub loss_floor: f64,
-    /// When a variant is distinguishable from the best ([`DISTINGUISHABLE_RULE`]).
+    /// When a variant is `distinguishable_from_best`.
     pub distinguishable: String,
-    /// Grids: main effects and the heatmap ([`GRID_RULE`]).
+    /// Grids: how the main effects and the heatmap average the cells.
     pub grid: String,
 }
 
@@ -99,7 +100,7 @@ pub struct ExperimentResult {
     pub axes: Vec<AxisValues>,
     /// One row per variant, baseline first, in the experiment's order.
     pub variants: Vec<VariantRow>,
-    /// Variant names, best first ([`RANKING_RULE`]).
+    /// Variant names, best first, by the score `method.ranking` states.
     pub ranking: Vec<String>,
     /// Grids: per axis, the marginal mean final loss of each value.
     pub main_effects: Vec<MainEffect>,
@@ -208,7 +209,7 @@ pub struct WallTime {
     pub total: u64,
 }
 
-/// Paired differences variant - baseline ([`PAIRED_RULE`]).
+/// Paired differences variant - baseline over the common seeds (`method.paired`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VsBaseline {
     /// Final loss (negative: the variant is better).
@@ -264,11 +265,11 @@ pub struct VariantRow {
     pub missing: usize,
     /// Runs not finished yet.
     pub pending: usize,
-    /// Final training loss ([`MEAN_RULE`]).
+    /// Final training loss of the finished runs without NaN/Inf (`method.means`).
     pub final_loss: MeanStat,
     /// Final training accuracy; `null` when no run has one.
     pub final_accuracy: Option<MeanStat>,
-    /// grad_ratio_first_last at step 0 ([`RATIO_RULE`]).
+    /// grad_ratio_first_last at step 0, geometric mean over the seeds (`method.ratios`).
     pub grad_ratio_init: GeoStat,
     /// The same ratio at the last probe.
     pub grad_ratio_end: GeoStat,
@@ -286,7 +287,8 @@ pub struct VariantRow {
     pub rank: usize,
     /// Ranked first.
     pub best: bool,
-    /// [`DISTINGUISHABLE_RULE`].
+    /// Its 95% interval of the mean final loss and the best variant's are both known and do not
+    /// overlap (`method.distinguishable`); false for the best itself.
     pub distinguishable_from_best: bool,
     /// The loss curve the `loss` plot draws.
     pub loss_curve: LossCurve,
@@ -294,7 +296,7 @@ pub struct VariantRow {
     pub grad_norm_init: LayerNorms,
 }
 
-/// The marginal means of one axis ([`GRID_RULE`]).
+/// The marginal means of one axis (`method.grid`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MainEffect {
     /// The axis' JSON Pointer.
@@ -325,7 +327,7 @@ pub struct BestCell {
     pub spec: Value,
 }
 
-/// Mean final loss over two axes of a grid ([`GRID_RULE`]).
+/// Mean final loss over two axes of a grid (`method.grid`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Heatmap {
     /// The horizontal axis.

@@ -316,7 +316,10 @@ fn summarizing_twice_gives_the_same_bytes_and_the_json_round_trips() {
 fn the_method_states_the_rules_it_applies() {
     let m = summarize(&cures()).method;
     assert_eq!((m.confidence, m.loss_digits, m.loss_floor), (0.95, 3, 1e-3));
-    assert!(m.ranking.contains("3 significant digits") && m.ranking.contains("1e-3"));
+    // The rule's text names the constants the ranking uses.
+    assert!(m.ranking.contains(&format!("rounding to {LOSS_DIGITS} significant digits")), "{}", m.ranking);
+    assert!(m.ranking.contains(&format!("below {LOSS_FLOOR:e}")), "{}", m.ranking);
+    assert!(m.means.contains(&format!("t({}, n - 1)", 0.5 + CONFIDENCE / 2.0)), "{}", m.means);
     assert!(m.means.contains("Student t") && m.paired.contains("paired") && m.ratios.contains("log10"));
 }
 
