@@ -247,7 +247,15 @@ fn experiment_runs_locally_and_writes_its_table_page_and_plots() {
     let dir = std::env::temp_dir().join(format!("gradscope-experiment-plots-{}", std::process::id()));
     let html = dir.join("experiment.html");
     let out = gradscope(
-        &["experiment", file.to_str().unwrap(), "--table", "--plots", dir.to_str().unwrap(), "--html", html.to_str().unwrap()],
+        &[
+            "experiment",
+            file.to_str().unwrap(),
+            "--table",
+            "--plots",
+            dir.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
         None,
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
