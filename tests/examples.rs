@@ -84,7 +84,7 @@ fn every_experiment_example_is_accepted_with_every_run_validated() {
         let limits = ExperimentLimits::default();
         let (base, variants) = plan.variants(None, &limits).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(variants.len() >= 3 && variants[0].baseline, "{}", file.display());
-        admit(variants, &plan.seeds(&base), &Limits::default(), &limits)
+        admit(variants, &plan.seeds(&base, &limits).unwrap(), &Limits::default(), &limits)
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     }
 }

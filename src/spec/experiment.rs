@@ -111,7 +111,7 @@ pub struct ExperimentRequest {
     pub remedies_of: Option<String>,
     /// A list of distinct seeds, or how many (default 3).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Seeds>)]
     pub seeds: Option<Value>,
     /// Report, per run, the first probe step whose training loss is at or below this.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,6 +119,16 @@ pub struct ExperimentRequest {
     /// The axes of the score heatmap (default: the first two axes of `vary`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heatmap: Option<HeatmapAxes>,
+}
+
+/// The seeds of an experiment: how many (from the base spec's seed on), or which.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Seeds {
+    /// How many (at least 1).
+    Count(u64),
+    /// Which (distinct).
+    List(Vec<u64>),
 }
 
 /// How the variants are made.
@@ -540,15 +550,24 @@ fn parse_seeds(cx: &mut Collector, seeds: Option<&Value>) -> Option<SeedsChoice>
 }
 
 impl ExperimentPlan {
-    /// The seeds every variant runs on.
-    pub fn seeds(&self, base: &Value) -> Vec<u64> {
-        match &self.seeds {
+    /// The seeds every variant runs on; more than `limits.max_seeds` are refused before a count
+    /// is expanded into a list.
+    pub fn seeds(&self, base: &Value, limits: &ExperimentLimits) -> Result<Vec<u64>, SpecErrors> {
+        let n = match &self.seeds {
+            SeedsChoice::List(s) => s.len() as u64,
+            SeedsChoice::Count(n) => *n,
+        };
+        if n > limits.max_seeds {
+            let detail = format!("{n} seeds; at most {} are allowed", limits.max_seeds);
+            return Err(SpecErrors(vec![SpecError { pointer: "/seeds".into(), detail }]));
+        }
+        Ok(match &self.seeds {
             SeedsChoice::List(s) => s.clone(),
             SeedsChoice::Count(n) => {
                 let first = base.get("seed").and_then(Value::as_u64).unwrap_or(0);
                 (0..*n).map(|k| first.saturating_add(k)).collect()
             }
-        }
+        })
     }
 
     /// The grid's axes (empty for other designs).
@@ -840,11 +859,16 @@ mod tests {
     #[test]
     fn a_seed_count_starts_at_the_base_spec_seed_and_a_list_is_kept_as_given() {
         let p = plan(json!({"base": base(), "vary": {"/model/layers/0/units": [2, 3]}, "seeds": 3}));
-        assert_eq!(p.seeds(&base()), [5, 6, 7]);
+        assert_eq!(p.seeds(&base(), &ExperimentLimits::default()).unwrap(), [5, 6, 7]);
         let p = plan(json!({"base": base(), "vary": {"/model/layers/0/units": [2, 3]}, "seeds": [9, 1]}));
-        assert_eq!(p.seeds(&base()), [9, 1]);
+        assert_eq!(p.seeds(&base(), &ExperimentLimits::default()).unwrap(), [9, 1]);
         let p = plan(json!({"base": base(), "vary": {"/model/layers/0/units": [2, 3]}}));
-        assert_eq!(p.seeds(&base()).len() as u64, DEFAULT_SEEDS);
+        assert_eq!(p.seeds(&base(), &ExperimentLimits::default()).unwrap().len() as u64, DEFAULT_SEEDS);
+        // A huge count is refused before it is expanded.
+        let p = plan(json!({"base": base(), "vary": {"/model/layers/0/units": [2, 3]}, "seeds": u64::MAX}));
+        let err = p.seeds(&base(), &ExperimentLimits::default()).unwrap_err();
+        assert_eq!(err.pointers(), ["/seeds"]);
+        assert!(err.0[0].detail.contains("18446744073709551615 seeds"), "{err}");
     }
 
     #[test]
@@ -907,8 +931,13 @@ mod tests {
             let p =
                 parse_experiment(&json!({"preset": preset.name})).unwrap_or_else(|e| panic!("{}: {e}", preset.name));
             let (base, variants) = p.variants(None, &ExperimentLimits::default()).unwrap();
-            admit(variants, &p.seeds(&base), &Limits::default(), &ExperimentLimits::default())
-                .unwrap_or_else(|e| panic!("{}: {e}", preset.name));
+            admit(
+                variants,
+                &p.seeds(&base, &ExperimentLimits::default()).unwrap(),
+                &Limits::default(),
+                &ExperimentLimits::default(),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", preset.name));
         }
     }
 }

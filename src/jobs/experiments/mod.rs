@@ -111,7 +111,7 @@ impl JobService {
         };
         let limits = &self.config.experiment_limits;
         let (base, variants) = plan.variants(remedies, limits).map_err(invalid)?;
-        let seeds = plan.seeds(&base);
+        let seeds = plan.seeds(&base, limits).map_err(invalid)?;
         let admitted = admit(variants, &seeds, &self.config.limits, limits).map_err(invalid)?;
 
         let id = uuid::Uuid::now_v7().to_string();
