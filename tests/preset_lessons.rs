@@ -164,7 +164,7 @@ fn rnn_exploding_clipping_stays_finite_and_learns_and_diverges_without_clipping(
         assert!(has(&r, "exploding_gradient", &["warning", "critical"]), "{label}: {:?}", codes(&r));
         assert!(!has(&r, "non_finite", &["critical"]), "{label}: {:?}", codes(&r));
         assert!(!has(&r, "not_learning", &["warning", "critical"]), "{label}: {:?}", codes(&r));
-        assert!(num(&r, "final_loss") < 0.11 && num(&r, "final_loss") < 0.7 * ADDING_BASELINE, "{label}: {}", r["summary"]);
+        assert!(num(&r, "final_loss") < 0.11, "{label}: {} (baseline {ADDING_BASELINE})", r["summary"]);
 
         let r = run(&unclipped, seed);
         assert_eq!(verdict(&r), "diverged", "{label} without clipping: {:?}", codes(&r));
