@@ -263,7 +263,16 @@ fn diag(
     message: String,
     evidence: Evidence,
 ) -> Diagnostic {
-    Diagnostic { code, severity, layers, message, evidence, recommendations: Vec::new() }
+    Diagnostic {
+        code,
+        severity,
+        layers,
+        message,
+        evidence,
+        recommendations: Vec::new(),
+        consequence_of: None,
+        cause: None,
+    }
 }
 
 fn non_finite(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {

@@ -180,8 +180,41 @@ pub struct Diagnostic {
     /// The measured values the rule used, and its thresholds.
     #[schema(value_type = Object)]
     pub evidence: Evidence,
-    /// What to change, best first (see `analysis::recommend`).
+    /// What to change, best first (see `analysis::recommend`). Empty for a consequence whose
+    /// cause has recommendations: those target the cause.
     pub recommendations: Vec<Recommendation>,
+    /// The finding of this report that explains this one (see `analysis::causes`), e.g.
+    /// `vanishing_gradient` for `update_ratio`; absent when none does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consequence_of: Option<DiagnosticCode>,
+    /// What in the configuration causes it, when the measurements say (the initialisation
+    /// scale, the activation, the learning rate); absent when they do not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
+}
+
+/// The root cause of a finding, from the run's configuration and measurements.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Cause {
+    /// Which part of the configuration.
+    pub kind: CauseKind,
+    /// Why, with the figures.
+    pub detail: String,
+}
+
+/// The parts of a configuration a finding can be blamed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, IntoStaticStr, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum CauseKind {
+    /// The weights' initial scale (`σ_w²` away from the critical value of the activation).
+    InitScale,
+    /// The activation function (the sigmoid's derivative is at most 1/4).
+    Activation,
+    /// The learning rate (updates large enough to kill units or diverge).
+    LearningRate,
+    /// The scale of the input features (far from zero mean and unit variance).
+    InputScale,
 }
 
 /// Warning and critical thresholds of a rule's measurement, in the units the rule's statement

@@ -211,6 +211,9 @@ fn diagnostics(page: &mut String, report: &Value) {
         if let Some(m) = d["message"].as_str() {
             let _ = writeln!(page, "<p>{}</p>", esc(m));
         }
+        if let (Some(kind), Some(detail)) = (d["cause"]["kind"].as_str(), d["cause"]["detail"].as_str()) {
+            let _ = writeln!(page, "<p><em>Cause ({}):</em> {}.</p>", esc(&kind.replace('_', " ")), esc(detail));
+        }
         let layers: Vec<String> = d["layers"]
             .as_array()
             .map(|a| a.iter().map(|l| format!("<code>{}</code>", esc(&text(l)))).collect())

@@ -8,6 +8,7 @@
 //! - `findings`: the types of what is found (diagnostic codes, severities, typed evidence,
 //!   recommendations, verdicts);
 //! - `diagnostics`: the rules table ([`diagnostics::RULES`]) and `diagnose`, a loop over it;
+//! - `causes`: which findings are consequences of others, and the root cause of the others;
 //! - `recommend`: cures as JSON Patches, ranked by measuring the patched specs;
 //! - `theory`: mean-field and recurrent predictions at initialisation;
 //! - `report`: the Report wire type and its conversion from the run record;
@@ -17,6 +18,7 @@
 //! Depends on `engine` (the measurements), `spec` (the request) and serde/serde_json (the wire
 //! shape); must not depend on the job or HTTP layers.
 
+pub mod causes;
 pub mod diagnostics;
 pub mod experiment;
 pub mod findings;

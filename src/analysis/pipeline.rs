@@ -8,6 +8,7 @@
 use serde_json::Value;
 use thiserror::Error;
 
+use super::causes::{attribute, drop_consequence_cures};
 use super::diagnostics::{diagnose, verdict};
 use super::findings::{Diagnostic, Measured};
 use super::measures::{delta_ratio_first_last, grad_ratio_first_last, sequence_length};
@@ -146,7 +147,9 @@ fn assemble(
     batch: usize,
 ) -> Parts {
     let mut diagnostics = diagnose(record, record.classes);
+    attribute(&mut diagnostics, record);
     recommend(&mut diagnostics, &spec, &layer_entries(record));
+    drop_consequence_cures(&mut diagnostics);
     rank_recommendations(&mut diagnostics, &spec, record, limits, batch);
     Parts {
         verdict: verdict(&diagnostics),

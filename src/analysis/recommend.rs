@@ -609,6 +609,8 @@ mod tests {
             message: String::new(),
             evidence: Evidence::PerLayer(PerLayerEvidence { per_layer: Default::default() }),
             recommendations: Vec::new(),
+            consequence_of: None,
+            cause: None,
         }
     }
 
