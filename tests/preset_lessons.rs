@@ -6,13 +6,13 @@
 //! | `deep-sigmoid-vanishing` | verdict `vanishing`, critical `vanishing_gradient` and `not_learning` (loss ~ln 2, accuracy 50%) | 7, 1, 2 |
 //! | `relu-xavier-30` | verdict `vanishing`: critical `vanishing_gradient`, `dead_units` and `not_learning` (accuracy < 40% on 4 classes) | 1, 2, 3 |
 //! | `relu-he-30` | verdict `healthy`, no warning, accuracy > 90% | 1, 2, 3 |
-//! | `small-init` | verdict `vanishing`, critical `vanishing_gradient` and `not_learning` | 2, 1, 3 |
+//! | `small-init` | verdict `vanishing`, critical `vanishing_gradient` (cause `init_scale`) and `not_learning` | 2, 1, 3 |
 //! | `batchnorm-rescue` | verdict `healthy`, accuracy > 90% on spirals | 7, 1, 2 |
 //! | `residual-rescue` | verdict `healthy`, loss < 0.4 (ln 2 = 0.69), accuracy > 80% on moons | 7, 1, 2 |
 //! | `rnn-adding-vanishing` | `long_range_vanishing` (memory horizon < T/4 of T = 100), critical `not_learning` | 11, 1, 2 |
 //! | `lstm-adding` | verdict `healthy`, training and validation MSE < 0.01 (baseline 1/6) | 11, 1, 2 |
 //! | `rnn-exploding-clipping` | `exploding_gradient` flagged, finite, MSE < 0.11 (baseline 1/6); without `/training/clip`: `diverged` | 13, 1, 2 |
-//! | `dead-relu-high-lr` | `dead_units` flagged; the same net at lr 0.01: no `dead_units` | 4, 1, 2, 3 |
+//! | `dead-relu-high-lr` | `dead_units` flagged (cause `learning_rate`); the same net at lr 0.01: no `dead_units` | 4, 1, 2, 3 |
 
 // Tests may panic on a broken expectation; the crate's unwrap/expect lints are for library code.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -70,6 +70,16 @@ fn has(r: &Value, code: &str, severities: &[&str]) -> bool {
     codes(r).iter().any(|(c, s)| c == code && severities.contains(&s.as_str()))
 }
 
+/// The `cause.kind` of the first diagnostic with `code` (see `analysis::causes`).
+fn cause<'a>(r: &'a Value, code: &str) -> Option<&'a str> {
+    r["diagnostics"].as_array()?.iter().find(|d| d["code"] == code)?["cause"]["kind"].as_str()
+}
+
+/// The `consequence_of` of the first diagnostic with `code`.
+fn consequence_of<'a>(r: &'a Value, code: &str) -> Option<&'a str> {
+    r["diagnostics"].as_array()?.iter().find(|d| d["code"] == code)?["consequence_of"].as_str()
+}
+
 fn serious(r: &Value) -> Vec<(String, String)> {
     codes(r).into_iter().filter(|(_, s)| s != "info").collect()
 }
@@ -81,6 +91,9 @@ fn deep_sigmoid_vanishing_vanishes_and_does_not_learn() {
         assert!(has(&r, "vanishing_gradient", &["critical"]), "{label}: {:?}", codes(&r));
         assert!(has(&r, "not_learning", &["critical"]), "{label}: {:?}", codes(&r));
         assert!(num(&r, "final_accuracy") < 0.6, "{label}: {}", r["summary"]);
+        // The sigmoid's derivative (<= 1/4) is to blame, and not learning is its consequence.
+        assert_eq!(cause(&r, "vanishing_gradient"), Some("activation"), "{label}");
+        assert_eq!(consequence_of(&r, "not_learning"), Some("vanishing_gradient"), "{label}");
     }
 }
 
@@ -92,6 +105,8 @@ fn relu_xavier_30_vanishes_where_relu_he_30_learns() {
             assert!(has(&r, code, &["critical"]), "{label}: no critical {code}: {:?}", codes(&r));
         }
         assert!(num(&r, "final_accuracy") < 0.4, "{label}: {}", r["summary"]);
+        // sigma_w^2 = 1 for ReLU: each layer halves the signal's variance (He init gives 2).
+        assert_eq!(cause(&r, "vanishing_gradient"), Some("init_scale"), "{label}");
     }
 }
 
@@ -111,6 +126,8 @@ fn small_init_vanishes_and_does_not_learn() {
         assert!(has(&r, "vanishing_gradient", &["critical"]), "{label}: {:?}", codes(&r));
         assert!(has(&r, "not_learning", &["critical"]), "{label}: {:?}", codes(&r));
         assert!(num(&r, "final_accuracy") < 0.6, "{label}: {}", r["summary"]);
+        // The cause is the small initialisation (sigma_w^2 = 64 x 1e-4).
+        assert_eq!(cause(&r, "vanishing_gradient"), Some("init_scale"), "{label}");
     }
 }
 
@@ -177,6 +194,8 @@ fn dead_relu_high_lr_kills_units_and_a_small_lr_does_not() {
     for (label, r) in runs("dead-relu-high-lr", &[4, 1, 2, 3]) {
         assert!(has(&r, "dead_units", &["warning", "critical"]), "{label}: {:?}", codes(&r));
         assert!(!has(&r, "non_finite", &["critical"]), "{label}: {:?}", codes(&r));
+        // Alive at step 0, dead after the large updates: the learning rate.
+        assert_eq!(cause(&r, "dead_units"), Some("learning_rate"), "{label}");
     }
     let mut gentle = preset("dead-relu-high-lr");
     gentle["training"]["optimizer"]["lr"] = 0.01.into();

@@ -11,12 +11,14 @@
 //!   their activation say which of the two is to blame — the mean-field factor by which each
 //!   layer multiplies the signal's variance is `σ_w²/2` for ReLU, at most `σ_w²` for tanh and at
 //!   most `σ_w²/16` for the sigmoid, whose derivative is at most 1/4 ([`INIT_TOO_SMALL`],
-//!   [`RELU_FACTOR_BAND`], [`TANH_BAND`]). For dead units, whether they were dead at step 0 (the
-//!   initialisation) or died during training (the updates: the learning rate).
+//!   [`RELU_FACTOR_BAND`], [`TANH_BAND`]). For dead units, whether they were already dead at
+//!   step 0 — above the `dead_units` warning threshold: the initialisation — or died during
+//!   training (the updates: the learning rate).
 //!
 //! Runs after `diagnostics::diagnose`, before `recommend`. Depends on `findings` and the
 //! engine's run record.
 
+use crate::analysis::diagnostics::DEAD_UNITS;
 use crate::analysis::findings::{Cause, CauseKind, Diagnostic, DiagnosticCode, Evidence, Severity};
 use crate::analysis::measures::hidden_weight_layers;
 use crate::engine::config::Activation;
@@ -207,7 +209,8 @@ fn dead_cause(record: &RunRecord, layers: &[String]) -> Option<Cause> {
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (a, b) = (mean(&at_init), mean(&at_end));
-    if a < 0.5 * b {
+    // Below the rule's own warning threshold at step 0, flagged at the end: they died training.
+    if a < DEAD_UNITS.warning && b > a {
         Some(Cause {
             kind: CauseKind::LearningRate,
             detail: format!(
