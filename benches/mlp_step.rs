@@ -182,6 +182,7 @@ impl Config {
                 shuffle: false,
                 precision: Precision::F32,
                 validation_split: 0.0,
+                standardize: false,
                 bptt_truncate: None,
             },
             probes: ProbeConfig { every: probe_every, histograms: false, parameters: false },

@@ -307,6 +307,120 @@ fn healthy_lstm_on_adding_t20_has_no_warning() {
     assert!(report.summary.final_loss.unwrap() < 0.02, "{:?}", report.summary.final_loss);
 }
 
+fn relu_he_mlp(seed: u64, gain: f64) -> Value {
+    json!({
+        "seed": seed,
+        "model": {"input_dim": 2, "layers": [
+            {"type": "mlp", "depth": 12, "width": 64, "activation": "relu",
+             "init": {"type": "he_normal", "gain": gain}},
+            {"type": "dense", "units": 2, "activation": "linear"}]},
+        "data": {"type": "spirals", "samples": 512, "noise": 0.1},
+        "training": {"steps": 1, "batch_size": 64, "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": 0.01}}
+    })
+}
+
+#[test]
+fn relu_he_at_gain_2_explodes_through_its_backward_signal() {
+    // chi_1 = gain^2 = 4 per layer: the chaotic phase. The weight gradients stay near uniform
+    // (each is the layer's input times its delta, and the two trends cancel), so the rule must
+    // read delta_norm, as the vanishing rule does.
+    for seed in 1..=3 {
+        let report = analyze(&relu_he_mlp(seed, 2.0));
+        let d = find(&report, "exploding_gradient");
+        let e = d.evidence.to_json();
+        assert_eq!(e["ratio"], "delta_norm", "seed {seed}: {e}");
+        assert!(e["delta_ratio_first_last"].as_f64().unwrap() > 1e2, "seed {seed}: {e}");
+        assert!(e["grad_ratio_first_last"].as_f64().unwrap() < 1e2, "seed {seed}: {e}");
+        assert_eq!(d.layers, ["dense_0"], "seed {seed}");
+        assert!(report.diagnostics.iter().all(|d| d.code != "vanishing_gradient"), "seed {seed}");
+        assert_eq!(report.summary.verdict, "exploding", "seed {seed}");
+    }
+}
+
+#[test]
+fn relu_he_at_gain_half_vanishes_and_does_not_explode() {
+    for seed in 1..=3 {
+        let report = analyze(&relu_he_mlp(seed, 0.5));
+        let d = find(&report, "vanishing_gradient");
+        assert_eq!(d.evidence.to_json()["ratio"], "delta_norm", "seed {seed}");
+        assert!(report.diagnostics.iter().all(|d| d.code != "exploding_gradient"), "seed {seed}");
+        assert_eq!(report.summary.verdict, "vanishing", "seed {seed}");
+    }
+}
+
+#[test]
+fn analyze_reports_the_loss_of_its_forward_pass_as_final_loss() {
+    let report = analyze(&deep_sigmoid(1));
+    let l0 = report.loss[0].expect("finite step-0 loss");
+    assert_eq!(report.summary.final_loss, Some(l0));
+    assert_eq!(report.summary.final_accuracy, report.accuracy.as_ref().and_then(|a| a[0]));
+}
+
+#[test]
+fn not_learning_of_a_regression_run_has_no_chance_accuracy_key() {
+    let spec = json!({
+        "seed": 3,
+        "model": {"input_dim": 1, "layers": [
+            {"type": "dense", "units": 16, "activation": "tanh"},
+            {"type": "dense", "units": 1, "activation": "linear"}]},
+        "data": {"type": "sine", "samples": 256},
+        "training": {"steps": 60, "batch_size": 32, "loss": "mse", "optimizer": {"type": "sgd", "lr": 1e-6}},
+        "probes": {"every": 10}
+    });
+    let report = run(spec);
+    let e = find(&report, "not_learning").evidence.to_json();
+    let keys: Vec<&String> = e.as_object().unwrap().keys().collect();
+    assert!(e.get("chance_accuracy").is_none() && e.get("final_accuracy").is_none(), "{keys:?}");
+    assert!(e.as_object().unwrap().values().all(|v| !v.is_null()), "null is for non-finite values only: {e}");
+}
+
+fn relu_he_30(seed: u64) -> Value {
+    let mut spec = gradscope::spec::presets::find("relu-he-30").unwrap().json.clone();
+    spec["seed"] = json!(seed);
+    spec
+}
+
+#[test]
+fn blobs_with_std_5_have_an_input_scale_finding_whose_cure_trains() {
+    // relu-he-30 at seed 5: blobs centred U(-10, 10) give feature standard deviations ~5, the
+    // loss starts at ~10 (ln 4 = 1.39 expected) and the run diverges within a few steps.
+    let spec = relu_he_30(5);
+    let report = analyze(&spec);
+    let d = find(&report, "input_scale");
+    let e = d.evidence.to_json();
+    assert!(e["max_std"].as_f64().unwrap() > 3.0, "{e}");
+    assert_eq!(e["features"], 16);
+    let top = &d.recommendations[0];
+    assert_eq!(top.patch, [json!({"op": "add", "path": "/data/standardize", "value": true})]);
+    let patched = apply(&report.spec, &top.patch).unwrap();
+    let cured = analyze(&patched);
+    assert!(cured.diagnostics.iter().all(|d| d.code != "input_scale"), "{:?}", serious(&cured));
+    let trained = run(patched);
+    assert_eq!(trained.summary.outcome, "completed", "{:?}", serious(&trained));
+    assert!(trained.diagnostics.iter().all(|d| d.code != "non_finite"));
+    let (l0, lf) = (trained.loss[0].unwrap(), trained.summary.final_loss.unwrap());
+    assert!(l0 < 3.0, "standardized inputs start near ln 4: {l0}");
+    assert!(lf < l0, "{lf} >= {l0}");
+}
+
+#[test]
+fn standardized_inline_data_has_no_input_scale_finding() {
+    let x: Vec<Vec<f64>> = (0..40).map(|i| vec![100.0 + i as f64, 0.01 * i as f64]).collect();
+    let y: Vec<u64> = (0..40).map(|i| i % 2).collect();
+    let mut spec = json!({
+        "model": {"input_dim": 2, "layers": [
+            {"type": "dense", "units": 8, "activation": "relu"},
+            {"type": "dense", "units": 2, "activation": "linear"}]},
+        "data": {"type": "inline", "x": x, "y": y},
+        "training": {"steps": 1, "batch_size": 40, "loss": "cross_entropy"}
+    });
+    let d = find(&analyze(&spec), "input_scale").clone();
+    assert_eq!(d.severity, "critical", "|mean| ~120 is over 10");
+    assert_eq!(d.evidence.to_json()["worst_feature"], 0);
+    spec["data"]["standardize"] = json!(true);
+    assert!(analyze(&spec).diagnostics.iter().all(|d| d.code != "input_scale"));
+}
+
 /// README.md's rules table is `markdown_table()`, the table the rules are evaluated by, between
 /// the `rules:begin` / `rules:end` markers. `GRADSCOPE_UPDATE_DOCS=1` rewrites it instead.
 #[test]

@@ -39,6 +39,7 @@ fn run_config(
             shuffle: true,
             precision: Precision::F32,
             validation_split: 0.0,
+            standardize: false,
             bptt_truncate: None,
         },
         probes: ProbeConfig { every: 100, histograms: false, parameters: false },

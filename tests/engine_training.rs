@@ -43,6 +43,7 @@ fn config(steps: usize, lr: f64, every: usize) -> RunConfig {
             shuffle: true,
             precision: Precision::F32,
             validation_split: 0.2,
+            standardize: false,
             bptt_truncate: None,
         },
         probes: ProbeConfig { every, histograms: true, parameters: true },

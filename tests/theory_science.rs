@@ -32,6 +32,7 @@ fn config(seed: u64, input_dim: usize, layers: Vec<LayerConfig>, data: DataConfi
             shuffle: true,
             precision: Precision::F64,
             validation_split: 0.0,
+            standardize: false,
             bptt_truncate: None,
         },
         probes: ProbeConfig::default(),

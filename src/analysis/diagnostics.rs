@@ -12,8 +12,8 @@
 
 use super::findings::{
     ClippingEvidence, DepthEvidence, Diagnostic, DiagnosticCode, Evidence, GrowthEvidence, HorizonEvidence,
-    LayerEvidence, NonFiniteEvidence, NotLearningEvidence, PerLayerEvidence, RecoveredEvidence, Severity, Thresholds,
-    TimestepEvidence, Verdict,
+    InputScaleEvidence, LayerEvidence, NonFiniteEvidence, NotLearningEvidence, PerLayerEvidence, RatioKind,
+    RecoveredEvidence, Severity, Thresholds, TimestepEvidence, Verdict,
 };
 use super::measures::{first_recurrent, memory_horizon, FirstLast, HORIZON_FRACTION};
 use crate::engine::train::{RunEnd, RunRecord};
@@ -62,6 +62,17 @@ pub const DEAD_UNITS: Thresholds = Thresholds { warning: 0.25, critical: 0.5 };
 /// `long_range_vanishing`: the memory horizon against the sequence length T divided by these
 /// (T/4 warning, T/10 critical).
 pub const HORIZON: Thresholds = Thresholds { warning: 4.0, critical: 10.0 };
+/// `input_scale`: a feature's |mean| or standard deviation on the training split. Standardized
+/// features sit at 0 and 1; the generators' own scales (spirals, moons, xor, circles ~0.5-1,
+/// sine x ~ U(-pi, pi) with std 1.8, teacher N(0, 1)) stay below 3, while sklearn-style blobs
+/// (centres U(-10, 10): per-feature std ~5-6, |mean| up to ~5) are above it. At 10 the first
+/// layer's pre-activations are 10x what the initialisation is scaled for.
+pub const INPUT_SCALE: Thresholds = Thresholds { warning: 3.0, critical: 10.0 };
+/// `input_scale` warns when the root mean square of the inputs over all features is below this:
+/// inputs that small leave the first layer's gradient (proportional to its input) 10x smaller
+/// than at unit scale. Taken over all features, not per feature, so that sparse one-hot or
+/// marker features (copy, adding: std ~0.1-0.3 each) do not count as small.
+pub const INPUT_RMS_WARNING: f64 = 0.1;
 /// `not_learning`: final loss as a fraction of the step-0 loss (warning) and of the best
 /// constant prediction's loss (critical).
 pub const NOT_LEARNING: Thresholds = Thresholds { warning: 0.9, critical: 0.9 };
@@ -78,6 +89,21 @@ pub const RULES: &[Rule] = &[
             "NaN or Inf in the loss, an activation or a gradient: critical, with the step and the first layer".into()
         },
         check: non_finite,
+    },
+    Rule {
+        code: DiagnosticCode::InputScale,
+        band: INPUT_SCALE,
+        describe: |r| {
+            format!(
+                "an input feature's |mean| or standard deviation on the training split (over every time step for \
+                 sequences) > {} warning, > {} critical; or the inputs' root mean square over all features < {} \
+                 (warning); standardized data (`data.standardize`) has 0 and 1",
+                num(r.band.warning),
+                num(r.band.critical),
+                num(INPUT_RMS_WARNING)
+            )
+        },
+        check: input_scale,
     },
     Rule {
         code: DiagnosticCode::VanishingGradient,
@@ -99,7 +125,9 @@ pub const RULES: &[Rule] = &[
         band: EXPLODING,
         describe: |r| {
             format!(
-                "the same ratio > {w} warning, > {c} critical; for recurrent layers, ||dL/dh_1|| / ||dL/dh_T|| > {w} \
+                "the same comparison, with the larger of the two ratios (grad_norm or delta_norm: a chaotic ReLU \
+                 stack keeps its weight gradients uniform while the backward signal grows), > {w} warning, > {c} \
+                 critical; for recurrent layers, ||dL/dh_1|| / ||dL/dh_T|| > {w} \
                  warning, > {c} critical; or the global grad norm grows > {g}x from step 0 (critical; not out of a \
                  vanishing start); or clipping changed the gradient on > {p}% of steps (warning)",
                 w = num(r.band.warning),
@@ -182,7 +210,8 @@ pub const RULES: &[Rule] = &[
 ];
 
 /// Which verdict each code gives, most serious first: within a severity, the first code found
-/// in this order names the run (the cause before its effects). `update_ratio` gives none.
+/// in this order names the run (the cause before its effects). `update_ratio` and
+/// `input_scale` give none: they name a cause the other findings show the effects of.
 pub const VERDICTS: [(DiagnosticCode, Verdict); 7] = [
     (DiagnosticCode::NonFinite, Verdict::Diverged),
     (DiagnosticCode::ExplodingGradient, Verdict::Exploding),
@@ -291,6 +320,51 @@ fn non_finite(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
     }
 }
 
+fn input_scale(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
+    let stats = &run.record.input_stats;
+    let features: Vec<(f64, f64)> = stats.mean.iter().zip(&stats.std).map(|(&m, &s)| (m, s)).collect();
+    if features.is_empty() || features.iter().any(|(m, s)| !(m.is_finite() && s.is_finite())) {
+        return;
+    }
+    let scale = |(m, s): (f64, f64)| m.abs().max(s);
+    let (worst_feature, worst) =
+        features.iter().map(|&f| scale(f)).enumerate().fold((0, 0.0f64), |a, (i, v)| if v > a.1 { (i, v) } else { a });
+    let max_abs_mean = features.iter().map(|(m, _)| m.abs()).fold(0.0, f64::max);
+    let max_std = features.iter().map(|(_, s)| *s).fold(0.0, f64::max);
+    let out_of_range = features.iter().filter(|&&f| scale(f) > rule.band.warning).count();
+    let input_rms = (features.iter().map(|(m, s)| m * m + s * s).sum::<f64>() / features.len() as f64).sqrt();
+    let too_large = worst > rule.band.warning;
+    if !too_large && input_rms >= INPUT_RMS_WARNING {
+        return;
+    }
+    let message = if too_large {
+        let (m, s) = features[worst_feature];
+        format!(
+            "{out_of_range} of {} input features are far from standardized; feature {worst_feature} has mean \
+             {m:.2} and standard deviation {s:.2} on the training split",
+            features.len()
+        )
+    } else {
+        format!("the inputs are small: their root mean square over all features is {input_rms:.2e}")
+    };
+    out.push(diag(
+        rule.code,
+        Severity::of(worst > rule.band.critical),
+        Vec::new(),
+        message,
+        Evidence::InputScale(InputScaleEvidence {
+            features: features.len(),
+            features_out_of_range: out_of_range,
+            input_rms,
+            max_abs_mean,
+            max_std,
+            rms_warning: INPUT_RMS_WARNING,
+            thresholds: rule.band,
+            worst_feature,
+        }),
+    ));
+}
+
 /// What the first/last hidden-layer comparison says: at most one of vanishing and exploding,
 /// at the first probe (step 0, then the last) where either shows.
 enum Depth {
@@ -310,9 +384,12 @@ enum Depth {
 }
 
 struct DepthAt {
-    worst: f64,
-    ratio: f64,
-    evidence: DepthEvidence,
+    /// The smaller ratio and its evidence (read by the vanishing rule).
+    small: f64,
+    small_evidence: DepthEvidence,
+    /// The larger ratio and its evidence (read by the exploding rule).
+    large: f64,
+    large_evidence: DepthEvidence,
 }
 
 fn depth(record: &RunRecord) -> (Depth, Option<FirstLast>) {
@@ -320,31 +397,37 @@ fn depth(record: &RunRecord) -> (Depth, Option<FirstLast>) {
     let Some(fl) = FirstLast::of(record).filter(|_| n > 0) else { return (Depth::None, None) };
     let measure = |probe: usize| {
         let r = fl.ratios(record, probe)?;
-        let worst = r.worst_small();
-        let evidence = DepthEvidence {
+        let evidence = |worst: f64, ratio, thresholds| DepthEvidence {
             delta_ratio_first_last: r.delta,
             grad_ratio_first_last: r.grad,
             layers_between: fl.span,
             per_layer_factor: worst.powf(1.0 / fl.span),
             probe_step: record.steps[probe],
-            thresholds: VANISHING,
+            ratio,
+            thresholds,
         };
-        Some(DepthAt { worst, ratio: r.grad, evidence })
+        let (small, large) = (r.worst_small(), r.worst_large());
+        Some(DepthAt {
+            small,
+            small_evidence: evidence(small, r.smallest(), VANISHING),
+            large,
+            large_evidence: evidence(large, r.largest(), EXPLODING),
+        })
     };
     let init = measure(0);
     let end = if n > 1 { measure(n - 1) } else { None };
     if let (Some(i), Some(e)) = (&init, &end) {
-        if i.worst < VANISHING.warning && e.worst >= VANISHING.warning {
-            let evidence = RecoveredEvidence { at_end: e.evidence.clone(), at_init: i.evidence.clone() };
-            return (Depth::Recovered(i.worst, e.worst, evidence), Some(fl));
+        if i.small < VANISHING.warning && e.small >= VANISHING.warning {
+            let evidence = RecoveredEvidence { at_end: e.small_evidence.clone(), at_init: i.small_evidence.clone() };
+            return (Depth::Recovered(i.small, e.small, evidence), Some(fl));
         }
     }
     for (found, when) in [(init, "at initialisation"), (end, "at the end of training")] {
-        let Some(DepthAt { worst, ratio, evidence }) = found else { continue };
-        if worst < VANISHING.warning {
-            return (Depth::Vanishing { when, worst, evidence }, Some(fl));
-        } else if ratio > EXPLODING.warning {
-            return (Depth::Exploding { when, ratio, evidence }, Some(fl));
+        let Some(at) = found else { continue };
+        if at.small < VANISHING.warning {
+            return (Depth::Vanishing { when, worst: at.small, evidence: at.small_evidence }, Some(fl));
+        } else if at.large > EXPLODING.warning {
+            return (Depth::Exploding { when, ratio: at.large, evidence: at.large_evidence }, Some(fl));
         }
     }
     (Depth::None, Some(fl))
@@ -389,11 +472,20 @@ fn exploding(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
     if let (Depth::Exploding { when, ratio, evidence }, Some(fl)) = (&run.depth, run.first_last) {
         let name = |i: usize| record.layers[i].name.clone();
         let evidence = DepthEvidence { thresholds: rule.band, ..evidence.clone() };
+        let what = match evidence.ratio {
+            RatioKind::GradNorm => "weight gradient",
+            RatioKind::DeltaNorm => "backward signal (delta_norm)",
+        };
         out.push(diag(
             rule.code,
             Severity::of(*ratio > rule.band.critical),
             vec![name(fl.first)],
-            format!("{when}, {}'s gradient is {ratio:.1e} times that of {}", name(fl.first), name(fl.last)),
+            format!(
+                "{when}, the {what} reaching {} is {ratio:.1e} times that of {} (a factor {:.2} per layer)",
+                name(fl.first),
+                name(fl.last),
+                evidence.per_layer_factor
+            ),
             Evidence::Depth(evidence),
         ));
     }

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use strum::{EnumIter, IntoStaticStr};
 
+pub use super::measures::RatioKind;
+
 /// What a diagnostic is about. The serde name is the code on the wire.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumIter, utoipa::ToSchema,
@@ -38,6 +40,8 @@ pub enum DiagnosticCode {
     LongRangeVanishing,
     /// The loss stays near where it started or near the best constant prediction.
     NotLearning,
+    /// Input features far from zero mean and unit variance.
+    InputScale,
 }
 
 impl DiagnosticCode {
@@ -66,6 +70,10 @@ impl DiagnosticCode {
             }
             DiagnosticCode::LongRangeVanishing => {
                 "the recurrent gradient fades within far fewer time steps than the sequence has"
+            }
+            DiagnosticCode::InputScale => {
+                "the input features are far from zero mean and unit variance, so the first layer's pre-activations \
+                 (and the loss at the start) are far from the scale the initialisation assumes"
             }
         }
     }
@@ -251,6 +259,8 @@ pub enum Evidence {
     Horizon(HorizonEvidence),
     /// `not_learning`.
     NotLearning(NotLearningEvidence),
+    /// `input_scale`.
+    InputScale(InputScaleEvidence),
 }
 
 /// Where NaN/Inf appeared.
@@ -273,10 +283,13 @@ pub struct DepthEvidence {
     pub grad_ratio_first_last: f64,
     /// Hidden weight layers between the two (their count minus one).
     pub layers_between: f64,
-    /// The smaller ratio to the power 1 / `layers_between`.
+    /// The ratio the finding rests on (`ratio`) to the power 1 / `layers_between`.
     pub per_layer_factor: f64,
     /// The probe step measured.
     pub probe_step: usize,
+    /// Which ratio the finding rests on: the smaller of the two for `vanishing_gradient`, the
+    /// larger for `exploding_gradient` (`grad_norm` or `delta_norm`).
+    pub ratio: RatioKind,
     /// The rule's thresholds.
     pub thresholds: Thresholds,
 }
@@ -381,9 +394,11 @@ pub struct HorizonEvidence {
 pub struct NotLearningEvidence {
     /// Loss of the best constant prediction.
     pub baseline_loss: Option<f64>,
-    /// Accuracy of guessing (classification).
+    /// Accuracy of guessing (classification only; left out for regression, which has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub chance_accuracy: Option<f64>,
-    /// Final training accuracy.
+    /// Final training accuracy (classification only; left out for regression).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub final_accuracy: Option<f64>,
     /// Final training loss.
     pub final_loss: f64,
@@ -391,6 +406,28 @@ pub struct NotLearningEvidence {
     pub loss_step0: f64,
     /// The fraction of the step-0 (or constant-prediction) loss above which the loss is stuck.
     pub threshold: f64,
+}
+
+/// The input features' statistics on the training split, as the network sees them.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InputScaleEvidence {
+    /// Input features (per time step for sequences).
+    pub features: usize,
+    /// Features whose |mean| or standard deviation is above `thresholds.warning`.
+    pub features_out_of_range: usize,
+    /// Root mean square of the inputs over all features: sqrt(mean over features of
+    /// mean^2 + std^2).
+    pub input_rms: f64,
+    /// Largest |mean| of a feature.
+    pub max_abs_mean: f64,
+    /// Largest standard deviation of a feature.
+    pub max_std: f64,
+    /// `input_rms` below this warns (inputs too small).
+    pub rms_warning: f64,
+    /// The thresholds on a feature's |mean| and standard deviation.
+    pub thresholds: Thresholds,
+    /// Index of the feature with the largest max(|mean|, std).
+    pub worst_feature: usize,
 }
 
 /// Which known cure a recommendation applies (its typed identity; the wire shows the title).
@@ -428,6 +465,8 @@ pub enum Cure {
     TrainLonger,
     /// Back-propagation through the whole sequence instead of a truncated window.
     FullBptt,
+    /// Standardized input features (`data.standardize`).
+    Standardize,
 }
 
 /// One concrete change.
@@ -501,6 +540,7 @@ mod tests {
             layers_between: 4.0,
             per_layer_factor: 0.1,
             probe_step: 0,
+            ratio: RatioKind::GradNorm,
             thresholds: Thresholds { critical: 1e-4, warning: 1e-2 },
         });
         let text = serde_json::to_string(&e).unwrap();

@@ -70,6 +70,39 @@ impl Ratios {
     pub fn worst_small(&self) -> f64 {
         self.grad.min(self.delta.unwrap_or(self.grad))
     }
+
+    /// The larger of the two, the mirror of [`Ratios::worst_small`]: a chaotic ReLU stack
+    /// (He init at gain 2) keeps its weight-gradient ratio near 1 while the gradient reaching
+    /// the first layer's output grows by the gain squared per layer.
+    pub fn worst_large(&self) -> f64 {
+        self.grad.max(self.delta.unwrap_or(self.grad))
+    }
+
+    /// Which of the two [`Ratios::worst_large`] is.
+    pub fn largest(&self) -> RatioKind {
+        match self.delta {
+            Some(d) if d > self.grad => RatioKind::DeltaNorm,
+            _ => RatioKind::GradNorm,
+        }
+    }
+
+    /// Which of the two [`Ratios::worst_small`] is.
+    pub fn smallest(&self) -> RatioKind {
+        match self.delta {
+            Some(d) if d < self.grad => RatioKind::DeltaNorm,
+            _ => RatioKind::GradNorm,
+        }
+    }
+}
+
+/// Which first/last ratio a depth finding rests on (its serde name is the measured quantity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RatioKind {
+    /// The weight gradients' norms (`grad_norm`).
+    GradNorm,
+    /// The backward signal reaching each layer's output (`delta_norm`).
+    DeltaNorm,
 }
 
 impl FirstLast {
@@ -131,5 +164,16 @@ mod tests {
         let r = Ratios { grad: 1.0, delta: Some(1e-3) };
         assert_eq!(r.worst_small(), 1e-3);
         assert_eq!(Ratios { grad: 0.5, delta: None }.worst_small(), 0.5);
+        assert_eq!(r.smallest(), RatioKind::DeltaNorm);
+    }
+
+    #[test]
+    fn the_worst_large_ratio_is_the_larger_one() {
+        let r = Ratios { grad: 1.0, delta: Some(2.7e3) };
+        assert_eq!(r.worst_large(), 2.7e3);
+        assert_eq!(r.largest(), RatioKind::DeltaNorm);
+        let r = Ratios { grad: 5e2, delta: Some(3.0) };
+        assert_eq!((r.worst_large(), r.largest()), (5e2, RatioKind::GradNorm));
+        assert_eq!(Ratios { grad: 0.5, delta: None }.worst_large(), 0.5);
     }
 }

@@ -130,7 +130,11 @@ pub fn analyze(spec: &Spec, options: &AnalyzeOptions<'_>) -> Result<Report, Pipe
     let expanded = spec.expanded();
     let gradients = options.gradients || spec.return_gradients.unwrap_or(false);
     let batch = analyze_batch(spec, &config);
-    let record = train::analyze(&config, Some(batch), gradients).map_err(PipelineError::Engine)?;
+    let mut record = train::analyze(&config, Some(batch), gradients).map_err(PipelineError::Engine)?;
+    // The network analysed is the initial one: its loss is the one forward pass's (a non-finite
+    // one still becomes `null` in the report, and only then).
+    record.final_loss = record.loss.first().copied();
+    record.final_accuracy = record.accuracy.first().copied().flatten();
     let spec_json = serde_json::to_value(&expanded).unwrap_or(Value::Null);
     let assembled = assemble(&config, &record, spec_json, StepZero::Analyze { batch }, options.limits, batch);
     Ok(build_report(&record, Parts { max_points: max_points(&expanded), parameters: true, ..assembled }))

@@ -100,6 +100,12 @@ const WHY_GRU: &str = "A GRU interpolates h_t = (1 - z) n + z h_{t-1}; where the
 const WHY_IRNN: &str = "A ReLU RNN with W_hh initialised to the identity starts by copying its state, so the \
     gradient through time is the identity on active units; Le et al. (2015) pair it with gradient clipping.";
 
+const WHY_STANDARDIZE: &str = "Initialisations are scaled for inputs of zero mean and unit variance (the variance \
+    of a pre-activation is fan_in x Var(w) x E[x^2]); features with a standard deviation of 5 make the first \
+    layer's pre-activations, the logits and the initial loss several times too large, and the first steps \
+    overshoot. Standardizing each feature with the training split's mean and standard deviation restores the \
+    scale the initialisation assumes (LeCun et al. 1998, Efficient BackProp).";
+
 struct SpecView<'a> {
     spec: &'a Value,
     layers: &'a [LayerEntry],
@@ -162,8 +168,21 @@ impl SpecView<'_> {
             DiagnosticCode::NonFinite => self.non_finite(),
             DiagnosticCode::UpdateRatio => self.update_ratio(d),
             DiagnosticCode::NotLearning => self.not_learning(),
+            DiagnosticCode::InputScale => self.standardize(),
         };
         out.into_iter().filter(|r| !r.patch.is_empty()).collect()
+    }
+
+    /// `data.standardize: true`, unless the spec already standardizes.
+    fn standardize(&self) -> Vec<Recommendation> {
+        let already = self.get("/data/standardize").and_then(Value::as_bool) == Some(true);
+        let patch = if already { Vec::new() } else { vec![add("/data/standardize", json!(true))] };
+        vec![rec(
+            Cure::Standardize,
+            "Standardize the input features (zero mean, unit variance per feature)",
+            WHY_STANDARDIZE,
+            patch,
+        )]
     }
 
     /// One patch op per hidden dense layer whose activation is in `from` (all when empty).
@@ -621,6 +640,7 @@ mod tests {
             layers_between: 4.0,
             per_layer_factor: grad_ratio_first_last.powf(0.25),
             probe_step: 0,
+            ratio: crate::analysis::findings::RatioKind::GradNorm,
             thresholds: Thresholds { critical: 1e-4, warning: 1e-2 },
         })
     }

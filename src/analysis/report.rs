@@ -77,9 +77,12 @@ pub struct Report {
 pub struct Summary {
     /// The most serious finding, in one word.
     pub verdict: Verdict,
-    /// Loss of the final network on the training set (eval mode).
+    /// Loss of the final network on the training set (eval mode); for `analyze`, the loss of
+    /// its one forward pass (the initial network on the analysed batch). `null` only when it
+    /// is not finite.
     pub final_loss: Option<f64>,
-    /// Accuracy of the final network on the training set (classification only).
+    /// Accuracy of the final network on the training set (classification only; for `analyze`,
+    /// of its one forward pass).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub final_accuracy: Option<f64>,
     /// Validation loss of the final network.

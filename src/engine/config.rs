@@ -514,6 +514,9 @@ pub struct TrainConfig {
     pub precision: Precision,
     /// Fraction of samples held out for validation, in `[0, 1)`.
     pub validation_split: f64,
+    /// Standardize each input feature to zero mean and unit variance with the training split's
+    /// statistics, applied to both splits (`engine::data::prepare`).
+    pub standardize: bool,
     /// Truncated BPTT: the recurrent gradient flows back at most this many steps from the last
     /// time step (see `engine::layers::rnn`). `None` = full BPTT.
     pub bptt_truncate: Option<usize>,

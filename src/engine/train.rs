@@ -17,7 +17,7 @@ use ndarray::Array2;
 use rand::seq::SliceRandom;
 
 use super::config::{LossKind, Precision, RunConfig};
-use super::data::{generate, Dataset, Targets};
+use super::data::{prepare, Dataset, FeatureStats, Targets};
 use super::layers::Ctx;
 use super::loss::{loss_and_grad, BatchTargets, LossValue};
 use super::network::{LayerInfo, Network};
@@ -138,6 +138,9 @@ pub struct RunRecord {
     pub precision: &'static str,
     /// Number of classes of a classification task.
     pub classes: Option<usize>,
+    /// Mean and standard deviation of each input feature over the training split, as the
+    /// network sees it (after `standardize`; over every time step for sequences).
+    pub input_stats: FeatureStats,
     /// The loss of the best constant prediction on the training set: the targets' variance for
     /// mse (predict the mean), the entropy of the class frequencies for cross-entropy (predict
     /// them). A network that does not beat it has learned nothing from its inputs.
@@ -271,8 +274,7 @@ impl<'c, T: Scalar> Session<'c, T> {
 
     /// Generates the data and builds the network of `config`.
     pub fn new(config: &'c RunConfig) -> Result<Self> {
-        let data = generate(&config.data, config.seed)?;
-        let (train, validation) = data.split(config.training.validation_split, config.seed);
+        let (train, validation) = prepare(config)?;
         let seq_len = train.seq_len.unwrap_or(1);
         if train.is_empty() {
             return Err(EngineError::config("data", "the training set is empty"));
@@ -342,6 +344,7 @@ impl<'c, T: Scalar> Session<'c, T> {
             gradients: None,
             precision: T::NAME,
             baseline_loss: baseline_loss(&self.train, self.config.training.loss),
+            input_stats: self.train.feature_stats(),
             classes: match self.train.y {
                 Targets::Classes { classes, .. } => Some(classes),
                 Targets::Values(_) => None,

@@ -486,7 +486,11 @@ impl Data {
             },
             other @ (S::Inline { .. } | S::InlineSequences { .. }) => other.clone(),
         };
-        Data { source, validation_split: Some(self.validation_split.unwrap_or(VALIDATION_SPLIT)) }
+        Data {
+            source,
+            validation_split: Some(self.validation_split.unwrap_or(VALIDATION_SPLIT)),
+            standardize: self.standardize,
+        }
     }
 
     /// Whether the data's targets are class labels (rather than regression values). Inline

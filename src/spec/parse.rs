@@ -637,8 +637,9 @@ fn parse_data(cx: &mut Collector, v: &Value, ptr: &str) -> Option<Data> {
     let (tag, mut o) = tagged(cx, v, ptr, "data", DATA_TYPES)?;
     let source = parse_data_source(cx, &mut o, tag);
     let validation_split = o.opt(cx, "validation_split", p_f64);
+    let standardize = o.opt(cx, "standardize", p_bool);
     o.finish(cx);
-    Some(Data { source: source?, validation_split: validation_split? })
+    Some(Data { source: source?, validation_split: validation_split?, standardize: standardize? })
 }
 
 fn parse_data_source(cx: &mut Collector, o: &mut Obj<'_>, tag: &str) -> Option<DataSource> {

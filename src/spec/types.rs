@@ -430,6 +430,13 @@ pub struct Data {
     /// Fraction held out for validation, in `[0, 1)` (default 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validation_split: Option<f64>,
+    /// Standardize each input feature to zero mean and unit variance before training (default
+    /// `false`): the mean and standard deviation of each feature are measured on the training
+    /// split (for sequences, over every time step) and applied to the training and the
+    /// validation split; a constant feature is only centred. Works for every source, inline
+    /// data included. The cure `input_scale` recommends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standardize: Option<bool>,
 }
 
 /// Generated or inline data.

@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use super::quadrature::{expect, quadrature, scale_free};
 use super::types::{JacobianSpectrum, StepZero, Theory, TheoryProfile};
 use crate::engine::config::{Activation, DenseConfig, Init, LayerConfig, RunConfig};
-use crate::engine::data::generate;
+use crate::engine::data::prepare;
 use crate::engine::jacobian::{dense_stack_jacobian, jacobian_cost, singular_values, DenseMap};
 use crate::engine::network::Network;
 use crate::engine::rng::{rng, Stream};
@@ -379,8 +379,7 @@ fn bias_moments(d: &DenseConfig, b: &[f64]) -> (f64, f64) {
 /// engine cuts it: the data of the seed, the train/validation split, then the first
 /// `batch_size` of the shuffled order (training) or the first `batch` samples (`analyze`).
 pub(super) fn step_zero_inputs(config: &RunConfig, step0: StepZero) -> Result<Array2<f64>, String> {
-    let data = generate(&config.data, config.seed).map_err(|e| e.to_string())?;
-    let (train, _) = data.split(config.training.validation_split, config.seed);
+    let (train, _) = prepare(config).map_err(|e| e.to_string())?;
     if train.seq_len.is_some() {
         return Err("sequence data".to_string());
     }

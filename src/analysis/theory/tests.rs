@@ -142,6 +142,7 @@ fn step_zero_batch_is_the_one_the_engine_used() {
             shuffle: true,
             precision: Precision::F64,
             validation_split: 0.2,
+            standardize: false,
             bptt_truncate: None,
         },
         probes: ProbeConfig::default(),

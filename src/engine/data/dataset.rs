@@ -23,6 +23,16 @@ pub struct Dataset {
     pub per_step_targets: bool,
 }
 
+/// Per input feature: the mean and the population standard deviation of a dataset's inputs
+/// (over samples and, for sequences, time steps).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeatureStats {
+    /// Mean of each feature.
+    pub mean: Vec<f64>,
+    /// Standard deviation of each feature (population: divided by the count).
+    pub std: Vec<f64>,
+}
+
 /// What a sample is labelled with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Targets {
@@ -152,6 +162,56 @@ impl Dataset {
             }
             (Targets::Values(all), None) => copy_rows(all, idx, values),
             (Targets::Values(all), Some(steps)) => copy_steps(all, steps, idx, values),
+        }
+    }
+
+    /// Mean and (population) standard deviation of each input feature over every sample —
+    /// and, for sequences, every time step: the statistics `data.standardize` uses and the
+    /// ones the run record reports as `input_stats`. Empty for an empty dataset.
+    pub fn feature_stats(&self) -> FeatureStats {
+        let features = self.input_dim();
+        let (mut sum, mut sq) = (vec![0.0f64; features], vec![0.0f64; features]);
+        if features == 0 {
+            return FeatureStats { mean: sum, std: sq };
+        }
+        let blocks = self.x.ncols() / features;
+        let count = (self.len() * blocks) as f64;
+        if count == 0.0 {
+            return FeatureStats { mean: Vec::new(), std: Vec::new() };
+        }
+        for row in self.x.rows() {
+            for (j, &v) in row.iter().enumerate() {
+                sum[j % features] += v;
+            }
+        }
+        let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
+        // Two passes: the centred sum of squares stays accurate for large offsets.
+        for row in self.x.rows() {
+            for (j, &v) in row.iter().enumerate() {
+                let d = v - mean[j % features];
+                sq[j % features] += d * d;
+            }
+        }
+        let std = sq.iter().map(|s| (s / count).sqrt()).collect();
+        FeatureStats { mean, std }
+    }
+
+    /// Replaces every input value `x` of feature `f` by `(x - mean[f]) / std[f]` (for
+    /// sequences, at every time step); a feature with `std[f] == 0` (constant) is only centred.
+    /// `stats` must have one entry per input feature (from [`Dataset::feature_stats`] of the
+    /// training split); extra or missing entries leave the features they do not cover as they
+    /// are.
+    pub fn standardize(&mut self, stats: &FeatureStats) {
+        let features = self.input_dim();
+        if features == 0 || stats.mean.len() != features || stats.std.len() != features {
+            return;
+        }
+        for mut row in self.x.rows_mut() {
+            for (j, v) in row.iter_mut().enumerate() {
+                let f = j % features;
+                let scale = if stats.std[f] > 0.0 { stats.std[f] } else { 1.0 };
+                *v = (*v - stats.mean[f]) / scale;
+            }
         }
     }
 

@@ -44,11 +44,11 @@ mod testing;
 
 use rand::seq::SliceRandom;
 
-use crate::engine::config::DataConfig;
+use crate::engine::config::{DataConfig, RunConfig};
 use crate::engine::error::Result;
 use crate::engine::rng::{rng, Stream};
 
-pub use dataset::{Dataset, Targets};
+pub use dataset::{Dataset, FeatureStats, Targets};
 use inline::{inline, inline_sequences};
 use points::{blobs, circles, moons, sine, spirals, teacher, xor};
 use sequences::{adding, copy, parity, sine_sequence, temporal_order};
@@ -121,6 +121,27 @@ pub fn generate(config: &DataConfig, seed: u64) -> Result<Dataset> {
     Ok(generated.take(&order))
 }
 
+/// The data a run trains and validates on: [`generate`]d from the run's seed, split
+/// ([`Dataset::split`] with `training.validation_split`) and, when `training.standardize` is
+/// set, standardized per input feature with the training split's statistics (the same
+/// statistics applied to the validation split, so nothing of it leaks into training). The
+/// session and the theory at initialisation both read the data through this.
+///
+/// # Errors
+/// As [`generate`].
+pub fn prepare(config: &RunConfig) -> Result<(Dataset, Option<Dataset>)> {
+    let data = generate(&config.data, config.seed)?;
+    let (mut train, mut validation) = data.split(config.training.validation_split, config.seed);
+    if config.training.standardize {
+        let stats = train.feature_stats();
+        train.standardize(&stats);
+        if let Some(v) = validation.as_mut() {
+            v.standardize(&stats);
+        }
+    }
+    Ok((train, validation))
+}
+
 #[cfg(test)]
 mod tests {
     use ndarray::Array2;
@@ -128,6 +149,49 @@ mod tests {
     use super::testing::*;
     use super::*;
     use crate::engine::config::{InlineSequenceTargets, InlineTargets};
+
+    #[test]
+    fn standardized_features_have_mean_0_and_std_1_with_the_training_statistics() {
+        let blobs = gen(&DataConfig::Blobs { samples: 400, classes: 4, dims: 5, std: 1.0 }, 5);
+        let raw = blobs.feature_stats();
+        assert!(raw.std.iter().any(|s| *s > 3.0), "blobs are spread over U(-10, 10): {raw:?}");
+        let (mut train, validation) = blobs.split(0.25, 5);
+        let mut validation = validation.unwrap();
+        let stats = train.feature_stats();
+        train.standardize(&stats);
+        validation.standardize(&stats);
+        let after = train.feature_stats();
+        assert_eq!(after.mean.len(), 5);
+        for (m, s) in after.mean.iter().zip(&after.std) {
+            assert!(m.abs() < 1e-12 && (s - 1.0).abs() < 1e-12, "{after:?}");
+        }
+        // The validation split uses the training statistics: near, not exactly, 0 and 1.
+        let v = validation.feature_stats();
+        assert!(v.mean.iter().all(|m| m.abs() < 0.5) && v.std.iter().all(|s| (s - 1.0).abs() < 0.5), "{v:?}");
+        // Deterministic: the same data gives the same numbers, bit for bit.
+        let mut again = gen(&DataConfig::Blobs { samples: 400, classes: 4, dims: 5, std: 1.0 }, 5).split(0.25, 5).0;
+        again.standardize(&again.feature_stats());
+        assert_eq!(again, train);
+    }
+
+    #[test]
+    fn sequences_are_standardized_per_feature_over_every_time_step() {
+        let mut adding = gen(&DataConfig::Adding { samples: 64, length: 10 }, 1);
+        let before = adding.feature_stats();
+        assert_eq!(before.mean.len(), 2, "value and marker");
+        // Markers: exactly 2 of the 10 steps.
+        assert!((before.mean[1] - 0.2).abs() < 1e-12, "{before:?}");
+        adding.standardize(&before);
+        let after = adding.feature_stats();
+        for (m, s) in after.mean.iter().zip(&after.std) {
+            assert!(m.abs() < 1e-12 && (s - 1.0).abs() < 1e-12, "{after:?}");
+        }
+        // A constant feature is centred, not divided by 0.
+        let x = Array2::from_shape_vec((3, 2), vec![1.0, 5.0, 2.0, 5.0, 3.0, 5.0]).unwrap();
+        let mut d = Dataset::plain(x, Targets::Classes { labels: vec![0, 1, 0], classes: 2 });
+        d.standardize(&d.feature_stats());
+        assert!(d.x.column(1).iter().all(|v| *v == 0.0) && d.x.iter().all(|v| v.is_finite()));
+    }
 
     #[test]
     fn same_seed_gives_identical_data_for_every_generator() {

@@ -64,6 +64,15 @@ impl Validator<'_> {
             let held_out = (n as f64 * split).floor() as usize;
             info.train_samples = Some(n.saturating_sub(held_out).max(1));
         }
+        // A standard deviation needs two samples; with one, every input would become 0.
+        if d.standardize == Some(true) && info.train_samples == Some(1) {
+            self.cx.push(
+                "/data/standardize",
+                "`standardize` needs at least 2 training samples to measure each feature's standard deviation, got 1"
+                    .to_string(),
+            );
+            info.config = None;
+        }
         info
     }
 

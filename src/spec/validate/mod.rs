@@ -132,6 +132,7 @@ impl Spec {
                     shuffle: training.shuffle.unwrap_or(SHUFFLE),
                     precision: training.precision.unwrap_or(PRECISION).to_engine(),
                     validation_split,
+                    standardize: self.data.standardize.unwrap_or(false),
                     bptt_truncate: train.bptt_truncate?,
                 },
                 probes: probes?,
