@@ -39,6 +39,11 @@ pub struct Consequence {
 /// Every known link, in priority order: the first cause the report holds wins.
 pub const CONSEQUENCES: &[Consequence] = &[
     Consequence {
+        effect: DiagnosticCode::NonFinite,
+        cause: DiagnosticCode::InputScale,
+        why: "inputs far from unit scale make the first layer's pre-activations and the first updates that much larger",
+    },
+    Consequence {
         effect: DiagnosticCode::DeadUnits,
         cause: DiagnosticCode::NonFinite,
         why: "the units died when the run diverged: the blown-up updates left their pre-activations negative",
@@ -52,6 +57,11 @@ pub const CONSEQUENCES: &[Consequence] = &[
         effect: DiagnosticCode::UpdateRatio,
         cause: DiagnosticCode::VanishingGradient,
         why: "the first layers' updates are tiny because their gradient vanished; a larger learning rate would not reach them without blowing up the last layers",
+    },
+    Consequence {
+        effect: DiagnosticCode::ExplodingGradient,
+        cause: DiagnosticCode::InputScale,
+        why: "inputs far from unit scale make the first layer's gradients and updates that much larger",
     },
     Consequence {
         effect: DiagnosticCode::NotLearning,
