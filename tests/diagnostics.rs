@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 fn run(spec: Value) -> Report {
     let body = serde_json::to_vec(&spec).unwrap();
-    let options = RunOptions { limits: &Limits::default(), params_out: false };
+    let options = RunOptions { limits: &Limits::default(), params_out: false, verify_share: 0.0 };
     let spec = parse_body(&body).expect("spec parses");
     run_spec(&spec, &options, &CancelFlag::new(), &mut |_| {}).expect("spec runs").report
 }

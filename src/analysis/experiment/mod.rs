@@ -34,8 +34,8 @@ pub use input::{Axis, ExperimentInput, RunInput, RunResult, RunState, VariantInp
 pub use page::{markdown_table, render_html};
 pub use plots::{available, plot_named, render, ExperimentPlot, ExperimentPlotError};
 pub use result::{
-    AxisValues, BestCell, CodeCount, ExperimentResult, Heatmap, LayerNorms, Level, LossCurve, MainEffect, Method,
-    RunRow, RunStatus, Setting, StepsToThreshold, VariantRow, VerdictCount, VsBaseline, WallTime,
+    ranking_loss, AxisValues, BestCell, CodeCount, ExperimentResult, Heatmap, LayerNorms, Level, LossCurve, MainEffect,
+    Method, RunRow, RunStatus, Setting, StepsToThreshold, VariantRow, VerdictCount, VsBaseline, WallTime,
 };
 pub use stats::{GeoStat, MeanStat, PairedDiff, CONFIDENCE};
 pub use summary::summarize;
