@@ -453,12 +453,14 @@ pub struct Verification {
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum VerifyStatus {
-    /// Lower final loss than the baseline at the budget (compared at the experiments' rounding).
+    /// A final loss at the budget lower than the baseline's by more than `VERIFY_MARGIN` (5%),
+    /// compared at the experiments' rounding.
     VerifiedBetter,
     /// Not verified (see `reason`): recommended on its documented grounds, ranked after the
     /// verified ones.
     NotVerified,
-    /// The same final loss as the baseline at the budget: tried, not recommended.
+    /// A final loss at the budget within the margin of the baseline's, or equal: tried, not
+    /// recommended.
     TriedNoChange,
     /// A higher final loss than the baseline (or NaN/Inf) at the budget: tried, not recommended.
     TriedWorse,
