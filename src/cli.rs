@@ -70,6 +70,10 @@ pub enum Command {
         /// Print training progress to standard error.
         #[arg(long)]
         progress: bool,
+        /// Share of the run's compute that verifying its recommendations may take (each
+        /// patched spec trained for a short budget against the baseline); 0 switches it off.
+        #[arg(long, default_value_t = crate::analysis::verify::DEFAULT_VERIFY_SHARE)]
+        verify_share: f64,
         /// Output files besides the JSON report.
         #[command(flatten)]
         outputs: Outputs,
@@ -212,23 +216,27 @@ pub fn main(cli: Cli) -> ExitCode {
             let args = ExperimentArgs { workers, progress, table, html, plots };
             return finish(read(&file).and_then(|body| experiment(&body, &args)));
         }
-        Command::Run { spec, params_out, progress, outputs } => read(&spec).and_then(expand_preset).and_then(|body| {
-            let mut on_progress = |p: crate::engine::train::Progress| {
-                if progress && (p.step.is_multiple_of(100) || p.step == p.total_steps) {
-                    eprintln!("step {}/{} loss {:.6}", p.step, p.total_steps, p.loss);
+        Command::Run { spec, params_out, progress, verify_share, outputs } => {
+            read(&spec).and_then(expand_preset).and_then(|body| {
+                let mut on_progress = |p: crate::engine::train::Progress| {
+                    if progress && (p.step.is_multiple_of(100) || p.step == p.total_steps) {
+                        eprintln!("step {}/{} loss {:.6}", p.step, p.total_steps, p.loss);
+                    }
+                };
+                let limits = crate::spec::Limits::default();
+                let verify_share = if verify_share.is_finite() { verify_share.max(0.0) } else { 0.0 };
+                let options = pipeline::RunOptions { limits: &limits, params_out: params_out.is_some(), verify_share };
+                let spec = pipeline::parse_body(&body).map_err(Failure::from)?;
+                let out =
+                    pipeline::run(&spec, &options, &Default::default(), &mut on_progress).map_err(Failure::from)?;
+                if let (Some(path), Some(spec)) = (params_out, &out.spec_with_params) {
+                    let text = serde_json::to_string_pretty(spec).map_err(|e| Failure::Io(e.to_string()))?;
+                    std::fs::write(&path, text).map_err(|e| Failure::Io(format!("{}: {e}", path.display())))?;
                 }
-            };
-            let limits = crate::spec::Limits::default();
-            let options = pipeline::RunOptions { limits: &limits, params_out: params_out.is_some() };
-            let spec = pipeline::parse_body(&body).map_err(Failure::from)?;
-            let out = pipeline::run(&spec, &options, &Default::default(), &mut on_progress).map_err(Failure::from)?;
-            if let (Some(path), Some(spec)) = (params_out, &out.spec_with_params) {
-                let text = serde_json::to_string_pretty(spec).map_err(|e| Failure::Io(e.to_string()))?;
-                std::fs::write(&path, text).map_err(|e| Failure::Io(format!("{}: {e}", path.display())))?;
-            }
-            outputs.write(&out.report)?;
-            Ok(out.report)
-        }),
+                outputs.write(&out.report)?;
+                Ok(out.report)
+            })
+        }
         Command::Analyze { spec, gradients, outputs } => read(&spec).and_then(expand_preset).and_then(|body| {
             let options = pipeline::AnalyzeOptions { limits: &crate::spec::Limits::default(), gradients };
             let spec = pipeline::parse_body(&body).map_err(Failure::from)?;

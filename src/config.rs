@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// Nice value (0-19) of the worker threads: training yields the CPU to HTTP requests.
     #[arg(long, env = "GRADSCOPE_WORKER_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub worker_nice: i32,
+    /// Share of a job's compute that verifying its recommendations may take (each patched
+    /// spec trained for a short budget against the baseline); 0 switches verification off.
+    #[arg(long, env = "GRADSCOPE_VERIFY_SHARE", default_value_t = crate::analysis::verify::DEFAULT_VERIFY_SHARE)]
+    pub verify_share: f64,
     /// Progress events kept per job for `Last-Event-ID` replay.
     #[arg(long, env = "GRADSCOPE_EVENT_BUFFER", default_value_t = 1024)]
     pub event_buffer: usize,
@@ -185,6 +189,7 @@ impl ServeArgs {
             analyze_timeout: secs(self.analyze_timeout_secs),
             event_buffer: self.event_buffer.max(2),
             worker_nice: self.worker_nice,
+            verify_share: if self.verify_share.is_finite() { self.verify_share.max(0.0) } else { 0.0 },
             test_hooks: self.test_hooks,
             ..JobsConfig::default()
         }

@@ -18,7 +18,7 @@ const SEEDS: [u64; 3] = [1, 2, 3];
 fn run(mut spec: Value, seed: u64) -> Report {
     spec["seed"] = json!(seed);
     let body = serde_json::to_vec(&spec).unwrap();
-    let options = RunOptions { limits: &Limits::default(), params_out: false };
+    let options = RunOptions { limits: &Limits::default(), params_out: false, verify_share: 0.0 };
     let spec = parse_body(&body).expect("spec parses");
     run_spec(&spec, &options, &CancelFlag::new(), &mut |_| {}).expect("spec runs").report
 }

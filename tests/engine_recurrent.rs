@@ -116,7 +116,7 @@ fn lstm_solves_adding_at_t100_where_a_tanh_rnn_stays_at_baseline() {
             spec["training"]["clip"] = serde_json::json!({"type": "global_norm", "max": 1.0});
         }
         let spec = parse(&spec).expect("valid spec");
-        let options = RunOptions { limits: &Limits::default(), params_out: false };
+        let options = RunOptions { limits: &Limits::default(), params_out: false, verify_share: 0.0 };
         let out = run_spec(&spec, &options, &CancelFlag::new(), &mut |_| {}).expect("runs");
         let curve: Vec<String> = out
             .report

@@ -36,7 +36,7 @@ fn run(spec: &Value, seed: u64) -> Value {
     let mut spec = spec.clone();
     spec["seed"] = seed.into();
     let body = serde_json::to_vec(&spec).unwrap();
-    let options = RunOptions { limits: &Limits::default(), params_out: false };
+    let options = RunOptions { limits: &Limits::default(), params_out: false, verify_share: 0.0 };
     let parsed = parse_body(&body).expect("spec parses");
     let report = run_spec(&parsed, &options, &CancelFlag::new(), &mut |_| {}).expect("spec runs").report;
     serde_json::to_value(&report).unwrap()

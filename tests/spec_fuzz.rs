@@ -149,7 +149,7 @@ fn run_to_the_end(spec: &Value) -> Result<(), PipelineError> {
     let spec = parse(spec).map_err(PipelineError::Invalid)?;
     let limits = small_limits();
     analyze(&spec, &AnalyzeOptions { limits: &limits, gradients: true })?;
-    let out = run(&spec, &RunOptions { limits: &limits, params_out: false }, &CancelFlag::new(), &mut |_| {})?;
+    let out = run(&spec, &RunOptions::new(&limits), &CancelFlag::new(), &mut |_| {})?;
     // The report must serialise (non-finite numbers are nulled, never an error).
     serde_json::to_string(&out.report).expect("report serialises");
     Ok(())

@@ -486,6 +486,108 @@ pub struct Recommendation {
     /// there; recommendations of `vanishing_gradient` and `exploding_gradient` are ranked by it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub measured: Option<Measured>,
+    /// The patched spec trained on the same data and seed for a short budget, against the
+    /// baseline on the same budget (`analysis::verify`); absent when verification is off
+    /// (`verify_share` 0) and in `analyze` reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// What training the patched spec for the verification budget did, against the unpatched spec
+/// on the same budget, data and seed.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Verification {
+    /// Whether it is recommended: `verified_better` and `not_verified` are; `tried_no_change`
+    /// and `tried_worse` are listed with their figures but not recommended.
+    pub status: VerifyStatus,
+    /// Why it was not verified (`not_verified` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<NotVerifiedReason>,
+    /// Training steps of both runs (the budget).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// The unpatched spec at the budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<RunOutcome>,
+    /// The patched spec at the budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patched: Option<RunOutcome>,
+    /// `patched.final_loss - baseline.final_loss` (the experiments' paired difference, on one
+    /// seed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_change: Option<f64>,
+}
+
+/// The verdict of a verification.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumIter, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum VerifyStatus {
+    /// A final loss at the budget lower than the baseline's by more than `VERIFY_MARGIN` (5%),
+    /// compared at the experiments' rounding.
+    VerifiedBetter,
+    /// Not verified (see `reason`): recommended on its documented grounds, ranked after the
+    /// verified ones.
+    NotVerified,
+    /// A final loss at the budget within the margin of the baseline's, or equal: tried, not
+    /// recommended.
+    TriedNoChange,
+    /// A higher final loss than the baseline (or NaN/Inf) at the budget: tried, not recommended.
+    TriedWorse,
+}
+
+impl VerifyStatus {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// Recommended: better, or not verified.
+    pub fn recommended(self) -> bool {
+        matches!(self, VerifyStatus::VerifiedBetter | VerifyStatus::NotVerified)
+    }
+}
+
+/// Why a recommendation was not verified.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumIter, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum NotVerifiedReason {
+    /// Its run would take the verifications over their share of the job's compute.
+    OverBudget,
+    /// The patch does not apply, or the patched spec does not validate.
+    PatchInvalid,
+    /// It changes the number of training steps, which a run at the budget fixes.
+    ChangesSteps,
+    /// The patched run did not finish (the job was cancelled meanwhile, or the engine refused).
+    RunFailed,
+}
+
+impl NotVerifiedReason {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// A run's outcome at the verification budget (from its `RunResult`).
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct RunOutcome {
+    /// Final training loss (eval mode, as the report's `summary.final_loss`); `null` if not finite.
+    pub final_loss: Option<f64>,
+    /// Final training accuracy (classification only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_accuracy: Option<f64>,
+    /// `grad_ratio_first_last` at step 0.
+    pub grad_ratio_first_last: Option<f64>,
+    /// The same ratio at the last probe.
+    pub grad_ratio_end: Option<f64>,
+    /// The run's verdict.
+    pub verdict: Verdict,
 }
 
 /// What one forward/backward of the patched spec showed.

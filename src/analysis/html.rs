@@ -266,7 +266,51 @@ fn recommendations(page: &mut String, d: &Value) {
     if recs.is_empty() {
         return;
     }
-    page.push_str("<p><em>What to change</em> (most effective first):</p>\n<ol>\n");
+    let tried = |r: &&Value| matches!(r["verification"]["status"].as_str(), Some("tried_worse" | "tried_no_change"));
+    let (shown, rejected): (Vec<&Value>, Vec<&Value>) = recs.iter().partition(|r| !tried(r));
+    if !shown.is_empty() {
+        page.push_str("<p><em>What to change</em> (most effective first):</p>\n<ol>\n");
+        recommendation_items(page, &shown);
+        page.push_str("</ol>\n");
+    }
+    if !rejected.is_empty() {
+        page.push_str("<p><em>Tried, not recommended</em> (no better than the unchanged network):</p>\n<ul>\n");
+        recommendation_items(page, &rejected);
+        page.push_str("</ul>\n");
+    }
+}
+
+/// The effect of a verified change in words: "loss 0.69 -> 0.12 in 200 steps".
+fn verification_words(v: &Value) -> Option<String> {
+    let number = |x: &Value| x.as_f64().map_or_else(|| "NaN/Inf".to_owned(), |x| format!("{x:.3}"));
+    let reason = |r: &str| match r {
+        "over_budget" => "its run would exceed the verification share of the job's compute",
+        "patch_invalid" => "the patched spec does not validate",
+        "changes_steps" => "it changes the number of steps, which a run at the budget fixes",
+        _ => "its run did not finish",
+    };
+    let status = v["status"].as_str()?;
+    if status == "not_verified" {
+        return Some(format!("<em>Not verified:</em> {}.", reason(v["reason"].as_str().unwrap_or_default())));
+    }
+    let (b, p) = (&v["baseline"], &v["patched"]);
+    let steps = v["steps"].as_u64()?;
+    let mut words = format!("loss {} -> {} in {steps} steps", number(&b["final_loss"]), number(&p["final_loss"]));
+    if let (Some(ba), Some(pa)) = (b["final_accuracy"].as_f64(), p["final_accuracy"].as_f64()) {
+        let _ = write!(words, ", accuracy {ba:.2} -> {pa:.2}");
+    }
+    if let Some(verdict) = p["verdict"].as_str() {
+        let _ = write!(words, ", verdict {verdict}");
+    }
+    let label = match status {
+        "verified_better" => "Verified",
+        "tried_worse" => "Tried, worse",
+        _ => "Tried, no clear change",
+    };
+    Some(format!("<em>{label}:</em> {} (same data and seed).", esc(&words)))
+}
+
+fn recommendation_items(page: &mut String, recs: &[&Value]) {
     for r in recs {
         let title = r["title"].as_str().map_or_else(|| text(&r["title"]), str::to_owned);
         let _ = write!(page, "<li><strong>{}</strong>", esc(&title));
@@ -278,6 +322,9 @@ fn recommendations(page: &mut String, d: &Value) {
                 measured.iter().map(|(k, v)| format!("<code>{}</code> {}", esc(k), esc(&text(&compact(v))))).collect();
             let _ = write!(page, "<br><em>Measured at initialisation with this change:</em> {}", parts.join(", "));
         }
+        if let Some(words) = r.get("verification").and_then(verification_words) {
+            let _ = write!(page, "<br>{words}");
+        }
         if let Some(patch) = r.get("patch").filter(|p| !p.is_null()) {
             let _ = write!(
                 page,
@@ -287,7 +334,6 @@ fn recommendations(page: &mut String, d: &Value) {
         }
         page.push_str("</li>\n");
     }
-    page.push_str("</ol>\n");
 }
 
 /// A JSON Patch with one operation per line.

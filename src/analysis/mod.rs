@@ -12,6 +12,9 @@
 //! - `recommend`: cures as JSON Patches, ranked by measuring the patched specs;
 //! - `theory`: mean-field and recurrent predictions at initialisation;
 //! - `report`: the Report wire type and its conversion from the run record;
+//! - `experiment`: the comparison of an experiment's variants (`RunResult` per run);
+//! - `verify`: every recommendation trained for a short budget against the baseline on the
+//!   same budget (the run-and-summarise step shared with experiments);
 //! - `pipeline`: parse -> validate -> engine -> the one place a report is assembled;
 //! - `plots` and `html`: SVG plots and the HTML page, drawn from a report's JSON.
 //!
@@ -29,5 +32,6 @@ pub mod plots;
 pub mod recommend;
 pub mod report;
 pub mod theory;
+pub mod verify;
 
 pub use report::{build_report, Report};

@@ -1,5 +1,6 @@
 //! From a request body to a report: parse, validate, run the engine, then assemble the report
-//! — measure -> diagnose -> recommend -> rank (by measuring the patched specs) -> theory.
+//! — measure -> diagnose -> recommend -> rank (by measuring the patched specs) -> theory; after a
+//! training run, each recommendation verified by training it for a short budget (`verify`).
 //!
 //! The one place that strings the layers together and the one place a report is assembled, so
 //! that the command line, the worker pool and the HTTP API give the same answer for the same
@@ -10,11 +11,13 @@ use thiserror::Error;
 
 use super::causes::{attribute, drop_consequence_cures};
 use super::diagnostics::{diagnose, verdict};
+use super::experiment::RunResult;
 use super::findings::{Diagnostic, Measured};
 use super::measures::{delta_ratio_first_last, grad_ratio_first_last, sequence_length};
 use super::recommend::{rank_by_measurement, recommend};
-use super::report::{build_report, layer_entries, spec_with_params, Parts, Report};
+use super::report::{build_report, layer_entries, spec_with_params, Outcome, Parts, Report};
 use super::theory::{theory_at_init, StepZero};
+use super::verify::{verify, Job};
 use crate::engine::config::{DataConfig, RunConfig};
 use crate::engine::train::{self, CancelFlag, Progress, RunRecord};
 use crate::engine::EngineError;
@@ -79,6 +82,17 @@ pub struct RunOptions<'a> {
     /// `probes.parameters` asks: as JSON they cost several times the network's size (a 50 x 512
     /// MLP: 13 M numbers), which a plain run must not pay.
     pub params_out: bool,
+    /// Share of the job's compute its recommendations' verification may take together
+    /// (`analysis::verify`); 0 switches verification off (the report then has no
+    /// `verification` entries).
+    pub verify_share: f64,
+}
+
+impl<'a> RunOptions<'a> {
+    /// A plain run without verification.
+    pub fn new(limits: &'a Limits) -> RunOptions<'a> {
+        RunOptions { limits, params_out: false, verify_share: 0.0 }
+    }
 }
 
 /// How to analyse a spec (one forward/backward).
@@ -114,8 +128,15 @@ pub fn run(
     let at_init = StepZero::Train;
     let assembled =
         assemble(&config, &record, spec_json.clone(), at_init, options.limits, analyze_batch(spec, &config));
-    let report =
+    let mut report =
         build_report(&record, Parts { max_points: max_points(&expanded), parameters: wants_params, ..assembled });
+    if options.verify_share > 0.0 && report.summary.outcome != Outcome::Cancelled {
+        let own = RunResult::from_report(&report);
+        let compute = spec.validate_measured(options.limits).map_or(0, |(_, w)| w);
+        let job =
+            Job { spec: &spec_json, steps: config.training.steps, compute, own: &own, limits: options.limits, cancel };
+        verify(&mut report.diagnostics, &job, options.verify_share);
+    }
     let spec_with_params = options
         .params_out
         .then(|| record.parameters.as_ref().map(|p| spec_with_params(&spec_json, p)).unwrap_or(spec_json));

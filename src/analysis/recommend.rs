@@ -18,14 +18,18 @@
 use serde_json::{json, Value};
 
 use super::diagnostics::DEAD_UNITS;
-use super::findings::{Cure, Diagnostic, DiagnosticCode, Evidence, LayerEvidence, Measured, Recommendation};
+use super::findings::{Cure, Diagnostic, DiagnosticCode, Evidence, LayerEvidence, Measured, Recommendation, Severity};
 use super::measures::hidden_weight_layers;
 use super::report::LayerEntry;
 use crate::engine::layers::LayerKind;
 
 /// Adds the recommendations of every diagnostic (see the module doc).
 pub fn recommend(diagnostics: &mut [Diagnostic], spec: &Value, layers: &[LayerEntry]) {
-    let view = SpecView { spec, layers };
+    let vanishing = diagnostics.iter().any(|d| {
+        matches!(d.code, DiagnosticCode::VanishingGradient | DiagnosticCode::LongRangeVanishing)
+            && d.severity >= Severity::Warning
+    });
+    let view = SpecView { spec, layers, vanishing };
     for d in diagnostics.iter_mut() {
         d.recommendations = view.for_diagnostic(d);
     }
@@ -106,9 +110,15 @@ const WHY_STANDARDIZE: &str = "Initialisations are scaled for inputs of zero mea
     overshoot. Standardizing each feature with the training split's mean and standard deviation restores the \
     scale the initialisation assumes (LeCun et al. 1998, Efficient BackProp).";
 
+/// The largest factor one recommendation changes the learning rate by, either way.
+pub const MAX_LR_FACTOR: f64 = 10.0;
+
 struct SpecView<'a> {
     spec: &'a Value,
     layers: &'a [LayerEntry],
+    /// The report has a vanishing-gradient finding (warning or critical): small updates are
+    /// its effect, not the learning rate's.
+    vanishing: bool,
 }
 
 fn add(path: &str, value: Value) -> Value {
@@ -120,7 +130,7 @@ fn remove(path: &str) -> Value {
 }
 
 fn rec(cure: Cure, title: impl Into<String>, why: &str, patch: Vec<Value>) -> Recommendation {
-    Recommendation { cure, title: title.into(), why: why.into(), patch, measured: None }
+    Recommendation { cure, title: title.into(), why: why.into(), patch, measured: None, verification: None }
 }
 
 impl SpecView<'_> {
@@ -371,7 +381,9 @@ impl SpecView<'_> {
         out
     }
 
+    /// The learning rate times `factor`, held to [`MAX_LR_FACTOR`] either way.
     fn lr_scaled(&self, factor: f64, title: &str, why: &str) -> Recommendation {
+        let factor = factor.clamp(1.0 / MAX_LR_FACTOR, MAX_LR_FACTOR);
         match self.lr() {
             Some(lr) => {
                 let new = round_sig(lr * factor);
@@ -530,15 +542,21 @@ impl SpecView<'_> {
             _ => Vec::new(),
         };
         let Some(median) = median_of(medians) else { return Vec::new() };
-        // Scale the learning rate so the median ratio lands near 1e-3 (clamped to 1000x either way).
-        let factor = (1e-3 / median).clamp(1e-3, 1e3);
+        // Scale the learning rate towards a median ratio of 1e-3, at most MAX_LR_FACTOR per
+        // recommendation. Tiny updates under a vanishing gradient are its effect: a larger
+        // learning rate would blow up the layers whose gradient still arrives, not revive the
+        // others, so the learning rate is not offered then.
+        let factor = (1e-3 / median).clamp(1.0 / MAX_LR_FACTOR, MAX_LR_FACTOR);
         let why = "The update ratio ||dW||/||W|| is about 1e-3 in networks that train well (Karpathy's rule of \
                    thumb, CS231n): far below, the weights barely move; far above, each step rewrites them.";
-        let mut out = vec![self.lr_scaled(
-            factor,
-            if factor < 1.0 { "Lower the learning rate" } else { "Raise the learning rate" },
-            why,
-        )];
+        let mut out = Vec::new();
+        if factor < 1.0 || !self.vanishing {
+            out.push(self.lr_scaled(
+                factor,
+                if factor < 1.0 { "Lower the learning rate" } else { "Raise the learning rate" },
+                why,
+            ));
+        }
         if self.str_at("/training/optimizer/type") == Some("sgd") {
             out.push(rec(
                 Cure::Adam,
@@ -562,12 +580,15 @@ impl SpecView<'_> {
                 vec![add("/training/optimizer", json!({"type": "adam", "lr": 1e-3}))],
             ));
         }
-        if let Some(steps) = self.get("/training/steps").and_then(Value::as_u64) {
+        // The plateau is a recurrent network's (a long-range task); an MLP that does not learn
+        // has a cause more steps do not remove.
+        let steps = self.get("/training/steps").and_then(Value::as_u64);
+        if let (Some(steps), false) = (steps, self.rnns().is_empty()) {
             out.push(rec(
                 Cure::TrainLonger,
                 format!("Train longer ({steps} -> {} steps)", steps * 4),
-                "Long-range tasks (and gated cells) often sit on a plateau at the constant prediction before the \
-                 loss drops: the LSTM on the adding problem leaves it only after ~1500 steps.",
+                "Recurrent networks on long-range tasks (and gated cells) often sit on a plateau at the constant \
+                 prediction before the loss drops: the LSTM on the adding problem leaves it only after ~1500 steps.",
                 vec![add("/training/steps", json!(steps * 4))],
             ));
         }
@@ -593,7 +614,7 @@ fn round_sig(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::findings::{PerLayerEvidence, Severity, Thresholds, Verdict};
+    use crate::analysis::findings::{PerLayerEvidence, Thresholds, Verdict};
 
     fn entry(index: usize, kind: LayerKind, activation: Option<&str>) -> LayerEntry {
         LayerEntry {
@@ -668,7 +689,7 @@ mod tests {
     #[test]
     fn residual_blocks_pair_equal_width_layers_after_the_first() {
         let (spec, entries) = sigmoid_stack();
-        let r = SpecView { spec: &spec, layers: &entries }.residual();
+        let r = SpecView { spec: &spec, layers: &entries, vanishing: false }.residual();
         let patched = apply(&spec, &r.patch).unwrap();
         let layers = patched.pointer("/model/layers").unwrap().as_array().unwrap();
         // dense_0, [dense_1, dense_2], [dense_3, dense_4], output
@@ -722,8 +743,9 @@ mod tests {
             ..diagnostic(DiagnosticCode::UpdateRatio, &["dense_0", "dense_1"])
         }];
         recommend(&mut d, &spec, &entries);
+        // 0.1 -> 0.001 would be 100x: one recommendation changes it by MAX_LR_FACTOR at most.
         let patched = apply(&spec, &d[0].recommendations[0].patch).unwrap();
-        assert!((patched["training"]["optimizer"]["lr"].as_f64().unwrap() - 0.001).abs() < 1e-12);
+        assert!((patched["training"]["optimizer"]["lr"].as_f64().unwrap() - 0.01).abs() < 1e-12);
     }
 
     #[test]

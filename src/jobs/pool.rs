@@ -50,6 +50,9 @@ pub struct PoolConfig {
     /// Nice value (0..=19) each worker thread gives itself, so that the HTTP runtime's threads
     /// win the CPU when both want it; 0 leaves the priority alone. Linux only.
     pub worker_nice: i32,
+    /// Share of a job's compute its recommendations' verification may take (0: off; see
+    /// `analysis::verify`). Experiment runs are never verified.
+    pub verify_share: f64,
     /// Honour [`PANIC_HOOK_NAME`]. Tests only.
     pub test_hooks: bool,
 }
@@ -332,7 +335,9 @@ fn run_job(shared: &Shared, job: Claimed) {
         // form (what clients read back and what the report echoes). Validation is cheap next to
         // training and deterministic, and the limits are the ones it was admitted under, so an
         // admitted spec gives the same config here.
-        let options = pipeline::RunOptions { limits: &shared.config.limits, params_out: false };
+        // An experiment's runs are compared by the experiment itself: no verification.
+        let verify_share = if job.experiment.is_some() { 0.0 } else { shared.config.verify_share };
+        let options = pipeline::RunOptions { limits: &shared.config.limits, params_out: false, verify_share };
         pipeline::run(&job.spec, &options, &running.flag, &mut on_progress)
     }));
     shared.running().remove(&job.id);

@@ -59,6 +59,9 @@ pub struct JobsConfig {
     pub retry_after: Duration,
     /// Nice value of the worker threads (see [`PoolConfig::worker_nice`]).
     pub worker_nice: i32,
+    /// Share of a job's compute its recommendations' verification may take together (0: off;
+    /// see `analysis::verify`).
+    pub verify_share: f64,
     /// Honour test-only hooks (see [`super::pool::PANIC_HOOK_NAME`]).
     pub test_hooks: bool,
 }
@@ -80,6 +83,7 @@ impl Default for JobsConfig {
             progress_heartbeat: Duration::from_millis(500),
             retry_after: Duration::from_secs(5),
             worker_nice: 10,
+            verify_share: crate::analysis::verify::DEFAULT_VERIFY_SHARE,
             test_hooks: false,
         }
     }
@@ -176,6 +180,7 @@ impl JobService {
                 limits: config.limits.clone(),
                 progress_heartbeat: config.progress_heartbeat,
                 worker_nice: config.worker_nice,
+                verify_share: config.verify_share,
                 test_hooks: config.test_hooks,
             },
         )?;

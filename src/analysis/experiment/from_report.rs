@@ -62,7 +62,7 @@ mod tests {
     fn report(spec: serde_json::Value) -> Report {
         let spec = parse_body(spec.to_string().as_bytes()).unwrap();
         let limits = Default::default();
-        let options = RunOptions { limits: &limits, params_out: false };
+        let options = RunOptions::new(&limits);
         run(&spec, &options, &CancelFlag::default(), &mut |_| {}).unwrap().report
     }
 

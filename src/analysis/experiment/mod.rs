@@ -34,9 +34,9 @@ pub use input::{Axis, ExperimentInput, RunInput, RunResult, RunState, VariantInp
 pub use page::{markdown_table, render_html};
 pub use plots::{available, plot_named, render, ExperimentPlot, ExperimentPlotError};
 pub use result::{
-    AxisValues, BestCell, CodeCount, ExperimentResult, Heatmap, LayerNorms, Level, LossCurve, MainEffect, Method,
-    RunRow, RunStatus, Setting, StepsToThreshold, VariantRow, VerdictCount, VsBaseline, WallTime, DISTINGUISHABLE_RULE,
-    GRID_RULE, LOSS_DIGITS, LOSS_FLOOR, MEAN_RULE, PAIRED_RULE, RANKING_RULE, RATIO_RULE,
+    ranking_loss, AxisValues, BestCell, CodeCount, ExperimentResult, Heatmap, LayerNorms, Level, LossCurve, MainEffect,
+    Method, RunRow, RunStatus, Setting, StepsToThreshold, VariantRow, VerdictCount, VsBaseline, WallTime,
+    DISTINGUISHABLE_RULE, GRID_RULE, LOSS_DIGITS, LOSS_FLOOR, MEAN_RULE, PAIRED_RULE, RANKING_RULE, RATIO_RULE,
 };
 pub use stats::{GeoStat, MeanStat, PairedDiff, CONFIDENCE};
 pub use summary::summarize;

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::stats::{GeoStat, MeanStat, PairedDiff, CONFIDENCE};
+use super::stats::{round_significant, GeoStat, MeanStat, PairedDiff, CONFIDENCE};
 use crate::analysis::findings::{DiagnosticCode, Verdict};
 
 /// How means are summarised. The text of `method.means`.
@@ -40,6 +40,17 @@ pub const GRID_RULE: &str = "Grids: a cell's score is its variant's mean final l
 pub const LOSS_DIGITS: u32 = 3;
 /// Mean final losses below this count as equal in the ranking ("solved").
 pub const LOSS_FLOOR: f64 = 1e-3;
+
+/// A (mean) final loss as the ranking compares it ([`RANKING_RULE`] (2)): rounded to
+/// [`LOSS_DIGITS`] significant digits, below [`LOSS_FLOOR`] 0. Shared with the verification of a
+/// report's recommendations (`analysis::verify`), so both call "better" the same thing.
+pub fn ranking_loss(loss: f64) -> f64 {
+    if loss < LOSS_FLOOR {
+        0.0
+    } else {
+        round_significant(loss, LOSS_DIGITS)
+    }
+}
 
 /// How the summary was computed, in words and numbers. Deterministic: no resampling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

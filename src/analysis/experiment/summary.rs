@@ -10,11 +10,10 @@ use strum::IntoEnumIterator;
 
 use super::input::{ExperimentInput, RunResult, RunState, VariantInput};
 use super::result::{
-    AxisValues, BestCell, CodeCount, ExperimentResult, Heatmap, LayerNorms, Level, LossCurve, MainEffect, Method,
-    RunRow, RunStatus, Setting, StepsToThreshold, VariantRow, VerdictCount, VsBaseline, WallTime, LOSS_DIGITS,
-    LOSS_FLOOR,
+    ranking_loss, AxisValues, BestCell, CodeCount, ExperimentResult, Heatmap, LayerNorms, Level, LossCurve, MainEffect,
+    Method, RunRow, RunStatus, Setting, StepsToThreshold, VariantRow, VerdictCount, VsBaseline, WallTime,
 };
-use super::stats::{round_significant, GeoStat, MeanStat, PairedDiff};
+use super::stats::{GeoStat, MeanStat, PairedDiff};
 use crate::analysis::findings::{DiagnosticCode, Verdict};
 
 /// The summary of `input`: see [`ExperimentResult`] and its [`Method`]. Pending and missing runs
@@ -220,7 +219,7 @@ impl<'a> Key<'a> {
     fn of(r: &'a VariantRow) -> Key<'a> {
         Key {
             failures: r.non_finite + r.missing,
-            loss: r.final_loss.mean.map(|m| if m < LOSS_FLOOR { 0.0 } else { round_significant(m, LOSS_DIGITS) }),
+            loss: r.final_loss.mean.map(ranking_loss),
             health: r.grad_ratio_end.log10_mean().map(f64::abs),
             name: &r.name,
         }

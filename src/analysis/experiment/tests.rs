@@ -374,7 +374,7 @@ fn real_runs_summarize_and_draw() {
         })
     };
     let limits = Default::default();
-    let options = RunOptions { limits: &limits, params_out: false };
+    let options = RunOptions::new(&limits);
     let variants = ["sigmoid", "relu"]
         .into_iter()
         .enumerate()
