@@ -111,7 +111,11 @@ fn check(base: &Value) {
             recs.iter().filter(|r| r.verification.as_ref().is_some_and(|v| v.status == VerifyStatus::VerifiedBetter))
         {
             let full = run(&patched(&report, r), 0.0).summary.final_loss.unwrap_or(f64::INFINITY);
-            assert!(full <= own, "seed {seed}: {} ends at {full} > the job's {own}\n{text}", r.title);
+            // "Worse" as verification defines it: higher by more than VERIFY_MARGIN (two runs at
+            // chance differ by noise; a 12-layer sigmoid job and its batch-norm patch both end at
+            // ln 2 on seed 3, 0.693 and 0.703).
+            let worse_than = own * (1.0 + gradscope::analysis::verify::VERIFY_MARGIN);
+            assert!(full <= worse_than, "seed {seed}: {} ends at {full} > the job's {own}\n{text}", r.title);
             if r.patch == top.patch {
                 assert!(full < own, "seed {seed}: the top {} ends at {full}, the job at {own}\n{text}", r.title);
             }

@@ -15,7 +15,7 @@ use super::findings::{
     InputScaleEvidence, LayerEvidence, NonFiniteEvidence, NotLearningEvidence, PerLayerEvidence, RatioKind,
     RecoveredEvidence, Severity, Thresholds, TimestepEvidence, Verdict,
 };
-use super::measures::{first_recurrent, memory_horizon, FirstLast, HORIZON_FRACTION};
+use super::measures::{first_recurrent, hidden_weight_layers, memory_horizon, FirstLast, HORIZON_FRACTION};
 use crate::engine::train::{RunEnd, RunRecord};
 
 /// One rule: its code, its thresholds, its statement and its check.
@@ -126,7 +126,8 @@ pub const RULES: &[Rule] = &[
         describe: |r| {
             format!(
                 "the same comparison, with the larger of the two ratios (grad_norm or delta_norm: a chaotic ReLU \
-                 stack keeps its weight gradients uniform while the backward signal grows), > {w} warning, > {c} \
+                 stack keeps its weight gradients uniform while the backward signal grows; grad_norm alone when every \
+                 hidden layer is normalised, since normalised weights are scale-invariant), > {w} warning, > {c} \
                  critical; for recurrent layers, ||dL/dh_1|| / ||dL/dh_T|| > {w} \
                  warning, > {c} critical; or the global grad norm grows > {g}x from step 0 (critical; not out of a \
                  vanishing start); or clipping changed the gradient on > {p}% of steps (warning)",
@@ -395,6 +396,11 @@ struct DepthAt {
 fn depth(record: &RunRecord) -> (Depth, Option<FirstLast>) {
     let n = record.steps.len();
     let Some(fl) = FirstLast::of(record).filter(|_| n > 0) else { return (Depth::None, None) };
+    // A stack of normalised layers is scale-invariant in its weights: the backward signal may
+    // grow through the norms (Yang et al. 2019) without the weight updates growing, so only the
+    // weight-gradient ratio counts as exploding there.
+    let hidden = hidden_weight_layers(record.layers.iter().map(|l| l.kind));
+    let normalized = hidden.iter().all(|&i| record.layers.get(i).is_some_and(|l| l.normalized));
     let measure = |probe: usize| {
         let r = fl.ratios(record, probe)?;
         let evidence = |worst: f64, ratio, thresholds| DepthEvidence {
@@ -406,12 +412,12 @@ fn depth(record: &RunRecord) -> (Depth, Option<FirstLast>) {
             ratio,
             thresholds,
         };
-        let (small, large) = (r.worst_small(), r.worst_large());
+        let (small, large) = (r.worst_small(), if normalized { r.grad } else { r.worst_large() });
         Some(DepthAt {
             small,
             small_evidence: evidence(small, r.smallest(), VANISHING),
             large,
-            large_evidence: evidence(large, r.largest(), EXPLODING),
+            large_evidence: evidence(large, if normalized { RatioKind::GradNorm } else { r.largest() }, EXPLODING),
         })
     };
     let init = measure(0);

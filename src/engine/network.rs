@@ -29,6 +29,8 @@ pub struct LayerInfo {
     pub params: usize,
     /// Output width.
     pub units: usize,
+    /// The layer normalises its pre-activations (see `Layer::normalized`).
+    pub normalized: bool,
     /// Position in the (expanded) spec tree: indices through nested residual blocks.
     pub path: Vec<usize>,
     /// Node index in the flattened network.
@@ -269,6 +271,7 @@ impl<T: Scalar> Builder<T> {
                     activation: layer.activation(),
                     params: layer.params().iter().map(Param::len).sum(),
                     units: layer.out_dim(),
+                    normalized: layer.normalized(),
                     path: path.clone(),
                     node: self.nodes.len(),
                 };

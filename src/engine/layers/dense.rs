@@ -125,6 +125,10 @@ impl<T: Scalar> Layer<T> for Dense<T> {
         Some(self.activation)
     }
 
+    fn normalized(&self) -> bool {
+        self.norm.is_some()
+    }
+
     fn out_dim(&self) -> usize {
         self.params[BIAS].len()
     }

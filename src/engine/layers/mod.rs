@@ -128,6 +128,11 @@ pub trait Layer<T: Scalar>: Send {
     }
     /// Output width.
     fn out_dim(&self) -> usize;
+    /// True when the layer normalises its pre-activations (a dense layer with an inner batch or
+    /// layer norm): its output, and so the step its weights take, does not depend on their scale.
+    fn normalized(&self) -> bool {
+        false
+    }
     /// `y = f(x)`; `y` is resized when its shape differs.
     fn forward(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>);
     /// Given `dy = dL/dy`, sets the parameter gradients and, when `dx` is given, `dx = dL/dx`.
