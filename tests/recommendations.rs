@@ -9,7 +9,8 @@
 //! - none that the report recommends as verified ends at a higher final loss than the job at
 //!   the job's own steps.
 //!
-//! And on `examples/deep-sigmoid.json` no learning-rate increase is recommended.
+//! And on `examples/deep-sigmoid.json` no learning-rate increase is recommended; on five
+//! examples, the verification runs a report states cost at most the share of the job's compute.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -197,4 +198,44 @@ fn with_verification_off_no_recommendation_carries_one() {
         0.0,
     );
     assert!(report.diagnostics.iter().flat_map(|d| &d.recommendations).all(|r| r.verification.is_none()));
+}
+
+/// A spec's compute as the limits count it (parameters x steps x batch [x time steps]).
+fn compute(spec: &Value) -> f64 {
+    let spec = gradscope::spec::parse(spec).unwrap();
+    spec.validate_measured(&Limits::default()).unwrap().1 as f64
+}
+
+#[test]
+fn the_verification_runs_of_every_example_cost_at_most_the_share_of_the_job_compute() {
+    // The runs that were made: each distinct verified patch at its budget, and the baseline at
+    // the budget when it is shorter than the job.
+    let share = 0.5;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    for name in ["deep-sigmoid", "small-init", "relu-lecun-30", "sigmoid-residual", "rnn-exploding-clipped"] {
+        let spec: Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{dir}/{name}.json")).unwrap()).unwrap();
+        let report = run(&spec, share);
+        let own = compute(&report.spec);
+        let steps = report.spec.pointer("/training/steps").and_then(Value::as_u64).unwrap();
+        let mut spent = 0.0;
+        let mut budget = None;
+        for r in distinct(&report) {
+            let Some(v) = r.verification.as_ref() else { continue };
+            let Some(b) = v.steps else { continue };
+            if v.status == VerifyStatus::NotVerified {
+                continue;
+            }
+            budget = Some(b);
+            let at_budget = patched(&report, r);
+            let at_budget = with(&at_budget, "/training/steps", json!(b));
+            spent += compute(&at_budget);
+        }
+        let b = budget.unwrap_or_else(|| panic!("{name}: nothing verified\n{}", describe(&report)));
+        if (b as u64) < steps {
+            spent += compute(&with(&report.spec, "/training/steps", json!(b)));
+        }
+        assert!(spent <= share * own, "{name}: verification compute {spent:e} > {share} x {own:e}");
+        assert!(spent > 0.0);
+    }
 }
