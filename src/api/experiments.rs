@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::app::App;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, JsonBody};
+use super::plots::blocking;
 use crate::analysis::experiment::{self as exp, ExperimentPlot};
 use crate::jobs::experiments::model::{Experiment, ExperimentProgress};
 use crate::jobs::experiments::ExperimentCancel;
@@ -139,9 +140,7 @@ const PAGE_MAX: u64 = 1000;
 pub async fn create_experiment(State(app): State<Arc<App>>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
     // Validating every variant on every seed is CPU work proportional to the request.
     let app2 = Arc::clone(&app);
-    let experiment = tokio::task::spawn_blocking(move || app2.jobs.submit_experiment(&body))
-        .await
-        .map_err(|e| ApiError::internal(&format!("admission task failed: {e}")))??;
+    let experiment = blocking(move || Ok(app2.jobs.submit_experiment(&body)?)).await?;
     let location =
         HeaderValue::from_str(&experiment_path(&experiment.id)).map_err(|e| ApiError::internal(&e.to_string()))?;
     Ok((StatusCode::ACCEPTED, [(LOCATION, location)], Json(ExperimentResource::from(experiment))).into_response())
@@ -191,10 +190,8 @@ pub async fn get_experiment(
     State(app): State<Arc<App>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ExperimentResource>, ApiError> {
-    let app2 = Arc::clone(&app);
-    let experiment = tokio::task::spawn_blocking(move || app2.jobs.get_experiment(&id))
-        .await
-        .map_err(|e| ApiError::internal(&format!("task failed: {e}")))??;
+    // Reading may compute the summary of an experiment whose last runs were cancelled.
+    let experiment = blocking(move || Ok(app.jobs.get_experiment(&id)?)).await?;
     Ok(Json(experiment.into()))
 }
 
@@ -357,7 +354,7 @@ pub async fn get_experiment_plot(
     };
     let plot = file.strip_suffix(".svg").and_then(ExperimentPlot::from_name).ok_or_else(unknown)?;
     let result = app.jobs.experiment_result(&id)?;
-    let svg = tokio::task::spawn_blocking(move || {
+    let svg = blocking(move || {
         if !exp::available(&result).contains(&plot) {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -371,8 +368,7 @@ pub async fn get_experiment_plot(
         }
         exp::render(&result, plot).map_err(|e| ApiError::internal(&format!("drawing a plot: {e}")))
     })
-    .await
-    .map_err(|e| ApiError::internal(&format!("rendering task failed: {e}")))??;
+    .await?;
     Ok(([(CONTENT_TYPE, HeaderValue::from_static(super::plots::SVG))], svg).into_response())
 }
 
@@ -395,8 +391,6 @@ pub async fn get_experiment_report_html(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let result = app.jobs.experiment_result(&id)?;
-    let page = tokio::task::spawn_blocking(move || exp::render_html(&result, result.name.as_deref().unwrap_or(&id)))
-        .await
-        .map_err(|e| ApiError::internal(&format!("rendering task failed: {e}")))?;
+    let page = blocking(move || Ok(exp::render_html(&result, result.name.as_deref().unwrap_or(&id)))).await?;
     Ok(([(CONTENT_TYPE, HeaderValue::from_static(super::plots::HTML))], page).into_response())
 }

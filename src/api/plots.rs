@@ -123,8 +123,8 @@ fn parse(report: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(report).map_err(|e| ApiError::internal(&format!("a stored report is not JSON: {e}")))
 }
 
-/// Runs CPU work off the async runtime.
-async fn blocking<T: Send + 'static>(
+/// Runs CPU work off the async runtime (tokio's blocking pool); a failed task is a 500.
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(&format!("rendering task failed: {e}")))?
