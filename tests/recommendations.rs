@@ -162,7 +162,7 @@ fn a_tanh_rnn_on_the_adding_problem() {
             {"type": "dense", "units": 1, "activation": "linear"}
         ]},
         "data": {"type": "adding", "length": 60, "samples": 1000},
-        "training": {"steps": 300, "batch_size": 32, "loss": "mse", "optimizer": {"type": "adam", "lr": 0.003}},
+        "training": {"steps": 900, "batch_size": 32, "loss": "mse", "optimizer": {"type": "adam", "lr": 0.003}},
         "probes": {"every": 10}
     }));
 }

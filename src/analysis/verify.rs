@@ -5,7 +5,8 @@
 //! job of `S` steps and compute `C` (parameters x steps x batch [x time steps], as the spec's
 //! `max_compute` counts it) are run for `B` steps each: the most steps (at most `S`) at which
 //! all of them, and the baseline when `B < S`, fit in `share x C`, counting each patched spec's
-//! own compute per step (a batch-normed or LSTM variant costs more); at least
+//! own compute per step (a batch-normed or LSTM variant costs more), each run paying its fixed
+//! part too ([`fixed_steps`]: its final evaluation, in steps' worth); at least
 //! `min(S, VERIFY_MIN_STEPS)`. The verifications together cost at most `share x C`: in report
 //! order each patched run whose compute at `B` steps still fits is run, the others are
 //! `not_verified` (`over_budget`). The baseline is the job's own run when `B = S`,
@@ -142,12 +143,30 @@ pub fn outcome(r: &RunResult) -> RunOutcome {
 
 /// The verification budget in steps: the most steps `B <= steps` at which the patched runs
 /// (`per_step_all`: their compute per step, summed) and, when `B < steps`, the baseline
-/// (`own_per_step`) all fit in `allowed`; at least `min(steps, VERIFY_MIN_STEPS)`.
-pub fn budget_steps(steps: usize, allowed: f64, own_per_step: f64, per_step_all: f64) -> usize {
-    let fit = |per_step: f64| if per_step > 0.0 { (allowed / per_step).floor() } else { f64::INFINITY };
+/// (`own_per_step`) all fit in `allowed`, each run also paying `fixed_steps` steps' worth for
+/// what it costs whatever its length (its final evaluation, see [`fixed_steps`]); at least
+/// `min(steps, VERIFY_MIN_STEPS)`.
+pub fn budget_steps(steps: usize, allowed: f64, own_per_step: f64, per_step_all: f64, fixed_steps: f64) -> usize {
+    let fit = |per_step: f64| if per_step > 0.0 { (allowed / per_step).floor() - fixed_steps } else { f64::INFINITY };
     let b = if fit(per_step_all) >= steps as f64 { steps as f64 } else { fit(per_step_all + own_per_step) };
     let b = if b.is_finite() { b.clamp(0.0, steps as f64) as usize } else { steps };
     b.clamp(steps.min(VERIFY_MIN_STEPS), steps)
+}
+
+/// What a run costs whatever its length, in steps of its own compute: the final evaluation of
+/// the trained network on up to `FINAL_EVAL_SAMPLES` training samples, `samples / batch` steps'
+/// worth (counted as a full step per batch though it is a forward pass only: data generation,
+/// the first probes and the buffers' first allocation come with it). Measured on
+/// `examples/deep-sigmoid.json`: a 1-step run takes ~9 ms against ~0.7 ms per step, ~13 steps;
+/// this gives 1024 / 64 = 16.
+pub fn fixed_steps(spec: &Value) -> f64 {
+    let batch = spec.pointer("/training/batch_size").and_then(Value::as_f64).filter(|b| *b >= 1.0).unwrap_or(64.0);
+    let samples = spec
+        .pointer("/data/samples")
+        .and_then(Value::as_f64)
+        .or_else(|| spec.pointer("/data/x").and_then(Value::as_array).map(|a| a.len() as f64))
+        .unwrap_or(batch);
+    samples.min(train::FINAL_EVAL_SAMPLES as f64) / batch
 }
 
 /// A spec's compute as `max_compute` counts it; `None` when it does not validate.
@@ -185,12 +204,15 @@ pub fn verify(diagnostics: &mut [Diagnostic], job: &Job<'_>, share: f64) {
     }
     let own_per_step = job.compute as f64 / job.steps as f64;
     let all: f64 = candidates.iter().filter_map(|c| c.run.as_ref().ok()).map(|(_, w)| *w as f64).sum();
-    let budget = budget_steps(job.steps, share * job.compute as f64, own_per_step, all);
+    let fixed = fixed_steps(job.spec);
+    let budget = budget_steps(job.steps, share * job.compute as f64, own_per_step, all, fixed);
     let allowed = share * job.compute as f64;
-    let mut spent = if budget < job.steps { own_per_step * budget as f64 } else { 0.0 };
+    // Every run pays its fixed part on top of its steps.
+    let run_steps = budget as f64 + fixed;
+    let mut spent = if budget < job.steps { own_per_step * run_steps } else { 0.0 };
     for c in candidates.iter_mut() {
         if let Ok((_, per_step)) = &mut c.run {
-            *per_step = per_step.saturating_mul(budget as u128);
+            *per_step = (*per_step as f64 * run_steps).ceil() as u128;
         }
     }
     let mut baseline: Option<Result<RunResult, NotVerifiedReason>> = None;
