@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::app::App;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, JsonBody};
+use super::jobs::page_limit;
 use super::plots::blocking;
 use crate::analysis::experiment::{self as exp, ExperimentPlot};
 use crate::jobs::experiments::model::{Experiment, ExperimentProgress};
@@ -99,9 +100,6 @@ pub fn experiment_path(id: &str) -> String {
     format!("/v1/experiments/{id}")
 }
 
-const PAGE_DEFAULT: u64 = 50;
-const PAGE_MAX: u64 = 1000;
-
 /// Compare variants of a spec side by side, each trained on the same seeds.
 ///
 /// The body names a base spec (or a job preset), the variants — a grid (`vary`: JSON Pointer ->
@@ -162,11 +160,7 @@ pub async fn list_experiments(
     State(app): State<Arc<App>>,
     ApiQuery(params): ApiQuery<ExperimentListParams>,
 ) -> Result<Json<ExperimentList>, ApiError> {
-    let limit = params.limit.unwrap_or(PAGE_DEFAULT);
-    if !(1..=PAGE_MAX).contains(&limit) {
-        return Err(ApiError::bad_request(format!("`limit` must be 1 to {PAGE_MAX}, got {limit}")));
-    }
-    let page = app.jobs.list_experiments(limit as usize, params.cursor.as_deref())?;
+    let page = app.jobs.list_experiments(page_limit(params.limit)?, params.cursor.as_deref())?;
     Ok(Json(ExperimentList {
         experiments: page.experiments.into_iter().map(ExperimentResource::from).collect(),
         next_cursor: page.next_cursor,
@@ -287,18 +281,18 @@ pub async fn stream_experiment_events(
             let app = Arc::clone(&f.app);
             let id = f.id.clone();
             let experiment = tokio::task::spawn_blocking(move || app.jobs.get_experiment(&id)).await.ok()?.ok()?;
-            f.seq += 1;
             if experiment.status.is_terminal() {
+                f.seq += 1;
                 f.done = true;
                 let data = serde_json::to_string(&ExperimentResource::from(experiment)).unwrap_or_else(|_| "{}".into());
                 return Some((Ok(Event::default().id(f.seq.to_string()).event("status").data(data)), f));
             }
             if f.seen != Some(experiment.progress) {
                 f.seen = Some(experiment.progress);
+                f.seq += 1;
                 let data = serde_json::to_string(&experiment.progress).unwrap_or_else(|_| "{}".into());
                 return Some((Ok(Event::default().id(f.seq.to_string()).event("progress").data(data)), f));
             }
-            f.seq -= 1;
             tokio::time::sleep(EVENT_POLL).await;
         }
     });

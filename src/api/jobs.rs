@@ -110,6 +110,16 @@ pub fn job_path(id: &str) -> String {
 const PAGE_DEFAULT: u64 = 50;
 const PAGE_MAX: u64 = 1000;
 
+/// The page size a list query asks for (default 50), or the `400` when it is outside 1 to 1000;
+/// shared by every paged listing (jobs, experiments).
+pub(super) fn page_limit(limit: Option<u64>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(PAGE_DEFAULT);
+    if !(1..=PAGE_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!("`limit` must be 1 to {PAGE_MAX}, got {limit}")));
+    }
+    Ok(limit as usize)
+}
+
 /// Submit a run: a spec, or `{"preset": NAME}`.
 ///
 /// The spec is validated against the server's limits before it is queued. With an
@@ -192,11 +202,7 @@ pub async fn list_jobs(
     State(app): State<Arc<App>>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<JobList>, ApiError> {
-    let limit = params.limit.unwrap_or(PAGE_DEFAULT);
-    if !(1..=PAGE_MAX).contains(&limit) {
-        return Err(ApiError::bad_request(format!("`limit` must be 1 to {PAGE_MAX}, got {limit}")));
-    }
-    let page = app.jobs.list(params.status, limit as usize, params.cursor.as_deref())?;
+    let page = app.jobs.list(params.status, page_limit(params.limit)?, params.cursor.as_deref())?;
     Ok(Json(JobList { jobs: page.jobs.into_iter().map(JobResource::from).collect(), next_cursor: page.next_cursor }))
 }
 
