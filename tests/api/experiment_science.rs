@@ -95,9 +95,8 @@ async fn without_clipping_the_exploding_rnn_diverges_and_with_clipping_it_stays_
     let clip = row(&e, "clip");
     assert_eq!(clip["non_finite"], 0, "{clip}");
     assert_eq!(clip["n"], 3);
-    let diverged = base["non_finite"].as_u64().unwrap();
-    let worse = base["final_loss"]["mean"].as_f64().is_some_and(|b| b > num(&clip["final_loss"]["mean"]));
-    assert!(diverged == 3 || worse, "without clipping: {diverged} of 3 diverged, loss {}", base["final_loss"]);
+    // Every seed diverges without clipping (docs/experiments.md and README say so).
+    assert_eq!(base["non_finite"], 3, "without clipping: {}", base["final_loss"]);
     assert_eq!(e["result"]["ranking"][0], "clip");
 }
 
@@ -112,6 +111,8 @@ async fn a_gated_cell_beats_the_vanilla_rnn_on_the_adding_problem_by_a_paired_in
     let d = &row(&e, &first)["vs_baseline"]["final_loss"];
     assert!(d["excludes_zero"] == true && num(&d["high"]) < 0.0, "{first} - vanilla = {d}");
     assert!(num(&row(&e, &first)["final_loss"]["mean"]) < 0.05, "the adding baseline is 0.167");
+    // The vanilla RNN stays near the baseline of predicting the mean (1/6).
+    assert!(num(&row(&e, "baseline")["final_loss"]["mean"]) > 0.12, "{}", row(&e, "baseline")["final_loss"]);
     // The sequences are long enough to be the classic test (T >= 50).
     let job = e["variants"][0]["runs"][0]["job_id"].as_str().unwrap();
     let report: Value = app.get(&format!("/v1/jobs/{job}/report")).await.json().await.unwrap();
@@ -130,6 +131,9 @@ async fn relu_with_he_init_is_the_best_cell_of_the_init_activation_grid_and_sigm
     for cell in ["activation=sigmoid, init=xavier_uniform", "activation=sigmoid, init=he_normal"] {
         let ratio = num(&row(&e, cell)["grad_ratio_init"]["geo_mean"]);
         assert!(ratio < 1e-4, "{cell}: ratio {ratio:e}");
+        // ... and stay at chance: ln 2 = 0.693 for two classes.
+        let loss = num(&row(&e, cell)["final_loss"]["mean"]);
+        assert!(loss > 0.65, "{cell}: loss {loss}");
     }
     assert_eq!(result["main_effects"].as_array().unwrap().len(), 2);
     assert!(result["heatmap"].is_object());
