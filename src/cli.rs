@@ -304,11 +304,11 @@ fn experiment(body: &[u8], args: &ExperimentArgs) -> Result<String, Failure> {
         )),
         other => Failure::Io(other.to_string()),
     };
-    let submitted = service.submit_experiment(&value).map_err(to_failure)?;
+    let submitted = service.submit_experiment(&crate::jobs::Tenant::open(), &value).map_err(to_failure)?;
     let id = submitted.id.clone();
     let mut last = None;
     let done = loop {
-        let e = service.get_experiment(&id).map_err(to_failure)?;
+        let e = service.get_experiment(&crate::jobs::Tenant::open(), &id).map_err(to_failure)?;
         if args.progress && last != Some(e.progress) {
             let p = e.progress;
             eprintln!(

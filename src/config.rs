@@ -6,6 +6,7 @@
 //! `cli` (they depend on it).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -69,6 +70,51 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "GRADSCOPE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+    /// API tokens, one `TENANT:TOKEN` per line (`#` comments). With any token configured, every
+    /// `/v1` route needs `Authorization: Bearer <token>` and each tenant sees only its own jobs
+    /// and experiments. Without tokens the service is open (one tenant, `public`).
+    #[arg(long, env = "GRADSCOPE_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+    /// API tokens as `TENANT:TOKEN` entries separated by commas (added to the file's). Prefer
+    /// the variable or the file to the flag, which other users can read in `ps`.
+    #[arg(long, env = "GRADSCOPE_API_TOKENS", hide_env_values = true)]
+    pub api_tokens: Option<Secret>,
+    /// A bearer token `/metrics` needs; without it `/metrics` is open.
+    #[arg(long, env = "GRADSCOPE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+    /// Requests per second one token may make on average (0: no limit); beyond it 429 with
+    /// Retry-After. Applies only when tokens are configured.
+    #[arg(long, env = "GRADSCOPE_RATE_LIMIT_PER_SECOND", default_value_t = 20.0)]
+    pub rate_limit_per_second: f64,
+    /// Requests one token may make at once before the rate applies.
+    #[arg(long, env = "GRADSCOPE_RATE_LIMIT_BURST", default_value_t = 60)]
+    pub rate_limit_burst: u32,
+    /// Jobs one tenant may have queued (an experiment's runs count); beyond it 429 with
+    /// Retry-After. 0: no bound but the queue's capacity.
+    #[arg(long, env = "GRADSCOPE_MAX_QUEUED_PER_TENANT", default_value_t = 512)]
+    pub max_queued_per_tenant: usize,
+    /// Origins browsers may call the API from (CORS), comma-separated, or `*` for any. Off when
+    /// empty (the default).
+    #[arg(long, env = "GRADSCOPE_CORS_ALLOW_ORIGINS", value_delimiter = ',')]
+    pub cors_allow_origins: Vec<String>,
+    /// A client must send a request's line and headers within this many seconds once it has
+    /// started (slow clients are disconnected).
+    #[arg(long, env = "GRADSCOPE_HEADER_READ_TIMEOUT_SECS", default_value_t = 10.0)]
+    pub header_read_timeout_secs: f64,
+    /// A connection on which nothing moves either way for this many seconds is closed (an idle
+    /// kept-alive connection; an event stream's keep-alive comments every 15 s count as
+    /// traffic). Longer than `--analyze-timeout-secs`, so that no analysis is cut off.
+    #[arg(long, env = "GRADSCOPE_IDLE_TIMEOUT_SECS", default_value_t = 75.0)]
+    pub idle_timeout_secs: f64,
+    /// A request body that stalls this many seconds between two of its chunks gets 408.
+    #[arg(long, env = "GRADSCOPE_BODY_READ_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub body_read_timeout_secs: f64,
+    /// Largest request head (request line and headers) in bytes; beyond it 431.
+    #[arg(long, env = "GRADSCOPE_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Longest request URL (path and query) in bytes; beyond it 414.
+    #[arg(long, env = "GRADSCOPE_MAX_URI_BYTES", default_value_t = 4096)]
+    pub max_uri_bytes: usize,
     /// Spec limits of submitted jobs.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -82,6 +128,32 @@ pub struct ServeArgs {
     /// Never set this in production.
     #[arg(long, env = "GRADSCOPE_TEST_HOOKS", hide = true, default_value_t = false)]
     pub test_hooks: bool,
+}
+
+/// A secret setting (a token): its `Debug` never shows it, so logging the configuration cannot
+/// leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
 }
 
 /// Spec limits (see [`Limits`]); over any, a submission is refused with 422 and the figures.
@@ -175,6 +247,10 @@ impl ServeArgs {
         JobsConfig {
             workers,
             queue_capacity: self.queue_capacity,
+            max_queued_per_tenant: match self.max_queued_per_tenant {
+                0 => usize::MAX,
+                n => n,
+            },
             retain_jobs: self.retain_jobs,
             retention: Duration::from_secs(self.retention_secs),
             job_timeout: secs(self.job_timeout_secs),
@@ -198,6 +274,21 @@ impl ServeArgs {
     /// Grace period of a shutdown.
     pub fn shutdown_grace(&self) -> Duration {
         secs(self.shutdown_grace_secs)
+    }
+
+    /// How long a client may take to send a request's head.
+    pub fn header_read_timeout(&self) -> Duration {
+        secs(self.header_read_timeout_secs).max(Duration::from_millis(100))
+    }
+
+    /// How long a connection may be silent both ways.
+    pub fn idle_timeout(&self) -> Duration {
+        secs(self.idle_timeout_secs).max(Duration::from_millis(100))
+    }
+
+    /// How long a request body may stall.
+    pub fn body_read_timeout(&self) -> Duration {
+        secs(self.body_read_timeout_secs).max(Duration::from_millis(100))
     }
 }
 

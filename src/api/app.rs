@@ -1,8 +1,9 @@
 //! The application state every handler gets (`State<Arc<App>>`): the job layer, the metrics
-//! registry and the HTTP request metrics ([`HttpMetrics`]), and the body size limit.
+//! registry and the HTTP request metrics ([`HttpMetrics`]), the body size limit and the
+//! authentication settings ([`Auth`]).
 //!
-//! A leaf of `api`: the handlers, the middleware and the server depend on it, it depends on no
-//! other file of `api`.
+//! The handlers, the middleware and the server depend on it; of `api` it depends only on
+//! `auth` (which knows nothing of the state).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
+use super::auth::Auth;
 use crate::config::ServeArgs;
 use crate::jobs::JobService;
 
@@ -24,16 +26,20 @@ pub struct App {
     pub http_metrics: HttpMetrics,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Tokens, tenants and rates (see `api::auth`).
+    pub auth: std::sync::Arc<Auth>,
 }
 
 impl App {
-    /// Starts the job layer (its worker threads) and the metrics.
+    /// Reads the tokens, then starts the job layer (its worker threads) and the metrics. A
+    /// problem with the tokens is an `InvalidInput` error: the server does not start.
     pub fn start(args: &ServeArgs) -> std::io::Result<Self> {
+        let auth = Auth::from_args(args).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let jobs = JobService::start(args.jobs_config())?;
         let mut registry = Registry::default();
         jobs.metrics().register(&mut registry);
         let http_metrics = HttpMetrics::register(&mut registry);
-        Ok(App { jobs, registry, http_metrics, max_body_bytes: args.max_body_bytes })
+        Ok(App { jobs, registry, http_metrics, max_body_bytes: args.max_body_bytes, auth: auth.into() })
     }
 }
 

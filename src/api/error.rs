@@ -80,6 +80,10 @@ impl From<JobsError> for ApiError {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "queue-full", "Job queue is full", detail)
                     .retry_after(retry_after_secs)
             }
+            JobsError::TenantQueueFull { retry_after_secs, .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "tenant-queue-full", "Too many queued jobs", detail)
+                    .retry_after(retry_after_secs)
+            }
             JobsError::ShuttingDown { retry_after_secs } => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "Shutting down", detail)
                     .retry_after(retry_after_secs)

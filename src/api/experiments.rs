@@ -20,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::app::App;
 use super::error::ApiError;
-use super::extract::{ApiPath, ApiQuery, JsonBody};
+use super::extract::{ApiPath, ApiQuery, Caller, JsonBody};
 use super::jobs::page_limit;
 use super::plots::blocking;
 use crate::analysis::experiment::{self as exp, ExperimentPlot};
@@ -135,10 +135,14 @@ pub fn experiment_path(id: &str) -> String {
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
 )]
-pub async fn create_experiment(State(app): State<Arc<App>>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn create_experiment(
+    State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     // Validating every variant on every seed is CPU work proportional to the request.
     let app2 = Arc::clone(&app);
-    let experiment = blocking(move || Ok(app2.jobs.submit_experiment(&body)?)).await?;
+    let experiment = blocking(move || Ok(app2.jobs.submit_experiment(&tenant, &body)?)).await?;
     let location =
         HeaderValue::from_str(&experiment_path(&experiment.id)).map_err(|e| ApiError::internal(&e.to_string()))?;
     Ok((StatusCode::ACCEPTED, [(LOCATION, location)], Json(ExperimentResource::from(experiment))).into_response())
@@ -158,9 +162,10 @@ pub async fn create_experiment(State(app): State<Arc<App>>, JsonBody(body): Json
 )]
 pub async fn list_experiments(
     State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
     ApiQuery(params): ApiQuery<ExperimentListParams>,
 ) -> Result<Json<ExperimentList>, ApiError> {
-    let page = app.jobs.list_experiments(page_limit(params.limit)?, params.cursor.as_deref())?;
+    let page = app.jobs.list_experiments(&tenant, page_limit(params.limit)?, params.cursor.as_deref())?;
     Ok(Json(ExperimentList {
         experiments: page.experiments.into_iter().map(ExperimentResource::from).collect(),
         next_cursor: page.next_cursor,
@@ -182,10 +187,11 @@ pub async fn list_experiments(
 )]
 pub async fn get_experiment(
     State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ExperimentResource>, ApiError> {
     // Reading may compute the summary of an experiment whose last runs were cancelled.
-    let experiment = blocking(move || Ok(app.jobs.get_experiment(&id)?)).await?;
+    let experiment = blocking(move || Ok(app.jobs.get_experiment(&tenant, &id)?)).await?;
     Ok(Json(experiment.into()))
 }
 
@@ -204,9 +210,10 @@ pub async fn get_experiment(
 )]
 pub async fn delete_experiment(
     State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    app.jobs.delete_experiment(&id)?;
+    app.jobs.delete_experiment(&tenant, &id)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -225,9 +232,10 @@ pub async fn delete_experiment(
 )]
 pub async fn cancel_experiment(
     State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    Ok(match app.jobs.cancel_experiment(&id)? {
+    Ok(match app.jobs.cancel_experiment(&tenant, &id)? {
         ExperimentCancel::Accepted(e) => (StatusCode::ACCEPTED, Json(ExperimentResource::from(e))).into_response(),
         ExperimentCancel::AlreadyFinished(e) => (StatusCode::OK, Json(ExperimentResource::from(e))).into_response(),
     })
@@ -260,27 +268,30 @@ const EVENT_POLL: Duration = Duration::from_millis(250);
 )]
 pub async fn stream_experiment_events(
     State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    app.jobs.get_experiment(&id)?;
+    app.jobs.get_experiment(&tenant, &id)?;
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok());
     struct Follow {
         app: Arc<App>,
+        tenant: crate::jobs::Tenant,
         id: String,
         seq: u64,
         seen: Option<ExperimentProgress>,
         done: bool,
     }
-    let start = Follow { app, id, seq: last.unwrap_or(0), seen: None, done: false };
+    let start = Follow { app, tenant, id, seq: last.unwrap_or(0), seen: None, done: false };
     let stream = futures_util::stream::unfold(start, |mut f| async move {
         if f.done {
             return None;
         }
         loop {
             let app = Arc::clone(&f.app);
-            let id = f.id.clone();
-            let experiment = tokio::task::spawn_blocking(move || app.jobs.get_experiment(&id)).await.ok()?.ok()?;
+            let (tenant, id) = (f.tenant.clone(), f.id.clone());
+            let experiment =
+                tokio::task::spawn_blocking(move || app.jobs.get_experiment(&tenant, &id)).await.ok()?.ok()?;
             if experiment.status.is_terminal() {
                 f.seq += 1;
                 f.done = true;
@@ -335,6 +346,7 @@ pub struct ExperimentEventFrame {
 )]
 pub async fn get_experiment_plot(
     State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
     ApiPath((id, file)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let unknown = || {
@@ -347,7 +359,7 @@ pub async fn get_experiment_plot(
         )
     };
     let plot = file.strip_suffix(".svg").and_then(ExperimentPlot::from_name).ok_or_else(unknown)?;
-    let result = app.jobs.experiment_result(&id)?;
+    let result = app.jobs.experiment_result(&tenant, &id)?;
     let svg = blocking(move || {
         if !exp::available(&result).contains(&plot) {
             return Err(ApiError::new(
@@ -382,9 +394,10 @@ pub async fn get_experiment_plot(
 )]
 pub async fn get_experiment_report_html(
     State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let result = app.jobs.experiment_result(&id)?;
+    let result = app.jobs.experiment_result(&tenant, &id)?;
     let page = blocking(move || Ok(exp::render_html(&result, result.name.as_deref().unwrap_or(&id)))).await?;
     Ok(([(CONTENT_TYPE, HeaderValue::from_static(super::plots::HTML))], page).into_response())
 }

@@ -3,8 +3,9 @@
 //! [`SpecBody`] reads a spec request body: content type (415), size (413), JSON syntax (400),
 //! `{"preset": NAME}` expansion ([`crate::spec::presets`]), and structural parsing (422, every
 //! problem with its pointer). [`ApiQuery`] and [`ApiPath`] wrap axum's extractors;
-//! [`idempotency_key`] reads the `Idempotency-Key` header. Depends on `api::error`, `spec`,
-//! `problem`, `jobs` (the key type); the handlers call these and nothing below them.
+//! [`idempotency_key`] reads the `Idempotency-Key` header; [`Caller`] is the tenant the request
+//! runs as (set by `api::auth`). Depends on `api::error`, `spec`, `problem`, `jobs` (the key and
+//! tenant types); the handlers call these and nothing below them.
 
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
@@ -18,8 +19,25 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use crate::jobs::service::IdempotencyKey;
+use crate::jobs::Tenant;
 use crate::problem::Problem;
 use crate::spec::Spec;
+
+/// The tenant a request runs as: its token's tenant, or the open tenant when the service has no
+/// tokens. `api::auth::authenticate` puts it in the request's extensions; a request that did not
+/// pass there is refused (401), so a route can never run as nobody in particular.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub Tenant);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", "the request was not authenticated")
+        })
+    }
+}
 
 /// A spec read from a JSON request body (a spec, or `{"preset": NAME}`).
 #[derive(Debug)]
@@ -75,6 +93,19 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn bytes_rejection(r: BytesRejection) -> ApiError {
+    // The body timeout (`api::server`) surfaces as a body error whose source is `TimeoutError`.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&r);
+    while let Some(e) = source {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "Request body timed out",
+                "the request body stalled for longer than the limit (see `GRADSCOPE_BODY_READ_TIMEOUT_SECS`)",
+            );
+        }
+        source = e.source();
+    }
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::app::App;
 use super::error::ApiError;
-use super::extract::{idempotency_key, ApiPath, ApiQuery, SpecBody};
+use super::extract::{idempotency_key, ApiPath, ApiQuery, Caller, SpecBody};
 use crate::analysis::Report;
 use crate::jobs::events::{JobEvent, SeqEvent};
 use crate::jobs::service::Cancel;
@@ -156,9 +156,14 @@ pub(super) fn page_limit(limit: Option<u64>) -> Result<usize, ApiError> {
          example = json!({"type": "/problems/queue-full", "title": "Job queue is full", "status": 503, "detail": "the queue is full (256 jobs waiting); retry in 5 s"})),
     ),
 )]
-pub async fn create_job(State(app): State<Arc<App>>, headers: HeaderMap, body: SpecBody) -> Result<Response, ApiError> {
+pub async fn create_job(
+    State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
+    headers: HeaderMap,
+    body: SpecBody,
+) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers, &body)?;
-    let submitted = app.jobs.submit(body.spec, key)?;
+    let submitted = app.jobs.submit(&tenant, body.spec, key)?;
     let location =
         HeaderValue::from_str(&job_path(&submitted.job.id)).map_err(|e| ApiError::internal(&e.to_string()))?;
     Ok((StatusCode::ACCEPTED, [(LOCATION, location)], Json(JobResource::from(submitted.job))).into_response())
@@ -200,9 +205,10 @@ pub struct PresetRequest {
 )]
 pub async fn list_jobs(
     State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<JobList>, ApiError> {
-    let page = app.jobs.list(params.status, page_limit(params.limit)?, params.cursor.as_deref())?;
+    let page = app.jobs.list(&tenant, params.status, page_limit(params.limit)?, params.cursor.as_deref())?;
     Ok(Json(JobList { jobs: page.jobs.into_iter().map(JobResource::from).collect(), next_cursor: page.next_cursor }))
 }
 
@@ -219,8 +225,12 @@ pub async fn list_jobs(
          example = json!({"type": "/problems/job-not-found", "title": "Job not found", "status": 404, "detail": "no job with id `x`"})),
     ),
 )]
-pub async fn get_job(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>) -> Result<Json<JobResource>, ApiError> {
-    Ok(Json(app.jobs.get(&id)?.into()))
+pub async fn get_job(
+    State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<JobResource>, ApiError> {
+    Ok(Json(app.jobs.get(&tenant, &id)?.into()))
 }
 
 /// Delete a finished job and its report.
@@ -238,8 +248,12 @@ pub async fn get_job(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>) 
                           "detail": "job `x` is running; only finished jobs can be deleted (cancel it first)"})),
     ),
 )]
-pub async fn delete_job(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
-    app.jobs.delete(&id)?;
+pub async fn delete_job(
+    State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    app.jobs.delete(&tenant, &id)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -260,8 +274,12 @@ pub async fn delete_job(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String
          example = json!({"type": "/problems/report-not-ready", "title": "Report not ready", "status": 409, "detail": "job `x` is running; its report is not ready yet"})),
     ),
 )]
-pub async fn get_report(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
-    let report = app.jobs.report(&id)?;
+pub async fn get_report(
+    State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let report = app.jobs.report(&tenant, &id)?;
     // The report was serialised once, on the worker thread; serve those bytes.
     Ok((
         [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
@@ -302,12 +320,13 @@ impl AsRef<[u8]> for ArcBytes {
 )]
 pub async fn stream_events(
     State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     // An unparseable Last-Event-ID is treated as absent: the client gets the whole log again.
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok());
-    let sub = app.jobs.subscribe(&id, last)?;
+    let sub = app.jobs.subscribe(&tenant, &id, last)?;
     let stream = futures_util::stream::unfold(sub, |mut sub| async move {
         let ev = sub.next().await?;
         Some((Ok(sse_event(ev)), sub))
@@ -364,8 +383,12 @@ fn sse_event(ev: SeqEvent) -> Event {
         (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
     ),
 )]
-pub async fn cancel_job(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
-    Ok(match app.jobs.cancel(&id)? {
+pub async fn cancel_job(
+    State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    Ok(match app.jobs.cancel(&tenant, &id)? {
         Cancel::Accepted(job) => (StatusCode::ACCEPTED, Json(JobResource::from(job))).into_response(),
         Cancel::AlreadyFinished(job) => (StatusCode::OK, Json(JobResource::from(job))).into_response(),
     })

@@ -7,12 +7,15 @@
 //! the server's lifecycle ([`Server`]: bind, serve, graceful shutdown).
 //!
 //! Files, each depending only on the ones listed before it (no import cycle between them):
-//! - [`error`], [`extract`]: the problem+json mapping and the extractors;
+//! - [`error`], [`extract`]: the problem+json mapping and the extractors ([`extract::Caller`]:
+//!   the tenant a request runs as);
+//! - [`auth`]: bearer tokens, tenants, the per-token rate and the middleware that applies them;
 //! - [`app`]: the shared state [`App`] and the HTTP metrics;
 //! - [`health`], [`jobs`], [`plots`], [`experiments`], [`presets`]: the handlers (`experiments`
 //!   uses `jobs` and `plots` for shared wire names and media types);
 //! - [`routes`](mod@routes): the route table and the document's fixed parts;
 //! - [`openapi`]: the OpenAPI document made from the route table;
+//! - [`idle`]: the connections' idle limit (used by the server only);
 //! - [`server`]: the router with its middleware, [`Server`], `gradscope serve`.
 //!
 //! This file only declares them and re-exports what callers use.
@@ -27,10 +30,12 @@
 //! not be used by any of them.
 
 pub mod app;
+pub mod auth;
 pub mod error;
 pub mod experiments;
 pub mod extract;
 pub mod health;
+pub mod idle;
 pub mod jobs;
 pub mod openapi;
 pub mod plots;
@@ -40,4 +45,4 @@ pub mod server;
 
 pub use app::{App, HttpMetrics};
 pub use routes::routes;
-pub use server::{init_tracing, router, serve, shutdown_signal, Server};
+pub use server::{init_tracing, router, serve, shutdown_signal, HeadLimits, Server};

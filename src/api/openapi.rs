@@ -11,6 +11,10 @@
 //! The `Diagnostic` schema's description is the rules table (`analysis::diagnostics::RULES`), so
 //! the thresholds a client reads are the ones the code applies.
 //!
+//! Authentication (`api::auth`) is added here rather than on each handler: the `bearer_auth`
+//! scheme, required by every `/v1` operation (with its `401` and `429` answers), and no security
+//! on the health probes and `/metrics` (whose own optional token the description names).
+//!
 //! One modifier adjusts what derives cannot say: the spec accepts a tagged object's bare type
 //! name wherever the object would need nothing but its `type` (`"activation": "relu"`), so each
 //! such schema becomes `oneOf [the names, the object]`. The names are read from the generated
@@ -36,7 +40,70 @@ pub fn finish(doc: &Document) -> Value {
             diagnostic.insert("description".into(), Value::String(rules_table()));
         }
     }
+    add_security(&mut doc);
     doc
+}
+
+/// The security scheme, each operation's requirement, and the `401`/`429` of guarded routes.
+fn add_security(doc: &mut Value) {
+    let Some(root) = doc.as_object_mut() else { return };
+    let components = root.entry("components").or_insert_with(|| json!({}));
+    if let Some(c) = components.as_object_mut() {
+        c.insert(
+            "securitySchemes".into(),
+            json!({
+                "bearer_auth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API token (`Authorization: Bearer <token>`), required by every `/v1` route when the \
+                                    server has tokens (`GRADSCOPE_API_TOKENS_FILE`); each token belongs to a tenant, which \
+                                    sees only its own jobs and experiments. A server without tokens is open: one tenant, no \
+                                    header needed."
+                },
+                "metrics_token": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The token `/metrics` needs when the server sets `GRADSCOPE_METRICS_TOKEN` (open otherwise)."
+                }
+            }),
+        );
+    }
+    let Some(Value::Object(paths)) = root.get_mut("paths") else { return };
+    for (path, item) in paths.iter_mut() {
+        let guarded = path.starts_with("/v1/");
+        let Some(item) = item.as_object_mut() else { continue };
+        for (method, op) in item.iter_mut() {
+            if !["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                continue;
+            }
+            let Some(op) = op.as_object_mut() else { continue };
+            if !guarded {
+                op.insert("security".into(), json!([]));
+                continue;
+            }
+            op.insert("security".into(), json!([{"bearer_auth": []}]));
+            let responses = op.entry("responses").or_insert_with(|| json!({}));
+            let Some(responses) = responses.as_object_mut() else { continue };
+            responses.entry("401").or_insert_with(|| {
+                json!({
+                    "description": "No bearer token, or one this server does not know (only when the server has tokens)",
+                    "headers": {"WWW-Authenticate": {"description": "`Bearer realm=\"gradscope\"`, with `error=\"invalid_token\"` for an unknown token", "schema": {"type": "string"}}},
+                    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"},
+                        "example": {"type": "/problems/unauthorized", "title": "Unauthorized", "status": 401,
+                                    "detail": "this route needs a bearer token: send `Authorization: Bearer <token>`"}}}
+                })
+            });
+            responses.entry("429").or_insert_with(|| {
+                json!({
+                    "description": "The token is over its request rate, or (a submission) its tenant has too many jobs queued",
+                    "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "format": "uint64", "minimum": 0}}},
+                    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"},
+                        "example": {"type": "/problems/rate-limited", "title": "Too many requests", "status": 429,
+                                    "detail": "this token (tenant `alice`) is over its request rate; retry in 1 s"}}}
+                })
+            });
+        }
+    }
 }
 
 /// The diagnostic rules and thresholds, from the table the rules are evaluated by.

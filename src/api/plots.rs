@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::app::App;
 use super::error::ApiError;
-use super::extract::ApiPath;
+use super::extract::{ApiPath, Caller};
 use crate::analysis::{html, plots};
 use crate::problem::Problem;
 
@@ -57,10 +57,11 @@ pub const HTML: &str = "text/html; charset=utf-8";
 )]
 pub async fn get_plot(
     State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
     ApiPath((id, file)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let name = plot_name(&file)?;
-    let report = app.jobs.report(&id)?;
+    let report = app.jobs.report(&tenant, &id)?;
     let svg = blocking(move || {
         let value = parse(&report)?;
         plots::render_json(&value, name).map_err(plot_error)
@@ -86,8 +87,12 @@ pub async fn get_plot(
         (status = 409, description = "The job is still queued or running, or it ended without a report", body = Problem, content_type = "application/problem+json"),
     ),
 )]
-pub async fn get_report_html(State(app): State<Arc<App>>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
-    let report = app.jobs.report(&id)?;
+pub async fn get_report_html(
+    State(app): State<Arc<App>>,
+    Caller(tenant): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let report = app.jobs.report(&tenant, &id)?;
     let page = blocking(move || parse(&report).map(|v| html::render_json(&v))).await?;
     Ok(document(HTML, page))
 }

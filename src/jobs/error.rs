@@ -29,6 +29,16 @@ pub enum JobsError {
         /// A suggested wait.
         retry_after_secs: u64,
     },
+    /// The caller's tenant has `limit` jobs queued already (`--max-queued-per-tenant`).
+    #[error("your tenant has {queued} jobs queued and may have at most {limit}; retry in {retry_after_secs} s, when some have started")]
+    TenantQueueFull {
+        /// Jobs of the tenant queued now.
+        queued: usize,
+        /// The per-tenant bound.
+        limit: usize,
+        /// A suggested wait.
+        retry_after_secs: u64,
+    },
     /// The server is shutting down and takes no new work.
     #[error("the server is shutting down")]
     ShuttingDown {

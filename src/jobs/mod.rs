@@ -33,6 +33,7 @@ pub mod pool;
 pub mod service;
 pub mod store;
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,39 @@ use utoipa::ToSchema;
 
 pub use error::JobsError;
 pub use service::{JobService, JobsConfig};
+
+/// Whose a job, an experiment or an `Idempotency-Key` is: the tenant of the API token that
+/// submitted it (`--api-tokens-file`). Every read, cancel and delete names the caller's tenant,
+/// and the store answers only with what that tenant owns, so another tenant's ids look like ids
+/// that do not exist. Without tokens every caller is the one tenant [`Tenant::open`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tenant(Arc<str>);
+
+impl Tenant {
+    /// The tenant of every request when the service runs without tokens.
+    pub const OPEN: &'static str = "public";
+
+    /// The tenant called `name`.
+    pub fn new(name: &str) -> Self {
+        Tenant(Arc::from(name))
+    }
+
+    /// The one tenant of a service without tokens.
+    pub fn open() -> Self {
+        Tenant::new(Self::OPEN)
+    }
+
+    /// Its name (from the tokens file).
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A job's place in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

@@ -304,7 +304,7 @@ fn run_job(shared: &Shared, job: Claimed) {
     shared.running().insert(job.id.clone(), Arc::clone(&running));
     // A cancel that arrived between the claim and the insert above found no run to stop; the
     // store remembers it.
-    if shared.store.get(&job.id).is_some_and(|j| j.cancel_requested) {
+    if shared.store.get(&job.tenant, &job.id).is_some_and(|j| j.cancel_requested) {
         running.stop(StopReason::Client);
     }
     let log = shared.hub.get(&job.id);
@@ -373,7 +373,7 @@ fn run_job(shared: &Shared, job: Claimed) {
         }
     }
     if let Some(experiment) = &job.experiment {
-        finalize(&*shared.store, experiment);
+        finalize(&*shared.store, &job.tenant, experiment);
     }
     shared.metrics.finished.get_or_create(&FinishedLabels { status: status.name(), code }).inc();
     shared.metrics.duration.observe(started.elapsed().as_secs_f64());

@@ -21,7 +21,7 @@ use super::pool::{PoolConfig, WorkerPool};
 use super::store::{
     CancelOutcome, IdempotencyBegin, JobStore, MemoryStore, MemoryStoreConfig, NewJob, Page, StoreError,
 };
-use super::{FailureCode, Job, JobFailure, JobStatus};
+use super::{FailureCode, Job, JobFailure, JobStatus, Tenant};
 use crate::analysis::pipeline::{self, PipelineError};
 use crate::analysis::Report;
 use crate::spec::experiment::ExperimentLimits;
@@ -34,6 +34,8 @@ pub struct JobsConfig {
     pub workers: usize,
     /// Queued jobs at most; beyond it submissions are refused.
     pub queue_capacity: usize,
+    /// Queued jobs of one tenant at most (`usize::MAX`: no bound but `queue_capacity`).
+    pub max_queued_per_tenant: usize,
     /// Finished jobs kept (with reports); the oldest are forgotten first.
     pub retain_jobs: usize,
     /// Finished jobs and idempotency keys are forgotten after this long.
@@ -71,6 +73,7 @@ impl Default for JobsConfig {
         JobsConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             queue_capacity: 1024,
+            max_queued_per_tenant: usize::MAX,
             retain_jobs: 1000,
             retention: Duration::from_secs(24 * 3600),
             job_timeout: Duration::from_secs(600),
@@ -162,6 +165,7 @@ impl JobService {
             retain: config.retain_jobs,
             ttl: config.retention,
             max_idempotency_keys: 100_000,
+            max_queued_per_tenant: config.max_queued_per_tenant,
         }));
         Self::with_store(config, store)
     }
@@ -213,17 +217,17 @@ impl JobService {
 
     /// Admits `spec` as a queued job. With an idempotency key, a repeat of an accepted request
     /// returns the job it created (`replayed`), whatever that job's status is now.
-    pub fn submit(&self, spec: Spec, key: Option<IdempotencyKey>) -> Result<Submitted, JobsError> {
+    pub fn submit(&self, tenant: &Tenant, spec: Spec, key: Option<IdempotencyKey>) -> Result<Submitted, JobsError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             self.metrics.submitted("shutting_down");
             return Err(self.shutting_down_error());
         }
         if let Some(k) = &key {
-            match self.store.idempotency_begin(&k.key, k.fingerprint) {
+            match self.store.idempotency_begin(tenant, &k.key, k.fingerprint) {
                 IdempotencyBegin::New => {}
                 IdempotencyBegin::Replay(id) => {
                     self.metrics.submitted("replayed");
-                    return self.get(&id).map(|job| Submitted { job, replayed: true });
+                    return self.get(tenant, &id).map(|job| Submitted { job, replayed: true });
                 }
                 IdempotencyBegin::Mismatch => {
                     self.metrics.submitted("conflict");
@@ -235,30 +239,32 @@ impl JobService {
                 }
             }
         }
-        let result = self.admit(spec);
+        let result = self.admit(tenant, spec);
         if let Some(k) = &key {
             match &result {
-                Ok(job) => self.store.idempotency_complete(&k.key, &job.id),
+                Ok(job) => self.store.idempotency_complete(tenant, &k.key, &job.id),
                 // A refused request created nothing, so a retry with the same key (after the
                 // queue drains, say) must be able to succeed.
-                Err(_) => self.store.idempotency_abort(&k.key),
+                Err(_) => self.store.idempotency_abort(tenant, &k.key),
             }
         }
         self.metrics.submitted(match &result {
             Ok(_) => "accepted",
             Err(JobsError::QueueFull { .. }) => "queue_full",
+            Err(JobsError::TenantQueueFull { .. }) => "tenant_queue_full",
             Err(_) => "invalid",
         });
         result.map(|job| Submitted { job, replayed: false })
     }
 
-    fn admit(&self, spec: Spec) -> Result<Job, JobsError> {
+    fn admit(&self, tenant: &Tenant, spec: Spec) -> Result<Job, JobsError> {
         let config = spec.validate(&self.config.limits).map_err(|e| JobsError::Invalid(PipelineError::Invalid(e)))?;
         let id = uuid::Uuid::now_v7().to_string();
         // The log exists before the job can be claimed, so the worker always finds it.
         self.hub.create(&id);
         let new = NewJob {
             id: id.clone(),
+            tenant: tenant.clone(),
             name: spec.name.clone(),
             spec: Arc::new(spec),
             total_steps: config.training.steps as u64,
@@ -281,21 +287,27 @@ impl JobService {
         }
     }
 
-    /// The job `id`.
-    pub fn get(&self, id: &str) -> Result<Job, JobsError> {
-        self.store.get(id).ok_or_else(|| JobsError::NotFound { id: id.to_owned() })
+    /// The job `id` of `tenant`.
+    pub fn get(&self, tenant: &Tenant, id: &str) -> Result<Job, JobsError> {
+        self.store.get(tenant, id).ok_or_else(|| JobsError::NotFound { id: id.to_owned() })
     }
 
-    /// A page of jobs, newest first.
-    pub fn list(&self, status: Option<JobStatus>, limit: usize, cursor: Option<&str>) -> Result<Page, JobsError> {
-        self.store.list(status, limit, cursor).map_err(|e| self.store_error("", e))
+    /// A page of `tenant`'s jobs, newest first.
+    pub fn list(
+        &self,
+        tenant: &Tenant,
+        status: Option<JobStatus>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, JobsError> {
+        self.store.list(tenant, status, limit, cursor).map_err(|e| self.store_error("", e))
     }
 
     /// Cancels a queued job at once; asks a running one to stop at its next step.
-    pub fn cancel(&self, id: &str) -> Result<Cancel, JobsError> {
+    pub fn cancel(&self, tenant: &Tenant, id: &str) -> Result<Cancel, JobsError> {
         let failure =
             JobFailure { code: FailureCode::Cancelled, message: "cancelled by request before it started".into() };
-        match self.store.cancel(id, failure).map_err(|e| self.store_error(id, e))? {
+        match self.store.cancel(tenant, id, failure).map_err(|e| self.store_error(id, e))? {
             CancelOutcome::Cancelled(job) => {
                 if let Some(log) = self.hub.get(id) {
                     log.close(job.clone());
@@ -313,21 +325,21 @@ impl JobService {
     }
 
     /// Deletes a finished job and its report.
-    pub fn delete(&self, id: &str) -> Result<(), JobsError> {
-        self.store.delete(id).map_err(|e| self.store_error(id, e))?;
+    pub fn delete(&self, tenant: &Tenant, id: &str) -> Result<(), JobsError> {
+        self.store.delete(tenant, id).map_err(|e| self.store_error(id, e))?;
         self.hub.remove(id);
         Ok(())
     }
 
     /// The report (serialised JSON) of a succeeded job, or of a failed one that diverged.
-    pub fn report(&self, id: &str) -> Result<Arc<[u8]>, JobsError> {
-        self.store.report(id).map_err(|e| self.store_error(id, e))
+    pub fn report(&self, tenant: &Tenant, id: &str) -> Result<Arc<[u8]>, JobsError> {
+        self.store.report(tenant, id).map_err(|e| self.store_error(id, e))
     }
 
     /// Events of `id` after `last_event_id` (all when `None`), ending with the final status.
-    pub fn subscribe(&self, id: &str, last_event_id: Option<u64>) -> Result<Subscription, JobsError> {
-        // Ask the store first: it is the authority on whether the job exists.
-        self.get(id)?;
+    pub fn subscribe(&self, tenant: &Tenant, id: &str, last_event_id: Option<u64>) -> Result<Subscription, JobsError> {
+        // Ask the store first: it is the authority on whether the job exists (for this tenant).
+        self.get(tenant, id)?;
         let log = self.hub.get(id).ok_or_else(|| JobsError::NotFound { id: id.to_owned() })?;
         Ok(log.subscribe(last_event_id.unwrap_or(0)))
     }
@@ -419,6 +431,9 @@ impl JobService {
             StoreError::ReportNotReady(status) => JobsError::ReportNotReady { id, status },
             StoreError::NoReport(status, reason) => JobsError::NoReport { id, status, reason },
             StoreError::InvalidCursor => JobsError::InvalidCursor,
+            StoreError::TenantQueueFull { queued, limit } => {
+                JobsError::TenantQueueFull { queued, limit, retry_after_secs: self.config.retry_after.as_secs().max(1) }
+            }
         }
     }
 }

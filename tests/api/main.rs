@@ -4,6 +4,7 @@
 // Tests may panic on a broken expectation; the crate's unwrap/expect lints are for library code.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod auth;
 mod docker;
 mod errors;
 mod experiment_science;

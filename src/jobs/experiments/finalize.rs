@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use crate::analysis::experiment::summarize;
 use crate::jobs::store::JobStore;
+use crate::jobs::Tenant;
 
-/// Computes and stores the summary of experiment `id` if every run has ended and it has none.
-pub fn finalize(store: &dyn JobStore, id: &str) {
-    let Some(snap) = store.experiment(id) else { return };
+/// Computes and stores the summary of experiment `id` (of `tenant`) if every run has ended and
+/// it has none.
+pub fn finalize(store: &dyn JobStore, tenant: &Tenant, id: &str) {
+    let Some(snap) = store.experiment(tenant, id) else { return };
     if snap.record.result.is_some() || !snap.record.all_ended() {
         return;
     }

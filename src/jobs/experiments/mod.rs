@@ -26,7 +26,7 @@ use self::model::{Experiment, ExperimentSnapshot, NewExperiment, VariantRecord};
 use super::error::JobsError;
 use super::service::JobService;
 use super::store::{NewJob, StoreError};
-use super::{FailureCode, JobFailure};
+use super::{FailureCode, JobFailure, Tenant};
 use crate::analysis::experiment::{Axis, ExperimentResult};
 use crate::analysis::pipeline::PipelineError;
 use crate::spec::experiment::{admit, parse_experiment, Design, NamedPatch};
@@ -93,15 +93,15 @@ fn remedies(report: &[u8], job: &str) -> Result<(Value, Vec<NamedPatch>), JobsEr
 }
 
 impl JobService {
-    /// Admits an experiment: every (variant, seed) becomes a queued job of one group.
-    pub fn submit_experiment(&self, body: &Value) -> Result<Experiment, JobsError> {
+    /// Admits an experiment of `tenant`: every (variant, seed) becomes a queued job of one group.
+    pub fn submit_experiment(&self, tenant: &Tenant, body: &Value) -> Result<Experiment, JobsError> {
         if self.is_shutting_down() {
             return Err(self.shutting_down_error());
         }
         let plan = parse_experiment(body).map_err(invalid)?;
         let remedies = match &plan.design {
             Design::RemediesOf(job) => {
-                let report = self.store.report(job).map_err(|e| match e {
+                let report = self.store.report(tenant, job).map_err(|e| match e {
                     StoreError::NotFound => JobsError::NotFound { id: job.clone() },
                     other => invalid_at("/remedies_of", self.store_error(job, other).to_string()),
                 })?;
@@ -124,6 +124,7 @@ impl JobService {
                 let job_id = uuid::Uuid::now_v7().to_string();
                 jobs.push(NewJob {
                     id: job_id.clone(),
+                    tenant: tenant.clone(),
                     name: Some(format!("{label}: {}, seed {}", v.variant.name, run.seed)),
                     spec: Arc::new(run.spec),
                     total_steps: run.total_steps,
@@ -144,6 +145,7 @@ impl JobService {
         let axes = plan.axes().iter().map(|a| Axis { pointer: a.pointer.clone(), values: a.values.clone() }).collect();
         let new = NewExperiment {
             id: id.clone(),
+            tenant: tenant.clone(),
             name: plan.request.name.clone(),
             description: plan.request.description.clone(),
             seeds,
@@ -175,23 +177,24 @@ impl JobService {
         }
     }
 
-    fn snapshot(&self, id: &str) -> Result<ExperimentSnapshot, JobsError> {
-        let snap = self.store.experiment(id).ok_or_else(|| JobsError::ExperimentNotFound { id: id.to_owned() })?;
+    fn snapshot(&self, tenant: &Tenant, id: &str) -> Result<ExperimentSnapshot, JobsError> {
+        let not_found = || JobsError::ExperimentNotFound { id: id.to_owned() };
+        let snap = self.store.experiment(tenant, id).ok_or_else(not_found)?;
         if snap.record.result.is_none() && snap.record.all_ended() {
-            finalize(&*self.store, id);
-            return self.store.experiment(id).ok_or_else(|| JobsError::ExperimentNotFound { id: id.to_owned() });
+            finalize(&*self.store, tenant, id);
+            return self.store.experiment(tenant, id).ok_or_else(not_found);
         }
         Ok(snap)
     }
 
     /// The experiment `id`, with its result once every run has ended.
-    pub fn get_experiment(&self, id: &str) -> Result<Experiment, JobsError> {
-        Ok(self.snapshot(id)?.view())
+    pub fn get_experiment(&self, tenant: &Tenant, id: &str) -> Result<Experiment, JobsError> {
+        Ok(self.snapshot(tenant, id)?.view())
     }
 
     /// The result of a finished experiment (for its HTML page and plots).
-    pub fn experiment_result(&self, id: &str) -> Result<Arc<ExperimentResult>, JobsError> {
-        let snap = self.snapshot(id)?;
+    pub fn experiment_result(&self, tenant: &Tenant, id: &str) -> Result<Arc<ExperimentResult>, JobsError> {
+        let snap = self.snapshot(tenant, id)?;
         snap.record
             .result
             .clone()
@@ -199,8 +202,13 @@ impl JobService {
     }
 
     /// A page of experiments, newest first, without their results.
-    pub fn list_experiments(&self, limit: usize, cursor: Option<&str>) -> Result<ExperimentList, JobsError> {
-        let page = self.store.list_experiments(limit, cursor).map_err(|e| self.store_error("", e))?;
+    pub fn list_experiments(
+        &self,
+        tenant: &Tenant,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<ExperimentList, JobsError> {
+        let page = self.store.list_experiments(tenant, limit, cursor).map_err(|e| self.store_error("", e))?;
         let experiments = page
             .experiments
             .into_iter()
@@ -214,17 +222,17 @@ impl JobService {
     }
 
     /// Cancels every queued run of the experiment and stops its running ones within a step.
-    pub fn cancel_experiment(&self, id: &str) -> Result<ExperimentCancel, JobsError> {
+    pub fn cancel_experiment(&self, tenant: &Tenant, id: &str) -> Result<ExperimentCancel, JobsError> {
         let failure = JobFailure {
             code: FailureCode::Cancelled,
             message: "cancelled with its experiment before it started".into(),
         };
-        let (snap, cancelled, running) = self.store.cancel_experiment(id, failure).map_err(|e| match e {
+        let (snap, cancelled, running) = self.store.cancel_experiment(tenant, id, failure).map_err(|e| match e {
             StoreError::NotFound => JobsError::ExperimentNotFound { id: id.to_owned() },
             other => self.store_error(id, other),
         })?;
         if cancelled.is_empty() && running.is_empty() && snap.record.all_ended() {
-            return Ok(ExperimentCancel::AlreadyFinished(self.snapshot(id)?.view()));
+            return Ok(ExperimentCancel::AlreadyFinished(self.snapshot(tenant, id)?.view()));
         }
         for job in cancelled {
             if let Some(log) = self.hub.get(&job.id) {
@@ -235,12 +243,12 @@ impl JobService {
             self.pool.cancel(job);
         }
         tracing::info!(experiment.id = %id, running = running.len(), "experiment cancelled");
-        Ok(ExperimentCancel::Accepted(self.snapshot(id)?.view()))
+        Ok(ExperimentCancel::Accepted(self.snapshot(tenant, id)?.view()))
     }
 
     /// Deletes a finished experiment and every job (and report) of it.
-    pub fn delete_experiment(&self, id: &str) -> Result<(), JobsError> {
-        let ids = self.store.delete_experiment(id).map_err(|e| match e {
+    pub fn delete_experiment(&self, tenant: &Tenant, id: &str) -> Result<(), JobsError> {
+        let ids = self.store.delete_experiment(tenant, id).map_err(|e| match e {
             StoreError::NotFound => JobsError::ExperimentNotFound { id: id.to_owned() },
             StoreError::NotFinished(status) => JobsError::ExperimentNotFinished { id: id.to_owned(), status },
             other => self.store_error(id, other),

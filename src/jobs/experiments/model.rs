@@ -36,6 +36,8 @@ pub struct VariantRecord {
 pub struct NewExperiment {
     /// Its id.
     pub id: String,
+    /// Whose it is (its jobs are the same tenant's).
+    pub tenant: crate::jobs::Tenant,
     /// Free-form label.
     pub name: Option<String>,
     /// What it shows.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 mod experiments;
 
 use super::experiments::model::{ExperimentPage, ExperimentRecord, ExperimentSnapshot, NewExperiment};
-use super::{rfc3339, Job, JobFailure, JobProgress, JobStatus};
+use super::{rfc3339, Job, JobFailure, JobProgress, JobStatus, Tenant};
 use crate::analysis::experiment::{ExperimentResult, RunResult};
 use crate::spec::Spec;
 
@@ -29,6 +29,8 @@ use crate::spec::Spec;
 pub struct NewJob {
     /// Its id (made by the service).
     pub id: String,
+    /// Whose it is.
+    pub tenant: Tenant,
     /// The spec's name.
     pub name: Option<String>,
     /// The spec, validated at admission.
@@ -46,6 +48,8 @@ pub struct NewJob {
 pub struct Claimed {
     /// Its id.
     pub id: String,
+    /// Whose it is.
+    pub tenant: Tenant,
     /// The spec to run.
     pub spec: Arc<Spec>,
     /// Probe interval in steps (progress events are sent at least this often).
@@ -108,6 +112,13 @@ pub enum StoreError {
         /// The capacity.
         capacity: usize,
     },
+    /// The tenant has `limit` jobs queued already.
+    TenantQueueFull {
+        /// Its queued jobs now.
+        queued: usize,
+        /// The per-tenant bound.
+        limit: usize,
+    },
     /// The job is still queued or running.
     NotFinished(JobStatus),
     /// The report is not ready (queued or running).
@@ -121,8 +132,9 @@ pub enum StoreError {
 /// Job storage. Implementations are shared between the HTTP handlers and the worker threads, so
 /// every method takes `&self` and must be cheap enough to call at a few thousand per second.
 pub trait JobStore: Send + Sync + std::fmt::Debug {
-    /// Adds a queued job. Refuses when the queue is full. Returns the job and the ids of
-    /// finished jobs evicted to make room (their event logs can go too).
+    /// Adds a queued job. Refuses when the queue is full or its tenant has
+    /// `max_queued_per_tenant` jobs queued. Returns the job and the ids of finished jobs evicted
+    /// to make room (their event logs can go too).
     fn create(&self, job: NewJob) -> Result<(Job, Vec<String>), StoreError>;
     /// Moves the oldest queued job to `running` and hands it out, keeping every group of jobs
     /// to its fair share of `workers` while others wait (see [`fair_share`]).
@@ -134,42 +146,58 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// Moves a queued or running job to a terminal status; returns the final job, or `None` if
     /// the job is gone or already terminal. Returns evicted ids like `create`.
     fn finish(&self, id: &str, finish: Finish) -> Option<(Job, Vec<String>)>;
-    /// Cancels a queued job, records a cancel request for a running one.
-    fn cancel(&self, id: &str, failure: JobFailure) -> Result<CancelOutcome, StoreError>;
     /// Cancels every queued job (shutdown); returns them.
     fn cancel_queued(&self, failure: JobFailure) -> Vec<Job>;
-    /// The job.
-    fn get(&self, id: &str) -> Option<Job>;
-    /// Jobs, newest first, optionally of one status, `limit` per page.
-    fn list(&self, status: Option<JobStatus>, limit: usize, cursor: Option<&str>) -> Result<Page, StoreError>;
-    /// Deletes a finished job and its report.
-    fn delete(&self, id: &str) -> Result<(), StoreError>;
-    /// The report of a finished job (serialised JSON).
-    fn report(&self, id: &str) -> Result<Arc<[u8]>, StoreError>;
     /// Jobs waiting for a worker.
     fn queued(&self) -> usize;
     /// Jobs being trained.
     fn running(&self) -> usize;
     /// True when the store can serve requests (a durable store would ping its database).
     fn is_reachable(&self) -> bool;
-    /// Starts using an `Idempotency-Key` with the fingerprint of a request body.
-    fn idempotency_begin(&self, key: &str, fingerprint: [u8; 32]) -> IdempotencyBegin;
-    /// The request with this key created `job_id`.
-    fn idempotency_complete(&self, key: &str, job_id: &str);
-    /// The request with this key was refused; the key may be used again.
-    fn idempotency_abort(&self, key: &str);
 
-    /// Adds an experiment and its queued jobs, all or nothing (refused when the queue cannot
-    /// take them all). Returns it and the ids of evicted finished jobs.
+    // What a client asks for names the client's tenant: a job, experiment or key of another
+    // tenant is `NotFound` (`None`), exactly like one that does not exist.
+
+    /// Cancels a queued job, records a cancel request for a running one.
+    fn cancel(&self, tenant: &Tenant, id: &str, failure: JobFailure) -> Result<CancelOutcome, StoreError>;
+    /// The job.
+    fn get(&self, tenant: &Tenant, id: &str) -> Option<Job>;
+    /// The tenant's jobs, newest first, optionally of one status, `limit` per page.
+    fn list(
+        &self,
+        tenant: &Tenant,
+        status: Option<JobStatus>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError>;
+    /// Deletes a finished job and its report.
+    fn delete(&self, tenant: &Tenant, id: &str) -> Result<(), StoreError>;
+    /// The report of a finished job (serialised JSON).
+    fn report(&self, tenant: &Tenant, id: &str) -> Result<Arc<[u8]>, StoreError>;
+    /// Starts using an `Idempotency-Key` (of `tenant`) with the fingerprint of a request body.
+    fn idempotency_begin(&self, tenant: &Tenant, key: &str, fingerprint: [u8; 32]) -> IdempotencyBegin;
+    /// The request with this key created `job_id`.
+    fn idempotency_complete(&self, tenant: &Tenant, key: &str, job_id: &str);
+    /// The request with this key was refused; the key may be used again.
+    fn idempotency_abort(&self, tenant: &Tenant, key: &str);
+
+    /// Adds an experiment and its queued jobs (all of the experiment's tenant), all or nothing
+    /// (refused when the queue, or the tenant's share of it, cannot take them all). Returns it
+    /// and the ids of evicted finished jobs.
     fn create_experiment(
         &self,
         experiment: NewExperiment,
         jobs: Vec<NewJob>,
     ) -> Result<(ExperimentSnapshot, Vec<String>), StoreError>;
     /// The experiment, with its jobs' live state.
-    fn experiment(&self, id: &str) -> Option<ExperimentSnapshot>;
-    /// Experiments, newest first, `limit` per page.
-    fn list_experiments(&self, limit: usize, cursor: Option<&str>) -> Result<ExperimentPage, StoreError>;
+    fn experiment(&self, tenant: &Tenant, id: &str) -> Option<ExperimentSnapshot>;
+    /// The tenant's experiments, newest first, `limit` per page.
+    fn list_experiments(
+        &self,
+        tenant: &Tenant,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<ExperimentPage, StoreError>;
     /// What the report of a run of an experiment said; kept with the experiment when the job
     /// ends.
     fn put_run_result(&self, job_id: &str, result: RunResult);
@@ -177,6 +205,7 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// experiment, the jobs it cancelled and the ids of its running jobs (to stop).
     fn cancel_experiment(
         &self,
+        tenant: &Tenant,
         id: &str,
         failure: JobFailure,
     ) -> Result<(ExperimentSnapshot, Vec<Job>, Vec<String>), StoreError>;
@@ -184,7 +213,7 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// already (the first wins) or is gone.
     fn put_experiment_result(&self, id: &str, result: Arc<ExperimentResult>) -> bool;
     /// Deletes a finished experiment and its jobs; returns the jobs' ids.
-    fn delete_experiment(&self, id: &str) -> Result<Vec<String>, StoreError>;
+    fn delete_experiment(&self, tenant: &Tenant, id: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// The fair-share rule of `claim`. Jobs form groups: each experiment is one group, and every
@@ -209,6 +238,8 @@ pub struct MemoryStoreConfig {
     pub ttl: Duration,
     /// Idempotency keys kept at most.
     pub max_idempotency_keys: usize,
+    /// Queued jobs of one tenant at most (`usize::MAX`: only `capacity` bounds them).
+    pub max_queued_per_tenant: usize,
 }
 
 /// The in-memory [`JobStore`].
@@ -230,8 +261,9 @@ struct Inner {
     next_seq: u64,
     queued: usize,
     running: usize,
-    idempotency: HashMap<String, IdemEntry>,
-    idempotency_order: VecDeque<(String, Instant)>,
+    /// Keys are per tenant: two tenants may use the same key.
+    idempotency: HashMap<(Tenant, String), IdemEntry>,
+    idempotency_order: VecDeque<((Tenant, String), Instant)>,
     /// Experiments by id (see `experiments.rs`).
     experiments: HashMap<String, ExperimentRecord>,
     /// Creation order -> experiment id.
@@ -243,6 +275,7 @@ struct Inner {
 struct Record {
     seq: u64,
     id: String,
+    tenant: Tenant,
     name: Option<String>,
     /// Dropped once the job finishes.
     spec: Option<Arc<Spec>>,
@@ -312,6 +345,31 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// The job `id` if `tenant` owns it.
+    fn owned(&self, tenant: &Tenant, id: &str) -> Option<&Record> {
+        self.jobs.get(id).filter(|r| &r.tenant == tenant)
+    }
+
+    /// Jobs of `tenant` waiting in the queue.
+    fn queued_of(&self, tenant: &Tenant) -> usize {
+        self.queue.iter().filter(|id| self.jobs.get(*id).is_some_and(|r| &r.tenant == tenant)).count()
+    }
+
+    /// Refuses `adding` more queued jobs of `tenant` when the queue or the tenant's share of it
+    /// cannot take them.
+    fn check_room(&self, config: &MemoryStoreConfig, tenant: &Tenant, adding: usize) -> Result<(), StoreError> {
+        if self.queued + adding > config.capacity {
+            return Err(StoreError::QueueFull { capacity: config.capacity });
+        }
+        if config.max_queued_per_tenant != usize::MAX {
+            let queued = self.queued_of(tenant);
+            if queued + adding > config.max_queued_per_tenant {
+                return Err(StoreError::TenantQueueFull { queued, limit: config.max_queued_per_tenant });
+            }
+        }
+        Ok(())
+    }
+
     /// Adds a queued job (the caller checked the capacity).
     fn insert(&mut self, job: NewJob) -> Job {
         let seq = self.next_seq;
@@ -319,6 +377,7 @@ impl Inner {
         let record = Record {
             seq,
             id: job.id.clone(),
+            tenant: job.tenant,
             name: job.name,
             spec: Some(job.spec),
             probe_every: job.probe_every.max(1),
@@ -396,9 +455,7 @@ impl Inner {
 impl JobStore for MemoryStore {
     fn create(&self, job: NewJob) -> Result<(Job, Vec<String>), StoreError> {
         let mut inner = self.lock();
-        if inner.queued >= self.config.capacity {
-            return Err(StoreError::QueueFull { capacity: self.config.capacity });
-        }
+        inner.check_room(&self.config, &job.tenant, 1)?;
         let evicted = inner.evict(&self.config);
         Ok((inner.insert(job), evicted))
     }
@@ -433,6 +490,7 @@ impl JobStore for MemoryStore {
         r.started_at = Some(SystemTime::now());
         let claimed = Claimed {
             id: id.clone(),
+            tenant: r.tenant.clone(),
             spec,
             probe_every: r.probe_every,
             total_steps: r.progress.total_steps,
@@ -464,9 +522,9 @@ impl JobStore for MemoryStore {
         Some((job, evicted))
     }
 
-    fn cancel(&self, id: &str, failure: JobFailure) -> Result<CancelOutcome, StoreError> {
+    fn cancel(&self, tenant: &Tenant, id: &str, failure: JobFailure) -> Result<CancelOutcome, StoreError> {
         let mut inner = self.lock();
-        let r = inner.jobs.get_mut(id).ok_or(StoreError::NotFound)?;
+        let r = inner.jobs.get_mut(id).filter(|r| &r.tenant == tenant).ok_or(StoreError::NotFound)?;
         match r.status {
             JobStatus::Queued => {
                 // Drop it from the queue now rather than when a worker next claims: with every
@@ -493,11 +551,17 @@ impl JobStore for MemoryStore {
             .collect()
     }
 
-    fn get(&self, id: &str) -> Option<Job> {
-        self.lock().jobs.get(id).map(Record::job)
+    fn get(&self, tenant: &Tenant, id: &str) -> Option<Job> {
+        self.lock().owned(tenant, id).map(Record::job)
     }
 
-    fn list(&self, status: Option<JobStatus>, limit: usize, cursor: Option<&str>) -> Result<Page, StoreError> {
+    fn list(
+        &self,
+        tenant: &Tenant,
+        status: Option<JobStatus>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError> {
         let before = match cursor {
             Some(c) => decode_cursor(c).ok_or(StoreError::InvalidCursor)?,
             None => u64::MAX,
@@ -506,7 +570,7 @@ impl JobStore for MemoryStore {
         let mut jobs = Vec::with_capacity(limit.min(1000));
         let mut next_cursor = None;
         for (seq, id) in inner.by_seq.range(..before).rev() {
-            let Some(r) = inner.jobs.get(id) else { continue };
+            let Some(r) = inner.owned(tenant, id) else { continue };
             if status.is_some_and(|s| s != r.status) {
                 continue;
             }
@@ -520,9 +584,9 @@ impl JobStore for MemoryStore {
         Ok(Page { jobs, next_cursor })
     }
 
-    fn delete(&self, id: &str) -> Result<(), StoreError> {
+    fn delete(&self, tenant: &Tenant, id: &str) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let r = inner.jobs.get(id).ok_or(StoreError::NotFound)?;
+        let r = inner.owned(tenant, id).ok_or(StoreError::NotFound)?;
         if !r.status.is_terminal() {
             return Err(StoreError::NotFinished(r.status));
         }
@@ -532,9 +596,9 @@ impl JobStore for MemoryStore {
         Ok(())
     }
 
-    fn report(&self, id: &str) -> Result<Arc<[u8]>, StoreError> {
+    fn report(&self, tenant: &Tenant, id: &str) -> Result<Arc<[u8]>, StoreError> {
         let inner = self.lock();
-        let r = inner.jobs.get(id).ok_or(StoreError::NotFound)?;
+        let r = inner.owned(tenant, id).ok_or(StoreError::NotFound)?;
         if !r.status.is_terminal() {
             return Err(StoreError::ReportNotReady(r.status));
         }
@@ -555,10 +619,11 @@ impl JobStore for MemoryStore {
         true
     }
 
-    fn idempotency_begin(&self, key: &str, fingerprint: [u8; 32]) -> IdempotencyBegin {
+    fn idempotency_begin(&self, tenant: &Tenant, key: &str, fingerprint: [u8; 32]) -> IdempotencyBegin {
         let mut inner = self.lock();
         inner.evict(&self.config);
-        if let Some(e) = inner.idempotency.get(key) {
+        let key = (tenant.clone(), key.to_owned());
+        if let Some(e) = inner.idempotency.get(&key) {
             return match (&e.job, e.fingerprint == fingerprint) {
                 (_, false) => IdempotencyBegin::Mismatch,
                 (None, true) => IdempotencyBegin::InFlight,
@@ -566,25 +631,25 @@ impl JobStore for MemoryStore {
                     true => IdempotencyBegin::Replay(id.clone()),
                     // The job was deleted or evicted: the key starts afresh.
                     false => {
-                        inner.idempotency.insert(key.to_owned(), IdemEntry { fingerprint, job: None });
+                        inner.idempotency.insert(key, IdemEntry { fingerprint, job: None });
                         IdempotencyBegin::New
                     }
                 },
             };
         }
-        inner.idempotency.insert(key.to_owned(), IdemEntry { fingerprint, job: None });
-        inner.idempotency_order.push_back((key.to_owned(), Instant::now()));
+        inner.idempotency.insert(key.clone(), IdemEntry { fingerprint, job: None });
+        inner.idempotency_order.push_back((key, Instant::now()));
         IdempotencyBegin::New
     }
 
-    fn idempotency_complete(&self, key: &str, job_id: &str) {
-        if let Some(e) = self.lock().idempotency.get_mut(key) {
+    fn idempotency_complete(&self, tenant: &Tenant, key: &str, job_id: &str) {
+        if let Some(e) = self.lock().idempotency.get_mut(&(tenant.clone(), key.to_owned())) {
             e.job = Some(job_id.to_owned());
         }
     }
 
-    fn idempotency_abort(&self, key: &str) {
-        self.lock().idempotency.remove(key);
+    fn idempotency_abort(&self, tenant: &Tenant, key: &str) {
+        self.lock().idempotency.remove(&(tenant.clone(), key.to_owned()));
     }
 
     fn create_experiment(
@@ -593,19 +658,22 @@ impl JobStore for MemoryStore {
         jobs: Vec<NewJob>,
     ) -> Result<(ExperimentSnapshot, Vec<String>), StoreError> {
         let mut inner = self.lock();
-        if inner.queued + jobs.len() > self.config.capacity {
-            return Err(StoreError::QueueFull { capacity: self.config.capacity });
-        }
+        inner.check_room(&self.config, &experiment.tenant, jobs.len())?;
         let evicted = inner.evict(&self.config);
         Ok((inner.insert_experiment(experiment, jobs), evicted))
     }
 
-    fn experiment(&self, id: &str) -> Option<ExperimentSnapshot> {
+    fn experiment(&self, tenant: &Tenant, id: &str) -> Option<ExperimentSnapshot> {
         let inner = self.lock();
-        inner.experiments.get(id).map(|r| inner.snapshot(r))
+        inner.experiments.get(id).filter(|r| &r.new.tenant == tenant).map(|r| inner.snapshot(r))
     }
 
-    fn list_experiments(&self, limit: usize, cursor: Option<&str>) -> Result<ExperimentPage, StoreError> {
+    fn list_experiments(
+        &self,
+        tenant: &Tenant,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<ExperimentPage, StoreError> {
         let before = match cursor {
             Some(c) => decode_cursor(c).ok_or(StoreError::InvalidCursor)?,
             None => u64::MAX,
@@ -614,7 +682,7 @@ impl JobStore for MemoryStore {
         let mut experiments = Vec::with_capacity(limit.min(1000));
         let mut next_cursor = None;
         for (seq, id) in inner.experiments_by_seq.range(..before).rev() {
-            let Some(r) = inner.experiments.get(id) else { continue };
+            let Some(r) = inner.experiments.get(id).filter(|r| &r.new.tenant == tenant) else { continue };
             if experiments.len() == limit {
                 next_cursor = Some(encode_cursor(seq + 1));
                 break;
@@ -632,11 +700,12 @@ impl JobStore for MemoryStore {
 
     fn cancel_experiment(
         &self,
+        tenant: &Tenant,
         id: &str,
         failure: JobFailure,
     ) -> Result<(ExperimentSnapshot, Vec<Job>, Vec<String>), StoreError> {
         let mut inner = self.lock();
-        let record = inner.experiments.get_mut(id).ok_or(StoreError::NotFound)?;
+        let record = inner.experiments.get_mut(id).filter(|r| &r.new.tenant == tenant).ok_or(StoreError::NotFound)?;
         if record.all_ended() {
             let snap = inner.snapshot(&inner.experiments[id]);
             return Ok((snap, Vec::new(), Vec::new()));
@@ -675,9 +744,9 @@ impl JobStore for MemoryStore {
         }
     }
 
-    fn delete_experiment(&self, id: &str) -> Result<Vec<String>, StoreError> {
+    fn delete_experiment(&self, tenant: &Tenant, id: &str) -> Result<Vec<String>, StoreError> {
         let mut inner = self.lock();
-        let record = inner.experiments.get(id).ok_or(StoreError::NotFound)?;
+        let record = inner.experiments.get(id).filter(|r| &r.new.tenant == tenant).ok_or(StoreError::NotFound)?;
         if !record.all_ended() {
             let snap = inner.snapshot(record);
             return Err(StoreError::NotFinished(snap.status()));
@@ -705,6 +774,7 @@ mod tests {
             retain,
             ttl: Duration::from_secs(3600),
             max_idempotency_keys: 100,
+            max_queued_per_tenant: usize::MAX,
         })
     }
 
@@ -715,7 +785,19 @@ mod tests {
     }
 
     fn new_job(id: &str) -> NewJob {
-        NewJob { id: id.into(), name: None, spec: spec(), total_steps: 10, probe_every: 1, experiment: None }
+        NewJob {
+            id: id.into(),
+            tenant: Tenant::open(),
+            name: None,
+            spec: spec(),
+            total_steps: 10,
+            probe_every: 1,
+            experiment: None,
+        }
+    }
+
+    fn open() -> Tenant {
+        Tenant::open()
     }
 
     fn done(s: &MemoryStore, id: &str) {
@@ -729,7 +811,7 @@ mod tests {
             s.create(new_job(id)).unwrap();
         }
         let f = JobFailure { code: super::super::FailureCode::Cancelled, message: "x".into() };
-        assert!(matches!(s.cancel("a", f), Ok(CancelOutcome::Cancelled(_))));
+        assert!(matches!(s.cancel(&open(), "a", f), Ok(CancelOutcome::Cancelled(_))));
         assert_eq!(s.claim(1).unwrap().id, "b");
         assert_eq!((s.queued(), s.running()), (1, 1));
     }
@@ -797,8 +879,8 @@ mod tests {
             s.claim(1).unwrap();
             done(&s, id);
         }
-        assert!(s.get("a").is_none());
-        assert!(s.get("b").is_some() && s.get("c").is_some());
+        assert!(s.get(&open(), "a").is_none());
+        assert!(s.get(&open(), "b").is_some() && s.get(&open(), "c").is_some());
     }
 
     #[test]
@@ -807,42 +889,89 @@ mod tests {
         for id in ["a", "b", "c", "d", "e"] {
             s.create(new_job(id)).unwrap();
         }
-        let p1 = s.list(None, 2, None).unwrap();
+        let p1 = s.list(&open(), None, 2, None).unwrap();
         let ids = |p: &Page| p.jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&p1), ["e", "d"]);
-        let p2 = s.list(None, 2, p1.next_cursor.as_deref()).unwrap();
+        let p2 = s.list(&open(), None, 2, p1.next_cursor.as_deref()).unwrap();
         assert_eq!(ids(&p2), ["c", "b"]);
-        let p3 = s.list(None, 2, p2.next_cursor.as_deref()).unwrap();
+        let p3 = s.list(&open(), None, 2, p2.next_cursor.as_deref()).unwrap();
         assert_eq!(ids(&p3), ["a"]);
         assert!(p3.next_cursor.is_none());
-        assert_eq!(s.list(None, 2, Some("zz")).unwrap_err(), StoreError::InvalidCursor);
+        assert_eq!(s.list(&open(), None, 2, Some("zz")).unwrap_err(), StoreError::InvalidCursor);
     }
 
     #[test]
     fn idempotency_keys_replay_mismatch_and_in_flight() {
         let s = store(10, 10);
-        assert_eq!(s.idempotency_begin("k", [1; 32]), IdempotencyBegin::New);
-        assert_eq!(s.idempotency_begin("k", [1; 32]), IdempotencyBegin::InFlight);
-        assert_eq!(s.idempotency_begin("k", [2; 32]), IdempotencyBegin::Mismatch);
+        assert_eq!(s.idempotency_begin(&open(), "k", [1; 32]), IdempotencyBegin::New);
+        assert_eq!(s.idempotency_begin(&open(), "k", [1; 32]), IdempotencyBegin::InFlight);
+        assert_eq!(s.idempotency_begin(&open(), "k", [2; 32]), IdempotencyBegin::Mismatch);
         s.create(new_job("j")).unwrap();
-        s.idempotency_complete("k", "j");
-        assert_eq!(s.idempotency_begin("k", [1; 32]), IdempotencyBegin::Replay("j".into()));
-        s.idempotency_abort("k");
-        assert_eq!(s.idempotency_begin("k", [2; 32]), IdempotencyBegin::New);
+        s.idempotency_complete(&open(), "k", "j");
+        assert_eq!(s.idempotency_begin(&open(), "k", [1; 32]), IdempotencyBegin::Replay("j".into()));
+        s.idempotency_abort(&open(), "k");
+        assert_eq!(s.idempotency_begin(&open(), "k", [2; 32]), IdempotencyBegin::New);
     }
 
     #[test]
     fn delete_refuses_unfinished_jobs_and_report_waits_for_a_terminal_status() {
         let s = store(10, 10);
         s.create(new_job("a")).unwrap();
-        assert_eq!(s.delete("a").unwrap_err(), StoreError::NotFinished(JobStatus::Queued));
+        assert_eq!(s.delete(&open(), "a").unwrap_err(), StoreError::NotFinished(JobStatus::Queued));
         s.claim(1).unwrap();
         s.put_report("a", Arc::from(&b"{}"[..]));
-        assert_eq!(s.report("a").unwrap_err(), StoreError::ReportNotReady(JobStatus::Running));
+        assert_eq!(s.report(&open(), "a").unwrap_err(), StoreError::ReportNotReady(JobStatus::Running));
         done(&s, "a");
-        assert_eq!(&*s.report("a").unwrap(), b"{}");
-        s.delete("a").unwrap();
-        assert!(s.get("a").is_none());
-        assert_eq!(s.delete("a").unwrap_err(), StoreError::NotFound);
+        assert_eq!(&*s.report(&open(), "a").unwrap(), b"{}");
+        s.delete(&open(), "a").unwrap();
+        assert!(s.get(&open(), "a").is_none());
+        assert_eq!(s.delete(&open(), "a").unwrap_err(), StoreError::NotFound);
+    }
+
+    fn job_of(tenant: &str, id: &str) -> NewJob {
+        NewJob { tenant: Tenant::new(tenant), ..new_job(id) }
+    }
+
+    #[test]
+    fn a_tenant_sees_cancels_deletes_and_lists_only_its_own_jobs() {
+        let s = store(10, 10);
+        let (a, b) = (Tenant::new("a"), Tenant::new("b"));
+        s.create(job_of("a", "ja")).unwrap();
+        s.create(job_of("b", "jb")).unwrap();
+        assert!(s.get(&a, "ja").is_some());
+        assert!(s.get(&b, "ja").is_none(), "another tenant's job is not found");
+        let ids = |p: Page| p.jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+        assert_eq!(ids(s.list(&a, None, 10, None).unwrap()), ["ja"]);
+        assert_eq!(ids(s.list(&b, None, 10, None).unwrap()), ["jb"]);
+        let f = JobFailure { code: super::super::FailureCode::Cancelled, message: "x".into() };
+        assert_eq!(s.cancel(&b, "ja", f.clone()).unwrap_err(), StoreError::NotFound);
+        assert_eq!(s.get(&a, "ja").unwrap().status, JobStatus::Queued, "the refused cancel changed nothing");
+        s.cancel(&a, "ja", f).unwrap();
+        assert_eq!(s.delete(&b, "ja").unwrap_err(), StoreError::NotFound);
+        assert_eq!(s.report(&b, "ja").unwrap_err(), StoreError::NotFound);
+        s.delete(&a, "ja").unwrap();
+    }
+
+    #[test]
+    fn idempotency_keys_are_per_tenant() {
+        let s = store(10, 10);
+        let (a, b) = (Tenant::new("a"), Tenant::new("b"));
+        assert_eq!(s.idempotency_begin(&a, "k", [1; 32]), IdempotencyBegin::New);
+        assert_eq!(s.idempotency_begin(&b, "k", [2; 32]), IdempotencyBegin::New, "b's key is its own");
+        s.create(job_of("a", "ja")).unwrap();
+        s.idempotency_complete(&a, "k", "ja");
+        assert_eq!(s.idempotency_begin(&a, "k", [1; 32]), IdempotencyBegin::Replay("ja".into()));
+        assert_eq!(s.idempotency_begin(&b, "k", [2; 32]), IdempotencyBegin::InFlight);
+    }
+
+    #[test]
+    fn a_tenant_over_its_queued_jobs_is_refused_while_others_are_not() {
+        let s = MemoryStore::new(MemoryStoreConfig { max_queued_per_tenant: 2, ..store(10, 10).config });
+        s.create(job_of("a", "a1")).unwrap();
+        s.create(job_of("a", "a2")).unwrap();
+        assert_eq!(s.create(job_of("a", "a3")).unwrap_err(), StoreError::TenantQueueFull { queued: 2, limit: 2 });
+        s.create(job_of("b", "b1")).unwrap();
+        s.claim(1).unwrap();
+        s.create(job_of("a", "a3")).unwrap();
     }
 }
