@@ -10,6 +10,7 @@ mod experiment_science;
 mod experiments;
 mod helpers;
 mod jobs;
+mod memory;
 mod openapi;
 mod ops;
 mod plots;
