@@ -100,3 +100,35 @@ fn a_spec_under_the_limit_runs_and_a_bad_size_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a size in bytes"));
 }
+
+/// `--max-job-memory` reads bytes and sizes; its default is 80% of the available memory over
+/// the runs in flight (`serve`: workers + analyze slots), and analyses are held to it too.
+#[test]
+fn the_flag_reads_sizes_and_defaults_to_a_share_of_the_machine() {
+    use gradscope::config::{available_memory, default_job_memory, parse_bytes, ServeArgs, FALLBACK_MEMORY};
+    assert_eq!(parse_bytes("1000000000000000"), Ok(1_000_000_000_000_000));
+    assert_eq!(parse_bytes("4GiB"), Ok(4 << 30));
+    assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+    assert!(parse_bytes("lots").is_err());
+    let available = available_memory().unwrap_or(FALLBACK_MEMORY);
+    if cfg!(target_os = "linux") {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let kb: u64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(available_memory().map(|a| a <= kb * 1024 && a > 0), Some(true));
+    }
+    assert_eq!(default_job_memory(4), (available as f64 * 0.8 / 4.0) as u64);
+    assert_eq!(default_job_memory(0), default_job_memory(1));
+    let serve = |args: &[&str]| ServeArgs::try_parse_from([&["gradscope"], args].concat()).unwrap().jobs_config();
+    let config = serve(&["--workers", "3", "--analyze-slots", "1"]);
+    assert_eq!(config.limits.max_job_memory, default_job_memory(4));
+    let config = serve(&["--max-job-memory", "4GiB"]);
+    assert_eq!((config.limits.max_job_memory, config.analyze_limits.max_job_memory), (4 << 30, 4 << 30));
+}
