@@ -74,6 +74,11 @@ pub enum Command {
         /// patched spec trained for a short budget against the baseline); 0 switches it off.
         #[arg(long, default_value_t = crate::analysis::verify::DEFAULT_VERIFY_SHARE)]
         verify_share: f64,
+        /// Estimated peak memory of the run, in bytes or as a size ("4GiB", "500MB"); over it
+        /// the spec is refused (exit 2, the `invalid-spec` problem). Default: 80% of the
+        /// machine's memory (the cgroup's limit when lower).
+        #[arg(long, value_name = "BYTES", value_parser = crate::config::parse_bytes)]
+        max_job_memory: Option<u64>,
         /// Output files besides the JSON report.
         #[command(flatten)]
         outputs: Outputs,
@@ -93,6 +98,11 @@ pub enum Command {
         /// Print the ranked result as a Markdown table instead of JSON.
         #[arg(long)]
         table: bool,
+        /// Estimated peak memory of one run, in bytes or as a size ("4GiB", "500MB"); over it
+        /// the spec is refused (exit 2, the `invalid-spec` problem). Default: 80% of the
+        /// machine's memory (the cgroup's limit when lower) divided by the workers.
+        #[arg(long, value_name = "BYTES", value_parser = crate::config::parse_bytes)]
+        max_job_memory: Option<u64>,
         /// Also write the self-contained HTML page to this file.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
@@ -107,6 +117,11 @@ pub enum Command {
         /// Include every parameter's gradient, in the explicit-parameter layout.
         #[arg(long)]
         gradients: bool,
+        /// Estimated peak memory of the analysis, in bytes or as a size ("4GiB", "500MB"); over it
+        /// the spec is refused (exit 2, the `invalid-spec` problem). Default: 80% of the
+        /// machine's memory (the cgroup's limit when lower).
+        #[arg(long, value_name = "BYTES", value_parser = crate::config::parse_bytes)]
+        max_job_memory: Option<u64>,
         /// Output files besides the JSON report.
         #[command(flatten)]
         outputs: Outputs,
@@ -212,18 +227,18 @@ pub fn main(cli: Cli) -> ExitCode {
                 }
             };
         }
-        Command::Experiment { file, workers, progress, table, html, plots } => {
-            let args = ExperimentArgs { workers, progress, table, html, plots };
+        Command::Experiment { file, workers, progress, table, max_job_memory, html, plots } => {
+            let args = ExperimentArgs { workers, progress, table, max_job_memory, html, plots };
             return finish(read(&file).and_then(|body| experiment(&body, &args)));
         }
-        Command::Run { spec, params_out, progress, verify_share, outputs } => {
+        Command::Run { spec, params_out, progress, verify_share, max_job_memory, outputs } => {
             read(&spec).and_then(expand_preset).and_then(|body| {
                 let mut on_progress = |p: crate::engine::train::Progress| {
                     if progress && (p.step.is_multiple_of(100) || p.step == p.total_steps) {
                         eprintln!("step {}/{} loss {:.6}", p.step, p.total_steps, p.loss);
                     }
                 };
-                let limits = crate::spec::Limits::default();
+                let limits = cli_limits(max_job_memory);
                 let verify_share = if verify_share.is_finite() { verify_share.max(0.0) } else { 0.0 };
                 let options = pipeline::RunOptions { limits: &limits, params_out: params_out.is_some(), verify_share };
                 let spec = pipeline::parse_body(&body).map_err(Failure::from)?;
@@ -237,13 +252,16 @@ pub fn main(cli: Cli) -> ExitCode {
                 Ok(out.report)
             })
         }
-        Command::Analyze { spec, gradients, outputs } => read(&spec).and_then(expand_preset).and_then(|body| {
-            let options = pipeline::AnalyzeOptions { limits: &crate::spec::Limits::default(), gradients };
-            let spec = pipeline::parse_body(&body).map_err(Failure::from)?;
-            let report = pipeline::analyze(&spec, &options).map_err(Failure::from)?;
-            outputs.write(&report)?;
-            Ok(report)
-        }),
+        Command::Analyze { spec, gradients, max_job_memory, outputs } => {
+            read(&spec).and_then(expand_preset).and_then(|body| {
+                let limits = cli_limits(max_job_memory);
+                let options = pipeline::AnalyzeOptions { limits: &limits, gradients };
+                let spec = pipeline::parse_body(&body).map_err(Failure::from)?;
+                let report = pipeline::analyze(&spec, &options).map_err(Failure::from)?;
+                outputs.write(&report)?;
+                Ok(report)
+            })
+        }
     };
     finish(result.and_then(|report| serde_json::to_string_pretty(&report).map_err(|e| Failure::Io(e.to_string()))))
 }
@@ -266,10 +284,18 @@ fn finish(result: Result<String, Failure>) -> ExitCode {
     }
 }
 
+/// The spec limits of `run` and `analyze`: the defaults, with `--max-job-memory` or its
+/// default for one run in flight.
+fn cli_limits(max_job_memory: Option<u64>) -> crate::spec::Limits {
+    let max_job_memory = max_job_memory.unwrap_or_else(|| crate::config::default_job_memory(1));
+    crate::spec::Limits { max_job_memory, ..crate::spec::Limits::default() }
+}
+
 struct ExperimentArgs {
     workers: Option<usize>,
     progress: bool,
     table: bool,
+    max_job_memory: Option<u64>,
     html: Option<PathBuf>,
     plots: Option<PathBuf>,
 }
@@ -286,8 +312,11 @@ fn experiment(body: &[u8], args: &ExperimentArgs) -> Result<String, Failure> {
         std::fs::create_dir_all(dir).map_err(|e| Failure::Io(format!("{}: {e}", dir.display())))?;
     }
     let defaults = JobsConfig::default();
+    let workers = args.workers.unwrap_or(defaults.workers).max(1);
+    let max_job_memory = args.max_job_memory.unwrap_or_else(|| crate::config::default_job_memory(workers));
     let config = JobsConfig {
-        workers: args.workers.unwrap_or(defaults.workers).max(1),
+        workers,
+        limits: crate::spec::Limits { max_job_memory, ..defaults.limits.clone() },
         job_timeout: Duration::from_secs(24 * 3600),
         queue_capacity: usize::MAX / 2,
         worker_nice: 0,

@@ -195,7 +195,67 @@ pub struct LimitArgs {
     /// Input values of a data set (samples x time steps x features).
     #[arg(long, env = "GRADSCOPE_MAX_DATA_VALUES", default_value_t = Limits::default().max_data_values)]
     pub max_data_values: u64,
+    /// Estimated peak memory of one job, in bytes or as a size ("4GiB", "500MB"); default 80%
+    /// of the machine's memory (the cgroup's limit when lower) divided by the runs that may be
+    /// in flight at once (see [`default_job_memory`]).
+    #[arg(long, env = "GRADSCOPE_MAX_JOB_MEMORY", value_parser = parse_bytes)]
+    pub max_job_memory: Option<u64>,
 }
+
+// --- Memory admission: `--max-job-memory` and its default -------------------------------------
+
+/// Share of the available memory the runs in flight may take together by default; the rest is
+/// the process's own (the server, stored reports, the allocator's slack).
+pub const JOB_MEMORY_SHARE: f64 = 0.8;
+
+/// Memory assumed when the machine's cannot be read (not Linux, no `/proc`): 8 GiB.
+pub const FALLBACK_MEMORY: u64 = 8 << 30;
+
+/// A byte count: a plain number of bytes ("1000000000") or a size with a unit, decimal or
+/// binary ("500MB", "4GiB"), as `parse-size` reads it.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    parse_size::parse_size(s.trim()).map_err(|e| format!("`{s}` is not a size in bytes: {e}"))
+}
+
+/// The default `--max-job-memory` when `runs` runs may be in flight at once:
+/// `JOB_MEMORY_SHARE x available / runs`, with `available` = [`available_memory`] (or
+/// [`FALLBACK_MEMORY`] when it cannot be read).
+pub fn default_job_memory(runs: usize) -> u64 {
+    let available = available_memory().unwrap_or(FALLBACK_MEMORY);
+    (available as f64 * JOB_MEMORY_SHARE / runs.max(1) as f64) as u64
+}
+
+/// The memory this process may use: `MemTotal` of `/proc/meminfo`, or the cgroup v2
+/// `memory.max` of the process's cgroup when it is set and lower. `None` off Linux.
+pub fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let total = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb.saturating_mul(1024))?;
+    Some(cgroup_memory_max().map_or(total, |max| max.min(total)))
+}
+
+/// The cgroup v2 `memory.max` of this process (`/proc/self/cgroup`'s `0::PATH`), or of the
+/// root of the cgroup mount (a container's own); `None` when unset (`max`) or absent.
+fn cgroup_memory_max() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok().and_then(|v| v.trim().parse::<u64>().ok());
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|c| {
+        let path = c.lines().find_map(|l| l.strip_prefix("0::"))?.trim().to_owned();
+        read(&format!("/sys/fs/cgroup{}/memory.max", path.trim_end_matches('/')))
+    });
+    own.or_else(|| read("/sys/fs/cgroup/memory.max"))
+}
+
+impl LimitArgs {
+    /// `--max-job-memory`, or its default for `runs` runs in flight.
+    pub fn job_memory(&self, runs: usize) -> u64 {
+        self.max_job_memory.unwrap_or_else(|| default_job_memory(runs))
+    }
+}
+
+// --- end of memory admission -------------------------------------------------------------------
 
 impl LimitArgs {
     /// As spec limits.
@@ -210,6 +270,7 @@ impl LimitArgs {
             max_seq_len: self.max_seq_len,
             max_compute: self.max_compute,
             max_data_values: self.max_data_values,
+            max_job_memory: self.job_memory(1),
         }
     }
 }
@@ -233,16 +294,18 @@ impl ServeArgs {
 
     /// The job layer's configuration.
     pub fn jobs_config(&self) -> JobsConfig {
-        let limits = self.limits.limits();
+        let workers = match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        // Memory admission: every worker and every analysis slot may run at once.
+        let in_flight = workers.saturating_add(self.analyze_slots.max(1));
+        let limits = Limits { max_job_memory: self.limits.job_memory(in_flight), ..self.limits.limits() };
         let analyze_limits = Limits {
             max_params: self.analyze_max_params.min(limits.max_params),
             max_samples: self.analyze_max_samples.min(limits.max_samples),
             max_batch_size: limits.max_batch_size.min(crate::jobs::service::default_analyze_limits().max_batch_size),
             ..limits.clone()
-        };
-        let workers = match self.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
         };
         JobsConfig {
             workers,

@@ -239,3 +239,47 @@ fn the_verification_runs_of_every_example_cost_at_most_the_share_of_the_job_comp
         assert!(spent > 0.0);
     }
 }
+
+/// A verification run is admitted by memory like a job: with the limit at the job's own
+/// estimate, a patched spec that needs more (the tanh RNN's gated cells) is `not_verified`
+/// with reason `over_memory` and is not run, while one that fits is verified.
+#[test]
+fn a_patched_spec_over_the_memory_limit_is_not_verified() {
+    use gradscope::analysis::findings::NotVerifiedReason;
+    use gradscope::engine::memory::{estimate, PartKind};
+    let spec = json!({
+        "seed": 1,
+        "model": {"input_dim": 2, "layers": [
+            {"type": "rnn", "cell": "vanilla", "units": 16, "activation": "tanh",
+             "recurrent_init": {"type": "orthogonal", "gain": 0.5}},
+            {"type": "dense", "units": 1, "activation": "linear"}
+        ]},
+        "data": {"type": "adding", "length": 60, "samples": 1000},
+        "training": {"steps": 900, "batch_size": 32, "loss": "mse", "optimizer": {"type": "adam", "lr": 0.003}},
+        "probes": {"every": 10}
+    });
+    let estimate_of = |s: &Value| estimate(&gradscope::spec::parse(s).unwrap().validate(&Limits::default()).unwrap());
+    let own = estimate_of(&spec);
+    let held = own.bytes_of(PartKind::Record) * 2;
+    let limits = Limits { max_job_memory: own.bytes + held, ..Limits::default() };
+    let options = RunOptions { limits: &limits, params_out: false, verify_share: 0.5 };
+    let body = serde_json::to_vec(&spec).unwrap();
+    let parsed = parse_body(&body).unwrap();
+    let report = run_spec(&parsed, &options, &CancelFlag::new(), &mut |_| {}).expect("runs").report;
+    let (mut over, mut under) = (0, 0);
+    for r in distinct(&report) {
+        let v = r.verification.as_ref().expect("verified or not");
+        let mut after = patched(&report, r);
+        after["training"]["steps"] = json!(900);
+        let needs = estimate_of(&after).bytes + held;
+        if needs > limits.max_job_memory {
+            assert_eq!(v.reason, Some(NotVerifiedReason::OverMemory), "{}\n{}", r.title, describe(&report));
+            assert!(v.patched.is_none());
+            over += 1;
+        } else {
+            assert_ne!(v.reason, Some(NotVerifiedReason::OverMemory), "{}", r.title);
+            under += 1;
+        }
+    }
+    assert!(over >= 1 && under >= 1, "both kinds among the recommendations:\n{}", describe(&report));
+}

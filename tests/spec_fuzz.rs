@@ -25,6 +25,7 @@ fn small_limits() -> Limits {
         max_seq_len: 20,
         max_data_values: 100_000,
         max_compute: 5_000_000,
+        max_job_memory: 1 << 30,
     }
 }
 

@@ -565,6 +565,8 @@ pub enum NotVerifiedReason {
     ChangesSteps,
     /// The patched run did not finish (the job was cancelled meanwhile, or the engine refused).
     RunFailed,
+    /// The patched spec's estimated peak memory is over the job's memory limit.
+    OverMemory,
 }
 
 impl NotVerifiedReason {

@@ -285,6 +285,7 @@ fn verification_words(v: &Value) -> Option<String> {
     let number = |x: &Value| x.as_f64().map_or_else(|| "NaN/Inf".to_owned(), |x| format!("{x:.3}"));
     let reason = |r: &str| match r {
         "over_budget" => "its run would exceed the verification share of the job's compute",
+        "over_memory" => "its run would need more memory than the job may take",
         "patch_invalid" => "the patched spec does not validate",
         "changes_steps" => "it changes the number of steps, which a run at the budget fixes",
         _ => "its run did not finish",

@@ -19,10 +19,11 @@ use super::report::{build_report, layer_entries, spec_with_params, Outcome, Part
 use super::theory::{theory_at_init, StepZero};
 use super::verify::{verify, Job};
 use crate::engine::config::{DataConfig, RunConfig};
+use crate::engine::memory::{self, PartKind};
 use crate::engine::train::{self, CancelFlag, Progress, RunRecord};
 use crate::engine::EngineError;
 use crate::problem::Problem;
-use crate::spec::{parse, Limits, Spec, SpecErrors};
+use crate::spec::{admit_memory, parse, Limits, Spec, SpecErrors};
 
 /// Default number of probe points kept per series.
 pub const DEFAULT_MAX_POINTS: usize = 200;
@@ -133,8 +134,18 @@ pub fn run(
     if options.verify_share > 0.0 && report.summary.outcome != Outcome::Cancelled {
         let own = RunResult::from_report(&report);
         let compute = spec.validate_measured(options.limits).map_or(0, |(_, w)| w);
-        let job =
-            Job { spec: &spec_json, steps: config.training.steps, compute, own: &own, limits: options.limits, cancel };
+        // What the job keeps while its recommendations are verified: its record (and report).
+        let estimate = memory::estimate(&config);
+        let held = estimate.bytes_of(PartKind::Record).saturating_mul(2);
+        let job = Job {
+            spec: &spec_json,
+            steps: config.training.steps,
+            compute,
+            own: &own,
+            limits: options.limits,
+            held,
+            cancel,
+        };
         verify(&mut report.diagnostics, &job, options.verify_share);
     }
     let spec_with_params = options
@@ -146,11 +157,13 @@ pub fn run(
 /// One forward/backward at initialisation (or with the given weights): training mode (batch
 /// statistics), dropout off, on the first `training.batch_size` samples — all inline samples,
 /// or [`DEFAULT_ANALYZE_BATCH`], when the spec gives no batch size.
+///
+/// Its memory is held to `limits.max_job_memory` by its own estimate
+/// (`engine::memory::estimate_analysis`: f64, its batch), not the training run's.
 pub fn analyze(spec: &Spec, options: &AnalyzeOptions<'_>) -> Result<Report, PipelineError> {
-    let config = spec.validate(options.limits).map_err(PipelineError::Invalid)?;
-    let expanded = spec.expanded();
     let gradients = options.gradients || spec.return_gradients.unwrap_or(false);
-    let batch = analyze_batch(spec, &config);
+    let (config, batch) = validate_analysis(spec, options.limits, gradients).map_err(PipelineError::Invalid)?;
+    let expanded = spec.expanded();
     let mut record = train::analyze(&config, Some(batch), gradients).map_err(PipelineError::Engine)?;
     // The network analysed is the initial one: its loss is the one forward pass's (a non-finite
     // one still becomes `null` in the report, and only then).
@@ -187,6 +200,16 @@ fn assemble(
     }
 }
 
+/// Validates `spec` for `analyze` and admits its memory ([`memory::estimate_analysis`] on its
+/// batch against `limits.max_job_memory`); the config and the batch.
+fn validate_analysis(spec: &Spec, limits: &Limits, gradients: bool) -> Result<(RunConfig, usize), SpecErrors> {
+    let unlimited = Limits { max_job_memory: u64::MAX, ..limits.clone() };
+    let config = spec.validate(&unlimited)?;
+    let batch = analyze_batch(spec, &config);
+    admit_memory(&config, &memory::estimate_analysis(&config, batch, gradients), limits.max_job_memory)?;
+    Ok((config, batch))
+}
+
 fn analyze_batch(spec: &Spec, config: &RunConfig) -> usize {
     let given_batch = spec.training.as_ref().and_then(|t| t.batch_size).map(|b| b as usize);
     match (&config.data, given_batch) {
@@ -217,11 +240,12 @@ fn rank_recommendations(
     });
 }
 
-/// One forward/backward of `spec_json` at initialisation; `None` when it does not validate.
+/// One forward/backward of `spec_json` at initialisation; `None` when it does not validate or
+/// its memory is over the limit (as `analyze` admits it).
 fn measure_at_init(spec_json: &Value, limits: &Limits) -> Option<Measured> {
     let spec = parse(spec_json).ok()?;
-    let config = spec.validate(limits).ok()?;
-    let record = train::analyze(&config, Some(analyze_batch(&spec, &config)), false).ok()?;
+    let (config, batch) = validate_analysis(&spec, limits, false).ok()?;
+    let record = train::analyze(&config, Some(batch), false).ok()?;
     let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
     Some(Measured {
         grad_ratio_first_last: finite(grad_ratio_first_last(&record)),

@@ -9,7 +9,10 @@
 //! part too ([`fixed_steps`]: its final evaluation, in steps' worth); at least
 //! `min(S, VERIFY_MIN_STEPS)`. The verifications together cost at most `share x C`: in report
 //! order each patched run whose compute at `B` steps still fits is run, the others are
-//! `not_verified` (`over_budget`). The baseline is the job's own run when `B = S`,
+//! `not_verified` (`over_budget`). A patched spec whose estimated peak memory
+//! (`engine::memory::estimate` at the job's steps), with what the job holds meanwhile
+//! ([`Job::held`]), is over the job's `max_job_memory` is not run either (`over_memory`), so
+//! that a verification never takes the job over its memory limit. The baseline is the job's own run when `B = S`,
 //! else the unpatched spec run for `B` steps (the job's final loss is an evaluation of the final
 //! network, which its record does not have at step `B`). Compute, not time, so a report stays a
 //! function of the spec.
@@ -39,6 +42,7 @@ use super::diagnostics::{diagnose, verdict};
 use super::experiment::{ranking_loss, PairedDiff, RunResult};
 use super::findings::{Diagnostic, NotVerifiedReason, RunOutcome, Verification, VerifyStatus};
 use super::report::{build_report, Outcome, Parts};
+use crate::engine::memory;
 use crate::engine::train::{self, CancelFlag};
 use crate::spec::experiment::apply;
 use crate::spec::{parse, Limits};
@@ -68,6 +72,9 @@ pub struct Job<'a> {
     pub own: &'a RunResult,
     /// The limits every patched spec is validated against.
     pub limits: &'a Limits,
+    /// Bytes the job holds while its recommendations are verified (its record and report):
+    /// a patched run must fit in `limits.max_job_memory` with them.
+    pub held: u64,
     /// The job's cancel flag: a cancelled verification run counts as not verified.
     pub cancel: &'a CancelFlag,
 }
@@ -174,6 +181,15 @@ fn compute_of(spec_json: &Value, limits: &Limits) -> Option<u128> {
     parse(spec_json).ok()?.validate_measured(limits).ok().map(|(_, w)| w)
 }
 
+/// Whether `spec_json` run for the job's steps, with what the job holds, would be over the
+/// job's memory limit (an upper bound for its run at the budget: fewer steps, a shorter record).
+fn over_memory(spec_json: &Value, job: &Job<'_>, unlimited: &Limits) -> bool {
+    let Some(config) = parse(&with_steps(spec_json, job.steps)).ok().and_then(|s| s.validate(unlimited).ok()) else {
+        return false;
+    };
+    memory::estimate(&config).bytes.saturating_add(job.held) > job.limits.max_job_memory
+}
+
 /// A distinct patch and what became of it.
 struct Candidate {
     patch: Vec<Value>,
@@ -195,10 +211,15 @@ pub fn verify(diagnostics: &mut [Diagnostic], job: &Job<'_>, share: f64) {
             candidates.push(Candidate { patch: r.patch.clone(), run: run.map(|s| (s, 0)), verification: None });
         }
     }
-    // Per-step compute of each runnable patched spec (compute is linear in the steps).
+    // Per-step compute of each runnable patched spec (compute is linear in the steps); its
+    // memory is checked apart, so that a spec over it is reported as such.
+    let unlimited = Limits { max_job_memory: u64::MAX, ..job.limits.clone() };
     for c in candidates.iter_mut() {
         c.run = std::mem::replace(&mut c.run, Err(NotVerifiedReason::RunFailed)).and_then(|(spec, _)| {
-            let per_step = compute_of(&with_steps(&spec, 1), job.limits).ok_or(NotVerifiedReason::PatchInvalid)?;
+            let per_step = compute_of(&with_steps(&spec, 1), &unlimited).ok_or(NotVerifiedReason::PatchInvalid)?;
+            if over_memory(&spec, job, &unlimited) {
+                return Err(NotVerifiedReason::OverMemory);
+            }
             Ok((spec, per_step))
         });
     }

@@ -20,6 +20,7 @@ pub mod jacobian;
 pub mod layers;
 pub mod linalg;
 pub mod loss;
+pub mod memory;
 pub mod network;
 pub mod optim;
 pub mod probe;

@@ -38,4 +38,4 @@ pub use types::{
     InlineSequenceTargets, InlineTargets, Layer, LayerNorm, Loss, Mlp, Model, Norm, Optimizer, Precision, Probes,
     Residual, Rnn, Spec, Training,
 };
-pub use validate::Limits;
+pub use validate::{admit_memory, Limits};

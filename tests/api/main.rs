@@ -11,6 +11,7 @@ mod experiment_science;
 mod experiments;
 mod helpers;
 mod jobs;
+mod memory;
 mod openapi;
 mod ops;
 mod plots;

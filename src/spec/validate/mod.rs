@@ -17,10 +17,10 @@
 //! arithmetic, and a layer count over the limit is refused before `mlp`s are expanded.
 //!
 //! Files: this one holds [`Limits`], [`Spec::validate`] (the order of the checks, hence of the
-//! problems: data, model, training, probes, compute), the validator and its small numeric
+//! problems: data, model, training, probes, compute, memory), the validator and its small numeric
 //! checks; `data.rs` the data sources, one function per kind, inline data included;
-//! `model.rs` the layers and the shape walk; `training.rs` training, optimiser, probes and the
-//! compute budget.
+//! `model.rs` the layers and the shape walk; `training.rs` training, optimiser, probes, the
+//! compute budget and the memory admission ([`admit_memory`]).
 
 mod data;
 mod model;
@@ -30,6 +30,8 @@ use super::error::{index, thousands, Collector, SpecErrors};
 use super::expand::*;
 use super::types::*;
 use crate::engine::config as e;
+use crate::engine::memory;
+pub use training::admit_memory;
 
 /// What one run may cost. A spec over any of these is refused (`422`) with the computed value
 /// and the limit. The defaults suit a 2-core box serving a few runs at a time.
@@ -56,6 +58,10 @@ pub struct Limits {
     /// parameters x steps x samples per batch (x time steps for sequence data): a proxy for the
     /// run's floating-point work.
     pub max_compute: u64,
+    /// Estimated peak memory of one run in bytes (`engine::memory::estimate`; `analyze` is held
+    /// to `engine::memory::estimate_analysis` by [`admit_memory`]). `u64::MAX` here; the
+    /// service and the command line derive theirs from the machine (`config`).
+    pub max_job_memory: u64,
 }
 
 impl Default for Limits {
@@ -70,6 +76,7 @@ impl Default for Limits {
             max_seq_len: 10_000,
             max_data_values: 20_000_000,
             max_compute: 10_000_000_000_000,
+            max_job_memory: u64::MAX,
         }
     }
 }
@@ -138,6 +145,9 @@ impl Spec {
                 probes: probes?,
             })
         })();
+        if let Some(config) = &config {
+            v.memory(config, &memory::estimate(config));
+        }
         let work = v.work;
         v.cx.finish(config.map(|c| (c, work)))
     }

@@ -1,11 +1,13 @@
 //! Validation of `training` (batch size, steps or epochs, optimiser hyper-parameters, weight
-//! decay, clipping, truncated BPTT), `probes`, and the compute budget of the whole run.
+//! decay, clipping, truncated BPTT), `probes`, the compute budget of the whole run, and its
+//! memory admission: the estimated peak (`engine::memory`) against `Limits::max_job_memory`.
 
-use super::super::error::{join, thousands};
+use super::super::error::{join, thousands, Collector, SpecErrors};
 use super::super::expand::*;
 use super::super::types::*;
 use super::{DataInfo, TrainInfo, Validator};
 use crate::engine::config as e;
+use crate::engine::memory::{human_bytes, MemoryEstimate, PartKind};
 
 impl Validator<'_> {
     pub(super) fn training(&mut self, t: &Training, data: &DataInfo) -> TrainInfo {
@@ -147,5 +149,68 @@ impl Validator<'_> {
         };
         self.work = work;
         self.over_limit(ptr, &subject, work, unit, self.limits.max_compute);
+    }
+}
+
+impl Validator<'_> {
+    /// The run's estimated peak memory against `max_job_memory` (see [`admit_memory`]).
+    pub(super) fn memory(&mut self, config: &e::RunConfig, estimate: &MemoryEstimate) {
+        memory_problem(&mut self.cx, config, estimate, self.limits.max_job_memory);
+    }
+}
+
+/// Refuses a run whose estimated peak memory (`estimate`, from `engine::memory::estimate` for a
+/// training run or `estimate_analysis` for `analyze`) is over `limit` bytes: one problem naming
+/// the estimate, the limit and the biggest part with its formula. Its pointer is the field that
+/// drives that part: `/training/batch_size` for what the network keeps per batch (activations,
+/// their gradients, caches, recurrent states), `/data/samples` (`/data/x` for inline data) for
+/// the data set, `/model/layers` for the parameters, their gradients, the optimiser state and
+/// the spectra workspace, `/probes/every` for the run record.
+pub fn admit_memory(config: &e::RunConfig, estimate: &MemoryEstimate, limit: u64) -> Result<(), SpecErrors> {
+    let mut cx = Collector::new();
+    memory_problem(&mut cx, config, estimate, limit);
+    cx.finish(Some(()))
+}
+
+fn memory_problem(cx: &mut Collector, config: &e::RunConfig, estimate: &MemoryEstimate, limit: u64) {
+    if estimate.bytes <= limit {
+        return;
+    }
+    let inline = matches!(config.data, e::DataConfig::Inline { .. } | e::DataConfig::InlineSequences { .. });
+    let (pointer, biggest) = match estimate.biggest() {
+        Some(p) => (memory_pointer(p.kind, inline), format!("; the biggest part is {p}")),
+        None => ("", String::new()),
+    };
+    cx.push(
+        pointer,
+        format!(
+            "the run needs an estimated {} of memory, over this server's limit of {} per job{biggest}",
+            human_bytes(estimate.bytes),
+            human_bytes(limit)
+        ),
+    );
+}
+
+/// Where a memory problem points, by the part that dominates (see [`admit_memory`]).
+fn memory_pointer(kind: PartKind, inline: bool) -> &'static str {
+    match kind {
+        PartKind::Data | PartKind::DataCopy if inline => "/data/x",
+        PartKind::Data | PartKind::DataCopy => "/data/samples",
+        PartKind::Parameters
+        | PartKind::Gradients
+        | PartKind::OptimizerState
+        | PartKind::SpectraWorkspace
+        | PartKind::ExportedParameters
+        | PartKind::InitialParameters => "/model/layers",
+        PartKind::Record => "/probes/every",
+        PartKind::Activations
+        | PartKind::Deltas
+        | PartKind::DenseCaches
+        | PartKind::NormCaches
+        | PartKind::DropoutMasks
+        | PartKind::RecurrentGates
+        | PartKind::RecurrentStates
+        | PartKind::RecurrentGradients
+        | PartKind::BatchTargets => "/training/batch_size",
     }
 }
