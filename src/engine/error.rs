@@ -184,7 +184,9 @@ impl EngineError {
     /// gets ` of {owner}`. Any other error is returned unchanged.
     pub fn of_buffer_owner(self, owner: &str) -> Self {
         match self {
-            EngineError::OutOfMemory { bytes, what } => EngineError::OutOfMemory { bytes, what: format!("{what} of {owner}") },
+            EngineError::OutOfMemory { bytes, what } => {
+                EngineError::OutOfMemory { bytes, what: format!("{what} of {owner}") }
+            }
             other => other,
         }
     }
@@ -217,7 +219,10 @@ mod tests {
             e.to_string(),
             "out of memory: 16,777,216,000 bytes (16.8 GB) for the LSTM gates of rnn_0 could not be allocated"
         );
-        assert_eq!(EngineError::out_of_memory(3, 4, "x").to_string(), "out of memory: 12 bytes for x could not be allocated");
+        assert_eq!(
+            EngineError::out_of_memory(3, 4, "x").to_string(),
+            "out of memory: 12 bytes for x could not be allocated"
+        );
         let e = EngineError::out_of_memory(usize::MAX, 8, "x");
         assert!(matches!(e, EngineError::OutOfMemory { bytes: u64::MAX, .. }), "{e:?}");
         assert_eq!(EngineError::config("data", "m").of_buffer_owner("rnn_0"), EngineError::config("data", "m"));

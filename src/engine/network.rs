@@ -324,7 +324,8 @@ mod tests {
         let config = NetworkConfig { input_dim: 1, layers: vec![dense(1024), dense(2)] };
         let mut net = Network::<f32>::new(&config, 0).unwrap();
         let mut r = rng(0, Stream::Dropout);
-        let mut ctx = Ctx { training: true, dropout: false, probe: false, rng: &mut r, seq_len: 1, bptt_truncate: None };
+        let mut ctx =
+            Ctx { training: true, dropout: false, probe: false, rng: &mut r, seq_len: 1, bptt_truncate: None };
         *net.input_mut() = Array2::zeros((4, 1));
         assert_eq!(net.forward(&mut ctx).unwrap().dim(), (4, 2));
         *net.input_mut() = Array2::zeros((1 << 40, 0));

@@ -265,9 +265,8 @@ impl<T: Scalar> Optimizer<T> {
         let filled = |on: bool, n: usize, value: T| -> Result<Vec<T>> {
             let mut v = Vec::new();
             if on {
-                v.try_reserve_exact(n).map_err(|_| {
-                    EngineError::out_of_memory(n, std::mem::size_of::<T>(), "the optimiser state")
-                })?;
+                v.try_reserve_exact(n)
+                    .map_err(|_| EngineError::out_of_memory(n, std::mem::size_of::<T>(), "the optimiser state"))?;
                 v.resize(n, value);
             }
             Ok(v)
@@ -841,7 +840,8 @@ mod tests {
             };
             let before = snapshot(&opt);
             for _ in 0..5 {
-                opt.step(&mut [ParamSlot { value: &mut a, grad: &ga }, ParamSlot { value: &mut b, grad: &gb }]).unwrap();
+                opt.step(&mut [ParamSlot { value: &mut a, grad: &ga }, ParamSlot { value: &mut b, grad: &gb }])
+                    .unwrap();
             }
             assert_eq!(snapshot(&opt), before, "{config:?}");
             assert_eq!(opt.steps_taken(), 6);

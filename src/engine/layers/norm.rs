@@ -129,7 +129,13 @@ impl<T: Scalar> NormCore<T> {
 
     /// Sets `gamma.grad`, `beta.grad` and `dx` from `dy` (see the module doc for the formula).
     /// Fails only when `dx` cannot be allocated ([`EngineError::OutOfMemory`]).
-    pub fn backward(&self, dy: &Array2<T>, gamma: &mut Param<T>, beta: &mut Param<T>, dx: &mut Array2<T>) -> Result<()> {
+    pub fn backward(
+        &self,
+        dy: &Array2<T>,
+        gamma: &mut Param<T>,
+        beta: &mut Param<T>,
+        dx: &mut Array2<T>,
+    ) -> Result<()> {
         let (n, f) = dy.dim();
         ensure_shape(dx, n, f, "the input gradients")?;
         gamma.grad.fill(T::zero());
@@ -189,7 +195,8 @@ impl<T: Scalar> NormCore<T> {
 /// `n` zeros, reserved fallibly (the per-row statistics of a layer norm grow with the batch).
 fn zeros<T: Scalar>(n: usize) -> Result<Array1<T>> {
     let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| EngineError::out_of_memory(n, std::mem::size_of::<T>(), "the norm statistics"))?;
+    v.try_reserve_exact(n)
+        .map_err(|_| EngineError::out_of_memory(n, std::mem::size_of::<T>(), "the norm statistics"))?;
     v.resize(n, T::zero());
     Ok(Array1::from_vec(v))
 }
