@@ -52,6 +52,13 @@ impl Problem {
         Problem::new("malformed-json", "Malformed JSON", 400, detail)
     }
 
+    /// A run could not allocate one of its buffers (`503`): the request was valid, the machine
+    /// (or the process's memory limit) could not hold the run. Nothing else was affected; the
+    /// detail names the bytes asked for and the buffer.
+    pub fn out_of_memory(detail: impl Into<String>) -> Self {
+        Problem::new("out-of-memory", "Out of memory", 503, detail)
+    }
+
     /// The spec was read but is invalid: one entry per problem.
     pub fn invalid_spec(errors: &SpecErrors) -> Self {
         let n = errors.0.len();

@@ -49,10 +49,10 @@ fn timestep_norms(activation: Activation, recurrent_init: Init, steps: usize, un
     let mut dr = rng(seed, Stream::Dropout);
     let mut ctx =
         Ctx { training: true, dropout: false, probe: true, rng: &mut dr, seq_len: steps, bptt_truncate: None };
-    net.forward(&mut ctx);
+    net.forward(&mut ctx).expect("forward");
     let (out, grad) = net.output_and_grad();
-    loss_and_grad(LossKind::Mse, out, BatchTargets::Values(&y), grad);
-    net.backward(false);
+    loss_and_grad(LossKind::Mse, out, BatchTargets::Values(&y), grad).expect("loss");
+    net.backward(false).expect("backward");
     let info = net.layers()[0].clone();
     net.layer(&info).and_then(|l| l.recurrent_stats()).expect("a recurrent layer").timestep_grad_norm.clone()
 }

@@ -57,6 +57,8 @@ impl PipelineError {
         Some(match self {
             PipelineError::MalformedJson(m) => Problem::malformed_json(m.clone()),
             PipelineError::Invalid(errors) => Problem::invalid_spec(errors),
+            // A valid run the memory could not hold: not the spec's fault, so not a 422.
+            PipelineError::Engine(e @ EngineError::OutOfMemory { .. }) => Problem::out_of_memory(e.to_string()),
             // The engine speaks engine terms (no pointers): its message, without an entry.
             PipelineError::Engine(e) => Problem::new("invalid-spec", "Invalid spec", 422, e.to_string()),
         })

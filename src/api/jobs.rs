@@ -413,8 +413,8 @@ pub async fn cancel_job(
         (status = 413, description = "The body is larger than the limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid spec, or over the analysis limits", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Every analysis slot is busy, the analysis took too long, or the server is shutting down", body = Problem, content_type = "application/problem+json",
-         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Every analysis slot is busy, the analysis took too long, or the server is shutting down (with `Retry-After`); or the run could not allocate its memory (`/problems/out-of-memory`, without `Retry-After`)", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait (not sent with `out-of-memory`)"))),
     ),
 )]
 pub async fn analyze(

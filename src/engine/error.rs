@@ -76,6 +76,16 @@ pub enum EngineError {
         /// Actual shape.
         got: String,
     },
+    /// A buffer of the run could not be allocated: the allocator refused `bytes` (or their count
+    /// does not fit in an address). Buffers take their shape on the first step, so this surfaces
+    /// at the start of a run; nothing was aborted, the run's memory is freed when it returns.
+    #[error("out of memory: {} for {what} could not be allocated", Bytes(*.bytes))]
+    OutOfMemory {
+        /// Bytes asked for (saturated at `u64::MAX` when their count overflows).
+        bytes: u64,
+        /// Which buffer, in words (`the LSTM states of rnn_0`).
+        what: String,
+    },
     /// The run was cancelled through its [`crate::engine::train::CancelFlag`].
     #[error("cancelled at step {step}")]
     Cancelled {
@@ -99,6 +109,28 @@ impl fmt::Display for InlinePart {
             InlinePart::Inputs => "inputs",
             InlinePart::Targets => "targets",
         })
+    }
+}
+
+/// `16,777,216,000 bytes (16.8 GB)`: the exact count and a decimal size.
+struct Bytes(u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.0.to_string();
+        let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        write!(f, "{grouped} bytes")?;
+        let units = [("kB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("PB", 1e15), ("EB", 1e18)];
+        match units.iter().rev().find(|(_, size)| self.0 as f64 >= *size) {
+            Some((unit, size)) => write!(f, " ({:.1} {unit})", self.0 as f64 / size),
+            None => Ok(()),
+        }
     }
 }
 
@@ -142,6 +174,23 @@ impl EngineError {
         EngineError::Layer { layer: layer.into(), message: message.into() }
     }
 
+    /// [`EngineError::OutOfMemory`] for `count` values of `elem` bytes each.
+    pub fn out_of_memory(count: usize, elem: usize, what: impl Into<String>) -> Self {
+        let bytes = (count as u128).saturating_mul(elem as u128).min(u128::from(u64::MAX)) as u64;
+        EngineError::OutOfMemory { bytes, what: what.into() }
+    }
+
+    /// An [`EngineError::OutOfMemory`] about a buffer of `owner` (a layer name): its `what`
+    /// gets ` of {owner}`. Any other error is returned unchanged.
+    pub fn of_buffer_owner(self, owner: &str) -> Self {
+        match self {
+            EngineError::OutOfMemory { bytes, what } => {
+                EngineError::OutOfMemory { bytes, what: format!("{what} of {owner}") }
+            }
+            other => other,
+        }
+    }
+
     /// Shorthand for [`EngineError::Config`].
     pub fn config(field: &'static str, message: impl Into<String>) -> Self {
         EngineError::Config { field, message: message.into() }
@@ -165,5 +214,17 @@ mod tests {
             "invalid `network.input_dim`: must be at least 1"
         );
         assert_eq!(EngineError::layer("rnn_0", "no units").to_string(), "layer rnn_0: no units");
+        let e = EngineError::out_of_memory(4_194_304_000, 4, "the LSTM gates").of_buffer_owner("rnn_0");
+        assert_eq!(
+            e.to_string(),
+            "out of memory: 16,777,216,000 bytes (16.8 GB) for the LSTM gates of rnn_0 could not be allocated"
+        );
+        assert_eq!(
+            EngineError::out_of_memory(3, 4, "x").to_string(),
+            "out of memory: 12 bytes for x could not be allocated"
+        );
+        let e = EngineError::out_of_memory(usize::MAX, 8, "x");
+        assert!(matches!(e, EngineError::OutOfMemory { bytes: u64::MAX, .. }), "{e:?}");
+        assert_eq!(EngineError::config("data", "m").of_buffer_owner("rnn_0"), EngineError::config("data", "m"));
     }
 }

@@ -41,7 +41,7 @@ fn loss_at(
     targets: BatchTargets<'_, f64>,
     loss: LossKind,
     opts: &CheckOptions,
-) -> f64 {
+) -> Result<f64> {
     let mut r = rng(seed, Stream::Dropout);
     let mut ctx = Ctx {
         training: true,
@@ -52,10 +52,10 @@ fn loss_at(
         bptt_truncate: opts.bptt_truncate,
     };
     net.input_mut().clone_from(x);
-    net.forward(&mut ctx);
+    net.forward(&mut ctx)?;
     let (out, grad) = net.output_and_grad();
     let out = out.clone();
-    loss_and_grad(loss, &out, targets, grad).loss
+    Ok(loss_and_grad(loss, &out, targets, grad)?.loss)
 }
 
 /// Five-point central difference of `f` at 0.
@@ -93,8 +93,10 @@ pub fn check(
     let h = opts.h;
     let mut net = Network::<f64>::new(config, seed)?;
     let loss_of = |net: &mut Network<f64>| loss_at(net, x, seed, targets, loss, opts);
-    let base_loss = loss_of(&mut net);
-    net.backward(true);
+    // The first pass gives every buffer its shape; the perturbed ones reuse them (a failure
+    // there would show as a non-finite difference).
+    let base_loss = loss_of(&mut net)?;
+    net.backward(true)?;
     // Truncated BPTT is the exact gradient of the loss with the state at the truncation point
     // held fixed: perturbed passes reuse the state of the pass just differentiated.
     net.freeze_truncated_state(true);
@@ -128,7 +130,7 @@ pub fn check(
             };
             let at = |net: &mut Network<f64>, delta: f64| {
                 perturb(net, delta);
-                let l = loss_of(net);
+                let l = loss_of(net).unwrap_or(f64::NAN);
                 perturb(net, -delta);
                 l
             };
@@ -142,7 +144,7 @@ pub fn check(
         let run = |delta: f64| {
             let mut xx = x.clone();
             xx[(i, j)] += delta;
-            loss_at(&mut net, &xx, seed, targets, loss, opts)
+            loss_at(&mut net, &xx, seed, targets, loss, opts).unwrap_or(f64::NAN)
         };
         let n = stencil(run, h);
         record(input_grad[(i, j)], n, format!("input[{idx}]"));

@@ -13,7 +13,7 @@ use ndarray::Array2;
 
 use super::config::{Activation, LossKind};
 use super::layers::{ensure_shape, rows, rows_mut, values, values_mut};
-use super::Scalar;
+use super::{Result, Scalar};
 
 /// The targets of one batch.
 #[derive(Debug, Clone, Copy)]
@@ -33,15 +33,16 @@ pub struct LossValue {
     pub correct: Option<usize>,
 }
 
-/// Computes the loss of `z` and writes dL/dz into `dz`.
+/// Computes the loss of `z` and writes dL/dz into `dz`. Fails only when `dz` cannot be allocated
+/// ([`crate::engine::EngineError::OutOfMemory`]).
 pub fn loss_and_grad<T: Scalar>(
     kind: LossKind,
     z: &Array2<T>,
     targets: BatchTargets<'_, T>,
     dz: &mut Array2<T>,
-) -> LossValue {
+) -> Result<LossValue> {
     let (b, k) = z.dim();
-    ensure_shape(dz, b, k);
+    ensure_shape(dz, b, k, "the loss gradient")?;
     let target = |i: usize, j: usize| -> T {
         match targets {
             BatchTargets::Classes(labels) => {
@@ -113,7 +114,7 @@ pub fn loss_and_grad<T: Scalar>(
             total /= (b * k).max(1) as f64;
         }
     }
-    LossValue { loss: total, correct: count_correct(kind, z, targets) }
+    Ok(LossValue { loss: total, correct: count_correct(kind, z, targets) })
 }
 
 fn count_correct<T: Scalar>(kind: LossKind, z: &Array2<T>, targets: BatchTargets<'_, T>) -> Option<usize> {
@@ -156,8 +157,8 @@ mod tests {
             zp[(i, j)] += h;
             let mut zm = z.clone();
             zm[(i, j)] -= h;
-            let lp = loss_and_grad(kind, &zp, t, &mut scratch).loss;
-            let lm = loss_and_grad(kind, &zm, t, &mut scratch).loss;
+            let lp = loss_and_grad(kind, &zp, t, &mut scratch).unwrap().loss;
+            let lm = loss_and_grad(kind, &zm, t, &mut scratch).unwrap().loss;
             g[(i, j)] = (lp - lm) / (2.0 * h);
         }
         g
@@ -178,7 +179,7 @@ mod tests {
         ];
         for (kind, t) in cases {
             let mut dz = Array2::zeros((0, 0));
-            loss_and_grad(kind, &z, t, &mut dz);
+            loss_and_grad(kind, &z, t, &mut dz).unwrap();
             let num = numeric_grad(kind, &z, t);
             for (a, n) in dz.iter().zip(num.iter()) {
                 assert!((a - n).abs() < 1e-8, "{kind:?}: analytic {a} numeric {n}");
@@ -191,7 +192,7 @@ mod tests {
         // softmax of equal logits is 1/K, so L = ln K.
         let z = Array2::<f64>::zeros((4, 10));
         let mut dz = Array2::zeros((0, 0));
-        let v = loss_and_grad(LossKind::CrossEntropy, &z, BatchTargets::Classes(&[1, 2, 3, 4]), &mut dz);
+        let v = loss_and_grad(LossKind::CrossEntropy, &z, BatchTargets::Classes(&[1, 2, 3, 4]), &mut dz).unwrap();
         assert!((v.loss - 10f64.ln()).abs() < 1e-12);
     }
 
@@ -200,7 +201,7 @@ mod tests {
         let z = array![[1e30f32, -1e30], [-1e30, 1e30]];
         let mut dz = Array2::zeros((0, 0));
         for kind in [LossKind::CrossEntropy, LossKind::Bce] {
-            let v = loss_and_grad(kind, &z, BatchTargets::Classes(&[0, 1]), &mut dz);
+            let v = loss_and_grad(kind, &z, BatchTargets::Classes(&[0, 1]), &mut dz).unwrap();
             assert!(v.loss.is_finite(), "{kind:?}");
             assert!(dz.iter().all(|g| g.is_finite()));
         }

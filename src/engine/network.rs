@@ -116,21 +116,33 @@ impl<T: Scalar> Network<T> {
         &self.deltas[0]
     }
 
-    /// Runs every node on the input buffer; returns the output.
-    pub fn forward(&mut self, ctx: &mut Ctx<'_>) -> &Array2<T> {
+    /// Runs every node on the input buffer; returns the output. Fails only when a buffer
+    /// cannot be allocated: [`EngineError::OutOfMemory`], its buffer named with the layer's.
+    pub fn forward(&mut self, ctx: &mut Ctx<'_>) -> Result<&Array2<T>> {
         for k in 0..self.nodes.len() {
             let (done, rest) = self.acts.split_at_mut(k + 1);
             let y = &mut rest[0];
-            match &mut self.nodes[k] {
+            let done = match &mut self.nodes[k] {
                 Node::Layer(layer) => layer.forward(&done[k], y, ctx),
                 Node::Add { from } => {
                     let (x, skip) = (&done[k], &done[*from]);
-                    super::layers::ensure_shape(y, x.nrows(), x.ncols());
-                    ndarray::Zip::from(y).and(x).and(skip).for_each(|y, &a, &b| *y = a + b);
+                    super::layers::ensure_shape(y, x.nrows(), x.ncols(), "the output").map(|()| {
+                        ndarray::Zip::from(y).and(x).and(skip).for_each(|y, &a, &b| *y = a + b);
+                    })
                 }
-            }
+            };
+            done.map_err(|e| e.of_buffer_owner(&self.node_name(k)))?;
         }
-        &self.acts[self.nodes.len()]
+        Ok(&self.acts[self.nodes.len()])
+    }
+
+    /// The reported name of node `k` (`rnn_0`), or what a residual sum is (only on the error
+    /// path, so it may allocate).
+    fn node_name(&self, k: usize) -> String {
+        match self.info.iter().find(|i| i.node == k) {
+            Some(info) => info.name.clone(),
+            None => format!("the residual sum at node {k}"),
+        }
     }
 
     /// The output and the buffer for dL/d(output), for the loss to fill before `backward`.
@@ -140,24 +152,24 @@ impl<T: Scalar> Network<T> {
     }
 
     /// Back-propagates the output gradient (set through [`Self::output_and_grad`]) to every
-    /// parameter, and to the input when `input_grad`.
-    pub fn backward(&mut self, input_grad: bool) {
+    /// parameter, and to the input when `input_grad`. Fails as [`Self::forward`] does.
+    pub fn backward(&mut self, input_grad: bool) -> Result<()> {
         for k in (0..self.nodes.len()).rev() {
             let (lower, upper) = self.deltas.split_at_mut(k + 1);
             let dy = &upper[0];
             let wants_dx = k > 0 || input_grad;
-            match &mut self.nodes[k] {
+            let done = match &mut self.nodes[k] {
                 Node::Layer(layer) => {
                     let dx = if wants_dx { Some(&mut lower[k]) } else { None };
-                    layer.backward(&self.acts[k], &self.acts[k + 1], dy, dx);
+                    layer.backward(&self.acts[k], &self.acts[k + 1], dy, dx)
                 }
-                Node::Add { .. } => {
-                    if wants_dx {
-                        super::layers::ensure_shape(&mut lower[k], dy.nrows(), dy.ncols());
-                        lower[k].assign(dy);
-                    }
+                Node::Add { .. } if wants_dx => {
+                    super::layers::ensure_shape(&mut lower[k], dy.nrows(), dy.ncols(), "the input gradients")
+                        .map(|()| lower[k].assign(dy))
                 }
-            }
+                Node::Add { .. } => Ok(()),
+            };
+            done.map_err(|e| e.of_buffer_owner(&self.node_name(k)))?;
             if !wants_dx {
                 continue;
             }
@@ -171,6 +183,7 @@ impl<T: Scalar> Network<T> {
                 }
             }
         }
+        Ok(())
     }
 
     /// Every parameter with the reported layer it belongs to, in a fixed order.
@@ -282,5 +295,44 @@ impl<T: Scalar> Builder<T> {
             path.pop();
         }
         Ok(width)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::config::{DenseConfig, Init, NormConfig};
+    use crate::engine::rng::{rng, Stream};
+
+    /// A forward pass whose output cannot be allocated fails with `OutOfMemory` naming the
+    /// buffer and its layer. The input has 2^40 rows of no features (no memory), so the first
+    /// dense layer's output would be 2^40 x 1024 f32 values, 2^52 bytes: more than any x86-64
+    /// address space, refused by the allocator before the product runs.
+    #[test]
+    fn an_output_that_cannot_be_allocated_is_an_error_naming_its_layer() {
+        let dense = |units| {
+            LayerConfig::Dense(DenseConfig {
+                units,
+                activation: Activation::Linear,
+                init: Init::Constant { value: 0.1 },
+                bias_init: Init::Constant { value: 0.0 },
+                norm: None,
+                norm_config: NormConfig::default(),
+                params: Default::default(),
+            })
+        };
+        let config = NetworkConfig { input_dim: 1, layers: vec![dense(1024), dense(2)] };
+        let mut net = Network::<f32>::new(&config, 0).unwrap();
+        let mut r = rng(0, Stream::Dropout);
+        let mut ctx =
+            Ctx { training: true, dropout: false, probe: false, rng: &mut r, seq_len: 1, bptt_truncate: None };
+        *net.input_mut() = Array2::zeros((4, 1));
+        assert_eq!(net.forward(&mut ctx).unwrap().dim(), (4, 2));
+        *net.input_mut() = Array2::zeros((1 << 40, 0));
+        let e = net.forward(&mut ctx).map(|y| y.dim()).unwrap_err();
+        assert_eq!(e, EngineError::OutOfMemory { bytes: 1 << 52, what: "the output of dense_0".into() });
+        // The network is still usable: the next batch of the old shape runs.
+        *net.input_mut() = Array2::zeros((4, 1));
+        assert_eq!(net.forward(&mut ctx).unwrap().dim(), (4, 2));
     }
 }

@@ -28,6 +28,7 @@
 
 use super::config::{ClipConfig, OptimizerConfig};
 use super::scalar::{diff_sq, sum_sq, Scalar};
+use super::{EngineError, Result};
 
 /// One parameter tensor as the optimiser sees it: contiguous values and their gradient, same
 /// length.
@@ -141,8 +142,11 @@ impl<T: Scalar> Optimizer<T> {
     /// A slot list whose shape differs from the first call's is a caller bug: debug builds
     /// panic; release builds start a fresh state for the new layout (as a new torch optimiser
     /// would) rather than index out of bounds.
-    pub fn step(&mut self, params: &mut [ParamSlot<'_, T>]) {
-        self.step_with(params, None);
+    ///
+    /// Fails only when the state cannot be allocated on the first call
+    /// ([`EngineError::OutOfMemory`]); no parameter is changed then.
+    pub fn step(&mut self, params: &mut [ParamSlot<'_, T>]) -> Result<()> {
+        self.step_with(params, None)
     }
 
     /// [`Optimizer::step`], also setting `update_sq[i]` to the squared L2 norm of the change it
@@ -151,14 +155,14 @@ impl<T: Scalar> Optimizer<T> {
     /// values are kept in a stack buffer, so measuring needs no copy of the parameters and reads
     /// them while they are in L1. The update rules are elementwise, so the result is the same as
     /// [`Optimizer::step`]'s.
-    pub fn step_measured(&mut self, params: &mut [ParamSlot<'_, T>], update_sq: &mut [f64]) {
-        self.step_with(params, Some(update_sq));
+    pub fn step_measured(&mut self, params: &mut [ParamSlot<'_, T>], update_sq: &mut [f64]) -> Result<()> {
+        self.step_with(params, Some(update_sq))
     }
 
-    fn step_with(&mut self, params: &mut [ParamSlot<'_, T>], update_sq: Option<&mut [f64]>) {
+    fn step_with(&mut self, params: &mut [ParamSlot<'_, T>], update_sq: Option<&mut [f64]>) -> Result<()> {
         if !self.layout_matches(params) {
             debug_assert!(!self.ready, "optimizer slot layout changed between steps");
-            self.init_state(params);
+            self.init_state(params)?;
         }
         self.steps += 1;
         self.state_step += 1;
@@ -228,6 +232,7 @@ impl<T: Scalar> Optimizer<T> {
                 }
             }
         }
+        Ok(())
     }
 
     /// Number of calls to [`Optimizer::step`] so far.
@@ -254,9 +259,20 @@ impl<T: Scalar> Optimizer<T> {
     }
 
     /// Allocates the per-slot buffers torch creates lazily on a parameter's first step; this is
-    /// the only place the optimiser allocates.
-    fn init_state(&mut self, params: &[ParamSlot<'_, T>]) {
-        let zeros = |on: bool, n: usize| if on { vec![T::zero(); n] } else { Vec::new() };
+    /// the only place the optimiser allocates. The buffers are reserved fallibly (they are as
+    /// large as the parameters, up to three times over); on a failure the state stays unbuilt.
+    fn init_state(&mut self, params: &[ParamSlot<'_, T>]) -> Result<()> {
+        let filled = |on: bool, n: usize, value: T| -> Result<Vec<T>> {
+            let mut v = Vec::new();
+            if on {
+                v.try_reserve_exact(n)
+                    .map_err(|_| EngineError::out_of_memory(n, std::mem::size_of::<T>(), "the optimiser state"))?;
+                v.resize(n, value);
+            }
+            Ok(v)
+        };
+        let zeros = |on: bool, n: usize| filled(on, n, T::zero());
+        self.ready = false;
         self.slots = params
             .iter()
             .map(|p| {
@@ -265,26 +281,27 @@ impl<T: Scalar> Optimizer<T> {
                     // SGD: momentum_buffer only with momentum. torch starts it as None and clones
                     // the first gradient into it; it is allocated here so that the first step
                     // copies instead of allocating.
-                    OptimizerConfig::Sgd { momentum, .. } => (zeros(momentum != 0.0, n), Vec::new(), Vec::new()),
+                    OptimizerConfig::Sgd { momentum, .. } => (zeros(momentum != 0.0, n)?, Vec::new(), Vec::new()),
                     // RMSprop: square_avg = 0; momentum_buffer = 0 if momentum > 0;
                     // grad_avg = 0 if centered.
                     OptimizerConfig::Rmsprop { momentum, centered, .. } => {
-                        (zeros(momentum > 0.0, n), zeros(true, n), zeros(centered, n))
+                        (zeros(momentum > 0.0, n)?, zeros(true, n)?, zeros(centered, n)?)
                     }
                     // Adagrad: sum = full_like(p, initial_accumulator_value).
                     OptimizerConfig::Adagrad { initial_accumulator_value, .. } => {
-                        (Vec::new(), vec![T::of(initial_accumulator_value); n], Vec::new())
+                        (Vec::new(), filled(true, n, T::of(initial_accumulator_value))?, Vec::new())
                     }
                     // Adam / AdamW: exp_avg = 0, exp_avg_sq = 0, max_exp_avg_sq = 0 if amsgrad.
                     OptimizerConfig::Adam { amsgrad, .. } | OptimizerConfig::AdamW { amsgrad, .. } => {
-                        (zeros(true, n), zeros(true, n), zeros(amsgrad, n))
+                        (zeros(true, n)?, zeros(true, n)?, zeros(amsgrad, n)?)
                     }
                 };
-                SlotState { len: n, first, second, third }
+                Ok(SlotState { len: n, first, second, third })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         self.ready = true;
         self.state_step = 0;
+        Ok(())
     }
 }
 
@@ -584,7 +601,7 @@ mod tests {
         let mut opt = Optimizer::<T>::new(config, wd);
         let mut p = p0.to_vec();
         for g in grads {
-            opt.step(&mut [ParamSlot { value: &mut p, grad: g }]);
+            opt.step(&mut [ParamSlot { value: &mut p, grad: g }]).unwrap();
         }
         assert_eq!(opt.steps_taken(), grads.len());
         p
@@ -813,7 +830,7 @@ mod tests {
             let mut opt = Optimizer::<f32>::new(config, 0.01);
             let (mut a, mut b) = (vec![0.5f32; 7], vec![-0.25f32; 3]);
             let (ga, gb) = (vec![0.1f32; 7], vec![0.2f32; 3]);
-            opt.step(&mut [ParamSlot { value: &mut a, grad: &ga }, ParamSlot { value: &mut b, grad: &gb }]);
+            opt.step(&mut [ParamSlot { value: &mut a, grad: &ga }, ParamSlot { value: &mut b, grad: &gb }]).unwrap();
             let snapshot = |opt: &Optimizer<f32>| -> Vec<(*const f32, usize)> {
                 opt.slots
                     .iter()
@@ -823,7 +840,8 @@ mod tests {
             };
             let before = snapshot(&opt);
             for _ in 0..5 {
-                opt.step(&mut [ParamSlot { value: &mut a, grad: &ga }, ParamSlot { value: &mut b, grad: &gb }]);
+                opt.step(&mut [ParamSlot { value: &mut a, grad: &ga }, ParamSlot { value: &mut b, grad: &gb }])
+                    .unwrap();
             }
             assert_eq!(snapshot(&opt), before, "{config:?}");
             assert_eq!(opt.steps_taken(), 6);
@@ -854,11 +872,11 @@ mod tests {
                 let before = b.clone();
                 let mut slots: Vec<ParamSlot<'_, f32>> =
                     a.iter_mut().zip(&grads).map(|(p, g)| ParamSlot { value: p, grad: g }).collect();
-                plain.step(&mut slots);
+                plain.step(&mut slots).unwrap();
                 let mut slots: Vec<ParamSlot<'_, f32>> =
                     b.iter_mut().zip(&grads).map(|(p, g)| ParamSlot { value: p, grad: g }).collect();
                 let mut update_sq = [0.0; 2];
-                measured.step_measured(&mut slots, &mut update_sq);
+                measured.step_measured(&mut slots, &mut update_sq).unwrap();
                 assert_eq!(a, b, "{config:?}");
                 for ((after, before), sq) in b.iter().zip(&before).zip(update_sq) {
                     let want: f64 = after.iter().zip(before).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
@@ -875,7 +893,7 @@ mod tests {
         assert_eq!(opt.steps_taken(), 0);
         assert_eq!(opt.learning_rate(), 3e-4);
         let mut p = vec![1.0];
-        opt.step(&mut [ParamSlot { value: &mut p, grad: &[0.5] }]);
+        opt.step(&mut [ParamSlot { value: &mut p, grad: &[0.5] }]).unwrap();
         assert_eq!(opt.steps_taken(), 1);
     }
 

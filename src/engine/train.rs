@@ -211,7 +211,7 @@ pub fn analyze(config: &RunConfig, batch: Option<usize>, gradients: bool) -> Res
     t.batch_size = n;
     t.order = (0..n).collect();
     t.dropout = false;
-    t.next_batch();
+    t.next_batch()?;
     let started = Instant::now();
     let mut record = t.empty_record();
     record.total_steps = 0;
@@ -370,7 +370,7 @@ impl<'c, T: Scalar> Session<'c, T> {
             progress(Progress { step: step + 1, total_steps: total, loss: loss.loss });
         }
         if !matches!(record.end, RunEnd::NonFinite { .. }) {
-            self.final_evaluation(&mut record);
+            self.final_evaluation(&mut record)?;
         }
         if self.config.probes.parameters {
             record.parameters = Some(self.export(|p| &p.value, true));
@@ -383,17 +383,17 @@ impl<'c, T: Scalar> Session<'c, T> {
     /// Returns the batch loss; after a non-finite step `record.end` says where it happened and
     /// no update was made.
     pub fn step(&mut self, record: &mut RunRecord, step: usize, probe: bool) -> Result<LossValue> {
-        self.next_batch();
+        self.next_batch()?;
         let loss = self.forward_backward(record, step, probe)?;
         if matches!(record.end, RunEnd::Completed) {
-            self.update(record, probe);
+            self.update(record, probe)?;
             record.steps_run = step + 1;
         }
         Ok(loss)
     }
 
     /// Moves the next `batch_size` training rows into the network input and target buffers.
-    fn next_batch(&mut self) {
+    fn next_batch(&mut self) -> Result<()> {
         if self.cursor + self.batch_size > self.order.len() {
             // Reshuffle and start a new pass; the remainder of the old one is dropped so that
             // every batch has the same shape.
@@ -404,8 +404,8 @@ impl<'c, T: Scalar> Session<'c, T> {
         }
         let idx = &self.order[self.cursor..self.cursor + self.batch_size];
         self.cursor += self.batch_size;
-        self.train.gather_x(idx, self.net.input_mut());
-        self.train.gather_y(idx, &mut self.labels, &mut self.values);
+        self.train.gather_x(idx, self.net.input_mut())?;
+        self.train.gather_y(idx, &mut self.labels, &mut self.values)
     }
 
     /// Forward, loss, backward on the batch in the buffers; records a probe when `probe`, and
@@ -421,15 +421,15 @@ impl<'c, T: Scalar> Session<'c, T> {
             seq_len: self.seq_len,
             bptt_truncate: self.config.training.bptt_truncate,
         };
-        self.net.forward(&mut ctx);
+        self.net.forward(&mut ctx)?;
         let kind = self.config.training.loss;
         let targets = match self.train.y {
             Targets::Classes { .. } => BatchTargets::Classes(&self.labels),
             Targets::Values(_) => BatchTargets::Values(&self.values),
         };
         let (out, grad) = self.net.output_and_grad();
-        let value = loss_and_grad(kind, out, targets, grad);
-        self.net.backward(false);
+        let value = loss_and_grad(kind, out, targets, grad)?;
+        self.net.backward(false)?;
         self.grad_sums.clear();
         self.grad_sums.extend(self.net.params().map(|(_, p)| match p.grad.as_slice_memory_order() {
             Some(g) => sum_sq_max(g),
@@ -438,7 +438,7 @@ impl<'c, T: Scalar> Session<'c, T> {
         let gnorm = self.grad_sums.iter().map(|s| s.0).sum::<f64>().sqrt();
         let finite = value.loss.is_finite() && gnorm.is_finite();
         if probe || !finite {
-            self.record_probe(record, step, value, gnorm);
+            self.record_probe(record, step, value, gnorm)?;
         }
         if !finite {
             record.end = self.locate_non_finite(record, step);
@@ -446,7 +446,7 @@ impl<'c, T: Scalar> Session<'c, T> {
         Ok(value)
     }
 
-    fn record_probe(&mut self, record: &mut RunRecord, step: usize, value: LossValue, gnorm: f64) {
+    fn record_probe(&mut self, record: &mut RunRecord, step: usize, value: LossValue, gnorm: f64) -> Result<()> {
         // Per-step targets are scored at every (step, sample) pair.
         let batch = (self.batch_size * if self.train.per_step_targets { self.seq_len } else { 1 }) as f64;
         record.steps.push(step);
@@ -498,13 +498,14 @@ impl<'c, T: Scalar> Session<'c, T> {
         }
         let (vl, va) = match &self.validation {
             Some(v) => {
-                let (l, a) = evaluate(&mut self.net, v, self.batch_size, self.config, self.seq_len);
+                let (l, a) = evaluate(&mut self.net, v, self.batch_size, self.config, self.seq_len)?;
                 (Some(l), a)
             }
             None => (None, None),
         };
         record.val_loss.push(vl);
         record.val_accuracy.push(va);
+        Ok(())
     }
 
     /// The first layer (forward order) whose output, or else whose gradient, is non-finite.
@@ -527,7 +528,7 @@ impl<'c, T: Scalar> Session<'c, T> {
     }
 
     /// Clip, then the optimiser step; at probe steps also the update ratios.
-    fn update(&mut self, record: &mut RunRecord, probe: bool) {
+    fn update(&mut self, record: &mut RunRecord, probe: bool) -> Result<()> {
         if let Some(c) = &self.config.training.clip {
             let mut grads: Vec<&mut [T]> = recycle(std::mem::take(&mut self.grad_buf));
             grads.extend(self.net.params_mut().filter_map(|p| p.grad.as_slice_mut()));
@@ -549,19 +550,20 @@ impl<'c, T: Scalar> Session<'c, T> {
             Some(ParamSlot { value, grad })
         }));
         if !probe {
-            self.optimizer.step(&mut slots);
+            let stepped = self.optimizer.step(&mut slots);
             self.slot_buf = recycle(slots);
-            return;
+            return stepped;
         }
         // Parameter arrays are row-major by construction, so there is one slot per parameter
         // in `Network::params` order; were one missing, the ratios would be left out.
         let complete = slots.len() == self.grad_sums.len();
         self.update_sq.clear();
         self.update_sq.resize(slots.len(), f64::NAN);
-        self.optimizer.step_measured(&mut slots, &mut self.update_sq);
+        let stepped = self.optimizer.step_measured(&mut slots, &mut self.update_sq);
         self.slot_buf = recycle(slots);
+        stepped?;
         if !complete {
-            return;
+            return Ok(());
         }
         let mut update_sq = self.update_sq.as_slice();
         for (series, info) in record.layer_stats.iter_mut().zip(self.net.layers()) {
@@ -574,17 +576,19 @@ impl<'c, T: Scalar> Session<'c, T> {
                 *last = ratio;
             }
         }
+        Ok(())
     }
 
-    fn final_evaluation(&mut self, record: &mut RunRecord) {
-        let (l, a) = evaluate(&mut self.net, &self.train, self.batch_size, self.config, self.seq_len);
+    fn final_evaluation(&mut self, record: &mut RunRecord) -> Result<()> {
+        let (l, a) = evaluate(&mut self.net, &self.train, self.batch_size, self.config, self.seq_len)?;
         record.final_loss = Some(l);
         record.final_accuracy = a;
         if let Some(v) = &self.validation {
-            let (l, a) = evaluate(&mut self.net, v, self.batch_size, self.config, self.seq_len);
+            let (l, a) = evaluate(&mut self.net, v, self.batch_size, self.config, self.seq_len)?;
             record.final_val_loss = Some(l);
             record.final_val_accuracy = a;
         }
+        Ok(())
     }
 
     /// Parameters (or gradients) in spec layout; `with_buffers` adds batch-norm running statistics.
@@ -615,14 +619,14 @@ impl<'c, T: Scalar> Session<'c, T> {
 /// Loss and accuracy of `net` in evaluation mode on the first [`FINAL_EVAL_SAMPLES`] samples of
 /// `data`, taken in chunks of `chunk` rows: the training batch size, so that the network's
 /// buffers keep their size (and a large evaluation set does not multiply the memory held by
-/// every layer).
+/// every layer). Fails only when a buffer cannot be allocated.
 fn evaluate<T: Scalar>(
     net: &mut Network<T>,
     data: &Dataset,
     chunk: usize,
     config: &RunConfig,
     seq_len: usize,
-) -> (f64, Option<f64>) {
+) -> Result<(f64, Option<f64>)> {
     let n = data.len().min(FINAL_EVAL_SAMPLES);
     let idx: Vec<usize> = (0..n).collect();
     let mut labels = Vec::new();
@@ -632,22 +636,22 @@ fn evaluate<T: Scalar>(
     // so weighting by rows gives the mean over all of them.
     let (mut loss, mut correct) = (0.0f64, None::<usize>);
     for rows in idx.chunks(chunk.max(1)) {
-        data.gather_x(rows, net.input_mut());
-        data.gather_y(rows, &mut labels, &mut values);
+        data.gather_x(rows, net.input_mut())?;
+        data.gather_y(rows, &mut labels, &mut values)?;
         let mut ctx = Ctx { training: false, dropout: false, probe: false, rng: &mut r, seq_len, bptt_truncate: None };
-        net.forward(&mut ctx);
+        net.forward(&mut ctx)?;
         let targets = match data.y {
             Targets::Classes { .. } => BatchTargets::Classes(&labels),
             Targets::Values(_) => BatchTargets::Values(&values),
         };
         let (out, grad) = net.output_and_grad();
-        let v = loss_and_grad(config.training.loss, out, targets, grad);
+        let v = loss_and_grad(config.training.loss, out, targets, grad)?;
         loss += v.loss * rows.len() as f64;
         correct = v.correct.map(|c| c + correct.unwrap_or(0));
     }
     let n = n.max(1) as f64;
     let scored = if data.per_step_targets { n * seq_len as f64 } else { n };
-    (loss / n, correct.map(|c| c as f64 / scored))
+    Ok((loss / n, correct.map(|c| c as f64 / scored)))
 }
 
 /// See [`RunRecord::baseline_loss`].

@@ -133,6 +133,10 @@ pub enum FailureCode {
     Shutdown,
     /// The spec was refused when the run started (limits changed, or an engine-side check).
     InvalidSpec,
+    /// A buffer of the run could not be allocated (the machine's or the process's memory
+    /// limit); the message gives the bytes asked for and which buffer. The run's memory is freed
+    /// and the worker goes on with the next job.
+    OutOfMemory,
     /// A bug: the job panicked or the engine failed unexpectedly. The message says what.
     Internal,
 }
@@ -146,6 +150,7 @@ impl FailureCode {
             FailureCode::Cancelled => "cancelled",
             FailureCode::Shutdown => "shutdown",
             FailureCode::InvalidSpec => "invalid_spec",
+            FailureCode::OutOfMemory => "out_of_memory",
             FailureCode::Internal => "internal",
         }
     }

@@ -30,6 +30,7 @@ use crate::analysis::experiment::RunResult;
 use crate::analysis::pipeline::{self, PipelineError, RunOutput};
 use crate::analysis::report::Outcome;
 use crate::engine::train::{CancelFlag, Progress};
+use crate::engine::EngineError;
 use crate::spec::Limits;
 
 /// A spec with this `name` panics inside its worker — only when [`PoolConfig::test_hooks`] is
@@ -361,6 +362,7 @@ fn run_job(shared: &Shared, job: Claimed) {
     let code = finish.error.as_ref().map_or("none", |e| e.code.name());
     match &finish.error {
         Some(e) if e.code == FailureCode::Internal => tracing::error!(error = %e.message, "job failed"),
+        Some(e) if e.code == FailureCode::OutOfMemory => tracing::warn!(code, message = %e.message, "job ended"),
         Some(e) => tracing::info!(status = %status, code, message = %e.message, "job ended"),
         None => tracing::info!(status = %status, duration_ms = started.elapsed().as_millis() as u64, "job ended"),
     }
@@ -392,6 +394,10 @@ fn classify(outcome: Ended, reason: StopReason, timeout: Duration) -> (Finish, O
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
             return fail(JobStatus::Failed, FailureCode::Internal, format!("the job panicked: {msg}"));
+        }
+        // The engine's message has the figures: the bytes asked for and which buffer.
+        Ok(Err(PipelineError::Engine(e @ EngineError::OutOfMemory { .. }))) => {
+            return fail(JobStatus::Failed, FailureCode::OutOfMemory, e.to_string())
         }
         Ok(Err(e)) => return fail(JobStatus::Failed, FailureCode::InvalidSpec, e.to_string()),
         Ok(Ok(out)) => out,

@@ -71,6 +71,23 @@ pub(super) fn checked_size(rows: usize, cols: usize) -> Result<usize> {
         .ok_or(EngineError::DataTooLarge { rows, cols })
 }
 
+/// An empty vector with room for `rows * cols` values, reserved fallibly: a size that cannot
+/// be indexed is [`EngineError::DataTooLarge`], one the allocator refuses
+/// [`EngineError::OutOfMemory`] (the data set is generated before anything else of a run).
+pub(super) fn reserved<T>(rows: usize, cols: usize) -> Result<Vec<T>> {
+    let n = checked_size(rows, cols)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| EngineError::out_of_memory(n, std::mem::size_of::<T>(), "the data set"))?;
+    Ok(v)
+}
+
+/// `rows * cols` zeros, reserved as [`reserved`] does.
+pub(super) fn zeros(rows: usize, cols: usize) -> Result<Vec<f64>> {
+    let mut v = reserved(rows, cols)?;
+    v.resize(rows * cols, 0.0);
+    Ok(v)
+}
+
 /// Row-major values into a matrix of `cols` columns.
 pub(super) fn array(values: Vec<f64>, cols: usize) -> Result<Array2<f64>> {
     let rows = values.len().checked_div(cols).unwrap_or(0);

@@ -4,8 +4,10 @@
 use ndarray::{Array2, Axis, Slice};
 use rand::seq::SliceRandom;
 
+use crate::engine::layers::ensure_shape;
 use crate::engine::rng::{rng, Stream};
 use crate::engine::scalar::Scalar;
+use crate::engine::{EngineError, Result};
 
 /// Samples and their targets, in `f64` (cast to the run's precision when batched).
 ///
@@ -126,14 +128,15 @@ impl Dataset {
     /// the whole batch is the contiguous block of rows `t*B .. (t+1)*B`.
     ///
     /// `out` is reallocated only when its shape differs from that: the training loop calls this
-    /// every step with the same batch size and must not allocate.
+    /// every step with the same batch size and must not allocate. Fails only when `out` cannot
+    /// be allocated ([`EngineError::OutOfMemory`]).
     ///
     /// # Panics
     /// If an index is `>= len()` (a caller bug, as with slice indexing).
-    pub fn gather_x<T: Scalar>(&self, idx: &[usize], out: &mut Array2<T>) {
+    pub fn gather_x<T: Scalar>(&self, idx: &[usize], out: &mut Array2<T>) -> Result<()> {
         match self.seq_len {
-            Some(steps) => copy_steps(&self.x, steps, idx, out),
-            None => copy_rows(&self.x, idx, out),
+            Some(steps) => copy_steps(&self.x, steps, idx, out, "the input batch"),
+            None => copy_rows(&self.x, idx, out, "the input batch"),
         }
     }
 
@@ -147,21 +150,32 @@ impl Dataset {
     /// Per-sequence targets are gathered one per sample, as for plain samples. Per-step targets
     /// are time-major like [`Dataset::gather_x`]: `labels[t * B + b]` is the label of step `t`
     /// of sample `idx[b]` (`T * B` labels), and `values` is `(T * B, output_dim())` with row
-    /// `t * B + b` the targets of that step.
+    /// `t * B + b` the targets of that step. Fails only when a buffer cannot be allocated
+    /// ([`EngineError::OutOfMemory`]).
     ///
     /// # Panics
     /// If an index is `>= len()` (a caller bug, as with slice indexing).
-    pub fn gather_y<T: Scalar>(&self, idx: &[usize], labels: &mut Vec<usize>, values: &mut Array2<T>) {
+    pub fn gather_y<T: Scalar>(&self, idx: &[usize], labels: &mut Vec<usize>, values: &mut Array2<T>) -> Result<()> {
         labels.clear();
         match (&self.y, self.step_targets()) {
-            (Targets::Classes { labels: all, .. }, None) => labels.extend(idx.iter().map(|&i| all[i])),
-            (Targets::Classes { labels: all, .. }, Some(steps)) => {
-                for t in 0..steps {
-                    labels.extend(idx.iter().map(|&i| all[i * steps + t]));
+            (Targets::Classes { labels: all, .. }, steps) => {
+                let steps_or_one = steps.unwrap_or(1);
+                let n = idx.len().saturating_mul(steps_or_one);
+                labels
+                    .try_reserve_exact(n)
+                    .map_err(|_| EngineError::out_of_memory(n, std::mem::size_of::<usize>(), "the batch's labels"))?;
+                match steps {
+                    None => labels.extend(idx.iter().map(|&i| all[i])),
+                    Some(steps) => {
+                        for t in 0..steps {
+                            labels.extend(idx.iter().map(|&i| all[i * steps + t]));
+                        }
+                    }
                 }
+                Ok(())
             }
-            (Targets::Values(all), None) => copy_rows(all, idx, values),
-            (Targets::Values(all), Some(steps)) => copy_steps(all, steps, idx, values),
+            (Targets::Values(all), None) => copy_rows(all, idx, values, "the target batch"),
+            (Targets::Values(all), Some(steps)) => copy_steps(all, steps, idx, values, "the target batch"),
         }
     }
 
@@ -233,28 +247,29 @@ impl Dataset {
 }
 
 /// Copies rows `idx` of `src` into `out` as `T`, reallocating `out` only when its shape differs.
-fn copy_rows<T: Scalar>(src: &Array2<f64>, idx: &[usize], out: &mut Array2<T>) {
-    let shape = (idx.len(), src.ncols());
-    if out.dim() != shape {
-        *out = Array2::zeros(shape);
-    }
+fn copy_rows<T: Scalar>(src: &Array2<f64>, idx: &[usize], out: &mut Array2<T>, what: &'static str) -> Result<()> {
+    ensure_shape(out, idx.len(), src.ncols(), what)?;
     for (mut dst, &i) in out.rows_mut().into_iter().zip(idx) {
         for (d, &s) in dst.iter_mut().zip(src.row(i)) {
             *d = T::of(s);
         }
     }
+    Ok(())
 }
 
 /// Copies the sequences `idx` of `src` (rows of `steps` blocks of `width = ncols / steps`
 /// values) into `out` time-major: row `t * B + b` of the `(steps * B, width)` result is block
 /// `t` of row `idx[b]`. Reallocates `out` only when its shape differs.
-fn copy_steps<T: Scalar>(src: &Array2<f64>, steps: usize, idx: &[usize], out: &mut Array2<T>) {
+fn copy_steps<T: Scalar>(
+    src: &Array2<f64>,
+    steps: usize,
+    idx: &[usize],
+    out: &mut Array2<T>,
+    what: &'static str,
+) -> Result<()> {
     let batch = idx.len();
     let width = src.ncols().checked_div(steps).unwrap_or(0);
-    let shape = (steps * batch, width);
-    if out.dim() != shape {
-        *out = Array2::zeros(shape);
-    }
+    ensure_shape(out, steps.saturating_mul(batch), width, what)?;
     for (b, &i) in idx.iter().enumerate() {
         let row = src.row(i);
         for t in 0..steps {
@@ -264,4 +279,5 @@ fn copy_steps<T: Scalar>(src: &Array2<f64>, steps: usize, idx: &[usize], out: &m
             }
         }
     }
+    Ok(())
 }

@@ -12,7 +12,7 @@
 
 use ndarray::Array2;
 
-use super::build::{array, checked_size};
+use super::build::{array, checked_size, reserved};
 use super::dataset::{Dataset, Targets};
 use crate::engine::config::{InlineSequenceTargets, InlineTargets};
 use crate::engine::error::{EngineError, InlinePart, Result};
@@ -59,7 +59,7 @@ pub(super) fn inline_sequences(x: &[Vec<Vec<f64>>], y: &InlineSequenceTargets) -
         return Err(inputs(Some(0), Some(0), "a time step needs at least one feature"));
     }
     let width = checked_size(steps, features)?;
-    let mut flat = Vec::with_capacity(checked_size(x.len(), width)?);
+    let mut flat = reserved(x.len(), width)?;
     for (i, seq) in x.iter().enumerate() {
         if seq.len() != steps {
             return Err(inputs(
@@ -88,7 +88,7 @@ pub(super) fn inline_sequences(x: &[Vec<Vec<f64>>], y: &InlineSequenceTargets) -
         InlineSequenceTargets::PerSequence(y) => (per_sample_targets(y, x.len())?, false),
         InlineSequenceTargets::ClassesPerStep(rows) => {
             check_count(rows.len(), x.len())?;
-            let mut labels = Vec::with_capacity(checked_size(rows.len(), steps)?);
+            let mut labels = reserved(rows.len(), steps)?;
             for (i, row) in rows.iter().enumerate() {
                 check_steps(row.len(), steps, i, "labels")?;
                 labels.extend_from_slice(row);
@@ -103,7 +103,7 @@ pub(super) fn inline_sequences(x: &[Vec<Vec<f64>>], y: &InlineSequenceTargets) -
                 return Err(targets(Some(0), Some(0), "per-step targets need at least one value per time step"));
             }
             let cols = checked_size(steps, outputs)?;
-            let mut values = Vec::with_capacity(checked_size(seqs.len(), cols)?);
+            let mut values = reserved(seqs.len(), cols)?;
             for (i, seq) in seqs.iter().enumerate() {
                 check_steps(seq.len(), steps, i, "target rows")?;
                 for (t, row) in seq.iter().enumerate() {
@@ -183,7 +183,7 @@ fn matrix(rows: &[Vec<f64>], part: InlinePart) -> Result<Array2<f64>> {
     if width == 0 {
         return Err(EngineError::inline(part, Some(0), None, "a row needs at least one value"));
     }
-    let mut flat = Vec::with_capacity(checked_size(rows.len(), width)?);
+    let mut flat = reserved(rows.len(), width)?;
     for (i, row) in rows.iter().enumerate() {
         if row.len() != width {
             return Err(EngineError::inline(

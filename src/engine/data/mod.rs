@@ -289,14 +289,14 @@ mod tests {
     fn gather_x_copies_rows_and_reuses_the_buffer() {
         let d = numbered(10);
         let mut out = Array2::<f32>::zeros((0, 0));
-        d.gather_x(&[3, 1, 3], &mut out);
+        d.gather_x(&[3, 1, 3], &mut out).unwrap();
         assert_eq!(out, ndarray::array![[3.0f32], [1.0], [3.0]]);
         let ptr = out.as_ptr();
-        d.gather_x(&[9, 0, 5], &mut out);
+        d.gather_x(&[9, 0, 5], &mut out).unwrap();
         assert_eq!(out.as_ptr(), ptr);
         assert_eq!(out, ndarray::array![[9.0f32], [0.0], [5.0]]);
         // A different batch size reshapes the buffer.
-        d.gather_x(&[2], &mut out);
+        d.gather_x(&[2], &mut out).unwrap();
         assert_eq!(out, ndarray::array![[2.0f32]]);
     }
 
@@ -305,10 +305,10 @@ mod tests {
         let d = numbered(10);
         let mut labels = Vec::new();
         let mut values = Array2::<f64>::zeros((2, 2));
-        d.gather_y(&[4, 5, 6], &mut labels, &mut values);
+        d.gather_y(&[4, 5, 6], &mut labels, &mut values).unwrap();
         assert_eq!(labels, [1, 2, 0]);
         let ptr = labels.as_ptr();
-        d.gather_y(&[0, 1, 2], &mut labels, &mut values);
+        d.gather_y(&[0, 1, 2], &mut labels, &mut values).unwrap();
         assert_eq!((labels.as_ptr(), labels.as_slice()), (ptr, &[0, 1, 2][..]));
         assert_eq!(values.dim(), (2, 2), "class targets leave the value buffer alone");
     }
@@ -320,11 +320,11 @@ mod tests {
         let d = gen(&DataConfig::Inline { x, y }, 0);
         let mut labels = vec![7];
         let mut values = Array2::<f32>::zeros((0, 0));
-        d.gather_y(&[2, 0], &mut labels, &mut values);
+        d.gather_y(&[2, 0], &mut labels, &mut values).unwrap();
         assert_eq!(values, ndarray::array![[2.5f32, 3.0], [0.5, 1.0]]);
         assert!(labels.is_empty());
         let ptr = values.as_ptr();
-        d.gather_y(&[1, 1], &mut labels, &mut values);
+        d.gather_y(&[1, 1], &mut labels, &mut values).unwrap();
         assert_eq!(values.as_ptr(), ptr);
         assert_eq!(values, ndarray::array![[1.5f32, 2.0], [1.5, 2.0]]);
     }
@@ -344,18 +344,18 @@ mod tests {
         assert_eq!((d.len(), d.input_dim(), d.seq_len), (2, 2, Some(3)));
         assert_eq!(d.x.row(1).to_vec(), vec![100.0, 101.0, 110.0, 111.0, 120.0, 121.0]);
         let mut out = Array2::<f64>::zeros((0, 0));
-        d.gather_x(&[1, 0], &mut out);
+        d.gather_x(&[1, 0], &mut out).unwrap();
         // Row t * B + b is step t of sample idx[b].
         let expected =
             ndarray::array![[100.0, 101.0], [0.0, 1.0], [110.0, 111.0], [10.0, 11.0], [120.0, 121.0], [20.0, 21.0]];
         assert_eq!(out, expected);
         // The same batch size reuses the buffer; another one reshapes it.
         let ptr = out.as_ptr();
-        d.gather_x(&[0, 0], &mut out);
+        d.gather_x(&[0, 0], &mut out).unwrap();
         assert_eq!(out.as_ptr(), ptr);
         assert_eq!(out.column(0).to_vec(), vec![0.0, 0.0, 10.0, 10.0, 20.0, 20.0]);
         let mut small = Array2::<f32>::zeros((0, 0));
-        d.gather_x(&[1], &mut small);
+        d.gather_x(&[1], &mut small).unwrap();
         assert_eq!(small, ndarray::array![[100.0f32, 101.0], [110.0, 111.0], [120.0, 121.0]]);
     }
 
@@ -364,7 +364,7 @@ mod tests {
         let d = two_by_three(InlineSequenceTargets::PerSequence(InlineTargets::Values(vec![vec![0.5], vec![1.5]])));
         assert!(!d.per_step_targets);
         let (mut labels, mut values) = (vec![3], Array2::<f64>::zeros((0, 0)));
-        d.gather_y(&[1, 0, 1], &mut labels, &mut values);
+        d.gather_y(&[1, 0, 1], &mut labels, &mut values).unwrap();
         assert!(labels.is_empty());
         assert_eq!(values, ndarray::array![[1.5], [0.5], [1.5]]);
     }
@@ -375,12 +375,12 @@ mod tests {
         assert!(d.per_step_targets);
         assert_eq!(d.output_dim(), 6);
         let (mut labels, mut values) = (Vec::new(), Array2::<f32>::zeros((1, 1)));
-        d.gather_y(&[1, 0], &mut labels, &mut values);
+        d.gather_y(&[1, 0], &mut labels, &mut values).unwrap();
         // labels[t * B + b] = step t of sample idx[b].
         assert_eq!(labels, [3, 0, 4, 1, 5, 2]);
         assert_eq!(values.dim(), (1, 1), "class targets leave the value buffer alone");
         let ptr = labels.as_ptr();
-        d.gather_y(&[0, 1], &mut labels, &mut values);
+        d.gather_y(&[0, 1], &mut labels, &mut values).unwrap();
         assert_eq!((labels.as_ptr(), labels.as_slice()), (ptr, &[0, 3, 1, 4, 2, 5][..]));
     }
 
@@ -395,13 +395,13 @@ mod tests {
         let Targets::Values(v) = &d.y else { panic!("expected values") };
         assert_eq!(v.dim(), (2, 6));
         let (mut labels, mut values) = (vec![9], Array2::<f64>::zeros((0, 0)));
-        d.gather_y(&[1, 0], &mut labels, &mut values);
+        d.gather_y(&[1, 0], &mut labels, &mut values).unwrap();
         assert!(labels.is_empty());
         let expected =
             ndarray::array![[100.5, 101.5], [0.5, 1.5], [110.5, 111.5], [10.5, 11.5], [120.5, 121.5], [20.5, 21.5]];
         assert_eq!(values, expected);
         let ptr = values.as_ptr();
-        d.gather_y(&[0, 1], &mut labels, &mut values);
+        d.gather_y(&[0, 1], &mut labels, &mut values).unwrap();
         assert_eq!(values.as_ptr(), ptr);
         assert_eq!(values.column(0).to_vec(), vec![0.5, 100.5, 10.5, 110.5, 20.5, 120.5]);
     }

@@ -8,7 +8,7 @@ use rand::Rng as _;
 
 use super::build::{
     add_noise, array, balanced_counts, check_noise, check_samples, checked_size, classes_dataset, gaussian_matrix,
-    normal,
+    normal, reserved,
 };
 use super::dataset::{Dataset, Targets};
 use crate::engine::error::{EngineError, Result};
@@ -26,7 +26,7 @@ use crate::engine::rng::Rng;
 pub(super) fn xor(samples: usize, noise: f64, r: &mut Rng) -> Result<Dataset> {
     check_samples("xor", samples)?;
     check_noise("xor", "noise", noise)?;
-    let mut x = Vec::with_capacity(checked_size(samples, 2)?);
+    let mut x = reserved(samples, 2)?;
     let mut labels = Vec::with_capacity(samples);
     for i in 0..samples {
         let q = i % 4;
@@ -65,7 +65,7 @@ pub(super) fn spirals(samples: usize, noise: f64, classes: usize, r: &mut Rng) -
     if classes < 2 {
         return Err(EngineError::generator("spirals", "classes", "must be at least 2 (one arm per class)"));
     }
-    let mut x = Vec::with_capacity(checked_size(samples, 2)?);
+    let mut x = reserved(samples, 2)?;
     let mut labels = Vec::with_capacity(samples);
     for (class, count) in balanced_counts(samples, classes) {
         let offset = 2.0 * PI * class as f64 / classes as f64;
@@ -95,7 +95,7 @@ pub(super) fn circles(samples: usize, noise: f64, factor: f64, r: &mut Rng) -> R
     }
     let outer = samples / 2;
     let inner = samples - outer;
-    let mut x = Vec::with_capacity(checked_size(samples, 2)?);
+    let mut x = reserved(samples, 2)?;
     let mut labels = Vec::with_capacity(samples);
     for (class, count, radius) in [(0, outer, 1.0), (1, inner, factor)] {
         for k in 0..count {
@@ -126,7 +126,7 @@ pub(super) fn moons(samples: usize, noise: f64, r: &mut Rng) -> Result<Dataset> 
             0.0
         }
     };
-    let mut x = Vec::with_capacity(checked_size(samples, 2)?);
+    let mut x = reserved(samples, 2)?;
     let mut labels = Vec::with_capacity(samples);
     for k in 0..outer {
         let a = angle(k, outer);
@@ -159,7 +159,7 @@ pub(super) fn blobs(samples: usize, classes: usize, dims: usize, std: f64, r: &m
         return Err(EngineError::generator("blobs", "dims", "must be at least 1"));
     }
     let centres: Vec<f64> = (0..checked_size(classes, dims)?).map(|_| r.random_range(-10.0..10.0)).collect();
-    let mut x = Vec::with_capacity(checked_size(samples, dims)?);
+    let mut x = reserved(samples, dims)?;
     let mut labels = Vec::with_capacity(samples);
     for (class, count) in balanced_counts(samples, classes) {
         let centre = &centres[class * dims..(class + 1) * dims];
@@ -176,7 +176,7 @@ pub(super) fn blobs(samples: usize, classes: usize, dims: usize, std: f64, r: &m
 pub(super) fn sine(samples: usize, noise: f64, r: &mut Rng) -> Result<Dataset> {
     check_samples("sine", samples)?;
     check_noise("sine", "noise", noise)?;
-    let mut x = Vec::with_capacity(checked_size(samples, 1)?);
+    let mut x = reserved(samples, 1)?;
     let mut y = Vec::with_capacity(samples);
     for _ in 0..samples {
         let v: f64 = r.random_range(-PI..PI);

@@ -8,7 +8,7 @@ use std::f64::consts::PI;
 
 use rand::Rng as _;
 
-use super::build::{array, check_length, check_noise, check_samples, checked_size, normal, sequences};
+use super::build::{array, check_length, check_noise, check_samples, checked_size, normal, reserved, sequences, zeros};
 use super::dataset::{Dataset, Targets};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::rng::Rng;
@@ -43,7 +43,7 @@ pub(super) fn adding(samples: usize, length: usize, r: &mut Rng) -> Result<Datas
         ));
     }
     let width = checked_size(length, 2)?;
-    let mut x = Vec::with_capacity(checked_size(samples, width)?);
+    let mut x = reserved(samples, width)?;
     let mut y = Vec::with_capacity(samples);
     let half = length / 2;
     for _ in 0..samples {
@@ -96,8 +96,8 @@ pub(super) fn copy(samples: usize, length: usize, delay: usize, r: &mut Rng) -> 
         .checked_add(length)
         .ok_or_else(|| EngineError::generator("copy", "delay", "is too large: length + delay + length overflows"))?;
     let width = checked_size(steps, COPY_INPUTS)?;
-    let mut x = vec![0.0; checked_size(samples, width)?];
-    let mut labels = Vec::with_capacity(checked_size(samples, steps)?);
+    let mut x = zeros(samples, width)?;
+    let mut labels = reserved(samples, steps)?;
     let mut symbols = Vec::with_capacity(length);
     for row in x.chunks_exact_mut(width) {
         symbols.clear();
@@ -134,7 +134,7 @@ pub(super) fn temporal_order(samples: usize, length: usize, r: &mut Rng) -> Resu
     }
     const F: usize = TEMPORAL_ORDER_INPUTS;
     let width = checked_size(length, F)?;
-    let mut x = vec![0.0; checked_size(samples, width)?];
+    let mut x = zeros(samples, width)?;
     let mut labels = Vec::with_capacity(samples);
     // `width` did not overflow, so neither do these (6 * length <= width).
     let (lo1, hi1, lo2, hi2) = (length / 10, 2 * length / 10, 5 * length / 10, 6 * length / 10);
@@ -161,7 +161,7 @@ pub(super) fn temporal_order(samples: usize, length: usize, r: &mut Rng) -> Resu
 pub(super) fn parity(samples: usize, length: usize, r: &mut Rng) -> Result<Dataset> {
     check_samples("parity", samples)?;
     check_length("parity", length)?;
-    let mut x = Vec::with_capacity(checked_size(samples, length)?);
+    let mut x = reserved(samples, length)?;
     let mut labels = Vec::with_capacity(samples);
     for _ in 0..samples {
         let mut odd = false;
@@ -185,9 +185,8 @@ pub(super) fn sine_sequence(samples: usize, length: usize, noise: f64, r: &mut R
     check_samples("sine_sequence", samples)?;
     check_length("sine_sequence", length)?;
     check_noise("sine_sequence", "noise", noise)?;
-    let size = checked_size(samples, length)?;
-    let mut x = Vec::with_capacity(size);
-    let mut y = Vec::with_capacity(size);
+    let mut x = reserved(samples, length)?;
+    let mut y = reserved(samples, length)?;
     for _ in 0..samples {
         let omega = r.random_range(0.1..=0.5);
         let phi = r.random_range(0.0..2.0 * PI);

@@ -50,23 +50,24 @@ impl<T: Scalar> Layer<T> for ActivationLayer<T> {
         self.width
     }
 
-    fn forward(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>) {
-        activate(self.activation, x, y, self.params.first());
+    fn forward(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>) -> Result<()> {
+        activate(self.activation, x, y, self.params.first(), "the output")?;
         if ctx.probe {
             self.stats = unit_stats(self.activation, x, y);
         }
+        Ok(())
     }
 
-    fn backward(&mut self, x: &Array2<T>, y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) {
+    fn backward(&mut self, x: &Array2<T>, y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) -> Result<()> {
         // The slope gradient is needed even for the first layer, so compute dx into scratch then.
         let out = match dx {
             Some(dx) => dx,
             None => {
-                ensure_shape(&mut self.scratch, x.nrows(), x.ncols());
+                ensure_shape(&mut self.scratch, x.nrows(), x.ncols(), "the input gradients")?;
                 &mut self.scratch
             }
         };
-        activation_backward(self.activation, x, y, dy, out, self.params.first_mut(), None);
+        activation_backward(self.activation, x, y, dy, out, self.params.first_mut(), None)
     }
 
     fn params(&self) -> &[Param<T>] {

@@ -133,40 +133,41 @@ impl<T: Scalar> Layer<T> for Dense<T> {
         self.params[BIAS].len()
     }
 
-    fn forward(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>) {
+    fn forward(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>) -> Result<()> {
         let (n, units) = (x.nrows(), self.out_dim());
         let (w, b) = (&self.params[WEIGHT].value, &self.params[BIAS].value);
         if self.keeps_pre() {
             // z = x W^T + b (into `z` before a norm, else into `p`); p = norm(z); y = f(p).
             let z = if self.norm.is_some() { &mut self.z } else { &mut self.pre };
-            ensure_shape(z, n, units);
+            ensure_shape(z, n, units, "the pre-activations")?;
             gemm(T::one(), x, &w.t(), T::zero(), z);
             bias_activate(Activation::Linear, b, z);
             if let Some((core, i)) = &mut self.norm {
                 let (g, bt) = (&self.params[*i].value, &self.params[*i + 1].value);
-                core.forward(&self.z, g, bt, &mut self.pre, ctx.training);
+                core.forward(&self.z, g, bt, &mut self.pre, ctx.training)?;
             }
-            activate(self.activation, &self.pre, y, self.prelu.map(|i| &self.params[i]));
+            activate(self.activation, &self.pre, y, self.prelu.map(|i| &self.params[i]), "the output")?;
         } else {
             // y = f(x W^T + b): the product straight into y, then bias and f in one pass.
-            ensure_shape(y, n, units);
+            ensure_shape(y, n, units, "the output")?;
             gemm(T::one(), x, &w.t(), T::zero(), y);
             bias_activate(self.activation, b, y);
         }
         if ctx.probe {
             self.stats = unit_stats(self.activation, self.pre_or(y), y);
         }
+        Ok(())
     }
 
-    fn backward(&mut self, x: &Array2<T>, y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) {
+    fn backward(&mut self, x: &Array2<T>, y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) -> Result<()> {
         let p = if self.keeps_pre() { &self.pre } else { y };
         let dz = match &self.norm {
             // dp = dy * f'(p); dz = norm_backward(dp); db = sum_b dz.
             Some((core, i)) => {
                 let prelu = self.prelu.map(|i| &mut self.params[i]);
-                activation_backward(self.activation, p, y, dy, &mut self.dpre, prelu, None);
+                activation_backward(self.activation, p, y, dy, &mut self.dpre, prelu, None)?;
                 let (left, right) = self.params.split_at_mut(*i + 1);
-                core.backward(&self.dpre, &mut left[*i], &mut right[0], &mut self.dz);
+                core.backward(&self.dpre, &mut left[*i], &mut right[0], &mut self.dz)?;
                 column_sums(&self.dz, &mut self.params[BIAS].grad);
                 &self.dz
             }
@@ -179,7 +180,8 @@ impl<T: Scalar> Layer<T> for Dense<T> {
             None => {
                 let (affine, extra) = self.params.split_at_mut(BIAS + 1);
                 let prelu = self.prelu.and_then(|i| extra.get_mut(i - (BIAS + 1)));
-                activation_backward(self.activation, p, y, dy, &mut self.dpre, prelu, Some(&mut affine[BIAS].grad));
+                let db = Some(&mut affine[BIAS].grad);
+                activation_backward(self.activation, p, y, dy, &mut self.dpre, prelu, db)?;
                 &self.dpre
             }
         };
@@ -187,9 +189,10 @@ impl<T: Scalar> Layer<T> for Dense<T> {
         gemm(T::one(), &dz.t(), x, T::zero(), &mut self.params[WEIGHT].grad);
         // dx = dz W
         if let Some(dx) = dx {
-            ensure_shape(dx, x.nrows(), x.ncols());
+            ensure_shape(dx, x.nrows(), x.ncols(), "the input gradients")?;
             gemm(T::one(), dz, &self.params[WEIGHT].value, T::zero(), dx);
         }
+        Ok(())
     }
 
     fn params(&self) -> &[Param<T>] {

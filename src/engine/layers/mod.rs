@@ -133,10 +133,12 @@ pub trait Layer<T: Scalar>: Send {
     fn normalized(&self) -> bool {
         false
     }
-    /// `y = f(x)`; `y` is resized when its shape differs.
-    fn forward(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>);
+    /// `y = f(x)`; `y` is resized when its shape differs. Fails only when a buffer cannot be
+    /// allocated ([`EngineError::OutOfMemory`], see [`ensure_shape`]).
+    fn forward(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>) -> Result<()>;
     /// Given `dy = dL/dy`, sets the parameter gradients and, when `dx` is given, `dx = dL/dx`.
-    fn backward(&mut self, x: &Array2<T>, y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>);
+    /// Fails as [`Layer::forward`] does.
+    fn backward(&mut self, x: &Array2<T>, y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) -> Result<()>;
     /// Learnable parameters, in a fixed order.
     fn params(&self) -> &[Param<T>] {
         &[]
@@ -176,13 +178,20 @@ pub trait Layer<T: Scalar>: Send {
 
 /// Makes `a` a `rows x cols` array. Its storage is kept and reused (zero-filled), so a shape
 /// that shrinks and grows back (an evaluation chunk between training batches) does not allocate.
-pub(crate) fn ensure_shape<T: Scalar>(a: &mut Array2<T>, rows: usize, cols: usize) {
+/// The storage is reserved fallibly: when the allocator refuses it (or `rows * cols` overflows),
+/// `a` is left empty and the error is [`EngineError::OutOfMemory`] naming `what` (the buffer,
+/// in words: `the LSTM gates`; the network adds the layer's name), never an abort.
+pub(crate) fn ensure_shape<T: Scalar>(a: &mut Array2<T>, rows: usize, cols: usize, what: &'static str) -> Result<()> {
     if a.dim() != (rows, cols) {
         let (mut storage, _) = std::mem::take(a).into_raw_vec_and_offset();
         storage.clear();
-        storage.resize(rows * cols, T::zero());
-        *a = Array2::from_shape_vec((rows, cols), storage).unwrap_or_else(|_| Array2::zeros((rows, cols)));
+        let oom = || EngineError::out_of_memory(rows.saturating_mul(cols), std::mem::size_of::<T>(), what);
+        let len = rows.checked_mul(cols).ok_or_else(oom)?;
+        storage.try_reserve_exact(len).map_err(|_| oom())?;
+        storage.resize(len, T::zero());
+        *a = Array2::from_shape_vec((rows, cols), storage).map_err(|_| oom())?;
     }
+    Ok(())
 }
 
 /// Evaluates `$body` with `$a` bound to `$act`; for the common activations `$a` is a constant
@@ -242,9 +251,15 @@ pub(crate) fn rows_mut<T>(values: &mut [T], cols: usize) -> std::slice::ChunksEx
 }
 
 /// Applies `act` elementwise: `y = f(z)`, with per-column PReLU slopes when given.
-pub(crate) fn activate<T: Scalar>(act: Activation, z: &Array2<T>, y: &mut Array2<T>, slopes: Option<&Param<T>>) {
+pub(crate) fn activate<T: Scalar>(
+    act: Activation,
+    z: &Array2<T>,
+    y: &mut Array2<T>,
+    slopes: Option<&Param<T>>,
+    what: &'static str,
+) -> Result<()> {
     let cols = z.ncols();
-    ensure_shape(y, z.nrows(), cols);
+    ensure_shape(y, z.nrows(), cols, what)?;
     let (z, y) = (values(z), values_mut(y));
     match slopes {
         Some(p) => {
@@ -261,6 +276,7 @@ pub(crate) fn activate<T: Scalar>(act: Activation, z: &Array2<T>, y: &mut Array2
             }
         }),
     }
+    Ok(())
 }
 
 /// Adds the bias row `b` to every row of `y` and applies `act` in place: `y = f(y + b)`, one
@@ -302,9 +318,9 @@ pub(crate) fn activation_backward<T: Scalar>(
     dz: &mut Array2<T>,
     slopes: Option<&mut Param<T>>,
     db: Option<&mut Array2<T>>,
-) {
+) -> Result<()> {
     let cols = z.ncols();
-    ensure_shape(dz, z.nrows(), cols);
+    ensure_shape(dz, z.nrows(), cols, "the activation gradients")?;
     let (z, y, dy) = (values(z), values(y), values(dy));
     let out = values_mut(dz);
     match (slopes, db) {
@@ -346,6 +362,7 @@ pub(crate) fn activation_backward<T: Scalar>(
             }
         }),
     }
+    Ok(())
 }
 
 /// Saturation and dead-unit statistics of an activation's outputs (see [`UnitStats`]). `z` may
@@ -441,6 +458,28 @@ pub fn layer_name(kind: &str, index: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A buffer the allocator cannot give is an `OutOfMemory` error naming its bytes and what it
+    /// is, not an abort; the array is left empty and usable. 2^52 bytes (4.5 PB) is beyond any
+    /// x86-64 address space (47 bits for user space), so the allocator refuses it whatever the
+    /// overcommit policy; a count whose bytes overflow never reaches the allocator.
+    #[test]
+    fn ensure_shape_reports_an_allocation_it_cannot_make() {
+        let mut a = Array2::<f32>::zeros((3, 4));
+        match ensure_shape(&mut a, 1 << 40, 1 << 10, "the LSTM gate activations") {
+            Err(EngineError::OutOfMemory { bytes, what }) => {
+                assert_eq!((bytes, what.as_str()), (1 << 52, "the LSTM gate activations"));
+            }
+            other => panic!("expected OutOfMemory, got {other:?}"),
+        }
+        assert_eq!(a.dim(), (0, 0));
+        let e = ensure_shape(&mut a, usize::MAX, 2, "the output").unwrap_err();
+        assert_eq!(e, EngineError::OutOfMemory { bytes: u64::MAX, what: "the output".into() });
+        let e = ensure_shape(&mut Array2::<f64>::zeros((0, 0)), usize::MAX / 16, 1, "x").unwrap_err();
+        assert!(matches!(e, EngineError::OutOfMemory { bytes, .. } if bytes == (usize::MAX / 16) as u64 * 8), "{e:?}");
+        ensure_shape(&mut a, 2, 5, "the output").unwrap();
+        assert_eq!(a, Array2::<f32>::zeros((2, 5)));
+    }
 
     /// Over two column blocks: a column is dead when no entry is positive; a NaN keeps it alive,
     /// as does a single positive entry in the last row.

@@ -16,7 +16,7 @@ use ndarray::{Array1, Array2};
 
 use super::{ensure_shape, explicit_or, Ctx, Layer, LayerKind, Param};
 use crate::engine::config::{NormConfig, NormKind};
-use crate::engine::{Result, Scalar};
+use crate::engine::{EngineError, Result, Scalar};
 
 /// The normalisation arithmetic, shared by the standalone layers and a dense layer's `norm`.
 /// It does not own gamma/beta, so that the owning layer can list all its parameters in one slice.
@@ -62,15 +62,23 @@ impl<T: Scalar> NormCore<T> {
     }
 
     /// `y = gamma * xhat + beta`.
-    pub fn forward(&mut self, x: &Array2<T>, gamma: &Array2<T>, beta: &Array2<T>, y: &mut Array2<T>, training: bool) {
+    /// Fails only when a buffer cannot be allocated ([`EngineError::OutOfMemory`]).
+    pub fn forward(
+        &mut self,
+        x: &Array2<T>,
+        gamma: &Array2<T>,
+        beta: &Array2<T>,
+        y: &mut Array2<T>,
+        training: bool,
+    ) -> Result<()> {
         let (n, f) = x.dim();
-        ensure_shape(y, n, f);
-        ensure_shape(&mut self.xhat, n, f);
+        ensure_shape(y, n, f, "the output")?;
+        ensure_shape(&mut self.xhat, n, f, "the normalised values")?;
         let (g, b) = (gamma.row(0), beta.row(0));
         match self.kind {
             NormKind::Batch => {
                 if self.inv_std.len() != f {
-                    self.inv_std = Array1::zeros(f);
+                    self.inv_std = zeros(f)?;
                 }
                 self.used_batch_stats = training;
                 let nf = T::of(n as f64);
@@ -99,7 +107,7 @@ impl<T: Scalar> NormCore<T> {
             }
             NormKind::Layer => {
                 if self.inv_std.len() != n {
-                    self.inv_std = Array1::zeros(n);
+                    self.inv_std = zeros(n)?;
                 }
                 let ff = T::of(f as f64);
                 for i in 0..n {
@@ -116,12 +124,20 @@ impl<T: Scalar> NormCore<T> {
                 }
             }
         }
+        Ok(())
     }
 
     /// Sets `gamma.grad`, `beta.grad` and `dx` from `dy` (see the module doc for the formula).
-    pub fn backward(&self, dy: &Array2<T>, gamma: &mut Param<T>, beta: &mut Param<T>, dx: &mut Array2<T>) {
+    /// Fails only when `dx` cannot be allocated ([`EngineError::OutOfMemory`]).
+    pub fn backward(
+        &self,
+        dy: &Array2<T>,
+        gamma: &mut Param<T>,
+        beta: &mut Param<T>,
+        dx: &mut Array2<T>,
+    ) -> Result<()> {
         let (n, f) = dy.dim();
-        ensure_shape(dx, n, f);
+        ensure_shape(dx, n, f, "the input gradients")?;
         gamma.grad.fill(T::zero());
         beta.grad.fill(T::zero());
         {
@@ -172,7 +188,17 @@ impl<T: Scalar> NormCore<T> {
                 }
             }
         }
+        Ok(())
     }
+}
+
+/// `n` zeros, reserved fallibly (the per-row statistics of a layer norm grow with the batch).
+fn zeros<T: Scalar>(n: usize) -> Result<Array1<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| EngineError::out_of_memory(n, std::mem::size_of::<T>(), "the norm statistics"))?;
+    v.resize(n, T::zero());
+    Ok(Array1::from_vec(v))
 }
 
 /// A standalone `batch_norm` or `layer_norm` layer; parameters `weight` (gamma), `bias` (beta).
@@ -208,12 +234,12 @@ impl<T: Scalar> Layer<T> for NormLayer<T> {
         self.params[0].len()
     }
 
-    fn forward(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>) {
-        self.core.forward(x, &self.params[0].value, &self.params[1].value, y, ctx.training);
+    fn forward(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>) -> Result<()> {
+        self.core.forward(x, &self.params[0].value, &self.params[1].value, y, ctx.training)
     }
 
-    fn backward(&mut self, _x: &Array2<T>, _y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) {
-        let [gamma, beta] = &mut self.params[..] else { return };
+    fn backward(&mut self, _x: &Array2<T>, _y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) -> Result<()> {
+        let [gamma, beta] = &mut self.params[..] else { return Ok(()) };
         let mut scratch;
         let dx = match dx {
             Some(dx) => dx,
@@ -222,7 +248,7 @@ impl<T: Scalar> Layer<T> for NormLayer<T> {
                 &mut scratch
             }
         };
-        self.core.backward(dy, gamma, beta, dx);
+        self.core.backward(dy, gamma, beta, dx)
     }
 
     fn params(&self) -> &[Param<T>] {

@@ -391,6 +391,36 @@ fn gru_backward_row<T: Scalar>(
     }
 }
 
+/// How an out-of-memory error names the cell's large buffers (the network adds the layer).
+struct BufferWords {
+    /// `gates`: (T*B, G*H), kept for backpropagation.
+    gates: &'static str,
+    /// `hs`: ((T+1)*B, H).
+    states: &'static str,
+    /// `dg`: (T*B, G*H).
+    gate_gradients: &'static str,
+}
+
+fn buffer_words(cell: CellKind) -> BufferWords {
+    match cell {
+        CellKind::Vanilla => BufferWords {
+            gates: "the RNN pre-activations",
+            states: "the RNN states",
+            gate_gradients: "the RNN pre-activation gradients",
+        },
+        CellKind::Lstm => BufferWords {
+            gates: "the LSTM gate activations",
+            states: "the LSTM states",
+            gate_gradients: "the LSTM gate gradients",
+        },
+        CellKind::Gru => BufferWords {
+            gates: "the GRU gate activations",
+            states: "the GRU states",
+            gate_gradients: "the GRU gate gradients",
+        },
+    }
+}
+
 fn sigmoid<T: Scalar>(v: T) -> T {
     Activation::Sigmoid.value(v, T::zero())
 }
@@ -464,7 +494,7 @@ fn tanh<T: Scalar>(x: T) -> T {
 impl<T: Scalar> Rnn<T> {
     /// [`Layer::forward`], inlined into `simd::vectorised`.
     #[inline(always)]
-    fn forward_pass(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>) {
+    fn forward_pass(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>) -> Result<()> {
         let (h, gh) = (self.units, self.cell.gates() * self.units);
         let steps = ctx.seq_len.max(1);
         let b = x.nrows() / steps;
@@ -474,21 +504,22 @@ impl<T: Scalar> Rnn<T> {
         self.probe = ctx.probe;
         let rows = steps * b;
         let (cell, activation, frozen) = (self.cell, self.activation, self.frozen);
-        ensure_shape(&mut self.gates, rows, gh);
-        ensure_shape(&mut self.hs, rows + b, h);
+        let words = buffer_words(cell);
+        ensure_shape(&mut self.gates, rows, gh, words.gates)?;
+        ensure_shape(&mut self.hs, rows + b, h, words.states)?;
         if cell == CellKind::Lstm {
-            ensure_shape(&mut self.cs, rows + b, h);
-            ensure_shape(&mut self.tc, rows, h);
+            ensure_shape(&mut self.cs, rows + b, h, "the LSTM cell states")?;
+            ensure_shape(&mut self.tc, rows, h, "the LSTM tanh(c) values")?;
             self.cs.slice_mut(s![..b, ..]).fill(T::zero());
         }
         if cell == CellKind::Gru {
-            ensure_shape(&mut self.hw, b, gh);
-            ensure_shape(&mut self.hn, rows, h);
+            ensure_shape(&mut self.hw, b, gh, "the GRU recurrent products")?;
+            ensure_shape(&mut self.hn, rows, h, "the GRU candidate's recurrent terms")?;
         }
         self.hs.slice_mut(s![..b, ..]).fill(T::zero());
         let Rnn { params, gates, hs, cs, tc, hw, hn, captured, w_hh_t, .. } = self;
-        let [w_ih, w_hh, b_ih, b_hh] = &params[..] else { return };
-        ensure_shape(w_hh_t, h, gh);
+        let [w_ih, w_hh, b_ih, b_hh] = &params[..] else { return Ok(()) };
+        ensure_shape(w_hh_t, h, gh, "the transposed recurrent weights")?;
         w_hh_t.assign(&w_hh.value.t());
         // gates = X W_ih^T + b_ih (+ b_hh, except for the GRU, whose b_hn sits inside r (.)):
         // the input side of every step in one GEMM; the biases in the same pass as its init.
@@ -514,10 +545,10 @@ impl<T: Scalar> Rnn<T> {
             // own output rows in `hs` stay as computed: they still feed the loss).
             let held = cut == Some(t) && frozen && captured.0.nrows() == b;
             if cut == Some(t) && !held {
-                ensure_shape(&mut captured.0, b, h);
+                ensure_shape(&mut captured.0, b, h, "the state at the truncation point")?;
                 captured.0.assign(&hs.slice(s![r0..r1, ..]));
                 if cell == CellKind::Lstm {
-                    ensure_shape(&mut captured.1, b, h);
+                    ensure_shape(&mut captured.1, b, h, "the cell state at the truncation point")?;
                     captured.1.assign(&cs.slice(s![r0..r1, ..]));
                 }
             }
@@ -604,7 +635,7 @@ impl<T: Scalar> Rnn<T> {
             }
         }
         let out = if self.return_sequences { self.hs.slice(s![b.., ..]) } else { self.hs.slice(s![rows.., ..]) };
-        ensure_shape(y, out.nrows(), h);
+        ensure_shape(y, out.nrows(), h, "the output")?;
         y.assign(&out);
         if ctx.probe {
             if cell == CellKind::Vanilla {
@@ -612,24 +643,25 @@ impl<T: Scalar> Rnn<T> {
             }
             self.record_probe_stats();
         }
+        Ok(())
     }
 
     /// [`Layer::backward`], inlined into `simd::vectorised`.
     #[inline(always)]
-    fn backward_pass(&mut self, x: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) {
+    fn backward_pass(&mut self, x: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) -> Result<()> {
         let (h, gh, steps, b) = (self.units, self.cell.gates() * self.units, self.steps, self.batch);
         let (cell, activation, probe) = (self.cell, self.activation, self.probe);
         let rows = steps * b;
-        ensure_shape(&mut self.dg, rows, gh);
-        ensure_shape(&mut self.dh, b, h);
-        ensure_shape(&mut self.dh_prev, b, h);
+        ensure_shape(&mut self.dg, rows, gh, buffer_words(cell).gate_gradients)?;
+        ensure_shape(&mut self.dh, b, h, "the state gradients")?;
+        ensure_shape(&mut self.dh_prev, b, h, "the state gradients")?;
         self.dh.fill(T::zero());
         if cell == CellKind::Lstm {
-            ensure_shape(&mut self.dc, b, h);
+            ensure_shape(&mut self.dc, b, h, "the cell state gradients")?;
             self.dc.fill(T::zero());
         }
         if cell == CellKind::Gru {
-            ensure_shape(&mut self.dg_hh, rows, gh);
+            ensure_shape(&mut self.dg_hh, rows, gh, "the GRU recurrent gate gradients")?;
         }
         if probe {
             self.recurrent.timestep_grad_norm.clear();
@@ -638,7 +670,7 @@ impl<T: Scalar> Rnn<T> {
         let cut = self.truncate.filter(|&k| k < steps).map(|k| steps - k);
         let (zero, one) = (T::zero(), T::one());
         let Rnn { params, gates, hs, cs, tc, hn, dg, dg_hh, dh, dh_prev, dc, recurrent, return_sequences, .. } = self;
-        let [_, w_hh, _, _] = &params[..] else { return };
+        let [_, w_hh, _, _] = &params[..] else { return Ok(()) };
         for t in (0..steps).rev() {
             let (r0, r1) = (t * b, (t + 1) * b);
             // dh_t = gradient from the future (dh) + from this step's output.
@@ -717,7 +749,7 @@ impl<T: Scalar> Rnn<T> {
         let xin = x.slice(s![..rows, ..]);
         let dgh: ArrayView2<'_, T> = if cell == CellKind::Gru { dg_hh.view() } else { dg.view() };
         let h_prevs = hs.slice(s![..rows, ..]);
-        let [w_ih, w_hh, b_ih, b_hh] = &mut params[..] else { return };
+        let [w_ih, w_hh, b_ih, b_hh] = &mut params[..] else { return Ok(()) };
         gemm(one, &dg.t(), &xin, zero, &mut w_ih.grad);
         gemm(one, &dgh.t(), &h_prevs, zero, &mut w_hh.grad);
         column_sums(flat(dg), flat_mut(&mut b_ih.grad));
@@ -728,9 +760,10 @@ impl<T: Scalar> Rnn<T> {
             b_hh.grad.assign(&b_ih.grad);
         }
         if let Some(dx) = dx {
-            ensure_shape(dx, rows, x.ncols());
+            ensure_shape(dx, rows, x.ncols(), "the input gradients")?;
             gemm(one, &*dg, &w_ih.value, zero, dx);
         }
+        Ok(())
     }
 }
 
@@ -750,7 +783,7 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
         self.units
     }
 
-    fn forward(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>) {
+    fn forward(&mut self, x: &Array2<T>, y: &mut Array2<T>, ctx: &mut Ctx<'_>) -> Result<()> {
         // The gate loops are most of the step outside the products: AVX-512 where there is one.
         vectorised(
             #[inline(always)]
@@ -758,7 +791,7 @@ impl<T: Scalar> Layer<T> for Rnn<T> {
         )
     }
 
-    fn backward(&mut self, x: &Array2<T>, _y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) {
+    fn backward(&mut self, x: &Array2<T>, _y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) -> Result<()> {
         vectorised(
             #[inline(always)]
             || self.backward_pass(x, dy, dx),
