@@ -77,7 +77,7 @@ pub enum Command {
         /// Estimated peak memory of the run, in bytes or as a size ("4GiB", "500MB"); over it
         /// the spec is refused (exit 2, the `invalid-spec` problem). Default: 80% of the
         /// machine's memory (the cgroup's limit when lower).
-        #[arg(long, value_name = "BYTES", value_parser = crate::config::parse_bytes)]
+        #[arg(long, env = "GRADSCOPE_MAX_JOB_MEMORY", value_name = "BYTES", value_parser = crate::config::parse_bytes)]
         max_job_memory: Option<u64>,
         /// Output files besides the JSON report.
         #[command(flatten)]
@@ -101,7 +101,7 @@ pub enum Command {
         /// Estimated peak memory of one run, in bytes or as a size ("4GiB", "500MB"); over it
         /// the spec is refused (exit 2, the `invalid-spec` problem). Default: 80% of the
         /// machine's memory (the cgroup's limit when lower) divided by the workers.
-        #[arg(long, value_name = "BYTES", value_parser = crate::config::parse_bytes)]
+        #[arg(long, env = "GRADSCOPE_MAX_JOB_MEMORY", value_name = "BYTES", value_parser = crate::config::parse_bytes)]
         max_job_memory: Option<u64>,
         /// Also write the self-contained HTML page to this file.
         #[arg(long, value_name = "FILE")]
@@ -120,7 +120,7 @@ pub enum Command {
         /// Estimated peak memory of the analysis, in bytes or as a size ("4GiB", "500MB"); over it
         /// the spec is refused (exit 2, the `invalid-spec` problem). Default: 80% of the
         /// machine's memory (the cgroup's limit when lower).
-        #[arg(long, value_name = "BYTES", value_parser = crate::config::parse_bytes)]
+        #[arg(long, env = "GRADSCOPE_MAX_JOB_MEMORY", value_name = "BYTES", value_parser = crate::config::parse_bytes)]
         max_job_memory: Option<u64>,
         /// Output files besides the JSON report.
         #[command(flatten)]

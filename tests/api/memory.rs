@@ -47,6 +47,9 @@ fn memory_entry(p: &Value) -> (String, String) {
 #[tokio::test]
 async fn the_issue_specs_are_refused_naming_the_estimate_the_limit_and_the_biggest_part() {
     let app = spawn_with(&[("--max-job-memory", LIMIT)]).await;
+    // README quotes the LSTM's whole sentence.
+    let p = problem(app.post_json("/v1/jobs", &issue_lstm("lstm")).await, 422).await;
+    assert!(memory_entry(&p).1.starts_with("the run needs an estimated 46.2 GB of memory,"), "{p}");
     let cases = [
         (issue_lstm("lstm"), "the LSTM gates kept for backpropagation (rnn_0): 1,024 sequences × 2,000 steps × 4 gates × 512 units × 4 bytes = 16.8 GB"),
         (issue_lstm("gru"), "the GRU gates kept for backpropagation (rnn_0): 1,024 sequences × 2,000 steps × 3 gates × 512 units × 4 bytes = 12.6 GB"),
