@@ -7,31 +7,8 @@
 
 mod common;
 
-use common::{gradscope, temp_json};
+use common::{deep_mlp, gradscope, issue_lstm, temp_json};
 use serde_json::{json, Value};
-
-/// The issue's spec (see tests/api/memory.rs) with `cell`.
-fn issue_lstm(cell: &str) -> Value {
-    json!({
-        "model": {"input_dim": 2, "layers": [
-            {"type": "rnn", "cell": cell, "units": 512},
-            {"type": "dense", "units": 1, "activation": "linear"}
-        ]},
-        "data": {"type": "adding", "length": 2000, "samples": 1024, "validation_split": 0.0},
-        "training": {"steps": 1, "batch_size": 1024, "loss": "mse"}
-    })
-}
-
-fn deep_mlp() -> Value {
-    json!({
-        "model": {"input_dim": 64, "layers": [
-            {"type": "mlp", "depth": 40, "width": 1024, "activation": "relu"},
-            {"type": "dense", "units": 4, "activation": "linear"}
-        ]},
-        "data": {"type": "blobs", "samples": 65536, "classes": 4, "dims": 64, "validation_split": 0.0},
-        "training": {"steps": 1, "batch_size": 65536}
-    })
-}
 
 /// Exit 2 and the memory entry of the problem on standard error.
 fn refused(args: &[&str]) -> (String, String) {

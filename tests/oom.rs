@@ -28,19 +28,6 @@ const ULIMIT_KIB: u64 = 4 * 1024 * 1024;
 /// Admission by estimated memory off (a petabyte): the allocator must be what refuses.
 const NO_ADMISSION: (&str, &str) = ("GRADSCOPE_MAX_JOB_MEMORY", "1000000000000000");
 
-/// The issue's spec (see the module doc).
-fn big_lstm() -> Value {
-    json!({
-        "seed": 1,
-        "model": {"input_dim": 2, "layers": [
-            {"type": "rnn", "cell": "lstm", "units": 512},
-            {"type": "dense", "units": 1, "activation": "linear"}
-        ]},
-        "data": {"type": "adding", "length": 2000, "samples": 1024, "validation_split": 0.0},
-        "training": {"steps": 1, "batch_size": 1024, "loss": "mse"}
-    })
-}
-
 /// What the engine reports for it: the first buffer of `rnn_0`, the gate activations (`f32`).
 const GATES: &str = "16,777,216,000 bytes (16.8 GB) for the LSTM gate activations of rnn_0";
 /// The same buffer in an analysis, which computes in `f64`.
@@ -156,7 +143,7 @@ async fn an_allocation_failure_fails_the_job_and_the_server_lives_on() {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
     let base = server.base.clone();
 
-    let id = submit(&client, &base, &big_lstm()).await;
+    let id = submit(&client, &base, &common::issue_lstm("lstm")).await;
     let job = wait_terminal(&client, &base, &id).await;
     eprintln!("big job: {job}");
     assert_eq!(job["status"], "failed", "{job}");
@@ -165,7 +152,7 @@ async fn an_allocation_failure_fails_the_job_and_the_server_lives_on() {
     assert!(message.contains(GATES), "{message}");
     assert!(server.alive(), "the server died: {:?}", server.log.lock().unwrap());
 
-    let res = client.post(format!("{base}/v1/analyze")).json(&big_lstm()).send().await.unwrap();
+    let res = client.post(format!("{base}/v1/analyze")).json(&common::issue_lstm("lstm")).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 503);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     let problem: Value = res.json().await.unwrap();
@@ -187,7 +174,7 @@ async fn an_allocation_failure_fails_the_job_and_the_server_lives_on() {
 /// code of every problem), not an abort (134); then a small spec runs under the same cap.
 #[test]
 fn the_command_line_reports_an_allocation_failure_as_a_problem() {
-    let path = common::temp_json("oom-big-lstm.json", &big_lstm());
+    let path = common::temp_json("oom-big-lstm.json", &common::issue_lstm("lstm"));
     let out = capped(&["run", path.to_str().unwrap()]).output().expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{:?}: {stderr}", out.status);

@@ -117,19 +117,10 @@ struct Bytes(u64);
 
 impl fmt::Display for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let digits = self.0.to_string();
-        let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                grouped.push(',');
-            }
-            grouped.push(c);
-        }
-        write!(f, "{grouped} bytes")?;
-        let units = [("kB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("PB", 1e15), ("EB", 1e18)];
-        match units.iter().rev().find(|(_, size)| self.0 as f64 >= *size) {
-            Some((unit, size)) => write!(f, " ({:.1} {unit})", self.0 as f64 / size),
-            None => Ok(()),
+        write!(f, "{} bytes", super::units::thousands(self.0))?;
+        match self.0 >= 1000 {
+            true => write!(f, " ({})", super::units::human_bytes(self.0)),
+            false => Ok(()),
         }
     }
 }

@@ -211,36 +211,7 @@ fn peak(phases: Vec<MemoryEstimate>) -> MemoryEstimate {
     })
 }
 
-/// Bytes as people read them: decimal units, one decimal ("16.8 GB", "512 bytes").
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
-    if bytes < 1000 {
-        return format!("{bytes} bytes");
-    }
-    let mut value = bytes as f64;
-    let mut unit = "bytes";
-    for u in UNITS {
-        if value < 999.95 {
-            break;
-        }
-        value /= 1000.0;
-        unit = u;
-    }
-    format!("{value:.1} {unit}")
-}
-
-/// `1234567` as `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use super::units::{human_bytes, thousands};
 
 /// A part whose bytes are the product of `factors`, each shown with its unit.
 fn part(kind: PartKind, what: impl Into<String>, factors: Vec<(u64, &str)>) -> MemoryPart {

@@ -28,6 +28,7 @@ pub mod rng;
 pub mod scalar;
 pub mod simd;
 pub mod train;
+pub mod units;
 
 pub use error::{EngineError, Result};
 pub use scalar::Scalar;

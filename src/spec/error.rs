@@ -140,17 +140,7 @@ pub(crate) fn index(base: &str, i: usize) -> String {
 }
 
 /// `n` with thousands separators (`61,000,000`), for limit messages people read.
-pub(crate) fn thousands(n: u128) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub(crate) use crate::engine::units::thousands;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
@@ -161,14 +151,6 @@ mod tests {
     fn join_escapes_tilde_and_slash_per_rfc6901() {
         assert_eq!(join("/a", "b/c~d"), "/a/b~1c~0d");
         assert_eq!(join("", "model"), "/model");
-    }
-
-    #[test]
-    fn thousands_groups_digits_in_threes() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(61_000_000), "61,000,000");
     }
 
     #[test]

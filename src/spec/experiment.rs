@@ -25,6 +25,7 @@
 //! - Limits: at most `max_variants` variants, `max_seeds` seeds, and a total compute (the sum of
 //!   every run's compute as [`Limits::max_compute`] counts it) of `max_compute`.
 
+use crate::engine::units::thousands;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -797,18 +798,6 @@ fn report_variant(cx: &mut Collector, variant: &Variant, errors: SpecErrors) {
         let inner = if pointer.is_empty() { "(the spec)".to_owned() } else { pointer };
         cx.push(&variant.pointer, format!("variant `{}`: {inner}: {detail}", variant.name));
     }
-}
-
-fn thousands(n: u128) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]

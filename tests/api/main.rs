@@ -5,6 +5,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod auth;
+#[path = "../common/mod.rs"]
+mod common;
 mod docker;
 mod errors;
 mod experiment_science;

@@ -4,32 +4,8 @@
 
 use serde_json::{json, Value};
 
+use crate::common::{deep_mlp, issue_lstm};
 use crate::helpers::*;
-
-/// The issue's spec: an LSTM of 512 units on the adding task, 2,000 steps, 1,024 sequences in
-/// batches of 1,024, one step. Data (4.1 M values) and compute (2.2e12) are within their limits.
-pub fn issue_lstm(cell: &str) -> Value {
-    json!({
-        "model": {"input_dim": 2, "layers": [
-            {"type": "rnn", "cell": cell, "units": 512},
-            {"type": "dense", "units": 1, "activation": "linear"}
-        ]},
-        "data": {"type": "adding", "length": 2000, "samples": 1024, "validation_split": 0.0},
-        "training": {"steps": 1, "batch_size": 1024, "loss": "mse"}
-    })
-}
-
-/// A deep MLP: 40 layers of 1,024 units (42 M parameters) on 65,536 samples in one batch.
-pub fn deep_mlp() -> Value {
-    json!({
-        "model": {"input_dim": 64, "layers": [
-            {"type": "mlp", "depth": 40, "width": 1024, "activation": "relu"},
-            {"type": "dense", "units": 4, "activation": "linear"}
-        ]},
-        "data": {"type": "blobs", "samples": 65536, "classes": 4, "dims": 64, "validation_split": 0.0},
-        "training": {"steps": 1, "batch_size": 65536}
-    })
-}
 
 const LIMIT: &str = "4GB";
 

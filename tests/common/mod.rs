@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -71,5 +71,32 @@ pub fn plain_dense(
         norm: None,
         norm_config: NormConfig::default(),
         params: Default::default(),
+    })
+}
+
+/// Issue 13's spec: an LSTM (or `cell`) of 512 units on the adding task, sequences of 2,000
+/// steps, 1,024 samples in one batch, one training step. Data (4.1 M values) and compute are
+/// within their limits; its gates alone are 16.8 GB in f32.
+pub fn issue_lstm(cell: &str) -> Value {
+    json!({
+        "seed": 1,
+        "model": {"input_dim": 2, "layers": [
+            {"type": "rnn", "cell": cell, "units": 512},
+            {"type": "dense", "units": 1, "activation": "linear"}
+        ]},
+        "data": {"type": "adding", "length": 2000, "samples": 1024, "validation_split": 0.0},
+        "training": {"steps": 1, "batch_size": 1024, "loss": "mse"}
+    })
+}
+
+/// A deep MLP: 40 layers of 1,024 units (42 M parameters) on 65,536 samples in one batch.
+pub fn deep_mlp() -> Value {
+    json!({
+        "model": {"input_dim": 64, "layers": [
+            {"type": "mlp", "depth": 40, "width": 1024, "activation": "relu"},
+            {"type": "dense", "units": 4, "activation": "linear"}
+        ]},
+        "data": {"type": "blobs", "samples": 65536, "classes": 4, "dims": 64, "validation_split": 0.0},
+        "training": {"steps": 1, "batch_size": 65536}
     })
 }

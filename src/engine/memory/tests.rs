@@ -202,15 +202,3 @@ fn analysis_is_f64_on_its_batch_without_optimizer_state() {
     assert_eq!(a.bytes_of(PartKind::OptimizerState), 0);
     assert_eq!(a.bytes_of(PartKind::RecurrentGates), 64 * 2000 * 4 * 512 * 8);
 }
-
-#[test]
-fn bytes_read_as_people_write_them() {
-    assert_eq!(human_bytes(512), "512 bytes");
-    assert_eq!(human_bytes(16_777_216_000), "16.8 GB");
-    assert_eq!(human_bytes(4_000_000_000), "4.0 GB");
-    assert_eq!(human_bytes(999_999), "1.0 MB");
-    assert_eq!(human_bytes(u64::MAX), "18.4 EB");
-    assert_eq!(thousands(1_024), "1,024");
-    assert_eq!(thousands(999), "999");
-    assert_eq!(thousands(16_777_216_000), "16,777,216,000");
-}

@@ -214,8 +214,7 @@ impl Validator<'_> {
 
     fn over_limit(&mut self, ptr: &str, subject: &str, n: u128, unit: &str, limit: u64) -> bool {
         if n > u128::from(limit) {
-            self.cx
-                .push(ptr, format!("{subject} has {} {unit}; the limit is {}", thousands(n), thousands(limit.into())));
+            self.cx.push(ptr, format!("{subject} has {} {unit}; the limit is {}", thousands(n), thousands(limit)));
             return true;
         }
         false
