@@ -152,9 +152,9 @@ fn a_relu_mlp_with_too_high_a_learning_rate() {
     }));
 }
 
-#[test]
-fn a_tanh_rnn_on_the_adding_problem() {
-    check(&json!({
+/// A tanh RNN of 16 units on the adding problem (T = 60) whose gradient vanishes through time.
+fn tanh_rnn_adding() -> Value {
+    json!({
         "seed": 1,
         "model": {"input_dim": 2, "layers": [
             {"type": "rnn", "cell": "vanilla", "units": 16, "activation": "tanh",
@@ -164,7 +164,12 @@ fn a_tanh_rnn_on_the_adding_problem() {
         "data": {"type": "adding", "length": 60, "samples": 1000},
         "training": {"steps": 900, "batch_size": 32, "loss": "mse", "optimizer": {"type": "adam", "lr": 0.003}},
         "probes": {"every": 10}
-    }));
+    })
+}
+
+#[test]
+fn a_tanh_rnn_on_the_adding_problem() {
+    check(&tanh_rnn_adding());
 }
 
 #[test]
@@ -247,17 +252,7 @@ fn the_verification_runs_of_every_example_cost_at_most_the_share_of_the_job_comp
 fn a_patched_spec_over_the_memory_limit_is_not_verified() {
     use gradscope::analysis::findings::NotVerifiedReason;
     use gradscope::engine::memory::{estimate, PartKind};
-    let spec = json!({
-        "seed": 1,
-        "model": {"input_dim": 2, "layers": [
-            {"type": "rnn", "cell": "vanilla", "units": 16, "activation": "tanh",
-             "recurrent_init": {"type": "orthogonal", "gain": 0.5}},
-            {"type": "dense", "units": 1, "activation": "linear"}
-        ]},
-        "data": {"type": "adding", "length": 60, "samples": 1000},
-        "training": {"steps": 900, "batch_size": 32, "loss": "mse", "optimizer": {"type": "adam", "lr": 0.003}},
-        "probes": {"every": 10}
-    });
+    let spec = tanh_rnn_adding();
     let estimate_of = |s: &Value| estimate(&gradscope::spec::parse(s).unwrap().validate(&Limits::default()).unwrap());
     let own = estimate_of(&spec);
     let held = own.bytes_of(PartKind::Record) * 2;
