@@ -359,3 +359,26 @@ impl ServeArgs {
 fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s.clamp(0.0, 86_400.0)).unwrap_or(Duration::ZERO)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    /// README's "Operating the service" and docs/service.md quote these defaults.
+    #[test]
+    fn the_access_and_request_bound_defaults_are_the_documented_ones() {
+        let args = ServeArgs::try_parse_from(["gradscope"]).unwrap();
+        assert!(args.api_tokens_file.is_none() && args.api_tokens.is_none() && args.metrics_token.is_none());
+        assert_eq!((args.rate_limit_per_second, args.rate_limit_burst), (20.0, 60));
+        assert_eq!(args.max_queued_per_tenant, 512);
+        assert!(args.cors_allow_origins.is_empty(), "CORS is off by default");
+        assert_eq!(args.max_body_bytes, 2 * 1024 * 1024);
+        assert_eq!((args.max_uri_bytes, args.max_header_bytes), (4096, 16 * 1024));
+        assert_eq!(args.header_read_timeout(), Duration::from_secs(10));
+        assert_eq!(args.body_read_timeout(), Duration::from_secs(30));
+        assert_eq!(args.idle_timeout(), Duration::from_secs(75));
+        assert!(args.idle_timeout() > secs(args.analyze_timeout_secs), "no analysis is cut off by the idle limit");
+        assert_eq!(args.jobs_config().max_queued_per_tenant, 512);
+    }
+}
