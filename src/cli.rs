@@ -322,7 +322,14 @@ fn experiment(body: &[u8], args: &ExperimentArgs) -> Result<String, Failure> {
         worker_nice: 0,
         ..defaults
     };
-    let service = JobService::start(config).map_err(|e| Failure::Io(format!("starting the workers: {e}")))?;
+    // The job layer's store and upkeep are async: a small runtime beside the worker threads.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Io(format!("starting the runtime: {e}")))?;
+    let service =
+        runtime.block_on(JobService::start(config)).map_err(|e| Failure::Io(format!("starting the workers: {e}")))?;
     let to_failure = |e: JobsError| match e {
         JobsError::Invalid(p) => Failure::from(p),
         JobsError::NotFound { id } => Failure::Problem(Problem::new(
@@ -333,11 +340,12 @@ fn experiment(body: &[u8], args: &ExperimentArgs) -> Result<String, Failure> {
         )),
         other => Failure::Io(other.to_string()),
     };
-    let submitted = service.submit_experiment(&crate::jobs::Tenant::open(), &value).map_err(to_failure)?;
+    let submitted =
+        runtime.block_on(service.submit_experiment(&crate::jobs::Tenant::open(), &value)).map_err(to_failure)?;
     let id = submitted.id.clone();
     let mut last = None;
     let done = loop {
-        let e = service.get_experiment(&crate::jobs::Tenant::open(), &id).map_err(to_failure)?;
+        let e = runtime.block_on(service.get_experiment(&crate::jobs::Tenant::open(), &id)).map_err(to_failure)?;
         if args.progress && last != Some(e.progress) {
             let p = e.progress;
             eprintln!(
@@ -351,7 +359,7 @@ fn experiment(body: &[u8], args: &ExperimentArgs) -> Result<String, Failure> {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    service.finish_shutdown(Duration::ZERO);
+    runtime.block_on(service.finish_shutdown(Duration::ZERO));
     let result = done.result.as_ref().ok_or_else(|| Failure::Io("the experiment ended without a result".into()))?;
     if let Some(dir) = &args.plots {
         for plot in exp::available(result) {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::jobs::service::StoreChoice;
 use crate::jobs::JobsConfig;
 use crate::spec::experiment::ExperimentLimits;
 use crate::spec::Limits;
@@ -24,9 +25,49 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the service keeps its jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// SQLite in `--data-dir` (one process; the default).
+    Sqlite,
+    /// PostgreSQL at `--database-url` (any number of replicas on one database).
+    Postgres,
+    /// In memory: every job is lost when the process ends (tests and demos).
+    Memory,
+}
+
 /// `gradscope serve` settings.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// Where jobs live: `sqlite` (default; `postgres` when `--database-url` is given), `postgres`
+    /// or `memory`.
+    #[arg(long, env = "GRADSCOPE_STORE", value_enum)]
+    pub store: Option<StoreKind>,
+    /// The SQLite store's directory (`gradscope.db` and a lock file; created on first start).
+    /// One process per directory.
+    #[arg(long, env = "GRADSCOPE_DATA_DIR", default_value = "gradscope-data")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL (`postgres://user:password@host/db`): every replica given the same database is
+    /// one service. Selects the PostgreSQL store.
+    #[arg(long, env = "GRADSCOPE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+    /// Relay cancels to other replicas with PostgreSQL NOTIFY (turn off behind poolers that
+    /// break LISTEN, e.g. PgBouncer in transaction mode: cancels then travel with lease renewals).
+    #[arg(long, env = "GRADSCOPE_PG_NOTIFY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pg_notify: bool,
+    /// A running job's lease lasts this long unless renewed; a replica that dies holding it
+    /// loses the job to the rescuer after it.
+    #[arg(long, env = "GRADSCOPE_LEASE_TTL_SECS", default_value_t = 60.0)]
+    pub lease_ttl_secs: f64,
+    /// Leases are renewed (and cancel requests read back) this often; at most half the TTL.
+    #[arg(long, env = "GRADSCOPE_LEASE_RENEW_SECS", default_value_t = 10.0)]
+    pub lease_renew_secs: f64,
+    /// The rescuer looks for expired leases about this often (±20% jitter).
+    #[arg(long, env = "GRADSCOPE_RESCUE_EVERY_SECS", default_value_t = 15.0)]
+    pub rescue_every_secs: f64,
+    /// Attempts a job may take; after that many lost workers it fails with `worker_lost`.
+    #[arg(long, env = "GRADSCOPE_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
     /// Address to listen on. The default is loopback only; containers set 0.0.0.0:8080.
     #[arg(long, env = "GRADSCOPE_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
@@ -42,10 +83,11 @@ pub struct ServeArgs {
     /// Wall-clock limit of one job in seconds; a run still going fails with `timeout`.
     #[arg(long, env = "GRADSCOPE_JOB_TIMEOUT_SECS", default_value_t = 600.0)]
     pub job_timeout_secs: f64,
-    /// Finished jobs kept in memory, with their reports (oldest forgotten first).
+    /// Finished jobs kept by the memory store, with their reports (oldest forgotten first).
     #[arg(long, env = "GRADSCOPE_RETAIN_JOBS", default_value_t = 1000)]
     pub retain_jobs: usize,
-    /// Finished jobs and idempotency keys are forgotten after this many seconds.
+    /// Finished jobs (reports, events), finished experiments and idempotency keys are removed
+    /// after this many seconds.
     #[arg(long, env = "GRADSCOPE_RETENTION_SECS", default_value_t = 86_400)]
     pub retention_secs: u64,
     /// On SIGTERM/SIGINT, running jobs get this many seconds to finish before they are cancelled.
@@ -307,7 +349,13 @@ impl ServeArgs {
             max_batch_size: limits.max_batch_size.min(crate::jobs::service::default_analyze_limits().max_batch_size),
             ..limits.clone()
         };
+        let lease_ttl = secs(self.lease_ttl_secs).max(Duration::from_millis(100));
         JobsConfig {
+            store: self.store_choice(),
+            lease_ttl,
+            lease_renew: secs(self.lease_renew_secs).clamp(Duration::from_millis(10), lease_ttl / 2),
+            rescue_every: secs(self.rescue_every_secs).max(Duration::from_millis(10)),
+            max_attempts: self.max_attempts.max(1),
             workers,
             queue_capacity: self.queue_capacity,
             max_queued_per_tenant: match self.max_queued_per_tenant {
@@ -331,6 +379,18 @@ impl ServeArgs {
             verify_share: if self.verify_share.is_finite() { self.verify_share.max(0.0) } else { 0.0 },
             test_hooks: self.test_hooks,
             ..JobsConfig::default()
+        }
+    }
+
+    /// The store the flags name.
+    pub fn store_choice(&self) -> StoreChoice {
+        let url = self.database_url.as_ref().map(|u| u.expose().to_owned());
+        match (self.store, url) {
+            (Some(StoreKind::Memory), _) => StoreChoice::Memory,
+            (Some(StoreKind::Postgres), url) | (None, url @ Some(_)) => {
+                StoreChoice::Postgres { url: url.unwrap_or_default(), notify: self.pg_notify }
+            }
+            (Some(StoreKind::Sqlite) | None, _) => StoreChoice::Sqlite { dir: self.data_dir.clone() },
         }
     }
 
@@ -380,5 +440,24 @@ mod tests {
         assert_eq!(args.idle_timeout(), Duration::from_secs(75));
         assert!(args.idle_timeout() > secs(args.analyze_timeout_secs), "no analysis is cut off by the idle limit");
         assert_eq!(args.jobs_config().max_queued_per_tenant, 512);
+    }
+
+    /// README and docs/service.md quote these: SQLite in `gradscope-data` unless a database URL
+    /// is given; leases of 60 s renewed every 10 s; a rescue about every 15 s; 3 attempts.
+    #[test]
+    fn the_store_defaults_are_the_documented_ones() {
+        let args = ServeArgs::try_parse_from(["gradscope"]).unwrap();
+        assert_eq!(args.store_choice(), StoreChoice::Sqlite { dir: PathBuf::from("gradscope-data") });
+        let c = args.jobs_config();
+        assert_eq!(
+            (c.lease_ttl, c.lease_renew, c.rescue_every),
+            (Duration::from_secs(60), Duration::from_secs(10), Duration::from_secs(15))
+        );
+        assert_eq!(c.max_attempts, 3);
+        let pg = ServeArgs::try_parse_from(["gradscope", "--database-url", "postgres://db/x", "--pg-notify", "false"])
+            .unwrap();
+        assert_eq!(pg.store_choice(), StoreChoice::Postgres { url: "postgres://db/x".into(), notify: false });
+        let mem = ServeArgs::try_parse_from(["gradscope", "--store", "memory"]).unwrap();
+        assert_eq!(mem.store_choice(), StoreChoice::Memory);
     }
 }

@@ -71,11 +71,12 @@ impl Drop for Server {
 
 impl Server {
     fn start() -> Server {
-        let mut child = capped(&["serve", "--bind", "127.0.0.1:0", "--workers", "1", "--log-format", "json"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the server");
+        let mut child =
+            capped(&["serve", "--bind", "127.0.0.1:0", "--workers", "1", "--store", "memory", "--log-format", "json"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn the server");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();

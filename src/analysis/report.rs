@@ -129,8 +129,10 @@ pub struct Summary {
 pub enum Outcome {
     /// Every planned step ran.
     Completed,
-    /// Stopped by its cancel flag (a client, a timeout or a shutdown).
+    /// Stopped by its cancel flag (a client's cancel); the report holds the probes up to there.
     Cancelled,
+    /// Stopped by the service's per-job time limit; the report holds the probes up to there.
+    Timeout,
     /// Stopped at the first NaN or Inf (see `non_finite`).
     NonFinite,
 }

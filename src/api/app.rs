@@ -33,9 +33,9 @@ pub struct App {
 impl App {
     /// Reads the tokens, then starts the job layer (its worker threads) and the metrics. A
     /// problem with the tokens is an `InvalidInput` error: the server does not start.
-    pub fn start(args: &ServeArgs) -> std::io::Result<Self> {
+    pub async fn start(args: &ServeArgs) -> std::io::Result<Self> {
         let auth = Auth::from_args(args).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let jobs = JobService::start(args.jobs_config())?;
+        let jobs = JobService::start(args.jobs_config()).await.map_err(std::io::Error::other)?;
         let mut registry = Registry::default();
         jobs.metrics().register(&mut registry);
         let http_metrics = HttpMetrics::register(&mut registry);

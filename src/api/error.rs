@@ -108,12 +108,11 @@ impl From<JobsError> for ApiError {
                 "Idempotency-Key reused with another body",
                 detail,
             ),
-            JobsError::IdempotencyInFlight => Self::new(
-                StatusCode::CONFLICT,
-                "idempotency-key-in-flight",
-                "Request with this Idempotency-Key in progress",
-                detail,
-            ),
+            JobsError::Unavailable { retry_after_secs } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store-unavailable", "Job store unavailable", detail)
+                    .retry_after(retry_after_secs)
+            }
+            JobsError::StoreOpen(msg) => Self::internal(&msg),
             JobsError::AnalyzeBusy { retry_after_secs, .. } => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "analyze-busy", "Analysis slots busy", detail)
                     .retry_after(retry_after_secs)

@@ -140,9 +140,7 @@ pub async fn create_experiment(
     Caller(tenant): Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    // Validating every variant on every seed is CPU work proportional to the request.
-    let app2 = Arc::clone(&app);
-    let experiment = blocking(move || Ok(app2.jobs.submit_experiment(&tenant, &body)?)).await?;
+    let experiment = app.jobs.submit_experiment(&tenant, &body).await?;
     let location =
         HeaderValue::from_str(&experiment_path(&experiment.id)).map_err(|e| ApiError::internal(&e.to_string()))?;
     Ok((StatusCode::ACCEPTED, [(LOCATION, location)], Json(ExperimentResource::from(experiment))).into_response())
@@ -165,7 +163,7 @@ pub async fn list_experiments(
     Caller(tenant): Caller,
     ApiQuery(params): ApiQuery<ExperimentListParams>,
 ) -> Result<Json<ExperimentList>, ApiError> {
-    let page = app.jobs.list_experiments(&tenant, page_limit(params.limit)?, params.cursor.as_deref())?;
+    let page = app.jobs.list_experiments(&tenant, page_limit(params.limit)?, params.cursor.as_deref()).await?;
     Ok(Json(ExperimentList {
         experiments: page.experiments.into_iter().map(ExperimentResource::from).collect(),
         next_cursor: page.next_cursor,
@@ -191,7 +189,7 @@ pub async fn get_experiment(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ExperimentResource>, ApiError> {
     // Reading may compute the summary of an experiment whose last runs were cancelled.
-    let experiment = blocking(move || Ok(app.jobs.get_experiment(&tenant, &id)?)).await?;
+    let experiment = app.jobs.get_experiment(&tenant, &id).await?;
     Ok(Json(experiment.into()))
 }
 
@@ -213,7 +211,7 @@ pub async fn delete_experiment(
     Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    app.jobs.delete_experiment(&tenant, &id)?;
+    app.jobs.delete_experiment(&tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -235,7 +233,7 @@ pub async fn cancel_experiment(
     Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    Ok(match app.jobs.cancel_experiment(&tenant, &id)? {
+    Ok(match app.jobs.cancel_experiment(&tenant, &id).await? {
         ExperimentCancel::Accepted(e) => (StatusCode::ACCEPTED, Json(ExperimentResource::from(e))).into_response(),
         ExperimentCancel::AlreadyFinished(e) => (StatusCode::OK, Json(ExperimentResource::from(e))).into_response(),
     })
@@ -272,7 +270,7 @@ pub async fn stream_experiment_events(
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    app.jobs.get_experiment(&tenant, &id)?;
+    app.jobs.get_experiment(&tenant, &id).await?;
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok());
     struct Follow {
         app: Arc<App>,
@@ -290,8 +288,7 @@ pub async fn stream_experiment_events(
         loop {
             let app = Arc::clone(&f.app);
             let (tenant, id) = (f.tenant.clone(), f.id.clone());
-            let experiment =
-                tokio::task::spawn_blocking(move || app.jobs.get_experiment(&tenant, &id)).await.ok()?.ok()?;
+            let experiment = app.jobs.get_experiment(&tenant, &id).await.ok()?;
             if experiment.status.is_terminal() {
                 f.seq += 1;
                 f.done = true;
@@ -359,7 +356,7 @@ pub async fn get_experiment_plot(
         )
     };
     let plot = file.strip_suffix(".svg").and_then(ExperimentPlot::from_name).ok_or_else(unknown)?;
-    let result = app.jobs.experiment_result(&tenant, &id)?;
+    let result = app.jobs.experiment_result(&tenant, &id).await?;
     let svg = blocking(move || {
         if !exp::available(&result).contains(&plot) {
             return Err(ApiError::new(
@@ -397,7 +394,7 @@ pub async fn get_experiment_report_html(
     Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let result = app.jobs.experiment_result(&tenant, &id)?;
+    let result = app.jobs.experiment_result(&tenant, &id).await?;
     let page = blocking(move || Ok(exp::render_html(&result, result.name.as_deref().unwrap_or(&id)))).await?;
     Ok(([(CONTENT_TYPE, HeaderValue::from_static(super::plots::HTML))], page).into_response())
 }

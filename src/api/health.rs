@@ -70,7 +70,7 @@ pub async fn healthz() -> Json<Health> {
          content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Ready>, ApiError> {
-    let r = app.jobs.readiness();
+    let r = app.jobs.readiness().await;
     if !r.is_ready() {
         let why = if r.shutting_down {
             "the server is shutting down".to_owned()
@@ -81,7 +81,7 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Ready>, ApiError
         };
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", why).retry_after(5));
     }
-    app.jobs.refresh_gauges();
+    app.jobs.refresh_gauges().await;
     let m = app.jobs.metrics();
     Ok(Json(Ready {
         status: "ready".into(),
@@ -97,7 +97,7 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Ready>, ApiError
     responses((status = 200, description = "Metrics in the OpenMetrics text format",
                content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)))]
 pub async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
-    app.jobs.refresh_gauges();
+    app.jobs.refresh_gauges().await;
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &app.registry)
         .map_err(|e| ApiError::internal(&e.to_string()))?;

@@ -163,7 +163,7 @@ pub async fn create_job(
     body: SpecBody,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers, &body)?;
-    let submitted = app.jobs.submit(&tenant, body.spec, key)?;
+    let submitted = app.jobs.submit(&tenant, body.spec, key).await?;
     let location =
         HeaderValue::from_str(&job_path(&submitted.job.id)).map_err(|e| ApiError::internal(&e.to_string()))?;
     Ok((StatusCode::ACCEPTED, [(LOCATION, location)], Json(JobResource::from(submitted.job))).into_response())
@@ -208,7 +208,7 @@ pub async fn list_jobs(
     Caller(tenant): Caller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<JobList>, ApiError> {
-    let page = app.jobs.list(&tenant, params.status, page_limit(params.limit)?, params.cursor.as_deref())?;
+    let page = app.jobs.list(&tenant, params.status, page_limit(params.limit)?, params.cursor.as_deref()).await?;
     Ok(Json(JobList { jobs: page.jobs.into_iter().map(JobResource::from).collect(), next_cursor: page.next_cursor }))
 }
 
@@ -230,7 +230,7 @@ pub async fn get_job(
     Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobResource>, ApiError> {
-    Ok(Json(app.jobs.get(&tenant, &id)?.into()))
+    Ok(Json(app.jobs.get(&tenant, &id).await?.into()))
 }
 
 /// Delete a finished job and its report.
@@ -253,7 +253,7 @@ pub async fn delete_job(
     Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    app.jobs.delete(&tenant, &id)?;
+    app.jobs.delete(&tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -279,7 +279,7 @@ pub async fn get_report(
     Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let report = app.jobs.report(&tenant, &id)?;
+    let report = app.jobs.report(&tenant, &id).await?;
     // The report was serialised once, on the worker thread; serve those bytes.
     Ok((
         [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
@@ -326,7 +326,7 @@ pub async fn stream_events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     // An unparseable Last-Event-ID is treated as absent: the client gets the whole log again.
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok());
-    let sub = app.jobs.subscribe(&tenant, &id, last)?;
+    let sub = app.jobs.subscribe(&tenant, &id, last).await?;
     let stream = futures_util::stream::unfold(sub, |mut sub| async move {
         let ev = sub.next().await?;
         Some((Ok(sse_event(ev)), sub))
@@ -388,7 +388,7 @@ pub async fn cancel_job(
     Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    Ok(match app.jobs.cancel(&tenant, &id)? {
+    Ok(match app.jobs.cancel(&tenant, &id).await? {
         Cancel::Accepted(job) => (StatusCode::ACCEPTED, Json(JobResource::from(job))).into_response(),
         Cancel::AlreadyFinished(job) => (StatusCode::OK, Json(JobResource::from(job))).into_response(),
     })

@@ -61,7 +61,7 @@ pub async fn get_plot(
     ApiPath((id, file)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let name = plot_name(&file)?;
-    let report = app.jobs.report(&tenant, &id)?;
+    let report = app.jobs.report(&tenant, &id).await?;
     let svg = blocking(move || {
         let value = parse(&report)?;
         plots::render_json(&value, name).map_err(plot_error)
@@ -92,7 +92,7 @@ pub async fn get_report_html(
     Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let report = app.jobs.report(&tenant, &id)?;
+    let report = app.jobs.report(&tenant, &id).await?;
     let page = blocking(move || parse(&report).map(|v| html::render_json(&v))).await?;
     Ok(document(HTML, page))
 }

@@ -173,7 +173,7 @@ impl Server {
     /// Starts the job layer and binds `args.bind`.
     pub async fn bind(args: &ServeArgs) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(args.bind).await?;
-        let app = Arc::new(App::start(args)?);
+        let app = Arc::new(App::start(args).await?);
         let router = router(Arc::clone(&app), args);
         // hyper needs at least 8 KiB; a few times the bounds checked as problems, so that those
         // checks (with their problem bodies) are what a client normally meets.
@@ -200,8 +200,9 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then shuts down gracefully: new jobs are refused (503)
-    /// and `/readyz` says 503 at once, queued jobs are cancelled, running jobs get the grace
-    /// period and are then cancelled with code `shutdown`; finally the listener closes and open
+    /// and `/readyz` says 503 at once, no job is claimed any more (queued jobs stay queued, for
+    /// another replica or the next start), running jobs get the grace period and are then given
+    /// back to the queue without using an attempt; finally the listener closes and open
     /// connections get a few seconds to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         let Server { listener, app, grace, router, header_read_timeout, idle_timeout, max_buf_size } = self;
@@ -212,10 +213,9 @@ impl Server {
             res = &mut serving => return res.map_err(std::io::Error::other),
             () = shutdown => {}
         }
-        let cancelled = app.jobs.begin_shutdown();
-        tracing::info!(queued_cancelled = cancelled, grace_s = grace.as_secs_f64(), "shutting down");
-        let jobs = Arc::clone(&app);
-        let _ = tokio::task::spawn_blocking(move || jobs.jobs.finish_shutdown(grace)).await;
+        app.jobs.begin_shutdown();
+        tracing::info!(grace_s = grace.as_secs_f64(), "shutting down: no new jobs; queued jobs stay queued");
+        app.jobs.finish_shutdown(grace).await;
         let _ = stop_http.send(());
         match tokio::time::timeout(Duration::from_secs(5), serving).await {
             Ok(res) => res.map_err(std::io::Error::other),

@@ -77,9 +77,17 @@ pub enum JobsError {
     /// The `Idempotency-Key` was used before with a different request body.
     #[error("this Idempotency-Key was already used with a different request body")]
     IdempotencyKeyReused,
-    /// The first request with this `Idempotency-Key` is still being accepted.
-    #[error("a request with this Idempotency-Key is still being processed")]
-    IdempotencyInFlight,
+    /// The job store cannot be reached (its database is down or overloaded); nothing was
+    /// changed. Worth a retry.
+    #[error("the job store is unavailable; nothing was changed; retry in {retry_after_secs} s")]
+    Unavailable {
+        /// A suggested wait.
+        retry_after_secs: u64,
+    },
+    /// The job store could not be opened at start (the data directory is locked by another
+    /// process, the database is unreachable, a migration failed).
+    #[error("cannot open the job store: {0}")]
+    StoreOpen(String),
     /// Every analysis slot stayed busy for the whole wait.
     #[error("all {slots} analysis slots are busy; retry in {retry_after_secs} s")]
     AnalyzeBusy {

@@ -1,239 +1,126 @@
-//! Per-job event logs: what `GET /v1/jobs/{id}/events` streams and replays.
+//! Job events for `GET /v1/jobs/{id}/events`: reading a job's events from the store in order,
+//! and waking readers when there are new ones.
 //!
-//! Each job has an [`EventLog`]: `progress` events while it runs, then exactly one final
-//! `status` event, after which the log is closed. Every event gets the next number of a per-job
-//! sequence starting at 1, so a client that reconnects with `Last-Event-ID: n` resumes at `n + 1`
-//! without gaps or repeats. The log keeps the last `capacity` events (the final `status` event is
-//! never dropped); a reconnect that asks for something older resumes at the oldest kept event.
+//! The events themselves are the store's (numbered 1, 2, 3, … per job without gaps, the final
+//! `status` event committed with the terminal status: see [`super::store`]), so a client that
+//! reconnects with `Last-Event-ID: n` resumes at `n + 1` on any replica and after a restart. A
+//! [`Subscription`] reads them in batches; between batches it waits for a local wake-up
+//! ([`Wakeups`], sent by this process's workers after each write) or for `poll` to pass, which
+//! is how events written by another replica arrive.
 //!
-//! Writers are worker threads (plain `std` code); readers are async tasks, woken through a
-//! `tokio::sync::watch` channel, whose `send` works from any thread. Depends on the job model
-//! only; must not depend on HTTP crates.
+//! Depends on the store and the job model; must not depend on HTTP crates.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{Job, JobProgress};
+pub use super::store::{JobEvent, SeqEvent};
+use super::store::{JobStore, StoreError};
+use super::Tenant;
 
-/// One event of a job.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobEvent {
-    /// Training moved on.
-    Progress(JobProgress),
-    /// The job reached a terminal status (the last event of every log).
-    Status(Box<Job>),
+/// Wake-ups of readers of a job's events, in this process.
+#[derive(Debug, Default)]
+pub struct Wakeups {
+    senders: Mutex<HashMap<String, watch::Sender<()>>>,
 }
 
-/// An event with its sequence number (the SSE `id`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeqEvent {
-    /// 1, 2, 3, ... per job.
-    pub seq: u64,
-    /// The event.
-    pub event: JobEvent,
-}
+impl Wakeups {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, watch::Sender<()>>> {
+        // Inserts and removes only: a poisoned map is still consistent.
+        self.senders.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
-/// The bounded, replayable event log of one job.
-#[derive(Debug)]
-pub struct EventLog {
-    inner: Mutex<LogInner>,
-    notify: watch::Sender<u64>,
-    capacity: usize,
-}
-
-#[derive(Debug)]
-struct LogInner {
-    events: VecDeque<SeqEvent>,
-    next_seq: u64,
-    closed: bool,
-}
-
-impl EventLog {
-    /// An empty log keeping at most `capacity` events (at least 2).
-    pub fn new(capacity: usize) -> Self {
-        let (notify, _) = watch::channel(0);
-        EventLog {
-            inner: Mutex::new(LogInner { events: VecDeque::new(), next_seq: 1, closed: false }),
-            notify,
-            capacity: capacity.max(2),
+    /// Wakes the readers of job `id` (there is something new to read).
+    pub fn notify(&self, id: &str) {
+        let mut senders = self.lock();
+        if let Some(tx) = senders.get(id) {
+            if tx.send(()).is_err() {
+                // Every reader is gone.
+                senders.remove(id);
+            }
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, LogInner> {
-        // A panic while holding this lock cannot leave the log inconsistent (every update is a
-        // single push/pop), so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Appends a progress event; ignored once the log is closed.
-    pub fn progress(&self, p: JobProgress) {
-        self.push(JobEvent::Progress(p), false);
-    }
-
-    /// Appends the final status event and closes the log. Only the first call has an effect.
-    pub fn close(&self, job: Job) {
-        self.push(JobEvent::Status(Box::new(job)), true);
-    }
-
-    fn push(&self, event: JobEvent, close: bool) {
-        let seq = {
-            let mut inner = self.lock();
-            if inner.closed {
-                return;
-            }
-            let seq = inner.next_seq;
-            inner.next_seq += 1;
-            if inner.events.len() >= self.capacity {
-                inner.events.pop_front();
-            }
-            inner.events.push_back(SeqEvent { seq, event });
-            inner.closed = close;
-            seq
-        };
-        self.notify.send_replace(seq);
-    }
-
-    /// The first kept event after `seq` (the oldest kept one when `seq` is older than that).
-    pub fn after(&self, seq: u64) -> Option<SeqEvent> {
-        let inner = self.lock();
-        let first = inner.events.front()?.seq;
-        // Sequence numbers are contiguous, so the position is arithmetic.
-        let pos = seq.saturating_add(1).saturating_sub(first);
-        inner.events.get(usize::try_from(pos).ok()?).cloned()
-    }
-
-    /// True once the final status event was appended.
-    pub fn is_closed(&self) -> bool {
-        self.lock().closed
-    }
-
-    /// The last sequence number handed out (0 before the first event).
-    pub fn last_seq(&self) -> u64 {
-        self.lock().next_seq - 1
-    }
-
-    /// A reader that starts after `seq` (0 = from the beginning).
-    pub fn subscribe(self: &Arc<Self>, seq: u64) -> Subscription {
-        Subscription { log: Arc::clone(self), rx: self.notify.subscribe(), cursor: seq }
+    /// A receiver woken by [`notify`](Self::notify) for `id`.
+    pub fn watch(&self, id: &str) -> watch::Receiver<()> {
+        let mut senders = self.lock();
+        if senders.len() > 1024 {
+            senders.retain(|_, tx| tx.receiver_count() > 0);
+        }
+        senders.entry(id.to_owned()).or_insert_with(|| watch::channel(()).0).subscribe()
     }
 }
 
-/// Reads a job's events in order, waiting for new ones; ends after the final status event.
+/// Reads a job's events in order, waiting for new ones; ends after the final status event (or
+/// at once when the job has ended and everything after the given id was read).
 #[derive(Debug)]
 pub struct Subscription {
-    log: Arc<EventLog>,
-    rx: watch::Receiver<u64>,
+    store: Arc<dyn JobStore>,
+    tenant: Tenant,
+    id: String,
     cursor: u64,
+    buffer: VecDeque<SeqEvent>,
+    wake: watch::Receiver<()>,
+    poll: Duration,
+    ended: bool,
 }
 
 impl Subscription {
-    /// The next event, or `None` after the final one.
+    /// A reader of job `id`'s events after `after` (0 = from the first).
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        wakeups: &Wakeups,
+        tenant: Tenant,
+        id: String,
+        after: u64,
+        poll: Duration,
+    ) -> Self {
+        let wake = wakeups.watch(&id);
+        Subscription { store, tenant, id, cursor: after, buffer: VecDeque::new(), wake, poll, ended: false }
+    }
+
+    /// The next event, or `None` after the final one (or when the store cannot be read: the
+    /// client reconnects with the last id it got and resumes there).
     pub async fn next(&mut self) -> Option<SeqEvent> {
         loop {
-            // Mark the current value seen *before* looking, so that an event appended between
-            // the look and the wait still wakes us.
-            self.rx.borrow_and_update();
-            if let Some(ev) = self.log.after(self.cursor) {
+            if let Some(ev) = self.buffer.pop_front() {
                 self.cursor = ev.seq;
+                self.ended = matches!(ev.event, JobEvent::Status(_));
                 return Some(ev);
             }
-            if self.log.is_closed() {
+            if self.ended {
                 return None;
             }
-            if self.rx.changed().await.is_err() {
-                // The sender lives in the log we hold, so this cannot happen; end cleanly.
-                return None;
+            // Mark the current value seen *before* reading, so that an event written between
+            // the read and the wait still wakes us.
+            self.wake.borrow_and_update();
+            match self.store.events_after(&self.tenant, &self.id, self.cursor, 256).await {
+                Ok(events) if !events.is_empty() => {
+                    self.buffer.extend(events);
+                    continue;
+                }
+                Ok(_) => {
+                    // Nothing new: a job that has ended has nothing more to say.
+                    match self.store.get(&self.tenant, &self.id).await {
+                        Ok(Some(job)) if !job.status.is_terminal() => {}
+                        Ok(_) => return None,
+                        Err(e) => return Self::lost(&e),
+                    }
+                }
+                Err(StoreError::NotFound) => return None,
+                Err(e) => return Self::lost(&e),
+            }
+            tokio::select! {
+                _ = self.wake.changed() => {}
+                _ = tokio::time::sleep(self.poll) => {}
             }
         }
     }
-}
 
-/// The event logs of every job the store still holds.
-#[derive(Debug, Default)]
-pub struct EventHub {
-    logs: Mutex<HashMap<String, Arc<EventLog>>>,
-    capacity: usize,
-}
-
-impl EventHub {
-    /// A hub whose logs keep `capacity` events each.
-    pub fn new(capacity: usize) -> Self {
-        EventHub { logs: Mutex::new(HashMap::new()), capacity }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<EventLog>>> {
-        self.logs.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Creates the log of a new job.
-    pub fn create(&self, id: &str) -> Arc<EventLog> {
-        let log = Arc::new(EventLog::new(self.capacity));
-        self.lock().insert(id.to_owned(), Arc::clone(&log));
-        log
-    }
-
-    /// The log of `id`.
-    pub fn get(&self, id: &str) -> Option<Arc<EventLog>> {
-        self.lock().get(id).cloned()
-    }
-
-    /// Forgets the log of `id` (readers holding it finish normally).
-    pub fn remove(&self, id: &str) {
-        self.lock().remove(id);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(step: u64) -> JobProgress {
-        JobProgress { step, total_steps: 10, loss: Some(1.0) }
-    }
-
-    #[test]
-    fn sequence_numbers_start_at_one_and_resume_after_the_given_id() {
-        let log = EventLog::new(10);
-        for s in 1..=3 {
-            log.progress(p(s));
-        }
-        assert_eq!(log.after(0).map(|e| e.seq), Some(1));
-        assert_eq!(log.after(2).map(|e| e.seq), Some(3));
-        assert_eq!(log.after(3), None);
-    }
-
-    #[test]
-    fn a_full_log_drops_the_oldest_and_resumes_at_the_oldest_kept() {
-        let log = EventLog::new(3);
-        for s in 1..=5 {
-            log.progress(p(s));
-        }
-        assert_eq!(log.after(0).map(|e| e.seq), Some(3));
-        assert_eq!(log.after(4).map(|e| e.seq), Some(5));
-    }
-
-    #[test]
-    fn nothing_is_appended_after_the_status_event() {
-        let log = EventLog::new(3);
-        log.progress(p(1));
-        let job = Job {
-            id: "j".into(),
-            status: super::super::JobStatus::Succeeded,
-            name: None,
-            created_at: String::new(),
-            started_at: None,
-            finished_at: None,
-            progress: p(10),
-            error: None,
-            cancel_requested: false,
-            experiment_id: None,
-        };
-        log.close(job);
-        log.progress(p(2));
-        assert!(log.is_closed());
-        assert_eq!(log.last_seq(), 2);
-        assert!(matches!(log.after(1).map(|e| e.event), Some(JobEvent::Status(_))));
+    fn lost(e: &StoreError) -> Option<SeqEvent> {
+        tracing::warn!(error = %e, "event stream ended: the store cannot be read");
+        None
     }
 }

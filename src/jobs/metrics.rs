@@ -29,6 +29,20 @@ pub struct SubmittedLabels {
     pub outcome: &'static str,
 }
 
+/// Label of a rescue.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RescuedLabels {
+    /// `requeued`, or the code the job ended with (`worker_lost`, `cancelled`).
+    pub outcome: &'static str,
+}
+
+/// Label of the stored-jobs gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoredLabels {
+    /// `queued`, `running` or `finished`.
+    pub state: &'static str,
+}
+
 /// The job metrics. Cheap to clone (every metric is an `Arc` inside).
 #[derive(Debug, Clone)]
 pub struct JobMetrics {
@@ -44,6 +58,22 @@ pub struct JobMetrics {
     pub running: Gauge,
     /// Worker threads alive.
     pub workers_alive: Gauge,
+    /// Jobs in the store (every replica's), by state.
+    pub stored_jobs: Family<StoredLabels, Gauge>,
+    /// Events in the store.
+    pub stored_events: Gauge,
+    /// Experiments in the store.
+    pub stored_experiments: Gauge,
+    /// Bytes of reports in the store.
+    pub stored_report_bytes: Gauge,
+    /// Leases this process held at its last renewal.
+    pub leases: Gauge,
+    /// Runs of this process stopped because their lease was lost.
+    pub leases_lost: Counter,
+    /// Jobs the rescuer of this process took back, by outcome.
+    pub rescued: Family<RescuedLabels, Counter>,
+    /// Finished jobs removed by retention.
+    pub expired: Counter,
 }
 
 impl Default for JobMetrics {
@@ -56,6 +86,14 @@ impl Default for JobMetrics {
             queue_depth: Gauge::default(),
             running: Gauge::default(),
             workers_alive: Gauge::default(),
+            stored_jobs: Family::default(),
+            stored_events: Gauge::default(),
+            stored_experiments: Gauge::default(),
+            stored_report_bytes: Gauge::default(),
+            leases: Gauge::default(),
+            leases_lost: Counter::default(),
+            rescued: Family::default(),
+            expired: Counter::default(),
         }
     }
 }
@@ -74,6 +112,57 @@ impl JobMetrics {
         registry.register("gradscope_queue_depth", "Jobs waiting for a worker", self.queue_depth.clone());
         registry.register("gradscope_jobs_running", "Jobs being trained", self.running.clone());
         registry.register("gradscope_workers_alive", "Worker threads alive", self.workers_alive.clone());
+        registry.register(
+            "gradscope_store_jobs",
+            "Jobs in the job store (all replicas), by state",
+            self.stored_jobs.clone(),
+        );
+        registry.register("gradscope_store_events", "Job events in the job store", self.stored_events.clone());
+        registry.register(
+            "gradscope_store_experiments",
+            "Experiments in the job store",
+            self.stored_experiments.clone(),
+        );
+        registry.register_with_unit(
+            "gradscope_store_reports",
+            "Size of the reports in the job store",
+            prometheus_client::registry::Unit::Bytes,
+            self.stored_report_bytes.clone(),
+        );
+        registry.register(
+            "gradscope_leases_held",
+            "Job leases this process held at its last renewal",
+            self.leases.clone(),
+        );
+        registry.register(
+            "gradscope_leases_lost",
+            "Runs stopped because their lease was lost",
+            self.leases_lost.clone(),
+        );
+        registry.register(
+            "gradscope_jobs_rescued",
+            "Jobs taken back from lost workers, by outcome",
+            self.rescued.clone(),
+        );
+        registry.register("gradscope_jobs_expired", "Finished jobs removed by retention", self.expired.clone());
+    }
+
+    /// Sets the gauges that mirror the store (`running_here`: this process's runs).
+    pub fn set_store(&self, stats: &crate::jobs::store::StoreStats, running_here: usize) {
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.queue_depth.set(g(stats.queued));
+        self.running.set(running_here as i64);
+        self.stored_jobs.get_or_create(&StoredLabels { state: "queued" }).set(g(stats.queued));
+        self.stored_jobs.get_or_create(&StoredLabels { state: "running" }).set(g(stats.running));
+        self.stored_jobs.get_or_create(&StoredLabels { state: "finished" }).set(g(stats.finished));
+        self.stored_events.set(g(stats.events));
+        self.stored_experiments.set(g(stats.experiments));
+        self.stored_report_bytes.set(g(stats.report_bytes));
+    }
+
+    /// Counts `n` rescues with `outcome`.
+    pub fn rescued(&self, outcome: &'static str, n: usize) {
+        self.rescued.get_or_create(&RescuedLabels { outcome }).inc_by(n as u64);
     }
 
     /// Counts a submission.

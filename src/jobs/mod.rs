@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod pool;
 pub mod service;
 pub mod store;
+mod upkeep;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -48,6 +49,18 @@ pub use service::{JobService, JobsConfig};
 /// that do not exist. Without tokens every caller is the one tenant [`Tenant::open`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tenant(Arc<str>);
+
+impl Serialize for Tenant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Tenant {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| Tenant(Arc::from(s)))
+    }
+}
 
 impl Tenant {
     /// The tenant of every request when the service runs without tokens.
@@ -137,6 +150,9 @@ pub enum FailureCode {
     /// limit); the message gives the bytes asked for and which buffer. The run's memory is freed
     /// and the worker goes on with the next job.
     OutOfMemory,
+    /// The process running the job died, or stopped renewing its lease, on every one of its
+    /// attempts (`--max-attempts`); the spec may be what crashes it.
+    WorkerLost,
     /// A bug: the job panicked or the engine failed unexpectedly. The message says what.
     Internal,
 }
@@ -151,6 +167,7 @@ impl FailureCode {
             FailureCode::Shutdown => "shutdown",
             FailureCode::InvalidSpec => "invalid_spec",
             FailureCode::OutOfMemory => "out_of_memory",
+            FailureCode::WorkerLost => "worker_lost",
             FailureCode::Internal => "internal",
         }
     }

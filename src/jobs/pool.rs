@@ -2,17 +2,22 @@
 //! and train them, plus a watchdog thread that enforces the per-job wall-clock limit.
 //!
 //! Why OS threads and not the async runtime: a training step is pure CPU work that cannot yield,
-//! so running it on tokio's workers would stall every request on that thread. Here the runtime
-//! only ever touches the store (microseconds under a mutex).
+//! so running it on tokio's workers would stall every request on that thread. The workers reach
+//! the (async) store through a runtime handle, and only between runs: a claim before, one
+//! completion after. Progress goes the other way round: the training callback only appends to
+//! a buffer, and a small task on the runtime writes the buffer to the store (one transaction per
+//! batch, fenced by the attempt), so a slow database never slows a training step.
 //!
 //! Stopping a run is cooperative: each running job has a [`CancelFlag`] that the engine reads
 //! before every step, and a *reason* recorded before the flag is set (a client's cancel, the
-//! watchdog's timeout, a shutdown), so the worker knows how to report the run that stopped. The
-//! first reason wins. A panic inside a run is caught here (`catch_unwind`): the job fails with
-//! code `internal` and the thread takes the next job, so the pool never shrinks.
+//! watchdog's timeout, a shutdown, a lost lease), so the worker knows what to do with the run
+//! that stopped: keep its partial report (cancel, timeout), give the job back to the queue
+//! (shutdown) or discard it (lost lease: another attempt owns the job now). The first reason
+//! wins. A panic inside a run is caught here (`catch_unwind`): the job fails with code
+//! `internal` and the thread takes the next job, so the pool never shrinks.
 //!
-//! Depends on the store, the event hub, the pipeline and the engine's `CancelFlag`/`Progress`;
-//! must not depend on HTTP crates.
+//! Depends on the store, the event wake-ups, the pipeline and the engine's
+//! `CancelFlag`/`Progress`; must not depend on HTTP crates.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -21,10 +26,13 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::events::EventHub;
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+
+use super::events::Wakeups;
 use super::experiments::finalize::finalize;
 use super::metrics::{FinishedLabels, JobMetrics};
-use super::store::{Claimed, Finish, JobStore};
+use super::store::{Claimed, Completion, Fence, Finish, JobStore, Owner, StoreError};
 use super::{FailureCode, JobFailure, JobProgress, JobStatus};
 use crate::analysis::experiment::RunResult;
 use crate::analysis::pipeline::{self, PipelineError, RunOutput};
@@ -36,6 +44,11 @@ use crate::spec::Limits;
 /// A spec with this `name` panics inside its worker — only when [`PoolConfig::test_hooks`] is
 /// on (never by default). It exists so that tests can prove panic isolation end to end.
 pub const PANIC_HOOK_NAME: &str = "__gradscope_test_panic__";
+
+/// A spec with this `name` aborts the whole process when its run starts — only when
+/// [`PoolConfig::test_hooks`] is on. It stands in for a spec that crashes the process, so that
+/// tests can prove the rescuer ends such a job `failed`/`worker_lost` after `max_attempts`.
+pub const ABORT_HOOK_NAME: &str = "__gradscope_test_abort__";
 
 /// How the pool runs jobs.
 #[derive(Debug, Clone)]
@@ -54,18 +67,23 @@ pub struct PoolConfig {
     /// Share of a job's compute its recommendations' verification may take (0: off; see
     /// `analysis::verify`). Experiment runs are never verified.
     pub verify_share: f64,
-    /// Honour [`PANIC_HOOK_NAME`]. Tests only.
+    /// Honour [`PANIC_HOOK_NAME`] and [`ABORT_HOOK_NAME`]. Tests only.
     pub test_hooks: bool,
+    /// Who this process is, as a lease holder.
+    pub owner: Owner,
+    /// A claimed job's lease lasts this long unless renewed.
+    pub lease_ttl: Duration,
 }
 
 /// Why a run was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-enum StopReason {
+pub(super) enum StopReason {
     None = 0,
     Client = 1,
     Timeout = 2,
     Shutdown = 3,
+    LeaseLost = 4,
 }
 
 impl StopReason {
@@ -74,6 +92,7 @@ impl StopReason {
             1 => StopReason::Client,
             2 => StopReason::Timeout,
             3 => StopReason::Shutdown,
+            4 => StopReason::LeaseLost,
             _ => StopReason::None,
         }
     }
@@ -81,15 +100,19 @@ impl StopReason {
 
 /// A run in progress, as the pool tracks it.
 #[derive(Debug)]
-struct Running {
+pub(super) struct Running {
     flag: CancelFlag,
     reason: AtomicU8,
     deadline: Instant,
+    /// When the job was claimed (a lease renewal that started earlier cannot know it).
+    pub(super) claimed_at: Instant,
+    /// The attempt that holds the lease.
+    pub(super) fence: Fence,
 }
 
 impl Running {
     /// Records `reason` (unless another came first) and raises the flag.
-    fn stop(&self, reason: StopReason) {
+    pub(super) fn stop(&self, reason: StopReason) {
         let _ = self.reason.compare_exchange(StopReason::None as u8, reason as u8, Ordering::SeqCst, Ordering::SeqCst);
         self.flag.cancel();
     }
@@ -102,11 +125,14 @@ impl Running {
 #[derive(Debug)]
 struct Shared {
     store: Arc<dyn JobStore>,
-    hub: Arc<EventHub>,
+    wakeups: Arc<Wakeups>,
     metrics: JobMetrics,
     config: PoolConfig,
-    /// Workers wait on `cv` with this lock; `claim` happens under it so no wake-up is lost.
-    wake: Mutex<()>,
+    runtime: Handle,
+    /// A generation bumped by every `notify`; workers wait on `cv` with this lock only when no
+    /// notify came since they read it before claiming (never held across a claim: the claim
+    /// awaits the store on the runtime, which a handler calling `notify` may be blocking).
+    wake: Mutex<u64>,
     cv: Condvar,
     running: Mutex<HashMap<String, Arc<Running>>>,
     stopping: AtomicBool,
@@ -138,20 +164,23 @@ impl Drop for AliveGuard<'_> {
 }
 
 impl WorkerPool {
-    /// Starts `config.workers` worker threads and the watchdog.
+    /// Starts `config.workers` worker threads and the watchdog; they reach the store through
+    /// `runtime`.
     pub fn start(
         store: Arc<dyn JobStore>,
-        hub: Arc<EventHub>,
+        wakeups: Arc<Wakeups>,
         metrics: JobMetrics,
         config: PoolConfig,
+        runtime: Handle,
     ) -> std::io::Result<Self> {
         let workers = config.workers.max(1);
         let shared = Arc::new(Shared {
             store,
-            hub,
+            wakeups,
             metrics,
             config,
-            wake: Mutex::new(()),
+            runtime,
+            wake: Mutex::new(0),
             cv: Condvar::new(),
             running: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
@@ -186,21 +215,32 @@ impl WorkerPool {
 
     /// Wakes every idle worker: several jobs were queued.
     pub fn notify_all(&self) {
-        let _guard = self.shared.wake.lock().unwrap_or_else(|e| e.into_inner());
+        *self.shared.wake.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         self.shared.cv.notify_all();
     }
 
     /// Wakes one idle worker: a job was queued.
     pub fn notify(&self) {
-        let _guard = self.shared.wake.lock().unwrap_or_else(|e| e.into_inner());
+        *self.shared.wake.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         self.shared.cv.notify_one();
     }
 
-    /// Asks the run of `id` to stop because a client cancelled it (no-op if it is not running).
+    /// Asks the run of `id` to stop because a client cancelled it (no-op if it does not run
+    /// here).
     pub fn cancel(&self, id: &str) {
         if let Some(r) = self.shared.running().get(id) {
             r.stop(StopReason::Client);
         }
+    }
+
+    /// The runs of this process.
+    pub(super) fn runs(&self) -> Vec<Arc<Running>> {
+        self.shared.running().values().cloned().collect()
+    }
+
+    /// Jobs this process trains now.
+    pub fn running(&self) -> usize {
+        self.shared.running().len()
     }
 
     /// Worker threads configured.
@@ -214,24 +254,28 @@ impl WorkerPool {
         self.shared.alive.load(Ordering::SeqCst)
     }
 
-    /// Stops taking jobs, lets running ones finish for up to `grace`, then stops them (they end
-    /// `cancelled` with code `shutdown` within one step) and joins every thread. Blocking.
-    pub fn shutdown(&self, grace: Duration) {
+    /// Stops taking jobs (running ones go on).
+    pub fn stop_claiming(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        {
-            let _guard = self.shared.wake.lock().unwrap_or_else(|e| e.into_inner());
-            self.shared.cv.notify_all();
-        }
+        *self.shared.wake.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.shared.cv.notify_all();
+    }
+
+    /// Stops taking jobs, lets running ones finish for up to `grace`, then stops them — each
+    /// is given back to the queue without using an attempt, for another replica or the next
+    /// start — and joins every thread. Blocking: call it off the runtime.
+    pub fn shutdown(&self, grace: Duration) {
+        self.stop_claiming();
         let deadline = Instant::now() + grace;
-        while self.shared.store.running() > 0 && Instant::now() < deadline {
+        while self.running() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let left: Vec<Arc<Running>> = self.shared.running().values().cloned().collect();
+        let left = self.runs();
         if !left.is_empty() {
             tracing::warn!(
                 jobs = left.len(),
                 grace_s = grace.as_secs_f64(),
-                "grace period over: cancelling running jobs"
+                "grace period over: stopping running jobs and giving them back to the queue"
             );
         }
         for r in left {
@@ -261,15 +305,29 @@ fn lower_priority(_nice: i32) {}
 
 fn worker_loop(shared: &Shared) {
     while !shared.stopping.load(Ordering::SeqCst) {
-        let guard = shared.wake.lock().unwrap_or_else(|e| e.into_inner());
-        match shared.store.claim(shared.config.workers) {
-            Some(job) => {
-                drop(guard);
+        let generation = *shared.wake.lock().unwrap_or_else(|e| e.into_inner());
+        let claimed = shared.runtime.block_on(shared.store.claim(
+            &shared.config.owner,
+            shared.config.workers,
+            shared.config.lease_ttl,
+        ));
+        match claimed {
+            Ok(Some(job)) => {
                 run_job(shared, job);
             }
-            None => {
-                // The timeout is a safety net only: `notify` wakes us as soon as a job is queued.
-                let _ = shared.cv.wait_timeout(guard, Duration::from_millis(500));
+            Ok(None) => {
+                // The timeout is a safety net and how jobs queued by other replicas (or given
+                // back by the rescuer) are noticed: `notify` wakes us as soon as a job is
+                // queued here.
+                let guard = shared.wake.lock().unwrap_or_else(|e| e.into_inner());
+                if *guard == generation {
+                    let _ = shared.cv.wait_timeout(guard, Duration::from_millis(500));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim a job; retrying in 1 s");
+                let guard = shared.wake.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = shared.cv.wait_timeout(guard, Duration::from_secs(1));
             }
         }
     }
@@ -292,8 +350,72 @@ fn watchdog(shared: &Shared) {
     }
 }
 
+/// Progress on its way from the training thread to the store: the callback appends, a task on
+/// the runtime writes what has accumulated, in order, one transaction per batch.
+#[derive(Debug, Default)]
+struct ProgressOut {
+    pending: Mutex<Vec<JobProgress>>,
+    ready: Notify,
+    finished: AtomicBool,
+}
+
+impl ProgressOut {
+    fn push(&self, p: JobProgress) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+        self.ready.notify_one();
+    }
+
+    fn take(&self) -> Vec<JobProgress> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn finish(&self) {
+        self.finished.store(true, Ordering::SeqCst);
+        self.ready.notify_one();
+    }
+}
+
+/// Writes a run's progress until the run ends; a write that finds the lease lost stops the run.
+async fn write_progress(store: Arc<dyn JobStore>, wakeups: Arc<Wakeups>, out: Arc<ProgressOut>, running: Arc<Running>) {
+    loop {
+        out.ready.notified().await;
+        let batch = out.take();
+        if !batch.is_empty() {
+            match store.progress(&running.fence, &batch).await {
+                Ok(true) => wakeups.notify(&running.fence.id),
+                Ok(false) => running.stop(StopReason::LeaseLost),
+                // Progress is advisory: a write that fails is skipped, the run goes on.
+                Err(e) => tracing::warn!(error = %e, "progress not recorded"),
+            }
+        }
+        if out.finished.load(Ordering::SeqCst) && out.pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            return;
+        }
+    }
+}
+
+/// Commits a completion, retrying while the store is unavailable, for up to half a lease (after
+/// that the lease is likely lost and the rescuer will run the job again).
+async fn complete(
+    store: &dyn JobStore,
+    fence: &Fence,
+    completion: Completion,
+    lease: Duration,
+) -> Result<Option<super::Job>, StoreError> {
+    let deadline = tokio::time::Instant::now() + lease / 2;
+    loop {
+        match store.complete(fence, completion.clone()).await {
+            Err(StoreError::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "cannot record the end of the job; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn run_job(shared: &Shared, job: Claimed) {
-    let span = tracing::info_span!("job", job.id = %job.id);
+    let span = tracing::info_span!("job", job.id = %job.id, attempt = job.attempt);
     let _enter = span.enter();
     let started = Instant::now();
     tracing::info!(total_steps = job.total_steps, "job started");
@@ -301,14 +423,27 @@ fn run_job(shared: &Shared, job: Claimed) {
         flag: CancelFlag::new(),
         reason: AtomicU8::new(0),
         deadline: started + shared.config.job_timeout,
+        claimed_at: started,
+        fence: job.fence(),
     });
     shared.running().insert(job.id.clone(), Arc::clone(&running));
-    // A cancel that arrived between the claim and the insert above found no run to stop; the
-    // store remembers it.
-    if shared.store.get(&job.tenant, &job.id).is_some_and(|j| j.cancel_requested) {
+    // A cancel that arrived before the run was registered above found no run to stop; the store
+    // remembers it.
+    let requested = shared.runtime.block_on(shared.store.get(&job.tenant, &job.id));
+    if requested.ok().flatten().is_some_and(|j| j.cancel_requested) {
         running.stop(StopReason::Client);
     }
-    let log = shared.hub.get(&job.id);
+    if shared.config.test_hooks && job.spec.name.as_deref() == Some(ABORT_HOOK_NAME) {
+        tracing::error!("test hook: the spec asked this process to abort");
+        std::process::abort();
+    }
+    let out = Arc::new(ProgressOut::default());
+    let writer = shared.runtime.spawn(write_progress(
+        Arc::clone(&shared.store),
+        Arc::clone(&shared.wakeups),
+        Arc::clone(&out),
+        Arc::clone(&running),
+    ));
 
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         if shared.config.test_hooks && job.spec.name.as_deref() == Some(PANIC_HOOK_NAME) {
@@ -323,12 +458,11 @@ fn run_job(shared: &Shared, job: Claimed) {
             // `heartbeat` so that slow runs still show movement; never every step of a fast run.
             if step.is_multiple_of(every) || p.step == p.total_steps || last.elapsed() >= heartbeat {
                 last = Instant::now();
-                let progress =
-                    JobProgress { step, total_steps: p.total_steps as u64, loss: p.loss.is_finite().then_some(p.loss) };
-                shared.store.progress(&job.id, progress);
-                if let Some(log) = &log {
-                    log.progress(progress);
-                }
+                out.push(JobProgress {
+                    step,
+                    total_steps: p.total_steps as u64,
+                    loss: p.loss.is_finite().then_some(p.loss),
+                });
             }
         };
         // The stored spec was validated when it was submitted; `run` validates it again because
@@ -341,23 +475,37 @@ fn run_job(shared: &Shared, job: Claimed) {
         let options = pipeline::RunOptions { limits: &shared.config.limits, params_out: false, verify_share };
         pipeline::run(&job.spec, &options, &running.flag, &mut on_progress)
     }));
+    // Every progress event is written before the final one.
+    out.finish();
+    let _ = shared.runtime.block_on(writer);
     shared.running().remove(&job.id);
 
+    let reason = running.reason();
+    match reason {
+        StopReason::Shutdown => {
+            match shared.runtime.block_on(shared.store.release(&running.fence)) {
+                Ok(true) => tracing::info!("stopped by the shutdown; the job is back in the queue"),
+                Ok(false) => tracing::warn!("stopped by the shutdown; its lease was already lost"),
+                Err(e) => tracing::warn!(error = %e, "stopped by the shutdown; the rescuer will re-queue it"),
+            }
+            return;
+        }
+        StopReason::LeaseLost => {
+            tracing::warn!("the job's lease was lost (another attempt owns it now): its run is discarded");
+            return;
+        }
+        _ => {}
+    }
+
     // A run of an experiment leaves what the comparison needs beside the job, taken from the
-    // report before it is serialised (only runs that keep a report count).
+    // report before it is serialised (only runs that ran to their end or diverged count).
     let run_result = match (&job.experiment, &outcome) {
-        (Some(_), Ok(Ok(out))) if out.report.summary.outcome != Outcome::Cancelled => {
+        (Some(_), Ok(Ok(out))) if matches!(out.report.summary.outcome, Outcome::Completed | Outcome::NonFinite) => {
             Some(RunResult::from_report(&out.report))
         }
         _ => None,
     };
-    let (finish, report) = classify(outcome, running.reason(), shared.config.job_timeout);
-    if let Some(report) = report {
-        shared.store.put_report(&job.id, report);
-        if let Some(r) = run_result {
-            shared.store.put_run_result(&job.id, r);
-        }
-    }
+    let (finish, report) = classify(outcome, reason, shared.config.job_timeout);
     let status = finish.status;
     let code = finish.error.as_ref().map_or("none", |e| e.code.name());
     match &finish.error {
@@ -366,27 +514,32 @@ fn run_job(shared: &Shared, job: Claimed) {
         Some(e) => tracing::info!(status = %status, code, message = %e.message, "job ended"),
         None => tracing::info!(status = %status, duration_ms = started.elapsed().as_millis() as u64, "job ended"),
     }
-    if let Some((final_job, evicted)) = shared.store.finish(&job.id, finish) {
-        if let Some(log) = &log {
-            log.close(final_job);
+    let completion = Completion { finish, report, run_result };
+    let done = shared.runtime.block_on(complete(&*shared.store, &running.fence, completion, shared.config.lease_ttl));
+    match done {
+        Ok(Some(_)) => {
+            shared.wakeups.notify(&job.id);
+            shared.metrics.finished.get_or_create(&FinishedLabels { status: status.name(), code }).inc();
+            shared.metrics.duration.observe(started.elapsed().as_secs_f64());
         }
-        for id in evicted {
-            shared.hub.remove(&id);
+        Ok(None) => tracing::warn!("the job's lease was lost before it ended: its result is discarded"),
+        Err(e) => {
+            tracing::error!(error = %e, "the end of the job could not be recorded; the rescuer will run it again")
         }
     }
     if let Some(experiment) = &job.experiment {
-        finalize(&*shared.store, &job.tenant, experiment);
+        shared.runtime.block_on(finalize(&*shared.store, &job.tenant, experiment));
     }
-    shared.metrics.finished.get_or_create(&FinishedLabels { status: status.name(), code }).inc();
-    shared.metrics.duration.observe(started.elapsed().as_secs_f64());
 }
 
 type Ended = std::thread::Result<Result<RunOutput, PipelineError>>;
 
-/// How a run ended -> the job's terminal status, error and report.
+/// How a run ended -> the job's terminal status, error and report. A run stopped by a client or
+/// by its time limit keeps the report of what it measured up to where it stopped (outcome
+/// `cancelled` or `timeout`), like a run that diverged (`non_finite`).
 fn classify(outcome: Ended, reason: StopReason, timeout: Duration) -> (Finish, Option<Arc<[u8]>>) {
     let fail = |status, code, message: String| (Finish { status, error: Some(JobFailure { code, message }) }, None);
-    let out = match outcome {
+    let mut out = match outcome {
         Err(payload) => {
             let msg = payload
                 .downcast_ref::<&str>()
@@ -404,44 +557,38 @@ fn classify(outcome: Ended, reason: StopReason, timeout: Duration) -> (Finish, O
     };
     let summary = &out.report.summary;
     let at = format!("at step {} of {}", summary.steps, summary.total_steps);
-    match summary.outcome {
-        Outcome::Cancelled => match reason {
-            StopReason::Timeout => fail(
-                JobStatus::Failed,
-                FailureCode::Timeout,
-                format!("stopped {at}: the run exceeded the per-job limit of {} s", timeout.as_secs_f64()),
-            ),
-            StopReason::Shutdown => fail(
-                JobStatus::Cancelled,
-                FailureCode::Shutdown,
-                format!("stopped {at}: the server shut down and its grace period ended"),
-            ),
+    let (status, error) = match summary.outcome {
+        Outcome::Completed => (JobStatus::Succeeded, None),
+        Outcome::NonFinite => {
+            let where_ = summary
+                .non_finite
+                .as_ref()
+                .map(|n| format!(" at step {} in {} ({})", n.step, n.layer, n.location))
+                .unwrap_or_default();
+            let message = format!("the run diverged: NaN or Inf{where_}; the report holds the probes up to there");
+            (JobStatus::Failed, Some(JobFailure { code: FailureCode::NonFinite, message }))
+        }
+        Outcome::Cancelled | Outcome::Timeout => match reason {
+            StopReason::Timeout => {
+                out.report.summary.outcome = Outcome::Timeout;
+                let message = format!(
+                    "stopped {at}: the run exceeded the per-job limit of {} s; the report holds what it measured up to there",
+                    timeout.as_secs_f64()
+                );
+                (JobStatus::Failed, Some(JobFailure { code: FailureCode::Timeout, message }))
+            }
+            StopReason::Shutdown | StopReason::LeaseLost => {
+                let message = format!("stopped {at}: the server shut down and its grace period ended");
+                return fail(JobStatus::Cancelled, FailureCode::Shutdown, message);
+            }
             StopReason::Client | StopReason::None => {
-                fail(JobStatus::Cancelled, FailureCode::Cancelled, format!("cancelled by request {at}"))
+                let message = format!("cancelled by request {at}; the report holds what it measured up to there");
+                (JobStatus::Cancelled, Some(JobFailure { code: FailureCode::Cancelled, message }))
             }
         },
-        outcome @ (Outcome::Completed | Outcome::NonFinite) => {
-            let report: Option<Arc<[u8]>> = serde_json::to_vec(&out.report).ok().map(Arc::from);
-            let Some(report) = report else {
-                return fail(JobStatus::Failed, FailureCode::Internal, "the report could not be serialised".into());
-            };
-            if outcome == Outcome::NonFinite {
-                let where_ = summary
-                    .non_finite
-                    .as_ref()
-                    .map(|n| format!(" at step {} in {} ({})", n.step, n.layer, n.location))
-                    .unwrap_or_default();
-                let message = format!("the run diverged: NaN or Inf{where_}; the report holds the probes up to there");
-                (
-                    Finish {
-                        status: JobStatus::Failed,
-                        error: Some(JobFailure { code: FailureCode::NonFinite, message }),
-                    },
-                    Some(report),
-                )
-            } else {
-                (Finish { status: JobStatus::Succeeded, error: None }, Some(report))
-            }
-        }
+    };
+    match serde_json::to_vec(&out.report) {
+        Ok(report) => (Finish { status, error }, Some(Arc::from(report))),
+        Err(_) => fail(JobStatus::Failed, FailureCode::Internal, "the report could not be serialised".into()),
     }
 }

@@ -1,25 +1,32 @@
 //! [`JobService`]: the one API of the job layer. The HTTP handlers call exactly one method of it
 //! per request and map its [`JobsError`]s; nothing else of the layer is theirs to touch.
 //!
-//! It admits jobs (validation against the configured limits, the bounded queue, idempotency
-//! keys), answers reads from the store, relays cancels to the pool, opens event subscriptions,
-//! runs synchronous analyses on tokio's blocking pool behind a semaphore with a timeout, and
-//! drives a graceful shutdown. Depends on the store, pool, event hub, pipeline and spec; uses
-//! tokio only for the blocking pool, the semaphore and timers; must not depend on HTTP crates.
+//! It opens the store the configuration names, admits jobs (validation against the configured
+//! limits, the bounded queue, idempotency keys), answers reads from the store, relays cancels
+//! to the pool (and, through the store, to other replicas), opens event subscriptions, runs
+//! synchronous analyses on tokio's blocking pool behind a semaphore with a timeout, and drives
+//! a graceful shutdown. Its background tasks on the runtime ([`super::upkeep`]) keep leases,
+//! rescue jobs of lost workers and expire old records. Depends on the store, pool, events,
+//! pipeline and spec; uses tokio for tasks, the blocking pool, the semaphore and timers; must
+//! not depend on HTTP crates.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
 use super::error::JobsError;
-use super::events::{EventHub, Subscription};
+use super::events::{Subscription, Wakeups};
 use super::metrics::JobMetrics;
 use super::pool::{PoolConfig, WorkerPool};
+pub use super::store::IdempotencyKey;
 use super::store::{
-    CancelOutcome, IdempotencyBegin, JobStore, MemoryStore, MemoryStoreConfig, NewJob, Page, StoreError,
+    CancelOutcome, Created, JobStore, MemoryStore, MemoryStoreConfig, NewJob, Owner, Page, PostgresConfig,
+    PostgresStore, RescueScope, SqliteConfig, SqliteStore, StoreError,
 };
 use super::{FailureCode, Job, JobFailure, JobStatus, Tenant};
 use crate::analysis::pipeline::{self, PipelineError};
@@ -27,9 +34,40 @@ use crate::analysis::Report;
 use crate::spec::experiment::ExperimentLimits;
 use crate::spec::{Limits, Spec};
 
+/// Which store keeps the jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// In memory: nothing survives the process (tests, the CLI).
+    Memory,
+    /// SQLite in this data directory (the server's default): one process.
+    Sqlite {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// PostgreSQL: every replica on the same database is one service.
+    Postgres {
+        /// `postgres://…`
+        url: String,
+        /// Cancels reach other replicas through NOTIFY (else through lease renewals).
+        notify: bool,
+    },
+}
+
 /// Everything the job layer can be configured with.
 #[derive(Debug, Clone)]
 pub struct JobsConfig {
+    /// Where jobs live.
+    pub store: StoreChoice,
+    /// A claimed job's lease lasts this long unless renewed.
+    pub lease_ttl: Duration,
+    /// Leases are renewed (and cancel requests read back) this often.
+    pub lease_renew: Duration,
+    /// Jobs whose lease expired are rescued about this often (with jitter).
+    pub rescue_every: Duration,
+    /// Attempts a job may take before its lost worker fails it with `worker_lost`.
+    pub max_attempts: u32,
+    /// Event streams look for events written by other replicas this often.
+    pub event_poll: Duration,
     /// Worker threads.
     pub workers: usize,
     /// Queued jobs at most; beyond it submissions are refused.
@@ -53,7 +91,7 @@ pub struct JobsConfig {
     /// An analysis taking longer is abandoned (its thread finishes in the background, still
     /// holding its slot).
     pub analyze_timeout: Duration,
-    /// Events kept per job for replay.
+    /// Events kept per job by the memory store.
     pub event_buffer: usize,
     /// Between probe steps, progress is reported at least this often.
     pub progress_heartbeat: Duration,
@@ -71,6 +109,12 @@ pub struct JobsConfig {
 impl Default for JobsConfig {
     fn default() -> Self {
         JobsConfig {
+            store: StoreChoice::Memory,
+            lease_ttl: Duration::from_secs(60),
+            lease_renew: Duration::from_secs(10),
+            rescue_every: Duration::from_secs(15),
+            max_attempts: 3,
+            event_poll: Duration::from_millis(500),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             queue_capacity: 1024,
             max_queued_per_tenant: usize::MAX,
@@ -96,15 +140,6 @@ impl Default for JobsConfig {
 /// 65,536 samples.
 pub fn default_analyze_limits() -> Limits {
     Limits { max_params: 5_000_000, max_samples: 65_536, max_batch_size: 4096, ..Limits::default() }
-}
-
-/// The key and body fingerprint of a request with an `Idempotency-Key`.
-#[derive(Debug, Clone)]
-pub struct IdempotencyKey {
-    /// The key as the client sent it.
-    pub key: String,
-    /// SHA-256 of the request body.
-    pub fingerprint: [u8; 32],
 }
 
 /// An accepted submission.
@@ -149,34 +184,79 @@ impl Readiness {
 #[derive(Debug)]
 pub struct JobService {
     pub(super) store: Arc<dyn JobStore>,
-    pub(super) hub: Arc<EventHub>,
-    pub(super) pool: WorkerPool,
+    pub(super) wakeups: Arc<Wakeups>,
+    pub(super) pool: Arc<WorkerPool>,
     pub(super) config: JobsConfig,
+    pub(super) owner: Owner,
     analyze_slots: Arc<Semaphore>,
-    metrics: JobMetrics,
+    pub(super) metrics: JobMetrics,
     shutting_down: AtomicBool,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-impl JobService {
-    /// Starts the service on an in-memory store: spawns the worker threads.
-    pub fn start(config: JobsConfig) -> std::io::Result<Self> {
-        let store = Arc::new(MemoryStore::new(MemoryStoreConfig {
+/// Opens the store `config` names. SQLite: the data directory's lock proves no other process
+/// runs its jobs, so every `running` row left by the previous process is taken back at once.
+pub async fn open_store(config: &JobsConfig) -> Result<Arc<dyn JobStore>, JobsError> {
+    let store: Arc<dyn JobStore> = match &config.store {
+        StoreChoice::Memory => Arc::new(MemoryStore::new(MemoryStoreConfig {
             capacity: config.queue_capacity,
             retain: config.retain_jobs,
             ttl: config.retention,
             max_idempotency_keys: 100_000,
             max_queued_per_tenant: config.max_queued_per_tenant,
-        }));
-        Self::with_store(config, store)
+            max_events_per_job: config.event_buffer,
+        })),
+        StoreChoice::Sqlite { dir } => {
+            let sqlite = SqliteConfig {
+                capacity: config.queue_capacity,
+                max_queued_per_tenant: config.max_queued_per_tenant,
+                ..SqliteConfig::new(dir)
+            };
+            let store = SqliteStore::open(sqlite).await.map_err(|e| JobsError::StoreOpen(e.to_string()))?;
+            let rescued = store
+                .rescue(RescueScope::AllRunning, config.max_attempts)
+                .await
+                .map_err(|e| JobsError::StoreOpen(e.to_string()))?;
+            tracing::info!(
+                data_dir = %dir.display(),
+                requeued = rescued.requeued.len(),
+                ended = rescued.ended.len(),
+                "job store: SQLite"
+            );
+            Arc::new(store)
+        }
+        StoreChoice::Postgres { url, notify } => {
+            let pg = PostgresConfig {
+                capacity: config.queue_capacity,
+                max_queued_per_tenant: config.max_queued_per_tenant,
+                notify: *notify,
+                ..PostgresConfig::new(url)
+            };
+            let store = PostgresStore::connect(pg).await.map_err(|e| JobsError::StoreOpen(e.to_string()))?;
+            tracing::info!(notify, "job store: PostgreSQL");
+            Arc::new(store)
+        }
+    };
+    Ok(store)
+}
+
+impl JobService {
+    /// Opens the configured store and starts the service on it. Call it on the runtime.
+    pub async fn start(config: JobsConfig) -> Result<Self, JobsError> {
+        let store = open_store(&config).await?;
+        Self::with_store(config, store).map_err(|e| JobsError::Internal(format!("starting the workers: {e}")))
     }
 
-    /// Starts the service on `store`.
+    /// Starts the service on `store`: the worker threads and the upkeep tasks (on the current
+    /// runtime).
     pub fn with_store(config: JobsConfig, store: Arc<dyn JobStore>) -> std::io::Result<Self> {
         let metrics = JobMetrics::default();
-        let hub = Arc::new(EventHub::new(config.event_buffer));
-        let pool = WorkerPool::start(
+        let wakeups = Arc::new(Wakeups::default());
+        let owner = Owner::for_this_process();
+        let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+        let pool = Arc::new(WorkerPool::start(
             Arc::clone(&store),
-            Arc::clone(&hub),
+            Arc::clone(&wakeups),
             metrics.clone(),
             PoolConfig {
                 workers: config.workers,
@@ -186,17 +266,25 @@ impl JobService {
                 worker_nice: config.worker_nice,
                 verify_share: config.verify_share,
                 test_hooks: config.test_hooks,
+                owner: owner.clone(),
+                lease_ttl: config.lease_ttl,
             },
-        )?;
-        Ok(JobService {
+            runtime,
+        )?);
+        let service = JobService {
             store,
-            hub,
+            wakeups,
             pool,
             analyze_slots: Arc::new(Semaphore::new(config.analyze_slots.max(1))),
             config,
+            owner,
             metrics,
             shutting_down: AtomicBool::new(false),
-        })
+            tasks: Mutex::new(Vec::new()),
+        };
+        let tasks = super::upkeep::spawn(&service);
+        *service.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+        Ok(service)
     }
 
     /// The configuration in force.
@@ -210,60 +298,40 @@ impl JobService {
     }
 
     /// Sets the gauges that mirror the store; called when metrics are scraped.
-    pub fn refresh_gauges(&self) {
-        self.metrics.queue_depth.set(self.store.queued() as i64);
-        self.metrics.running.set(self.store.running() as i64);
+    pub async fn refresh_gauges(&self) {
+        match self.store.stats().await {
+            Ok(stats) => self.metrics.set_store(&stats, self.pool.running()),
+            Err(e) => tracing::debug!(error = %e, "store statistics unavailable"),
+        }
     }
 
     /// Admits `spec` as a queued job. With an idempotency key, a repeat of an accepted request
-    /// returns the job it created (`replayed`), whatever that job's status is now.
-    pub fn submit(&self, tenant: &Tenant, spec: Spec, key: Option<IdempotencyKey>) -> Result<Submitted, JobsError> {
+    /// returns the job it created (`replayed`), whatever that job's status is now; the key is
+    /// recorded in the transaction that queues the job.
+    pub async fn submit(
+        &self,
+        tenant: &Tenant,
+        spec: Spec,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Submitted, JobsError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             self.metrics.submitted("shutting_down");
             return Err(self.shutting_down_error());
         }
         if let Some(k) = &key {
-            match self.store.idempotency_begin(tenant, &k.key, k.fingerprint) {
-                IdempotencyBegin::New => {}
-                IdempotencyBegin::Replay(id) => {
-                    self.metrics.submitted("replayed");
-                    return self.get(tenant, &id).map(|job| Submitted { job, replayed: true });
-                }
-                IdempotencyBegin::Mismatch => {
-                    self.metrics.submitted("conflict");
-                    return Err(JobsError::IdempotencyKeyReused);
-                }
-                IdempotencyBegin::InFlight => {
-                    self.metrics.submitted("conflict");
-                    return Err(JobsError::IdempotencyInFlight);
-                }
+            // A replay need not be validated again (the limits may have changed since).
+            match self.store.lookup_key(tenant, k).await {
+                Ok(Some(created)) => return self.created(created, None),
+                Ok(None) => {}
+                Err(e) => return Err(self.refused(self.store_error("", e))),
             }
         }
-        let result = self.admit(tenant, spec);
-        if let Some(k) = &key {
-            match &result {
-                Ok(job) => self.store.idempotency_complete(tenant, &k.key, &job.id),
-                // A refused request created nothing, so a retry with the same key (after the
-                // queue drains, say) must be able to succeed.
-                Err(_) => self.store.idempotency_abort(tenant, &k.key),
-            }
-        }
-        self.metrics.submitted(match &result {
-            Ok(_) => "accepted",
-            Err(JobsError::QueueFull { .. }) => "queue_full",
-            Err(JobsError::TenantQueueFull { .. }) => "tenant_queue_full",
-            Err(_) => "invalid",
-        });
-        result.map(|job| Submitted { job, replayed: false })
-    }
-
-    fn admit(&self, tenant: &Tenant, spec: Spec) -> Result<Job, JobsError> {
-        let config = spec.validate(&self.config.limits).map_err(|e| JobsError::Invalid(PipelineError::Invalid(e)))?;
-        let id = uuid::Uuid::now_v7().to_string();
-        // The log exists before the job can be claimed, so the worker always finds it.
-        self.hub.create(&id);
+        let config = match spec.validate(&self.config.limits) {
+            Ok(c) => c,
+            Err(e) => return Err(self.refused(JobsError::Invalid(PipelineError::Invalid(e)))),
+        };
         let new = NewJob {
-            id: id.clone(),
+            id: uuid::Uuid::now_v7().to_string(),
             tenant: tenant.clone(),
             name: spec.name.clone(),
             spec: Arc::new(spec),
@@ -271,51 +339,79 @@ impl JobService {
             probe_every: config.probes.every as u64,
             experiment: None,
         };
-        match self.store.create(new) {
-            Ok((job, evicted)) => {
-                for e in evicted {
-                    self.hub.remove(&e);
-                }
+        let id = new.id.clone();
+        match self.store.create(new, key).await {
+            Ok(created) => self.created(created, Some(&id)),
+            Err(e) => Err(self.refused(self.store_error(&id, e))),
+        }
+    }
+
+    /// What `create` answered -> the submission's result (`new`: the id of a job it queued).
+    fn created(&self, created: Created, new: Option<&str>) -> Result<Submitted, JobsError> {
+        match created {
+            Created::New(job) => {
                 self.pool.notify();
+                self.metrics.submitted("accepted");
                 tracing::info!(job.id = %job.id, total_steps = job.progress.total_steps, "job queued");
-                Ok(job)
+                debug_assert_eq!(new, Some(job.id.as_str()));
+                Ok(Submitted { job, replayed: false })
             }
-            Err(e) => {
-                self.hub.remove(&id);
-                Err(self.store_error(&id, e))
+            Created::Replay(job) => {
+                self.metrics.submitted("replayed");
+                Ok(Submitted { job, replayed: true })
+            }
+            Created::Mismatch => {
+                self.metrics.submitted("conflict");
+                Err(JobsError::IdempotencyKeyReused)
             }
         }
     }
 
+    /// Counts a refused submission.
+    fn refused(&self, e: JobsError) -> JobsError {
+        self.metrics.submitted(match &e {
+            JobsError::QueueFull { .. } => "queue_full",
+            JobsError::TenantQueueFull { .. } => "tenant_queue_full",
+            JobsError::Unavailable { .. } => "unavailable",
+            _ => "invalid",
+        });
+        e
+    }
+
     /// The job `id` of `tenant`.
-    pub fn get(&self, tenant: &Tenant, id: &str) -> Result<Job, JobsError> {
-        self.store.get(tenant, id).ok_or_else(|| JobsError::NotFound { id: id.to_owned() })
+    pub async fn get(&self, tenant: &Tenant, id: &str) -> Result<Job, JobsError> {
+        match self.store.get(tenant, id).await {
+            Ok(Some(job)) => Ok(job),
+            Ok(None) => Err(JobsError::NotFound { id: id.to_owned() }),
+            Err(e) => Err(self.store_error(id, e)),
+        }
     }
 
     /// A page of `tenant`'s jobs, newest first.
-    pub fn list(
+    pub async fn list(
         &self,
         tenant: &Tenant,
         status: Option<JobStatus>,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, JobsError> {
-        self.store.list(tenant, status, limit, cursor).map_err(|e| self.store_error("", e))
+        self.store.list(tenant, status, limit, cursor).await.map_err(|e| self.store_error("", e))
     }
 
-    /// Cancels a queued job at once; asks a running one to stop at its next step.
-    pub fn cancel(&self, tenant: &Tenant, id: &str) -> Result<Cancel, JobsError> {
+    /// Cancels a queued job at once; asks a running one to stop at its next step, on whichever
+    /// replica runs it.
+    pub async fn cancel(&self, tenant: &Tenant, id: &str) -> Result<Cancel, JobsError> {
         let failure =
             JobFailure { code: FailureCode::Cancelled, message: "cancelled by request before it started".into() };
-        match self.store.cancel(tenant, id, failure).map_err(|e| self.store_error(id, e))? {
+        match self.store.cancel(tenant, id, failure).await.map_err(|e| self.store_error(id, e))? {
             CancelOutcome::Cancelled(job) => {
-                if let Some(log) = self.hub.get(id) {
-                    log.close(job.clone());
-                }
+                self.wakeups.notify(id);
                 tracing::info!(job.id = %id, "queued job cancelled");
                 Ok(Cancel::Accepted(job))
             }
             CancelOutcome::Requested(job) => {
+                // Here, if it runs here; elsewhere the store's notification (or the next lease
+                // renewal) tells the replica that runs it.
                 self.pool.cancel(id);
                 tracing::info!(job.id = %id, "cancel requested for a running job");
                 Ok(Cancel::Accepted(job))
@@ -324,24 +420,34 @@ impl JobService {
         }
     }
 
-    /// Deletes a finished job and its report.
-    pub fn delete(&self, tenant: &Tenant, id: &str) -> Result<(), JobsError> {
-        self.store.delete(tenant, id).map_err(|e| self.store_error(id, e))?;
-        self.hub.remove(id);
-        Ok(())
+    /// Deletes a finished job, its report and its events.
+    pub async fn delete(&self, tenant: &Tenant, id: &str) -> Result<(), JobsError> {
+        self.store.delete(tenant, id).await.map_err(|e| self.store_error(id, e))
     }
 
-    /// The report (serialised JSON) of a succeeded job, or of a failed one that diverged.
-    pub fn report(&self, tenant: &Tenant, id: &str) -> Result<Arc<[u8]>, JobsError> {
-        self.store.report(tenant, id).map_err(|e| self.store_error(id, e))
+    /// The report (serialised JSON) of a succeeded job, of a failed one that diverged or timed
+    /// out, or of a cancelled one (what it measured up to where it stopped).
+    pub async fn report(&self, tenant: &Tenant, id: &str) -> Result<Arc<[u8]>, JobsError> {
+        self.store.report(tenant, id).await.map_err(|e| self.store_error(id, e))
     }
 
     /// Events of `id` after `last_event_id` (all when `None`), ending with the final status.
-    pub fn subscribe(&self, tenant: &Tenant, id: &str, last_event_id: Option<u64>) -> Result<Subscription, JobsError> {
+    pub async fn subscribe(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        last_event_id: Option<u64>,
+    ) -> Result<Subscription, JobsError> {
         // Ask the store first: it is the authority on whether the job exists (for this tenant).
-        self.get(tenant, id)?;
-        let log = self.hub.get(id).ok_or_else(|| JobsError::NotFound { id: id.to_owned() })?;
-        Ok(log.subscribe(last_event_id.unwrap_or(0)))
+        self.get(tenant, id).await?;
+        Ok(Subscription::new(
+            Arc::clone(&self.store),
+            &self.wakeups,
+            tenant.clone(),
+            id.to_owned(),
+            last_event_id.unwrap_or(0),
+            self.config.event_poll,
+        ))
     }
 
     /// One forward/backward of `spec` on tokio's blocking pool, at most `analyze_slots` at once,
@@ -378,38 +484,34 @@ impl JobService {
         }
     }
 
-    /// Whether the service can take work.
-    pub fn readiness(&self) -> Readiness {
+    /// Whether the service can take work: the store answers within 2 s, every worker lives, no
+    /// shutdown has begun.
+    pub async fn readiness(&self) -> Readiness {
+        let ping = tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await;
         Readiness {
-            store_reachable: self.store.is_reachable(),
+            store_reachable: matches!(ping, Ok(Ok(()))),
             workers_alive: self.pool.alive(),
             workers: self.pool.size(),
             shutting_down: self.shutting_down.load(Ordering::SeqCst),
         }
     }
 
-    /// First half of a shutdown: refuse new work (readiness turns false) and cancel every queued
-    /// job with code `shutdown`. Running jobs go on. Returns how many were cancelled.
-    pub fn begin_shutdown(&self) -> usize {
+    /// First half of a shutdown: refuse new work (readiness turns false) and stop claiming.
+    /// Queued jobs stay queued, for other replicas or the next start; running jobs go on.
+    pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
-        let failure = JobFailure {
-            code: FailureCode::Shutdown,
-            message: "the server shut down before the job started; submit it again".into(),
-        };
-        let cancelled = self.store.cancel_queued(failure);
-        for job in &cancelled {
-            if let Some(log) = self.hub.get(&job.id) {
-                log.close(job.clone());
-            }
-        }
-        cancelled.len()
+        self.pool.stop_claiming();
     }
 
-    /// Second half: wait up to `grace` for running jobs, then stop them (they end `cancelled`
-    /// with code `shutdown`) and join the workers. Blocking: call it off the runtime.
-    pub fn finish_shutdown(&self, grace: Duration) {
+    /// Second half: wait up to `grace` for running jobs, then stop them and give them back to
+    /// the queue (without using an attempt), join the workers and stop the upkeep tasks.
+    pub async fn finish_shutdown(&self, grace: Duration) {
         self.begin_shutdown();
-        self.pool.shutdown(grace);
+        let pool = Arc::clone(&self.pool);
+        let _ = tokio::task::spawn_blocking(move || pool.shutdown(grace)).await;
+        for task in std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner())) {
+            task.abort();
+        }
     }
 
     pub(super) fn is_shutting_down(&self) -> bool {
@@ -422,18 +524,22 @@ impl JobService {
 
     pub(super) fn store_error(&self, id: &str, e: StoreError) -> JobsError {
         let id = id.to_owned();
+        let retry_after_secs = self.config.retry_after.as_secs().max(1);
         match e {
             StoreError::NotFound => JobsError::NotFound { id },
-            StoreError::QueueFull { capacity } => {
-                JobsError::QueueFull { capacity, retry_after_secs: self.config.retry_after.as_secs().max(1) }
-            }
+            StoreError::QueueFull { capacity } => JobsError::QueueFull { capacity, retry_after_secs },
             StoreError::NotFinished(status) => JobsError::NotFinished { id, status },
             StoreError::ReportNotReady(status) => JobsError::ReportNotReady { id, status },
             StoreError::NoReport(status, reason) => JobsError::NoReport { id, status, reason },
             StoreError::InvalidCursor => JobsError::InvalidCursor,
             StoreError::TenantQueueFull { queued, limit } => {
-                JobsError::TenantQueueFull { queued, limit, retry_after_secs: self.config.retry_after.as_secs().max(1) }
+                JobsError::TenantQueueFull { queued, limit, retry_after_secs }
             }
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "the job store is unavailable");
+                JobsError::Unavailable { retry_after_secs }
+            }
+            StoreError::Corrupt(detail) => JobsError::Internal(format!("the job store: {detail}")),
         }
     }
 }

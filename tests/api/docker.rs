@@ -14,6 +14,7 @@ struct Runtime {
     cmd: Vec<String>,
     healthcheck: Vec<String>,
     expose: Vec<u16>,
+    volumes: Vec<String>,
 }
 
 fn json_array(s: &str) -> Vec<String> {
@@ -39,6 +40,7 @@ fn runtime_stage() -> Runtime {
             "ENTRYPOINT" => rt.entrypoint = json_array(rest),
             "CMD" => rt.cmd = json_array(rest),
             "EXPOSE" => rt.expose.extend(rest.split_whitespace().map(|p| p.parse::<u16>().unwrap())),
+            "VOLUME" => rt.volumes.extend(json_array(rest)),
             "HEALTHCHECK" => {
                 let cmd = rest.split_once("CMD").expect("HEALTHCHECK CMD").1;
                 rt.healthcheck = json_array(cmd);
@@ -68,6 +70,19 @@ fn the_binary_serves_with_exactly_the_dockerfile_arguments_and_environment() {
         std::net::TcpListener::bind(("0.0.0.0", port)).is_ok(),
         "port {port} is busy: stop whatever listens on it (this test runs the image's exact command line)"
     );
+
+    // The job store lives in the image's volume; here, in a fresh directory standing in for it.
+    let data = rt.env.iter().position(|(k, _)| k == "GRADSCOPE_DATA_DIR").expect("GRADSCOPE_DATA_DIR");
+    assert!(
+        rt.volumes.contains(&rt.env[data].1),
+        "the data directory {} is a VOLUME: {:?}",
+        rt.env[data].1,
+        rt.volumes
+    );
+    let mut env = rt.env.clone();
+    let dir = std::env::temp_dir().join(format!("gradscope-docker-test-{}", std::process::id()));
+    env[data].1 = dir.display().to_string();
+    let rt = Runtime { env, ..rt };
 
     let argv: Vec<String> = rt.entrypoint.iter().chain(&rt.cmd).cloned().collect();
     let mut server = command(&argv, &rt.env).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();

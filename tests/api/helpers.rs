@@ -29,6 +29,14 @@ const DEFAULTS: [(&str, &str); 5] = [
     ("--max-body-bytes", "65536"),
 ];
 
+/// A name no other test server in any process uses.
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 /// A server with the default test flags.
 pub async fn spawn_app() -> TestApp {
     spawn_with(&[]).await
@@ -42,6 +50,12 @@ pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
             Some(slot) => slot.1 = v.to_string(),
             None => flags.push((k.to_string(), v.to_string())),
         }
+    }
+    // Each server its own SQLite store (the default store) in a fresh directory, unless the test
+    // names another.
+    if !flags.iter().any(|(f, _)| f == "--data-dir" || f == "--store" || f == "--database-url") {
+        let dir = std::env::temp_dir().join(format!("gradscope-api-test-{}", uuid_like()));
+        flags.push(("--data-dir".into(), dir.display().to_string()));
     }
     let mut args = vec!["gradscope".to_string(), "--test-hooks".to_string()];
     for (k, v) in flags {

@@ -85,7 +85,7 @@ pub struct VariantInput {
 }
 
 /// An axis of a grid: a JSON Pointer into the spec and the values it takes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Axis {
     /// The pointer.
     pub pointer: String,

@@ -11,13 +11,23 @@ use crate::jobs::Tenant;
 
 /// Computes and stores the summary of experiment `id` (of `tenant`) if every run has ended and
 /// it has none.
-pub fn finalize(store: &dyn JobStore, tenant: &Tenant, id: &str) {
-    let Some(snap) = store.experiment(tenant, id) else { return };
+pub async fn finalize(store: &dyn JobStore, tenant: &Tenant, id: &str) {
+    let snap = match store.experiment(tenant, id).await {
+        Ok(Some(snap)) => snap,
+        Ok(None) => return,
+        Err(e) => {
+            // The next read of the experiment finalizes it.
+            tracing::warn!(experiment.id = %id, error = %e, "cannot finalize the experiment now");
+            return;
+        }
+    };
     if snap.record.result.is_some() || !snap.record.all_ended() {
         return;
     }
     let result = summarize(&snap.record.input());
-    if store.put_experiment_result(id, Arc::new(result)) {
-        tracing::info!(experiment.id = %id, "experiment finished");
+    match store.put_experiment_result(id, Arc::new(result)).await {
+        Ok(true) => tracing::info!(experiment.id = %id, "experiment finished"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(experiment.id = %id, error = %e, "cannot store the experiment's result now"),
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! submit_experiment --parse/plan/admit--> store.create_experiment (N queued jobs, one group)
-//! worker: run a job -> RunResult::from_report -> store.put_run_result -> store.finish
+//! worker: run a job -> RunResult::from_report -> store.complete (status, report, run result)
 //!         -> finalize: all runs ended? -> analysis::experiment::summarize -> store.put_experiment_result
 //! ```
 //!
@@ -94,14 +94,14 @@ fn remedies(report: &[u8], job: &str) -> Result<(Value, Vec<NamedPatch>), JobsEr
 
 impl JobService {
     /// Admits an experiment of `tenant`: every (variant, seed) becomes a queued job of one group.
-    pub fn submit_experiment(&self, tenant: &Tenant, body: &Value) -> Result<Experiment, JobsError> {
+    pub async fn submit_experiment(&self, tenant: &Tenant, body: &Value) -> Result<Experiment, JobsError> {
         if self.is_shutting_down() {
             return Err(self.shutting_down_error());
         }
         let plan = parse_experiment(body).map_err(invalid)?;
         let remedies = match &plan.design {
             Design::RemediesOf(job) => {
-                let report = self.store.report(tenant, job).map_err(|e| match e {
+                let report = self.store.report(tenant, job).await.map_err(|e| match e {
                     StoreError::NotFound => JobsError::NotFound { id: job.clone() },
                     other => invalid_at("/remedies_of", self.store_error(job, other).to_string()),
                 })?;
@@ -154,47 +154,38 @@ impl JobService {
             heatmap: plan.heatmap,
             variants: records,
         };
-        // Every log exists before its job can be claimed, so the worker always finds it.
-        for j in &jobs {
-            self.hub.create(&j.id);
-        }
-        let job_ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
-        match self.store.create_experiment(new, jobs) {
-            Ok((snap, evicted)) => {
-                for e in evicted {
-                    self.hub.remove(&e);
-                }
+        let runs = jobs.len();
+        match self.store.create_experiment(new, jobs).await {
+            Ok(snap) => {
                 self.pool.notify_all();
-                tracing::info!(experiment.id = %id, runs = job_ids.len(), "experiment queued");
+                tracing::info!(experiment.id = %id, runs, "experiment queued");
                 Ok(snap.view())
             }
-            Err(e) => {
-                for j in &job_ids {
-                    self.hub.remove(j);
-                }
-                Err(self.store_error(&id, e))
-            }
+            Err(e) => Err(self.store_error(&id, e)),
         }
     }
 
-    fn snapshot(&self, tenant: &Tenant, id: &str) -> Result<ExperimentSnapshot, JobsError> {
+    async fn snapshot(&self, tenant: &Tenant, id: &str) -> Result<ExperimentSnapshot, JobsError> {
         let not_found = || JobsError::ExperimentNotFound { id: id.to_owned() };
-        let snap = self.store.experiment(tenant, id).ok_or_else(not_found)?;
+        let read = |r: Result<Option<ExperimentSnapshot>, StoreError>| {
+            r.map_err(|e| self.store_error(id, e))?.ok_or_else(not_found)
+        };
+        let snap = read(self.store.experiment(tenant, id).await)?;
         if snap.record.result.is_none() && snap.record.all_ended() {
-            finalize(&*self.store, tenant, id);
-            return self.store.experiment(tenant, id).ok_or_else(not_found);
+            finalize(&*self.store, tenant, id).await;
+            return read(self.store.experiment(tenant, id).await);
         }
         Ok(snap)
     }
 
     /// The experiment `id`, with its result once every run has ended.
-    pub fn get_experiment(&self, tenant: &Tenant, id: &str) -> Result<Experiment, JobsError> {
-        Ok(self.snapshot(tenant, id)?.view())
+    pub async fn get_experiment(&self, tenant: &Tenant, id: &str) -> Result<Experiment, JobsError> {
+        Ok(self.snapshot(tenant, id).await?.view())
     }
 
     /// The result of a finished experiment (for its HTML page and plots).
-    pub fn experiment_result(&self, tenant: &Tenant, id: &str) -> Result<Arc<ExperimentResult>, JobsError> {
-        let snap = self.snapshot(tenant, id)?;
+    pub async fn experiment_result(&self, tenant: &Tenant, id: &str) -> Result<Arc<ExperimentResult>, JobsError> {
+        let snap = self.snapshot(tenant, id).await?;
         snap.record
             .result
             .clone()
@@ -202,13 +193,13 @@ impl JobService {
     }
 
     /// A page of experiments, newest first, without their results.
-    pub fn list_experiments(
+    pub async fn list_experiments(
         &self,
         tenant: &Tenant,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<ExperimentList, JobsError> {
-        let page = self.store.list_experiments(tenant, limit, cursor).map_err(|e| self.store_error("", e))?;
+        let page = self.store.list_experiments(tenant, limit, cursor).await.map_err(|e| self.store_error("", e))?;
         let experiments = page
             .experiments
             .into_iter()
@@ -222,40 +213,36 @@ impl JobService {
     }
 
     /// Cancels every queued run of the experiment and stops its running ones within a step.
-    pub fn cancel_experiment(&self, tenant: &Tenant, id: &str) -> Result<ExperimentCancel, JobsError> {
+    pub async fn cancel_experiment(&self, tenant: &Tenant, id: &str) -> Result<ExperimentCancel, JobsError> {
         let failure = JobFailure {
             code: FailureCode::Cancelled,
             message: "cancelled with its experiment before it started".into(),
         };
-        let (snap, cancelled, running) = self.store.cancel_experiment(tenant, id, failure).map_err(|e| match e {
-            StoreError::NotFound => JobsError::ExperimentNotFound { id: id.to_owned() },
-            other => self.store_error(id, other),
-        })?;
+        let (snap, cancelled, running) =
+            self.store.cancel_experiment(tenant, id, failure).await.map_err(|e| match e {
+                StoreError::NotFound => JobsError::ExperimentNotFound { id: id.to_owned() },
+                other => self.store_error(id, other),
+            })?;
         if cancelled.is_empty() && running.is_empty() && snap.record.all_ended() {
-            return Ok(ExperimentCancel::AlreadyFinished(self.snapshot(tenant, id)?.view()));
+            return Ok(ExperimentCancel::AlreadyFinished(self.snapshot(tenant, id).await?.view()));
         }
         for job in cancelled {
-            if let Some(log) = self.hub.get(&job.id) {
-                log.close(job);
-            }
+            self.wakeups.notify(&job.id);
         }
         for job in &running {
             self.pool.cancel(job);
         }
         tracing::info!(experiment.id = %id, running = running.len(), "experiment cancelled");
-        Ok(ExperimentCancel::Accepted(self.snapshot(tenant, id)?.view()))
+        Ok(ExperimentCancel::Accepted(self.snapshot(tenant, id).await?.view()))
     }
 
     /// Deletes a finished experiment and every job (and report) of it.
-    pub fn delete_experiment(&self, tenant: &Tenant, id: &str) -> Result<(), JobsError> {
-        let ids = self.store.delete_experiment(tenant, id).map_err(|e| match e {
+    pub async fn delete_experiment(&self, tenant: &Tenant, id: &str) -> Result<(), JobsError> {
+        self.store.delete_experiment(tenant, id).await.map_err(|e| match e {
             StoreError::NotFound => JobsError::ExperimentNotFound { id: id.to_owned() },
             StoreError::NotFinished(status) => JobsError::ExperimentNotFinished { id: id.to_owned(), status },
             other => self.store_error(id, other),
         })?;
-        for job in ids {
-            self.hub.remove(&job);
-        }
         Ok(())
     }
 }

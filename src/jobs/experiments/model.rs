@@ -15,7 +15,7 @@ use crate::analysis::experiment::{
 use crate::jobs::{rfc3339, JobFailure, JobProgress, JobStatus};
 
 /// A variant as the store keeps it: its spec and the job of each seed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VariantRecord {
     /// Unique name.
     pub name: String,
@@ -31,8 +31,8 @@ pub struct VariantRecord {
     pub job_ids: Vec<String>,
 }
 
-/// An experiment to add to the store, with its jobs.
-#[derive(Debug, Clone, PartialEq)]
+/// An experiment to add to the store, with its jobs (stored as JSON by the durable stores).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewExperiment {
     /// Its id.
     pub id: String,
@@ -55,7 +55,7 @@ pub struct NewExperiment {
 }
 
 /// What a run of an experiment left, as the store records it when the job ends.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSlot {
     /// The job's status when it ended.
     pub status: JobStatus,

@@ -10,9 +10,10 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use super::{Inner, NewJob};
+use super::Inner;
 use crate::analysis::experiment::RunResult;
 use crate::jobs::experiments::model::{ExperimentRecord, ExperimentSnapshot, NewExperiment, RunSlot};
+use crate::jobs::store::NewJob;
 use crate::jobs::Job;
 
 impl Inner {
