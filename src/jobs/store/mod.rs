@@ -481,8 +481,21 @@ pub(crate) fn decode_cursor(cursor: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
+/// How `rescue` ends a running job whose lease it takes, by every store's one rule: cancelled
+/// when a cancel was requested, `failed`/`worker_lost` once `max_attempts` attempts were used;
+/// `None`: back to the queue for another attempt.
+pub fn rescue_finish(cancel_requested: bool, attempt: u32, max_attempts: u32) -> Option<Finish> {
+    if cancel_requested {
+        Some(Finish { status: JobStatus::Cancelled, error: Some(cancelled_while_lost()) })
+    } else if attempt >= max_attempts {
+        Some(Finish { status: JobStatus::Failed, error: Some(worker_lost(attempt)) })
+    } else {
+        None
+    }
+}
+
 /// The failure of a job whose attempts all ended with their worker gone.
-pub fn worker_lost(attempts: u32) -> JobFailure {
+fn worker_lost(attempts: u32) -> JobFailure {
     JobFailure {
         code: super::FailureCode::WorkerLost,
         message: format!(
@@ -493,7 +506,7 @@ pub fn worker_lost(attempts: u32) -> JobFailure {
 }
 
 /// The failure of a running job cancelled while its worker was gone.
-pub fn cancelled_while_lost() -> JobFailure {
+fn cancelled_while_lost() -> JobFailure {
     JobFailure {
         code: super::FailureCode::Cancelled,
         message: "cancelled by request; its worker was lost before it stopped".into(),

@@ -41,9 +41,9 @@ use tokio::task::JoinHandle;
 
 use super::sql::{self, db, ExperimentRow, JobRow, EXPERIMENT_COLUMNS, JOB_COLUMNS};
 use super::{
-    cancelled_while_lost, decode_cursor, encode_cursor, pick_fair, worker_lost, CancelOutcome, Claimed, Completion,
-    Created, Expired, Fence, Finish, IdempotencyKey, JobEvent, JobStore, LeaseState, NewJob, Owner, Page, RescueScope,
-    Rescued, SeqEvent, StoreError, StoreStats,
+    decode_cursor, encode_cursor, pick_fair, rescue_finish, CancelOutcome, Claimed, Completion, Created, Expired,
+    Fence, Finish, IdempotencyKey, JobEvent, JobStore, LeaseState, NewJob, Owner, Page, RescueScope, Rescued, SeqEvent,
+    StoreError, StoreStats,
 };
 use crate::analysis::experiment::{ExperimentResult, RunResult};
 use crate::jobs::experiments::model::{ExperimentPage, ExperimentSnapshot, NewExperiment, RunSlot};
@@ -954,13 +954,7 @@ impl JobStore for PostgresStore {
         let mut rescued = Rescued::default();
         for (id, a, cancel_requested) in lost {
             let a = attempt(a)?;
-            let finish = if cancel_requested {
-                Some(Finish { status: JobStatus::Cancelled, error: Some(cancelled_while_lost()) })
-            } else if a >= max_attempts {
-                Some(Finish { status: JobStatus::Failed, error: Some(worker_lost(a)) })
-            } else {
-                None
-            };
+            let finish = rescue_finish(cancel_requested, a, max_attempts);
             match finish {
                 Some(finish) => rescued.ended.extend(set_terminal(&mut tx, &id, &finish, None).await?),
                 None => rescued.requeued.push(id),

@@ -24,9 +24,9 @@ use sqlx::{Row, SqlitePool};
 
 use super::sql::{self, db, ExperimentRow, JobRow, EXPERIMENT_COLUMNS, JOB_COLUMNS};
 use super::{
-    cancelled_while_lost, decode_cursor, encode_cursor, pick_fair, worker_lost, CancelOutcome, Claimed, Completion,
-    Created, Expired, Fence, Finish, IdempotencyKey, JobEvent, JobStore, LeaseState, NewJob, Owner, Page, RescueScope,
-    Rescued, SeqEvent, StoreError, StoreStats,
+    decode_cursor, encode_cursor, pick_fair, rescue_finish, CancelOutcome, Claimed, Completion, Created, Expired,
+    Fence, Finish, IdempotencyKey, JobEvent, JobStore, LeaseState, NewJob, Owner, Page, RescueScope, Rescued, SeqEvent,
+    StoreError, StoreStats,
 };
 use crate::analysis::experiment::{ExperimentResult, RunResult};
 use crate::jobs::experiments::model::{ExperimentPage, ExperimentSnapshot, NewExperiment, RunSlot};
@@ -661,13 +661,7 @@ impl JobStore for SqliteStore {
         let mut rescued = Rescued::default();
         for (id, attempt, cancel_requested) in lost {
             let attempt = to_u32(attempt);
-            let finish = if cancel_requested {
-                Some(Finish { status: JobStatus::Cancelled, error: Some(cancelled_while_lost()) })
-            } else if attempt >= max_attempts {
-                Some(Finish { status: JobStatus::Failed, error: Some(worker_lost(attempt)) })
-            } else {
-                None
-            };
+            let finish = rescue_finish(cancel_requested, attempt, max_attempts);
             match finish {
                 Some(finish) => rescued.ended.extend(Self::set_terminal(&mut tx, &id, &finish, None).await?),
                 None => {

@@ -18,9 +18,9 @@ use async_trait::async_trait;
 mod experiments;
 
 use super::{
-    cancelled_while_lost, decode_cursor, encode_cursor, pick_fair, worker_lost, CancelOutcome, Claimed, Completion,
-    Created, Expired, Fence, Finish, IdempotencyKey, JobEvent, JobStore, LeaseState, NewJob, Owner, Page, RescueScope,
-    Rescued, SeqEvent, StoreError, StoreStats,
+    decode_cursor, encode_cursor, pick_fair, rescue_finish, CancelOutcome, Claimed, Completion, Created, Expired,
+    Fence, Finish, IdempotencyKey, JobEvent, JobStore, LeaseState, NewJob, Owner, Page, RescueScope, Rescued, SeqEvent,
+    StoreError, StoreStats,
 };
 use crate::analysis::experiment::{ExperimentResult, RunResult};
 use crate::jobs::experiments::model::{ExperimentPage, ExperimentRecord, ExperimentSnapshot, NewExperiment};
@@ -489,13 +489,7 @@ impl JobStore for MemoryStore {
         let mut rescued = Rescued::default();
         for id in lost {
             let Some(r) = inner.jobs.get_mut(&id) else { continue };
-            let finish = if r.cancel_requested {
-                Some(Finish { status: JobStatus::Cancelled, error: Some(cancelled_while_lost()) })
-            } else if r.attempt >= max_attempts {
-                Some(Finish { status: JobStatus::Failed, error: Some(worker_lost(r.attempt)) })
-            } else {
-                None
-            };
+            let finish = rescue_finish(r.cancel_requested, r.attempt, max_attempts);
             match finish {
                 Some(finish) => {
                     rescued.ended.extend(inner.set_terminal(&id, finish, None, self.config.max_events_per_job));
