@@ -28,6 +28,7 @@ use super::store::{
     CancelOutcome, Created, JobStore, MemoryStore, MemoryStoreConfig, NewJob, Owner, Page, PostgresConfig,
     PostgresStore, RescueScope, SqliteConfig, SqliteStore, StoreError,
 };
+use super::upkeep::{self, UpkeepConfig};
 use super::{FailureCode, Job, JobFailure, JobStatus, Tenant};
 use crate::analysis::pipeline::{self, PipelineError};
 use crate::analysis::Report;
@@ -282,7 +283,16 @@ impl JobService {
             shutting_down: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
         };
-        let tasks = super::upkeep::spawn(&service);
+        let c = &service.config;
+        let upkeep = UpkeepConfig {
+            lease_renew: c.lease_renew,
+            lease_ttl: c.lease_ttl,
+            rescue_every: c.rescue_every,
+            max_attempts: c.max_attempts,
+            retention: c.retention,
+        };
+        let tasks =
+            upkeep::spawn(&service.store, &service.pool, &service.wakeups, &service.owner, upkeep, &service.metrics);
         *service.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         Ok(service)
     }

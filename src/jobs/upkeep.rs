@@ -25,33 +25,48 @@ use tokio::task::JoinHandle;
 use super::events::Wakeups;
 use super::metrics::JobMetrics;
 use super::pool::{StopReason, WorkerPool};
-use super::service::JobService;
 use super::store::{JobStore, Owner, RescueScope};
 
-/// Starts the tasks of `service` on the current runtime.
-pub(super) fn spawn(service: &JobService) -> Vec<JoinHandle<()>> {
-    let c = &service.config;
+/// What the tasks need to know (from the service's configuration).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct UpkeepConfig {
+    pub lease_renew: Duration,
+    pub lease_ttl: Duration,
+    pub rescue_every: Duration,
+    pub max_attempts: u32,
+    pub retention: Duration,
+}
+
+/// Starts the tasks on the current runtime.
+pub(super) fn spawn(
+    store: &Arc<dyn JobStore>,
+    pool: &Arc<WorkerPool>,
+    wakeups: &Arc<Wakeups>,
+    owner: &Owner,
+    c: UpkeepConfig,
+    metrics: &JobMetrics,
+) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![
         tokio::spawn(keep_leases(
-            Arc::clone(&service.store),
-            Arc::clone(&service.pool),
-            service.owner.clone(),
+            Arc::clone(store),
+            Arc::clone(pool),
+            owner.clone(),
             c.lease_renew,
             c.lease_ttl,
-            service.metrics.clone(),
+            metrics.clone(),
         )),
         tokio::spawn(rescue(
-            Arc::clone(&service.store),
-            Arc::clone(&service.pool),
-            Arc::clone(&service.wakeups),
+            Arc::clone(store),
+            Arc::clone(pool),
+            Arc::clone(wakeups),
             c.rescue_every,
             c.max_attempts,
-            service.metrics.clone(),
+            metrics.clone(),
         )),
-        tokio::spawn(expire(Arc::clone(&service.store), c.retention, service.metrics.clone())),
+        tokio::spawn(expire(Arc::clone(store), c.retention, metrics.clone())),
     ];
-    if let Some(mut cancels) = service.store.cancel_notifications() {
-        let pool = Arc::clone(&service.pool);
+    if let Some(mut cancels) = store.cancel_notifications() {
+        let pool = Arc::clone(pool);
         tasks.push(tokio::spawn(async move {
             loop {
                 match cancels.recv().await {
