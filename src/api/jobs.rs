@@ -299,8 +299,8 @@ impl AsRef<[u8]> for ArcBytes {
 
 /// Live progress as Server-Sent Events.
 ///
-/// `event: progress` (data: `{"step", "total_steps", "loss"}`) at least once per probe interval
-/// while the job runs, then one `event: status` (data: the Job) when it ends, and the stream
+/// `event: progress` (data: `{"step", "total_steps", "loss"}`) at probe steps, at most ten a
+/// second, and every 0.5 s between probes while the job runs (always the last step), then one `event: status` (data: the Job) when it ends, and the stream
 /// closes. Every event has an increasing `id`; reconnect with `Last-Event-ID` to resume after it.
 /// A job that has already finished answers with its final `status` event at once.
 #[utoipa::path(

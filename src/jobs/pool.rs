@@ -350,6 +350,38 @@ fn watchdog(shared: &Shared) {
     }
 }
 
+/// Which steps of a run become progress events (each one a row in the store and an SSE event).
+///
+/// A probe step is reported, but at most one per [`PROGRESS_MIN_GAP`] (a tiny network probed
+/// every 5 steps makes tens of thousands of probe steps a second, which no client can read and
+/// no database should write); between reports, at least one per `heartbeat`, so that slow runs
+/// still show movement; the last step always. docs/service.md states this rule.
+#[derive(Debug)]
+struct ProgressGate {
+    every: u64,
+    heartbeat: Duration,
+    last: Instant,
+}
+
+/// The least time between two progress events of one run, except for the last step.
+pub const PROGRESS_MIN_GAP: Duration = Duration::from_millis(100);
+
+impl ProgressGate {
+    fn new(every: u64, heartbeat: Duration, start: Instant) -> Self {
+        ProgressGate { every: every.max(1), heartbeat, last: start }
+    }
+
+    fn admit(&mut self, step: u64, total_steps: u64, now: Instant) -> bool {
+        let since = now.saturating_duration_since(self.last);
+        let probe = step.is_multiple_of(self.every) && since >= PROGRESS_MIN_GAP;
+        let admit = step == total_steps || probe || since >= self.heartbeat;
+        if admit {
+            self.last = now;
+        }
+        admit
+    }
+}
+
 /// Progress on its way from the training thread to the store: the callback appends, a task on
 /// the runtime writes what has accumulated, in order, one transaction per batch.
 #[derive(Debug, Default)]
@@ -449,17 +481,11 @@ fn run_job(shared: &Shared, job: Claimed) {
         if shared.config.test_hooks && job.spec.name.as_deref() == Some(PANIC_HOOK_NAME) {
             panic!("test hook: the spec asked this job to panic");
         }
-        let every = job.probe_every.max(1);
-        let heartbeat = shared.config.progress_heartbeat;
-        let mut last = Instant::now();
+        let mut gate = ProgressGate::new(job.probe_every, shared.config.progress_heartbeat, Instant::now());
         let mut on_progress = |p: Progress| {
-            let step = p.step as u64;
-            // Every probe interval (what the API promises) and, between probes, at least every
-            // `heartbeat` so that slow runs still show movement; never every step of a fast run.
-            if step.is_multiple_of(every) || p.step == p.total_steps || last.elapsed() >= heartbeat {
-                last = Instant::now();
+            if gate.admit(p.step as u64, p.total_steps as u64, Instant::now()) {
                 out.push(JobProgress {
-                    step,
+                    step: p.step as u64,
                     total_steps: p.total_steps as u64,
                     loss: p.loss.is_finite().then_some(p.loss),
                 });
@@ -590,5 +616,41 @@ fn classify(outcome: Ended, reason: StopReason, timeout: Duration) -> (Finish, O
     match serde_json::to_vec(&out.report) {
         Ok(report) => (Finish { status, error }, Some(Arc::from(report))),
         Err(_) => fail(JobStatus::Failed, FailureCode::Internal, "the report could not be serialised".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fast_run_reports_at_most_one_probe_step_per_min_gap_and_always_the_last_step() {
+        let t0 = Instant::now();
+        let mut gate = ProgressGate::new(5, Duration::from_millis(500), t0);
+        // 100,000 probe steps within 50 ms: none is reported until the gap has passed…
+        let early = (1..=100_000u64).filter(|s| gate.admit(*s, 1_000_000, t0 + Duration::from_millis(50))).count();
+        assert_eq!(early, 0);
+        // …then the first probe step after it is, and the next one only a gap later.
+        assert!(!gate.admit(101, 1_000_000, t0 + PROGRESS_MIN_GAP)); // not a probe step
+        assert!(gate.admit(105, 1_000_000, t0 + PROGRESS_MIN_GAP));
+        assert!(!gate.admit(110, 1_000_000, t0 + PROGRESS_MIN_GAP + Duration::from_millis(99)));
+        assert!(gate.admit(115, 1_000_000, t0 + 2 * PROGRESS_MIN_GAP));
+        // The last step is reported however soon it comes.
+        assert!(gate.admit(1_000_000, 1_000_000, t0 + 2 * PROGRESS_MIN_GAP));
+    }
+
+    #[test]
+    fn a_slow_run_reports_every_probe_step_and_a_heartbeat_between_them() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut gate = ProgressGate::new(10, Duration::from_millis(500), t0);
+        // One step a second, probes every 10 steps: each step is a heartbeat, each probe step
+        // is reported too.
+        for step in 1..=30u64 {
+            assert!(gate.admit(step, 100, t0 + second * step as u32), "step {step}");
+        }
+        // A step 0.2 s after a report is neither a probe nor a heartbeat.
+        assert!(!gate.admit(31, 100, t0 + second * 30 + Duration::from_millis(200)));
+        assert!(gate.admit(40, 100, t0 + second * 30 + Duration::from_millis(300)));
     }
 }
