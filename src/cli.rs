@@ -21,6 +21,7 @@ use serde_json::Value;
 use crate::analysis::pipeline::{self, PipelineError};
 use crate::analysis::{html, plots};
 use crate::config::ServeArgs;
+use crate::jobs::WorkerPriority;
 use crate::problem::Problem;
 use crate::spec::presets::{self, PresetList};
 
@@ -319,7 +320,7 @@ fn experiment(body: &[u8], args: &ExperimentArgs) -> Result<String, Failure> {
         limits: crate::spec::Limits { max_job_memory, ..defaults.limits.clone() },
         job_timeout: Duration::from_secs(24 * 3600),
         queue_capacity: usize::MAX / 2,
-        worker_nice: 0,
+        worker_priority: WorkerPriority::Nice(0),
         ..defaults
     };
     // The job layer's store and upkeep are async: a small runtime beside the worker threads.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::jobs::service::StoreChoice;
-use crate::jobs::JobsConfig;
+use crate::jobs::{JobsConfig, WorkerPriority};
 use crate::spec::experiment::ExperimentLimits;
 use crate::spec::Limits;
 
@@ -23,6 +23,15 @@ pub enum LogFormat {
     Pretty,
     /// One JSON object per line (for log collectors).
     Json,
+}
+
+/// How worker threads yield the CPU to requests (and to a database on the same machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkerPolicy {
+    /// `SCHED_IDLE`: training runs only on CPU time nothing else wants (Linux; the default).
+    Idle,
+    /// The normal policy with `--worker-nice`.
+    Normal,
 }
 
 /// Where the service keeps its jobs.
@@ -99,7 +108,10 @@ pub struct ServeArgs {
     /// Time limit of one analysis in seconds, waiting for a slot included.
     #[arg(long, env = "GRADSCOPE_ANALYZE_TIMEOUT_SECS", default_value_t = 30.0)]
     pub analyze_timeout_secs: f64,
-    /// Nice value (0-19) of the worker threads: training yields the CPU to HTTP requests.
+    /// How worker threads yield the CPU: `idle` (SCHED_IDLE) or `normal` with `--worker-nice`.
+    #[arg(long, env = "GRADSCOPE_WORKER_POLICY", value_enum, default_value_t = WorkerPolicy::Idle)]
+    pub worker_policy: WorkerPolicy,
+    /// Nice value (0-19) of the worker threads under `--worker-policy normal`.
     #[arg(long, env = "GRADSCOPE_WORKER_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub worker_nice: i32,
     /// Share of a job's compute that verifying its recommendations may take (each patched
@@ -375,7 +387,10 @@ impl ServeArgs {
             analyze_slots: self.analyze_slots.max(1),
             analyze_timeout: secs(self.analyze_timeout_secs),
             event_buffer: self.event_buffer.max(2),
-            worker_nice: self.worker_nice,
+            worker_priority: match self.worker_policy {
+                WorkerPolicy::Idle => WorkerPriority::Idle,
+                WorkerPolicy::Normal => WorkerPriority::Nice(self.worker_nice),
+            },
             verify_share: if self.verify_share.is_finite() { self.verify_share.max(0.0) } else { 0.0 },
             test_hooks: self.test_hooks,
             ..JobsConfig::default()
@@ -459,5 +474,18 @@ mod tests {
         assert_eq!(pg.store_choice(), StoreChoice::Postgres { url: "postgres://db/x".into(), notify: false });
         let mem = ServeArgs::try_parse_from(["gradscope", "--store", "memory"]).unwrap();
         assert_eq!(mem.store_choice(), StoreChoice::Memory);
+    }
+
+    /// docs/service.md: workers are SCHED_IDLE unless `--worker-policy normal` asks for a nice
+    /// value (10 unless given).
+    #[test]
+    fn workers_yield_the_cpu_with_the_idle_policy_unless_told_otherwise() {
+        let args = ServeArgs::try_parse_from(["gradscope"]).unwrap();
+        assert_eq!(args.jobs_config().worker_priority, WorkerPriority::Idle);
+        let normal = ServeArgs::try_parse_from(["gradscope", "--worker-policy", "normal"]).unwrap();
+        assert_eq!(normal.jobs_config().worker_priority, WorkerPriority::Nice(10));
+        let nice =
+            ServeArgs::try_parse_from(["gradscope", "--worker-policy", "normal", "--worker-nice", "19"]).unwrap();
+        assert_eq!(nice.jobs_config().worker_priority, WorkerPriority::Nice(19));
     }
 }

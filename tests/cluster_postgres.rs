@@ -532,8 +532,9 @@ async fn sse_resumed_on_the_other_replica_continues_the_same_seq() {
     let client = client();
     let a = Replica::start(&db.url, &flags(&["--workers", "1"])).await;
     let b = Replica::start(&db.url, &flags(&["--workers", "1"])).await;
-    // A few seconds of training with a progress event every 10 steps.
-    let id = submit(&client, &a, &spec(6_000, 3)).await["id"].as_str().unwrap().to_owned();
+    // A few seconds of training (about 30,000 steps a second here): progress events at most
+    // ten a second.
+    let id = submit(&client, &a, &spec(120_000, 3)).await["id"].as_str().unwrap().to_owned();
     let events_url = |r: &Replica| r.url(&format!("/v1/jobs/{id}/events"));
 
     let res = client.get(events_url(&a)).send().await.unwrap();
@@ -690,13 +691,13 @@ async fn a_database_outage_gives_503_and_the_service_recovers() {
     let client = client();
     let a = Replica::start(&db.url, &flags(&["--workers", "1"])).await;
     let b = Replica::start(&db.url, &flags(&["--workers", "1"])).await;
-    // Accepted before the outage: two training (for about seven seconds each, so the outage
-    // catches them mid-run) and some queued.
+    // Accepted before the outage: two training (for several seconds each at about 30,000 steps
+    // a second, so the outage catches them mid-run) and some queued.
     let mut accepted = Vec::new();
     for k in 0..6u64 {
         let r = if k % 2 == 0 { &a } else { &b };
         accepted.push(
-            submit(&client, r, &spec(if k < 2 { 8_000 } else { 300 }, k)).await["id"].as_str().unwrap().to_owned(),
+            submit(&client, r, &spec(if k < 2 { 150_000 } else { 300 }, k)).await["id"].as_str().unwrap().to_owned(),
         );
     }
 

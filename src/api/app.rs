@@ -28,6 +28,16 @@ pub struct App {
     pub max_body_bytes: usize,
     /// Tokens, tenants and rates (see `api::auth`).
     pub auth: std::sync::Arc<Auth>,
+    /// How often an event stream with nothing to say sends a keep-alive comment: under the
+    /// idle limit (`--idle-timeout-secs`), so that a quiet stream (a queued job's, or one
+    /// whose worker gets little CPU) is never taken for an idle connection.
+    pub sse_keep_alive: std::time::Duration,
+}
+
+/// The keep-alive interval of event streams under an idle limit of `idle`: a third of it,
+/// at most 15 s (axum's default).
+pub fn sse_keep_alive(idle: std::time::Duration) -> std::time::Duration {
+    (idle / 3).min(std::time::Duration::from_secs(15))
 }
 
 impl App {
@@ -39,7 +49,8 @@ impl App {
         let mut registry = Registry::default();
         jobs.metrics().register(&mut registry);
         let http_metrics = HttpMetrics::register(&mut registry);
-        Ok(App { jobs, registry, http_metrics, max_body_bytes: args.max_body_bytes, auth: auth.into() })
+        let sse_keep_alive = sse_keep_alive(args.idle_timeout());
+        Ok(App { jobs, registry, http_metrics, max_body_bytes: args.max_body_bytes, auth: auth.into(), sse_keep_alive })
     }
 }
 
@@ -93,5 +104,16 @@ impl HttpMetrics {
     pub fn record(&self, method: String, route: String, status: u16, seconds: f64) {
         self.latency.get_or_create(&RouteLabels { method: method.clone(), route: route.clone() }).observe(seconds);
         self.requests.get_or_create(&RequestLabels { method, route, status }).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn event_streams_keep_alive_well_within_the_idle_limit() {
+        assert_eq!(super::sse_keep_alive(Duration::from_secs(75)), Duration::from_secs(15));
+        assert_eq!(super::sse_keep_alive(Duration::from_secs(2)), Duration::from_secs(2) / 3);
     }
 }

@@ -280,6 +280,7 @@ pub async fn stream_experiment_events(
         seen: Option<ExperimentProgress>,
         done: bool,
     }
+    let keep_alive = app.sse_keep_alive;
     let start = Follow { app, tenant, id, seq: last.unwrap_or(0), seen: None, done: false };
     let stream = futures_util::stream::unfold(start, |mut f| async move {
         if f.done {
@@ -304,7 +305,7 @@ pub async fn stream_experiment_events(
             tokio::time::sleep(EVENT_POLL).await;
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive)))
 }
 
 /// One Server-Sent Event of `GET /v1/experiments/{id}/events`.

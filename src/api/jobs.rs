@@ -327,11 +327,12 @@ pub async fn stream_events(
     // An unparseable Last-Event-ID is treated as absent: the client gets the whole log again.
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok());
     let sub = app.jobs.subscribe(&tenant, &id, last).await?;
+    let keep_alive = app.sse_keep_alive;
     let stream = futures_util::stream::unfold(sub, |mut sub| async move {
         let ev = sub.next().await?;
         Some((Ok(sse_event(ev)), sub))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive)))
 }
 
 /// One Server-Sent Event of `GET /v1/jobs/{id}/events` (the `id:`, `event:` and `data:` lines).

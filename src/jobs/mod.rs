@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use error::JobsError;
+pub use pool::WorkerPriority;
 pub use service::{JobService, JobsConfig};
 
 /// Whose a job, an experiment or an `Idempotency-Key` is: the tenant of the API token that

@@ -61,9 +61,8 @@ pub struct PoolConfig {
     pub limits: Limits,
     /// Between probe steps, progress is still reported at least this often.
     pub progress_heartbeat: Duration,
-    /// Nice value (0..=19) each worker thread gives itself, so that the HTTP runtime's threads
-    /// win the CPU when both want it; 0 leaves the priority alone. Linux only.
-    pub worker_nice: i32,
+    /// How each worker thread yields the CPU to the HTTP runtime (and to the database).
+    pub worker_priority: WorkerPriority,
     /// Share of a job's compute its recommendations' verification may take (0: off; see
     /// `analysis::verify`). Experiment runs are never verified.
     pub verify_share: f64,
@@ -195,7 +194,7 @@ impl WorkerPool {
             let spawned = std::thread::Builder::new().name(format!("gradscope-worker-{i}")).stack_size(8 << 20).spawn(
                 move || {
                     let _alive = AliveGuard(&s);
-                    lower_priority(s.config.worker_nice);
+                    lower_priority(s.config.worker_priority);
                     worker_loop(&s);
                 },
             );
@@ -288,20 +287,45 @@ impl WorkerPool {
     }
 }
 
-/// Training is throughput work; answering `GET /v1/jobs/{id}` is latency work. With both on the
-/// same cores, a higher nice value for the workers keeps request latency low at almost no cost
-/// to training (the runtime's threads are idle most of the time).
+/// How a worker thread yields the CPU. Training is throughput work; answering
+/// `GET /v1/jobs/{id}` (and the database answering the service) is latency work, and with both
+/// on the same cores the latency work must win at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerPriority {
+    /// `SCHED_IDLE`: a worker runs only on CPU time no other thread wants, and any other thread
+    /// that wakes takes its CPU at once — whatever process it belongs to. A nice value cannot do
+    /// that across processes: with the kernel's autogroups (one per session, the default) nice
+    /// only ranks threads within one process's group, so a PostgreSQL server on the same
+    /// machine waited up to hundreds of milliseconds behind niced training (README, Benchmarks).
+    Idle,
+    /// `SCHED_OTHER` with this nice value (0..=19; 0 leaves the priority alone).
+    Nice(i32),
+}
+
 #[cfg(target_os = "linux")]
-fn lower_priority(nice: i32) {
-    if nice > 0 {
-        if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice.min(19)) {
-            tracing::warn!(error = %e, nice, "could not lower the worker thread's priority");
+fn lower_priority(priority: WorkerPriority) {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadPriority,
+        ThreadSchedulePolicy,
+    };
+    match priority {
+        WorkerPriority::Idle => {
+            let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+            if let Err(e) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
+                tracing::warn!(error = ?e, "could not give the worker thread the idle scheduling policy");
+            }
         }
+        WorkerPriority::Nice(nice) if nice > 0 => {
+            if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice.min(19)) {
+                tracing::warn!(error = %e, nice, "could not lower the worker thread's priority");
+            }
+        }
+        WorkerPriority::Nice(_) => {}
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lower_priority(_nice: i32) {}
+fn lower_priority(_priority: WorkerPriority) {}
 
 fn worker_loop(shared: &Shared) {
     while !shared.stopping.load(Ordering::SeqCst) {

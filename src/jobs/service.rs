@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use super::error::JobsError;
 use super::events::{Subscription, Wakeups};
 use super::metrics::JobMetrics;
-use super::pool::{PoolConfig, WorkerPool};
+use super::pool::{PoolConfig, WorkerPool, WorkerPriority};
 pub use super::store::IdempotencyKey;
 use super::store::{
     CancelOutcome, Created, JobStore, MemoryStore, MemoryStoreConfig, NewJob, Owner, Page, PostgresConfig,
@@ -98,8 +98,8 @@ pub struct JobsConfig {
     pub progress_heartbeat: Duration,
     /// Suggested wait in `Retry-After` when the queue is full.
     pub retry_after: Duration,
-    /// Nice value of the worker threads (see [`PoolConfig::worker_nice`]).
-    pub worker_nice: i32,
+    /// How the worker threads yield the CPU (see [`WorkerPriority`]).
+    pub worker_priority: WorkerPriority,
     /// Share of a job's compute its recommendations' verification may take together (0: off;
     /// see `analysis::verify`).
     pub verify_share: f64,
@@ -130,7 +130,7 @@ impl Default for JobsConfig {
             event_buffer: 1024,
             progress_heartbeat: Duration::from_millis(500),
             retry_after: Duration::from_secs(5),
-            worker_nice: 10,
+            worker_priority: WorkerPriority::Idle,
             verify_share: crate::analysis::verify::DEFAULT_VERIFY_SHARE,
             test_hooks: false,
         }
@@ -264,7 +264,7 @@ impl JobService {
                 job_timeout: config.job_timeout,
                 limits: config.limits.clone(),
                 progress_heartbeat: config.progress_heartbeat,
-                worker_nice: config.worker_nice,
+                worker_priority: config.worker_priority,
                 verify_share: config.verify_share,
                 test_hooks: config.test_hooks,
                 owner: owner.clone(),

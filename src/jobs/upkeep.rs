@@ -98,7 +98,8 @@ async fn keep_leases(
         tick.tick().await;
         let started = Instant::now();
         let runs = pool.runs();
-        match store.renew(&owner, ttl).await {
+        let held: Vec<String> = runs.iter().map(|r| r.fence.id.clone()).collect();
+        match store.renew(&owner, &held, ttl).await {
             Ok(leases) => {
                 last_ok = Instant::now();
                 metrics.leases.set(leases.len() as i64);

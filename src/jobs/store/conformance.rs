@@ -232,7 +232,7 @@ pub(crate) async fn a_lost_lease_fences_off_the_old_attempt(s: &dyn JobStore) {
     let report: Arc<[u8]> = Arc::from(&b"old"[..]);
     assert_eq!(s.complete(&old.fence(), Completion { report: Some(report), ..ok() }).await.unwrap(), None);
     assert!(!s.release(&old.fence()).await.unwrap());
-    assert!(s.renew(&owner(), TTL).await.unwrap().is_empty(), "the old owner holds no lease now");
+    assert!(s.renew(&owner(), &["a".into()], TTL).await.unwrap().is_empty(), "the old owner holds no lease now");
     let job = s.get(&open(), "a").await.unwrap().unwrap();
     assert_eq!((job.status, job.progress.step), (JobStatus::Running, 1));
     // The new attempt finishes, once.
@@ -287,7 +287,7 @@ pub(crate) async fn a_cancel_requested_while_the_worker_is_lost_ends_the_job_can
     assert!(
         matches!(s.cancel(&open(), "a", cancelled()).await.unwrap(), CancelOutcome::Requested(j) if j.cancel_requested)
     );
-    let leases = s.renew(&owner(), TTL).await.unwrap();
+    let leases = s.renew(&owner(), &["a".into()], TTL).await.unwrap();
     assert_eq!(leases, [LeaseState { id: "a".into(), attempt: 1, cancel_requested: true }], "renew reads it back");
     s.expire_lease("a").await.unwrap();
     let r = s.rescue(RescueScope::Expired, 3).await.unwrap();
@@ -304,7 +304,7 @@ pub(crate) async fn release_gives_the_attempt_back_and_renew_keeps_leases_alive(
     assert_eq!((again.id.as_str(), again.attempt), ("a", 1), "a release does not use an attempt");
     // worker-b renews; after the old expiry it is still running, and not rescued.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(s.renew(&Owner::new("worker-b"), TTL).await.unwrap().len(), 1);
+    assert_eq!(s.renew(&Owner::new("worker-b"), std::slice::from_ref(&b.id), TTL).await.unwrap().len(), 1);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(s.rescue(RescueScope::Expired, 3).await.unwrap().requeued.is_empty());
     assert_eq!(s.get(&open(), &b.id).await.unwrap().unwrap().status, JobStatus::Running);
@@ -406,6 +406,88 @@ pub(crate) async fn expire_removes_finished_jobs_and_keeps_the_queue(s: &dyn Job
     assert_eq!(s.stats().await.unwrap().events, 0, "the expired job's events went with it");
 }
 
+/// Room in the queue (capacity 3, two per tenant) is taken by every way into it and given back
+/// by every way out, for the queue and for each tenant: what admission counts is the queue as
+/// it is (the SQLite and PostgreSQL stores keep these counts in tables beside the jobs).
+pub(crate) async fn every_way_in_and_out_of_the_queue_moves_its_room(s: &dyn JobStore) {
+    let full = StoreError::QueueFull { capacity: 3 };
+    let tenant_full = |queued| StoreError::TenantQueueFull { queued, limit: 2 };
+    s.create(job_of("x", "a"), None).await.unwrap();
+    s.create(job_of("x", "b"), None).await.unwrap();
+    assert_eq!(s.create(job_of("x", "c"), None).await.unwrap_err(), tenant_full(2));
+    s.create(job_of("y", "c"), None).await.unwrap();
+    assert_eq!(s.create(job_of("y", "d"), None).await.unwrap_err(), full);
+    // A claim takes a job out of the queue (the oldest: x's "a").
+    let a = s.claim(&owner(), 2, TTL).await.unwrap().unwrap();
+    assert_eq!(a.id, "a");
+    s.create(job_of("x", "d"), None).await.unwrap();
+    assert_eq!(s.create(job_of("y", "e"), None).await.unwrap_err(), full);
+    // A cancel of a queued job gives its room back at once.
+    s.cancel(&Tenant::new("x"), "d", cancelled()).await.unwrap();
+    s.create(job_of("y", "e"), None).await.unwrap();
+    assert_eq!(s.create(job_of("y", "f"), None).await.unwrap_err(), full);
+    // A release puts the job back in the queue (over capacity: it was admitted before).
+    assert!(s.release(&a.fence()).await.unwrap());
+    let g = NewExperiment { tenant: Tenant::new("z"), ..experiment("g", &["g1"]) };
+    let runs = vec![NewJob { tenant: Tenant::new("z"), ..run_of("g", "g1") }];
+    assert_eq!(s.create_experiment(g.clone(), runs.clone()).await.unwrap_err(), full);
+    // Claim everything queued ("a", "b", "c", "e"), complete one, and lose another's lease.
+    let mut claimed = Vec::new();
+    for _ in 0..4 {
+        claimed.push(s.claim(&owner(), 8, TTL).await.unwrap().unwrap());
+    }
+    assert!(s.claim(&owner(), 8, TTL).await.unwrap().is_none());
+    s.complete(&claimed[0].fence(), ok()).await.unwrap().unwrap();
+    // An experiment's runs count to its tenant and to the queue.
+    s.create_experiment(g, runs).await.unwrap();
+    s.create(job_of("x", "h"), None).await.unwrap();
+    s.create(job_of("x", "i"), None).await.unwrap();
+    assert_eq!(s.create(job_of("x", "j"), None).await.unwrap_err(), full);
+    // A rescued job is queued again; a job that used its attempts leaves the queue for good.
+    assert!(s.expire_lease(&claimed[1].id).await.unwrap());
+    assert_eq!(s.rescue(RescueScope::Expired, 3).await.unwrap().requeued, [claimed[1].id.clone()]);
+    assert_eq!(s.create(job_of("y", "j"), None).await.unwrap_err(), full);
+    s.cancel_experiment(&Tenant::new("z"), "g", cancelled()).await.unwrap();
+    s.cancel(&Tenant::new("x"), "h", cancelled()).await.unwrap();
+    // x still has two queued: "i", and "b" back from the rescue.
+    assert_eq!(s.create(job_of("x", "k"), None).await.unwrap_err(), tenant_full(2));
+    s.cancel(&Tenant::new("x"), "i", cancelled()).await.unwrap();
+    s.create(job_of("y", "k"), None).await.unwrap();
+    // Every queued job claimed and finished: the whole capacity is free again.
+    while let Some(c) = s.claim(&owner(), 8, TTL).await.unwrap() {
+        s.complete(&c.fence(), ok()).await.unwrap().unwrap();
+    }
+    for c in &claimed[2..] {
+        s.complete(&c.fence(), ok()).await.unwrap().unwrap();
+    }
+    for id in ["l", "m"] {
+        s.create(job_of("x", id), None).await.unwrap();
+    }
+    s.create(job_of("y", "n"), None).await.unwrap();
+    assert_eq!(s.create(job_of("y", "o"), None).await.unwrap_err(), full);
+}
+
+/// A worker that could not record the end of its job (the database was away) lets the job go;
+/// its process goes on renewing the leases of its other runs, but not that one, so the rescuer
+/// runs it again.
+pub(crate) async fn renew_keeps_only_the_runs_still_held_and_a_job_let_go_is_rescued(s: &dyn JobStore) {
+    s.create(new_job("a"), None).await.unwrap();
+    s.create(new_job("b"), None).await.unwrap();
+    let a = s.claim(&owner(), 2, Duration::from_millis(200)).await.unwrap().unwrap();
+    let b = s.claim(&owner(), 2, Duration::from_millis(200)).await.unwrap().unwrap();
+    assert_eq!((a.id.as_str(), b.id.as_str()), ("a", "b"));
+    // "a" was let go; only "b" is still running here.
+    let leases = s.renew(&owner(), std::slice::from_ref(&b.id), TTL).await.unwrap();
+    assert_eq!(leases, [LeaseState { id: "b".into(), attempt: 1, cancel_requested: false }]);
+    assert!(s.renew(&owner(), &[], TTL).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = s.rescue(RescueScope::Expired, 3).await.unwrap();
+    assert_eq!(r.requeued, ["a"]);
+    assert_eq!(s.get(&open(), "b").await.unwrap().unwrap().status, JobStatus::Running);
+    let again = s.claim(&Owner::new("worker-b"), 2, TTL).await.unwrap().unwrap();
+    assert_eq!((again.id.as_str(), again.attempt), ("a", 2));
+}
+
 /// Every test of the suite, with the store limits it needs: `(name, capacity, per tenant)`.
 macro_rules! conformance_suite {
     ($make:path) => {
@@ -413,6 +495,7 @@ macro_rules! conformance_suite {
         conformance_suite!(@one $make, an_experiment_alone_takes_every_worker_but_a_waiting_single_job_gets_the_next_one, 100, usize::MAX);
         conformance_suite!(@one $make, create_refuses_when_the_queue_is_full, 2, usize::MAX);
         conformance_suite!(@one $make, a_tenant_over_its_queued_jobs_is_refused_while_others_are_not, 100, 2);
+        conformance_suite!(@one $make, every_way_in_and_out_of_the_queue_moves_its_room, 3, 2);
         conformance_suite!(@one $make, list_pages_newest_first_and_the_last_page_has_no_cursor, 100, usize::MAX);
         conformance_suite!(@one $make, an_idempotency_key_replays_its_job_and_refuses_another_body, 100, usize::MAX);
         conformance_suite!(@one $make, delete_refuses_unfinished_jobs_and_report_waits_for_a_terminal_status, 100, usize::MAX);
@@ -423,6 +506,7 @@ macro_rules! conformance_suite {
         conformance_suite!(@one $make, a_job_whose_worker_dies_every_time_fails_worker_lost_after_max_attempts, 100, usize::MAX);
         conformance_suite!(@one $make, a_cancel_requested_while_the_worker_is_lost_ends_the_job_cancelled, 100, usize::MAX);
         conformance_suite!(@one $make, release_gives_the_attempt_back_and_renew_keeps_leases_alive, 100, usize::MAX);
+        conformance_suite!(@one $make, renew_keeps_only_the_runs_still_held_and_a_job_let_go_is_rescued, 100, usize::MAX);
         conformance_suite!(@one $make, a_stopped_run_keeps_its_partial_report, 100, usize::MAX);
         conformance_suite!(@one $make, an_experiment_records_its_runs_and_its_result_once, 100, usize::MAX);
         conformance_suite!(@one $make, expire_removes_finished_jobs_and_keeps_the_queue, 100, usize::MAX);

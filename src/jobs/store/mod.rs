@@ -41,6 +41,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+mod batch;
 mod memory;
 pub mod postgres;
 mod sql;
@@ -383,9 +384,12 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// Gives a running attempt back to the queue without using it up (a graceful shutdown).
     /// `false`: the lease was lost.
     async fn release(&self, fence: &Fence) -> Result<bool, StoreError>;
-    /// Extends every lease `owner` holds by `ttl`, in one statement; returns them with their
-    /// cancel requests. A running job of `owner` missing from the answer lost its lease.
-    async fn renew(&self, owner: &Owner, ttl: Duration) -> Result<Vec<LeaseState>, StoreError>;
+    /// Extends by `ttl` the leases `owner` holds on the jobs `held` (the ids of the runs still
+    /// going), in one statement; returns them with their cancel requests. A held job missing
+    /// from the answer lost its lease. A job of `owner` that is not `held` (its worker gave up
+    /// on recording its end while the database was away) is not renewed: its lease runs out
+    /// and the rescuer runs it again.
+    async fn renew(&self, owner: &Owner, held: &[String], ttl: Duration) -> Result<Vec<LeaseState>, StoreError>;
     /// Takes running jobs back (see [`RescueScope`]): to `queued`, or ends them `cancelled`
     /// (cancel requested) or `failed`/`worker_lost` (`max_attempts` used), with their final
     /// events. Idempotent: two rescuers at once rescue each job once.
@@ -465,6 +469,25 @@ pub fn pick_fair(
 ) -> usize {
     let share = fair_share(workers, running.len());
     candidates.iter().position(|g| running.get(g).copied().unwrap_or(0) < share).unwrap_or(0)
+}
+
+/// The admission rule of every store: `adding` more queued jobs of a tenant are refused when
+/// the queue (`queued` now, at most `capacity`) or the tenant's share of it (`of_tenant` now, at
+/// most `per_tenant`; `usize::MAX`: no bound) cannot take them — the queue's bound first.
+pub(crate) fn admit(
+    capacity: usize,
+    per_tenant: usize,
+    queued: usize,
+    of_tenant: usize,
+    adding: usize,
+) -> Result<(), StoreError> {
+    if queued.saturating_add(adding) > capacity {
+        return Err(StoreError::QueueFull { capacity });
+    }
+    if per_tenant != usize::MAX && of_tenant.saturating_add(adding) > per_tenant {
+        return Err(StoreError::TenantQueueFull { queued: of_tenant, limit: per_tenant });
+    }
+    Ok(())
 }
 
 /// Cursors are `c` + the hex creation number of the last job of the previous page. Clients are

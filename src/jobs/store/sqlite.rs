@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use super::batch::{CreateAnswer, CreateQueue, CreateRequest};
 use super::sql::{self, db, ExperimentRow, JobRow, EXPERIMENT_COLUMNS, JOB_COLUMNS};
 use super::{
     decode_cursor, encode_cursor, pick_fair, rescue_finish, CancelOutcome, Claimed, Completion, Created, Expired,
@@ -69,6 +70,8 @@ impl SqliteConfig {
 #[derive(Debug)]
 pub struct SqliteStore {
     writer: SqlitePool,
+    /// Submissions, written many to a transaction (group commit).
+    creates: CreateQueue,
     reader: SqlitePool,
     config: SqliteConfig,
     /// Held (locked) for the life of the store.
@@ -158,7 +161,14 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(|e| database(&e))?;
-        Ok(SqliteStore { writer, reader, config, _lock: lock })
+        let creates = {
+            let (writer, config) = (writer.clone(), config.clone());
+            CreateQueue::spawn(move |batch| {
+                let (writer, config) = (writer.clone(), config.clone());
+                async move { create_batch(&writer, &config, batch).await }
+            })
+        };
+        Ok(SqliteStore { writer, creates, reader, config, _lock: lock })
     }
 
     /// The data directory.
@@ -181,30 +191,6 @@ impl SqliteStore {
             .fetch_optional(&self.reader)
             .await
             .map_err(db)
-    }
-
-    /// Refuses `adding` more queued jobs of `tenant` when the queue or the tenant's share of it
-    /// cannot take them (inside the creating transaction: the writer is the only one).
-    async fn check_room(&self, conn: &mut SqliteConnection, tenant: &Tenant, adding: usize) -> Result<(), StoreError> {
-        let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'queued'")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db)?;
-        if queued as usize + adding > self.config.capacity {
-            return Err(StoreError::QueueFull { capacity: self.config.capacity });
-        }
-        let limit = self.config.max_queued_per_tenant;
-        if limit != usize::MAX {
-            let mine: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'queued' AND tenant = ?")
-                .bind(tenant.name())
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(db)?;
-            if mine as usize + adding > limit {
-                return Err(StoreError::TenantQueueFull { queued: mine as usize, limit });
-            }
-        }
-        Ok(())
     }
 
     async fn insert(conn: &mut SqliteConnection, job: &NewJob, now: i64) -> Result<(), StoreError> {
@@ -348,36 +334,110 @@ impl SqliteStore {
     }
 }
 
+/// Writes a batch of submissions in one transaction (see `batch.rs`): a refusal is its
+/// submission's answer; a database failure fails the batch.
+async fn create_batch(
+    writer: &SqlitePool,
+    config: &SqliteConfig,
+    batch: Vec<CreateRequest>,
+) -> Result<Vec<CreateAnswer>, StoreError> {
+    let mut tx = writer.begin().await.map_err(db)?;
+    let mut answers = Vec::with_capacity(batch.len());
+    for (job, key) in batch {
+        match create_one(&mut tx, config, job, key).await {
+            Err(e @ (StoreError::QueueFull { .. } | StoreError::TenantQueueFull { .. })) => answers.push(Err(e)),
+            Err(e) => return Err(e),
+            Ok(created) => answers.push(Ok(created)),
+        }
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(answers)
+}
+
+/// One submission inside `create_batch`'s transaction.
+async fn create_one(
+    conn: &mut SqliteConnection,
+    config: &SqliteConfig,
+    job: NewJob,
+    key: Option<IdempotencyKey>,
+) -> Result<Created, StoreError> {
+    if let Some(k) = &key {
+        if let Some(answer) = SqliteStore::replay(&mut *conn, &job.tenant, k).await? {
+            return Ok(answer);
+        }
+    }
+    // Admission and insertion in one statement: the row is inserted only when the queue and
+    // the tenant's share of it have room (else `check_room` below says which is full).
+    let capacity = to_i64(config.capacity as u64);
+    let limit = to_i64(config.max_queued_per_tenant.min(i64::MAX as usize) as u64);
+    let now = now_ms();
+    let row = sqlx::query_as::<_, JobRow>(&format!(
+        "INSERT INTO jobs (id, tenant, name, spec, probe_every, total_steps, status, created_at, experiment_id) \
+         SELECT ?, ?, ?, ?, ?, ?, 'queued', ?, ? \
+         WHERE (SELECT coalesce(sum(queued), 0) FROM queue_counts) < ? \
+           AND (SELECT coalesce(sum(queued), 0) FROM queue_counts WHERE tenant = ?) < ? \
+         RETURNING {JOB_COLUMNS}"
+    ))
+    .bind(&job.id)
+    .bind(job.tenant.name())
+    .bind(&job.name)
+    .bind(sql::spec_json(&job.spec)?)
+    .bind(to_i64(job.probe_every.max(1)))
+    .bind(to_i64(job.total_steps))
+    .bind(now)
+    .bind(&job.experiment)
+    .bind(capacity)
+    .bind(job.tenant.name())
+    .bind(limit)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    let Some(row) = row else {
+        check_room(&mut *conn, config, &job.tenant, 1).await?;
+        return Err(StoreError::Corrupt("a job without room was refused, yet the queue has room".into()));
+    };
+    if let Some(k) = &key {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (tenant, key, fingerprint, job_id, created_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant, key) DO UPDATE SET fingerprint = excluded.fingerprint, \
+             job_id = excluded.job_id, created_at = excluded.created_at",
+        )
+        .bind(job.tenant.name())
+        .bind(&k.key)
+        .bind(&k.fingerprint[..])
+        .bind(&job.id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
+    Ok(Created::New(row.job()?))
+}
+
+/// Refuses `adding` more queued jobs of `tenant` when the queue or the tenant's share of it
+/// cannot take them (inside the creating transaction: the writer is the only one). Reads the
+/// trigger-kept `queue_counts` (migrations/sqlite), never counts the queue.
+async fn check_room(
+    conn: &mut SqliteConnection,
+    config: &SqliteConfig,
+    tenant: &Tenant,
+    adding: usize,
+) -> Result<(), StoreError> {
+    let (queued, mine): (i64, i64) = sqlx::query_as(
+        "SELECT coalesce(sum(queued), 0), coalesce(sum(CASE WHEN tenant = ? THEN queued END), 0) FROM queue_counts",
+    )
+    .bind(tenant.name())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
+    let count = |n: i64| n.max(0).unsigned_abs() as usize;
+    super::admit(config.capacity, config.max_queued_per_tenant, count(queued), count(mine), adding)
+}
+
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn create(&self, job: NewJob, key: Option<IdempotencyKey>) -> Result<Created, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
-        if let Some(k) = &key {
-            if let Some(answer) = Self::replay(&mut tx, &job.tenant, k).await? {
-                return Ok(answer);
-            }
-        }
-        self.check_room(&mut tx, &job.tenant, 1).await?;
-        let now = now_ms();
-        Self::insert(&mut tx, &job, now).await?;
-        if let Some(k) = &key {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (tenant, key, fingerprint, job_id, created_at) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (tenant, key) DO UPDATE SET fingerprint = excluded.fingerprint, \
-                 job_id = excluded.job_id, created_at = excluded.created_at",
-            )
-            .bind(job.tenant.name())
-            .bind(&k.key)
-            .bind(&k.fingerprint[..])
-            .bind(&job.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        let row = Self::job_row(&mut tx, &job.id).await?.ok_or(StoreError::NotFound)?;
-        tx.commit().await.map_err(db)?;
-        Ok(Created::New(row.job()?))
+        self.creates.create(job, key).await
     }
 
     async fn lookup_key(&self, tenant: &Tenant, key: &IdempotencyKey) -> Result<Option<Created>, StoreError> {
@@ -516,22 +576,30 @@ impl JobStore for SqliteStore {
 
     async fn claim(&self, owner: &Owner, workers: usize, ttl: Duration) -> Result<Option<Claimed>, StoreError> {
         let mut tx = self.writer.begin().await.map_err(db)?;
+        // The active groups from the trigger-kept `group_counts` ('' = single jobs).
+        let active: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT grp, queued, running FROM group_counts").fetch_all(&mut *tx).await.map_err(db)?;
+        if active.iter().all(|(_, queued, _)| *queued <= 0) {
+            return Ok(None);
+        }
+        let group = |g: &str| (!g.is_empty()).then(|| g.to_owned());
+        let running: std::collections::HashMap<Option<String>, usize> =
+            active.iter().map(|(g, _, n)| (group(g), n.max(&0).unsigned_abs() as usize)).collect();
+        let share = super::fair_share(workers, running.len());
+        // When every group with queued jobs is under its share, the oldest queued job is the one
+        // `pick_fair` would take; else it chooses among the oldest 256.
+        let all_under = active.iter().all(|(g, queued, _)| *queued <= 0 || running[&group(g)] < share);
+        let limit = if all_under { 1 } else { 256 };
         let candidates: Vec<(String, Option<String>)> =
-            sqlx::query_as("SELECT id, experiment_id FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 256")
+            sqlx::query_as("SELECT id, experiment_id FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT ?")
+                .bind(limit)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db)?;
         if candidates.is_empty() {
             return Ok(None);
         }
-        let active: Vec<(Option<String>, i64)> = sqlx::query_as(
-            "SELECT experiment_id, sum(status = 'running') FROM jobs WHERE status IN ('queued', 'running') \
-             GROUP BY experiment_id",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        let running = active.iter().map(|(g, n)| (g.as_deref(), n.max(&0).unsigned_abs() as usize)).collect();
+        let running = running.iter().map(|(g, n)| (g.as_deref(), *n)).collect();
         let groups: Vec<Option<&str>> = candidates.iter().map(|(_, g)| g.as_deref()).collect();
         let (id, _) = &candidates[pick_fair(workers, &groups, &running)];
         let now = now_ms();
@@ -630,13 +698,18 @@ impl JobStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn renew(&self, owner: &Owner, ttl: Duration) -> Result<Vec<LeaseState>, StoreError> {
+    async fn renew(&self, owner: &Owner, held: &[String], ttl: Duration) -> Result<Vec<LeaseState>, StoreError> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let held = serde_json::to_string(held).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let rows: Vec<(String, i64, bool)> = sqlx::query_as(
             "UPDATE jobs SET lease_expires_at = ? WHERE status = 'running' AND lease_owner = ? \
-             RETURNING id, attempt, cancel_requested_at IS NOT NULL",
+             AND id IN (SELECT value FROM json_each(?)) RETURNING id, attempt, cancel_requested_at IS NOT NULL",
         )
         .bind(now_ms() + sql::millis(ttl))
         .bind(owner.as_str())
+        .bind(held)
         .fetch_all(&self.writer)
         .await
         .map_err(db)?;
@@ -697,7 +770,7 @@ impl JobStore for SqliteStore {
         jobs: Vec<NewJob>,
     ) -> Result<ExperimentSnapshot, StoreError> {
         let mut tx = self.writer.begin().await.map_err(db)?;
-        self.check_room(&mut tx, &experiment.tenant, jobs.len()).await?;
+        check_room(&mut tx, &self.config, &experiment.tenant, jobs.len()).await?;
         let now = now_ms();
         for job in &jobs {
             Self::insert(&mut tx, job, now).await?;

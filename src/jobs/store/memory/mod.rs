@@ -163,16 +163,8 @@ impl Inner {
     /// Refuses `adding` more queued jobs of `tenant` when the queue or the tenant's share of it
     /// cannot take them.
     fn check_room(&self, config: &MemoryStoreConfig, tenant: &Tenant, adding: usize) -> Result<(), StoreError> {
-        if self.queue.len() + adding > config.capacity {
-            return Err(StoreError::QueueFull { capacity: config.capacity });
-        }
-        if config.max_queued_per_tenant != usize::MAX {
-            let queued = self.queued_of(tenant);
-            if queued + adding > config.max_queued_per_tenant {
-                return Err(StoreError::TenantQueueFull { queued, limit: config.max_queued_per_tenant });
-            }
-        }
-        Ok(())
+        let of_tenant = if config.max_queued_per_tenant == usize::MAX { 0 } else { self.queued_of(tenant) };
+        super::admit(config.capacity, config.max_queued_per_tenant, self.queue.len(), of_tenant, adding)
     }
 
     /// Adds a queued job (the caller checked the capacity).
@@ -457,11 +449,11 @@ impl JobStore for MemoryStore {
         Ok(true)
     }
 
-    async fn renew(&self, owner: &Owner, ttl: Duration) -> Result<Vec<LeaseState>, StoreError> {
+    async fn renew(&self, owner: &Owner, held: &[String], ttl: Duration) -> Result<Vec<LeaseState>, StoreError> {
         let mut inner = self.lock();
         let until = Instant::now() + ttl;
         let mut kept = Vec::new();
-        for r in inner.jobs.values_mut().filter(|r| r.status == JobStatus::Running) {
+        for r in inner.jobs.values_mut().filter(|r| r.status == JobStatus::Running && held.contains(&r.id)) {
             if let Some((o, expires)) = &mut r.lease {
                 if o == owner {
                     *expires = until;

@@ -11,8 +11,9 @@ use tokio::task::JoinHandle;
 
 use crate::analysis::experiment::RunResult;
 use crate::jobs::experiments::model::{ExperimentSnapshot, RunSlot};
+use crate::jobs::store::batch::{CreateAnswer, CreateRequest};
 use crate::jobs::store::sql::{self, db, ExperimentRow, JobRow, JOB_COLUMNS};
-use crate::jobs::store::{decode_cursor, Created, Finish, IdempotencyKey, JobEvent, NewJob, StoreError};
+use crate::jobs::store::{admit, decode_cursor, Created, Finish, IdempotencyKey, JobEvent, NewJob, StoreError};
 use crate::jobs::{Job, Tenant};
 
 /// The store's clock: Unix milliseconds from the database (the same for every replica).
@@ -148,6 +149,90 @@ pub(super) async fn replay(
         return Ok(Some(Created::Mismatch));
     }
     Ok(Some(Created::Replay(JobRow::from_row(&row).map_err(db)?.job()?)))
+}
+
+/// The first key of the advisory lock submissions count the queue under; the second is the
+/// hash of the schema, so stores in different schemas of one database do not contend.
+const QUEUE_LOCK: i32 = 0x6773_6371; // "gscq"
+
+/// Takes the queue's advisory lock for the rest of `tx` (serialises count + insert).
+pub(super) async fn lock_queue(tx: &mut Transaction<'static, Postgres>) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
+        .bind(QUEUE_LOCK)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Writes a batch of submissions in one transaction under the queue's lock (see `batch.rs`):
+/// the queue is counted once per batch (and each tenant's share once, when bounded), then
+/// counted on as the batch adds to it; a refusal is its submission's answer, a database
+/// failure fails the batch.
+pub(super) async fn create_batch(
+    pool: &PgPool,
+    capacity: usize,
+    per_tenant: usize,
+    batch: Vec<CreateRequest>,
+) -> Result<Vec<CreateAnswer>, StoreError> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    // One batch at a time per schema (across replicas): the counts below stay true until
+    // commit, and two submissions with one new key cannot both insert it.
+    lock_queue(&mut tx).await?;
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'queued'")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+    let mut queued = count(queued);
+    let mut of_tenant: HashMap<String, usize> = HashMap::new();
+    let mut answers = Vec::with_capacity(batch.len());
+    for (job, key) in batch {
+        if let Some(k) = &key {
+            if let Some(answer) = replay(&mut tx, &job.tenant, k).await? {
+                answers.push(Ok(answer));
+                continue;
+            }
+        }
+        let mine = match of_tenant.get(job.tenant.name()) {
+            Some(n) => *n,
+            None if per_tenant == usize::MAX => 0,
+            None => {
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'queued' AND tenant = $1")
+                    .bind(job.tenant.name())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                count(n)
+            }
+        };
+        if let Err(refused) = admit(capacity, per_tenant, queued, mine, 1) {
+            of_tenant.insert(job.tenant.name().to_owned(), mine);
+            answers.push(Err(refused));
+            continue;
+        }
+        let created = insert_job(&mut tx, &job).await?;
+        queued += 1;
+        of_tenant.insert(job.tenant.name().to_owned(), mine + 1);
+        if let Some(k) = &key {
+            // A key whose job is gone is taken over by the new job.
+            let sql = format!(
+                "INSERT INTO idempotency_keys (tenant, key, fingerprint, job_id, created_at) \
+                 VALUES ($1, $2, $3, $4, {NOW}) ON CONFLICT (tenant, key) DO UPDATE SET \
+                 fingerprint = excluded.fingerprint, job_id = excluded.job_id, created_at = excluded.created_at"
+            );
+            sqlx::query(&sql)
+                .bind(job.tenant.name())
+                .bind(&k.key)
+                .bind(k.fingerprint.as_slice())
+                .bind(&job.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        answers.push(Ok(Created::New(created)));
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(answers)
 }
 
 /// [`JOB_COLUMNS`] with the `j.` prefix, for joins.

@@ -39,6 +39,7 @@ use sqlx::{FromRow, Postgres, Row, Transaction};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use super::batch::CreateQueue;
 use super::sql::{self, db, ExperimentRow, JobRow, EXPERIMENT_COLUMNS, JOB_COLUMNS};
 use super::{
     encode_cursor, pick_fair, rescue_finish, CancelOutcome, Claimed, Completion, Created, Expired, Fence, Finish,
@@ -48,10 +49,6 @@ use super::{
 use crate::analysis::experiment::ExperimentResult;
 use crate::jobs::experiments::model::{ExperimentPage, ExperimentSnapshot, NewExperiment};
 use crate::jobs::{Job, JobFailure, JobProgress, JobStatus, Tenant};
-
-/// The first key of the advisory lock `create` counts the queue under; the second is the hash
-/// of the schema, so stores in different schemas of one database do not contend.
-const QUEUE_LOCK: i32 = 0x6773_6371; // "gscq"
 
 /// Buffered cancel notifications per receiver (a slow receiver loses the oldest; the lease
 /// keeper's `renew` still reads every request back).
@@ -136,6 +133,8 @@ fn redact(url: &str) -> String {
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Submissions, written many to a transaction (group commit).
+    creates: CreateQueue,
     capacity: usize,
     max_queued_per_tenant: usize,
     notify: bool,
@@ -198,8 +197,16 @@ impl PostgresStore {
         } else {
             (None, None)
         };
+        let creates = {
+            let (pool, capacity, per_tenant) = (pool.clone(), config.capacity, config.max_queued_per_tenant);
+            CreateQueue::spawn(move |batch| {
+                let pool = pool.clone();
+                async move { create_batch(&pool, capacity, per_tenant, batch).await }
+            })
+        };
         Ok(PostgresStore {
             pool,
+            creates,
             capacity: config.capacity,
             max_queued_per_tenant: config.max_queued_per_tenant,
             notify: config.notify,
@@ -220,18 +227,8 @@ impl PostgresStore {
         self.pool.begin().await.map_err(db)
     }
 
-    /// Takes the queue's advisory lock for the rest of `tx` (serialises count + insert).
-    async fn lock_queue(tx: &mut Transaction<'static, Postgres>) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
-            .bind(QUEUE_LOCK)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-
     /// Refuses `adding` more queued jobs of `tenant` when the queue or the tenant's share of it
-    /// cannot take them (under [`Self::lock_queue`]).
+    /// cannot take them (under [`lock_queue`]).
     async fn check_room(
         &self,
         tx: &mut Transaction<'static, Postgres>,
@@ -244,14 +241,7 @@ impl PostgresStore {
                 .fetch_one(&mut **tx)
                 .await
                 .map_err(db)?;
-        let (queued, of_tenant) = (count(queued), count(of_tenant));
-        if queued.saturating_add(adding) > self.capacity {
-            return Err(StoreError::QueueFull { capacity: self.capacity });
-        }
-        if self.max_queued_per_tenant != usize::MAX && of_tenant.saturating_add(adding) > self.max_queued_per_tenant {
-            return Err(StoreError::TenantQueueFull { queued: of_tenant, limit: self.max_queued_per_tenant });
-        }
-        Ok(())
+        super::admit(self.capacity, self.max_queued_per_tenant, count(queued), count(of_tenant), adding)
     }
 
     /// Sends the cancel notification of `id` when `tx` commits (if notify is on).
@@ -313,35 +303,7 @@ use helpers::*;
 #[async_trait]
 impl JobStore for PostgresStore {
     async fn create(&self, job: NewJob, key: Option<IdempotencyKey>) -> Result<Created, StoreError> {
-        let mut tx = self.begin().await?;
-        // One create at a time per schema: the queue count below stays true until commit, and
-        // two creates with one new key cannot both insert it.
-        Self::lock_queue(&mut tx).await?;
-        if let Some(k) = &key {
-            if let Some(answer) = replay(&mut tx, &job.tenant, k).await? {
-                return Ok(answer);
-            }
-        }
-        self.check_room(&mut tx, &job.tenant, 1).await?;
-        let created = insert_job(&mut tx, &job).await?;
-        if let Some(k) = &key {
-            // A key whose job is gone is taken over by the new job.
-            let sql = format!(
-                "INSERT INTO idempotency_keys (tenant, key, fingerprint, job_id, created_at) \
-                 VALUES ($1, $2, $3, $4, {NOW}) ON CONFLICT (tenant, key) DO UPDATE SET \
-                 fingerprint = excluded.fingerprint, job_id = excluded.job_id, created_at = excluded.created_at"
-            );
-            sqlx::query(&sql)
-                .bind(job.tenant.name())
-                .bind(&k.key)
-                .bind(k.fingerprint.as_slice())
-                .bind(&job.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(Created::New(created))
+        self.creates.create(job, key).await
     }
 
     async fn lookup_key(&self, tenant: &Tenant, key: &IdempotencyKey) -> Result<Option<Created>, StoreError> {
@@ -644,13 +606,21 @@ impl JobStore for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn renew(&self, owner: &Owner, ttl: Duration) -> Result<Vec<LeaseState>, StoreError> {
+    async fn renew(&self, owner: &Owner, held: &[String], ttl: Duration) -> Result<Vec<LeaseState>, StoreError> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
         let sql = format!(
             "UPDATE jobs SET lease_expires_at = {NOW} + $2 WHERE lease_owner = $1 AND status = 'running' \
-             RETURNING id, attempt, cancel_requested_at IS NOT NULL"
+             AND id = ANY($3) RETURNING id, attempt, cancel_requested_at IS NOT NULL"
         );
-        let rows: Vec<(String, i64, bool)> =
-            sqlx::query_as(&sql).bind(owner.as_str()).bind(sql::millis(ttl)).fetch_all(&self.pool).await.map_err(db)?;
+        let rows: Vec<(String, i64, bool)> = sqlx::query_as(&sql)
+            .bind(owner.as_str())
+            .bind(sql::millis(ttl))
+            .bind(held)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.into_iter()
             .map(|(id, a, cancel_requested)| Ok(LeaseState { id, attempt: attempt(a)?, cancel_requested }))
             .collect()
@@ -701,7 +671,7 @@ impl JobStore for PostgresStore {
         jobs: Vec<NewJob>,
     ) -> Result<ExperimentSnapshot, StoreError> {
         let mut tx = self.begin().await?;
-        Self::lock_queue(&mut tx).await?;
+        lock_queue(&mut tx).await?;
         self.check_room(&mut tx, &experiment.tenant, jobs.len()).await?;
         for job in &jobs {
             insert_job(&mut tx, job).await?;
