@@ -193,11 +193,21 @@ impl SqliteStore {
             .map_err(db)
     }
 
-    async fn insert(conn: &mut SqliteConnection, job: &NewJob, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
+    /// Inserts `job` as queued when the queue holds fewer than `room.0` jobs and its tenant
+    /// fewer than `room.1` (admission and insertion in one statement); `None`: no room.
+    async fn insert(
+        conn: &mut SqliteConnection,
+        job: &NewJob,
+        now: i64,
+        room: (i64, i64),
+    ) -> Result<Option<JobRow>, StoreError> {
+        sqlx::query_as::<_, JobRow>(&format!(
             "INSERT INTO jobs (id, tenant, name, spec, probe_every, total_steps, status, created_at, experiment_id) \
-             VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-        )
+             SELECT ?, ?, ?, ?, ?, ?, 'queued', ?, ? \
+             WHERE (SELECT coalesce(sum(queued), 0) FROM queue_counts) < ? \
+               AND (SELECT coalesce(sum(queued), 0) FROM queue_counts WHERE tenant = ?) < ? \
+             RETURNING {JOB_COLUMNS}"
+        ))
         .bind(&job.id)
         .bind(job.tenant.name())
         .bind(&job.name)
@@ -206,10 +216,12 @@ impl SqliteStore {
         .bind(to_i64(job.total_steps))
         .bind(now)
         .bind(&job.experiment)
-        .execute(conn)
+        .bind(room.0)
+        .bind(job.tenant.name())
+        .bind(room.1)
+        .fetch_optional(conn)
         .await
-        .map_err(db)?;
-        Ok(())
+        .map_err(db)
     }
 
     /// What `key` of `tenant` answers (inside a transaction or not).
@@ -366,32 +378,12 @@ async fn create_one(
             return Ok(answer);
         }
     }
-    // Admission and insertion in one statement: the row is inserted only when the queue and
-    // the tenant's share of it have room (else `check_room` below says which is full).
+    // The row is inserted only when the queue and the tenant's share of it have room (else
+    // `check_room` below says which is full).
     let capacity = to_i64(config.capacity as u64);
     let limit = to_i64(config.max_queued_per_tenant.min(i64::MAX as usize) as u64);
     let now = now_ms();
-    let row = sqlx::query_as::<_, JobRow>(&format!(
-        "INSERT INTO jobs (id, tenant, name, spec, probe_every, total_steps, status, created_at, experiment_id) \
-         SELECT ?, ?, ?, ?, ?, ?, 'queued', ?, ? \
-         WHERE (SELECT coalesce(sum(queued), 0) FROM queue_counts) < ? \
-           AND (SELECT coalesce(sum(queued), 0) FROM queue_counts WHERE tenant = ?) < ? \
-         RETURNING {JOB_COLUMNS}"
-    ))
-    .bind(&job.id)
-    .bind(job.tenant.name())
-    .bind(&job.name)
-    .bind(sql::spec_json(&job.spec)?)
-    .bind(to_i64(job.probe_every.max(1)))
-    .bind(to_i64(job.total_steps))
-    .bind(now)
-    .bind(&job.experiment)
-    .bind(capacity)
-    .bind(job.tenant.name())
-    .bind(limit)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db)?;
+    let row = SqliteStore::insert(&mut *conn, &job, now, (capacity, limit)).await?;
     let Some(row) = row else {
         check_room(&mut *conn, config, &job.tenant, 1).await?;
         return Err(StoreError::Corrupt("a job without room was refused, yet the queue has room".into()));
@@ -773,7 +765,10 @@ impl JobStore for SqliteStore {
         check_room(&mut tx, &self.config, &experiment.tenant, jobs.len()).await?;
         let now = now_ms();
         for job in &jobs {
-            Self::insert(&mut tx, job, now).await?;
+            // The room for all of them was checked above.
+            Self::insert(&mut tx, job, now, (i64::MAX, i64::MAX))
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("run {} of an experiment was not inserted", job.id)))?;
         }
         sqlx::query("INSERT INTO experiments (id, tenant, body, created_at) VALUES (?, ?, ?, ?)")
             .bind(&experiment.id)
