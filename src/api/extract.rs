@@ -44,7 +44,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 pub struct SpecBody {
     /// The parsed spec.
     pub spec: Spec,
-    /// SHA-256 of the body as sent (the idempotency fingerprint).
+    /// SHA-256 of the body's JSON in canonical form (the idempotency fingerprint): the same
+    /// JSON with other whitespace or another key order is the same body.
     pub fingerprint: [u8; 32],
 }
 
@@ -55,9 +56,47 @@ impl<S: Send + Sync> FromRequest<S> for SpecBody {
         check_json_content_type(req.headers())?;
         let bytes = Bytes::from_request(req, state).await.map_err(bytes_rejection)?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| Problem::malformed_json(e.to_string()))?;
+        let mut canonical = Vec::with_capacity(bytes.len());
+        write_canonical(&value, &mut canonical);
+        let fingerprint = Sha256::digest(&canonical).into();
         let value = crate::spec::presets::expand_request(value).map_err(Problem::from)?;
         let spec = crate::spec::parse(&value).map_err(|errors| Problem::invalid_spec(&errors))?;
-        Ok(SpecBody { spec, fingerprint: Sha256::digest(&bytes).into() })
+        Ok(SpecBody { spec, fingerprint })
+    }
+}
+
+/// Writes `v` as compact JSON with every object's keys in sorted order, so that two bodies that
+/// differ only in whitespace or key order give the same bytes.
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                // Writing a string or a number into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, k);
+                out.push(b':');
+                write_canonical(&map[k], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
     }
 }
 
@@ -171,4 +210,24 @@ pub fn idempotency_key(headers: &HeaderMap, body: &SpecBody) -> Result<Option<Id
         return Err(invalid("it must be printable ASCII"));
     }
     Ok(Some(IdempotencyKey { key: key.to_owned(), fingerprint: body.fingerprint }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canonical(text: &str) -> String {
+        let mut out = Vec::new();
+        write_canonical(&serde_json::from_str(text).unwrap(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_same_json_with_other_whitespace_or_key_order_has_one_canonical_form() {
+        let a = canonical(r#"{"b": [1, {"y": true, "x": null}], "a": "s"}"#);
+        let b = canonical("{\n  \"a\":\"s\",\n  \"b\":[1,{\"x\":null,\"y\":true}]\n}");
+        assert_eq!(a, r#"{"a":"s","b":[1,{"x":null,"y":true}]}"#);
+        assert_eq!(a, b);
+        assert_ne!(canonical(r#"{"a": [1, 2]}"#), canonical(r#"{"a": [2, 1]}"#), "array order matters");
+    }
 }

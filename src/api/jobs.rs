@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -302,7 +301,8 @@ impl AsRef<[u8]> for ArcBytes {
 /// `event: progress` (data: `{"step", "total_steps", "loss"}`) at probe steps, at most ten a
 /// second, and every 0.5 s between probes while the job runs (always the last step), then one `event: status` (data: the Job) when it ends, and the stream
 /// closes. Every event has an increasing `id`; reconnect with `Last-Event-ID` to resume after it.
-/// A job that has already finished answers with its final `status` event at once.
+/// A job that has already finished answers with its final `status` event at once; a reconnect
+/// after that final event gets `204 No Content`, which tells `EventSource` to stop reconnecting.
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}/events",
@@ -315,6 +315,7 @@ impl AsRef<[u8]> for ArcBytes {
     responses(
         (status = 200, description = "An event stream; the schema describes one event", content_type = "text/event-stream", body = JobEventFrame,
          example = "id: 1\nevent: progress\ndata: {\"step\":10,\"total_steps\":100,\"loss\":0.69}\n\nid: 2\nevent: status\ndata: {\"id\":\"...\",\"status\":\"succeeded\"}\n\n"),
+        (status = 204, description = "The job has ended and `Last-Event-ID` was its last event: nothing more will come"),
         (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -323,16 +324,18 @@ pub async fn stream_events(
     Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     // An unparseable Last-Event-ID is treated as absent: the client gets the whole log again.
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok());
-    let sub = app.jobs.subscribe(&tenant, &id, last).await?;
+    let Some(sub) = app.jobs.subscribe(&tenant, &id, last).await? else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
     let keep_alive = app.sse_keep_alive;
     let stream = futures_util::stream::unfold(sub, |mut sub| async move {
         let ev = sub.next().await?;
-        Some((Ok(sse_event(ev)), sub))
+        Some((Ok::<_, Infallible>(sse_event(ev)), sub))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive)).into_response())
 }
 
 /// One Server-Sent Event of `GET /v1/jobs/{id}/events` (the `id:`, `event:` and `data:` lines).

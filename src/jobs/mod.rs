@@ -227,11 +227,20 @@ pub struct Job {
     pub experiment_id: Option<String>,
 }
 
-/// RFC 3339 in UTC with milliseconds (`2026-11-28T16:48:00.123Z`).
+/// RFC 3339 in UTC with exactly three digits of milliseconds (`2026-11-28T16:48:00.120Z`, not
+/// `…00.12Z`): every timestamp the API writes has one length, so timestamps sort as strings.
 pub fn rfc3339(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
-    let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).unwrap_or(t);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 #[cfg(test)]
@@ -242,6 +251,23 @@ mod tests {
     fn rfc3339_is_utc_with_milliseconds() {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn rfc3339_keeps_trailing_zeros_so_timestamps_sort_as_strings() {
+        let at = |ms| rfc3339(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms));
+        assert_eq!(at(1_700_000_000_800), "2023-11-14T22:13:20.800Z");
+        assert_eq!(at(1_700_000_000_000), "2023-11-14T22:13:20.000Z");
+        assert_eq!(at(1_700_000_000_010), "2023-11-14T22:13:20.010Z");
+        let mut stamps: Vec<String> = [1_700_000_000_800u64, 1_700_000_000_010, 1_700_000_000_000, 1_700_000_000_123]
+            .into_iter()
+            .map(at)
+            .collect();
+        stamps.sort();
+        assert_eq!(
+            stamps,
+            [at(1_700_000_000_000), at(1_700_000_000_010), at(1_700_000_000_123), at(1_700_000_000_800)]
+        );
     }
 
     #[test]

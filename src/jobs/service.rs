@@ -447,17 +447,25 @@ impl JobService {
         tenant: &Tenant,
         id: &str,
         last_event_id: Option<u64>,
-    ) -> Result<Subscription, JobsError> {
+    ) -> Result<Option<Subscription>, JobsError> {
         // Ask the store first: it is the authority on whether the job exists (for this tenant).
-        self.get(tenant, id).await?;
-        Ok(Subscription::new(
+        let job = self.get(tenant, id).await?;
+        if let (Some(last), true) = (last_event_id, job.status.is_terminal()) {
+            // The final status event commits with the status: a client that has seen every
+            // event of an ended job has nothing more to hear.
+            let after = self.store.events_after(tenant, id, last, 1).await.map_err(|e| self.store_error(id, e))?;
+            if after.is_empty() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Subscription::new(
             Arc::clone(&self.store),
             &self.wakeups,
             tenant.clone(),
             id.to_owned(),
             last_event_id.unwrap_or(0),
             self.config.event_poll,
-        ))
+        )))
     }
 
     /// One forward/backward of `spec` on tokio's blocking pool, at most `analyze_slots` at once,

@@ -121,3 +121,20 @@ fn the_binary_serves_with_exactly_the_dockerfile_arguments_and_environment() {
     // And the health check fails once it is gone.
     assert!(!command(&rt.healthcheck, &rt.env).stderr(Stdio::null()).status().unwrap().success());
 }
+
+/// `COPY . .` sends the build context: `.dockerignore` keeps the build outputs, the git history
+/// and local data out of it, and everything the build reads in it.
+#[test]
+fn the_build_context_leaves_out_target_git_and_data_but_not_what_the_build_reads() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join(".dockerignore")).expect(".dockerignore");
+    let patterns: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let excluded = |path: &str| patterns.iter().any(|p| path.starts_with(p.trim_end_matches('/')));
+    for out in ["target", ".git", "gradscope-data"] {
+        assert!(excluded(out), "{out} is sent to the builder");
+    }
+    for needed in ["Cargo.toml", "Cargo.lock", ".cargo", "src", "migrations", "benches", "tests", "examples"] {
+        assert!(!excluded(needed), "{needed} is needed by the build");
+        assert!(root.join(needed).exists(), "{needed}");
+    }
+}

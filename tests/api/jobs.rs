@@ -83,6 +83,18 @@ async fn sse_reconnect_with_last_event_id_resumes_after_it_without_gaps() {
     let resumed = parse_sse(&res.text().await.unwrap());
     assert_eq!(resumed.first().map(|e| e.0), Some(all[k].0 + 1));
     assert_eq!(resumed, all[k + 1..].to_vec());
+    // After the final event there is nothing more: 204, which stops EventSource reconnecting.
+    let last = all.last().unwrap();
+    assert_eq!(last.1, "status");
+    let res = app
+        .client
+        .get(app.url(&format!("/v1/jobs/{id}/events")))
+        .header("Last-Event-ID", last.0.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(res.text().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -209,6 +221,23 @@ async fn idempotency_key_with_the_same_body_gives_the_same_job_and_another_body_
     assert_eq!(res.headers()["location"].to_str().unwrap(), format!("/v1/jobs/{}", first["id"].as_str().unwrap()));
     let again: Value = res.json().await.unwrap();
     assert_eq!(again["id"], first["id"]);
+    // The same JSON pretty-printed, with its keys in another order, is the same body.
+    let mut reordered = serde_json::Map::new();
+    for (k, v) in tiny_spec(5).as_object().unwrap().iter().rev() {
+        reordered.insert(k.clone(), v.clone());
+    }
+    let pretty = serde_json::to_string_pretty(&Value::Object(reordered)).unwrap();
+    let res = app
+        .client
+        .post(app.url("/v1/jobs"))
+        .header("Idempotency-Key", "\"key-1\"")
+        .header("content-type", "application/json")
+        .body(pretty)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert_eq!(res.json::<Value>().await.unwrap()["id"], first["id"]);
 
     let p = problem(send(tiny_spec(6)).await.unwrap(), 422).await;
     assert_eq!(p["type"], "/problems/idempotency-key-reused");
