@@ -285,3 +285,37 @@ fn experiment_refuses_an_invalid_request_with_a_problem_and_an_unwritable_plot_d
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/proc/no-such-dir"));
 }
+
+/// A log that is not a terminal (a file, a pipe, a collector) gets plain text: no ANSI colour
+/// codes in the human-readable format either.
+#[test]
+fn a_log_that_is_not_a_terminal_has_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gradscope"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--store", "memory", "--log-format", "pretty"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("gradscope listening") {
+                let _ = tx.send(seen.clone());
+            }
+        }
+    });
+    let log = rx.recv_timeout(std::time::Duration::from_secs(60));
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = log.expect("the server started and said where it listens");
+    assert!(log.contains("INFO"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a redirected log: {log:?}");
+}
