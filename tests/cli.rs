@@ -319,3 +319,60 @@ fn a_log_that_is_not_a_terminal_has_no_colour_codes() {
     assert!(log.contains("INFO"), "{log}");
     assert!(!log.contains('\u{1b}'), "colour codes in a redirected log: {log:?}");
 }
+
+/// Sends one HTTP/1.1 request and returns the status code.
+fn http_status(addr: &str, method: &str, path: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// A 503 is the service working as documented (here: the queue is full), not an error of the
+/// service: nothing is logged at ERROR for it.
+#[test]
+fn a_full_queue_answers_503_without_logging_an_error() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gradscope"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--store", "memory", "--log-format", "json"])
+        .args(["--workers", "1", "--queue-capacity", "1"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let listening =
+        rx.iter().find(|v| v["fields"]["message"] == "gradscope listening").expect("the server said where it listens");
+    let addr = listening["fields"]["addr"].as_str().unwrap().to_owned();
+    let long = json!({"model": {"input_dim": 2, "layers": [{"type": "dense", "units": 2}]},
+                      "data": {"type": "xor"}, "training": {"steps": 1_000_000}});
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(http_status(&addr, "POST", "/v1/jobs", &long.to_string()));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(statuses.contains(&503), "{statuses:?}");
+    // The log ends with the process: read all of it.
+    let logged: Vec<Value> = rx.iter().collect();
+    let errors: Vec<&Value> = logged.iter().filter(|v| v["level"] == "ERROR").collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(logged.iter().any(|v| v["fields"]["message"] == "request refused: service unavailable"), "{logged:?}");
+}

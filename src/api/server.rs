@@ -27,6 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
@@ -145,11 +146,32 @@ pub fn router(app: Arc<App>, args: &ServeArgs) -> Router {
         // preflight requests are answered before authentication.
         .layer(tower::util::option_layer(cors))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+                })
+                .on_failure(log_failure),
+        )
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+/// How a 5xx answer is logged. A 503 is the service working as documented (queue full, the
+/// store away, shutting down; the client is told when to retry), so it is logged at `info`; any
+/// other 5xx (or a failure without a response) at `error`. 500s are also logged with their
+/// cause where they are made (`ApiError::internal`).
+fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let ms = latency.as_millis() as u64;
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::info!(status = 503, latency_ms = ms, "request refused: service unavailable");
+        }
+        ServerErrorsFailureClass::StatusCode(code) => {
+            tracing::error!(status = code.as_u16(), latency_ms = ms, "request failed");
+        }
+        ServerErrorsFailureClass::Error(e) => tracing::error!(error = %e, latency_ms = ms, "request failed"),
+    }
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
