@@ -77,6 +77,33 @@ fn add_security(doc: &mut Value) {
                 continue;
             }
             let Some(op) = op.as_object_mut() else { continue };
+            // Every route checks the request head first (`check_head`): a URL or headers over
+            // the limits get their problem before anything else.
+            if let Some(responses) = op.entry("responses").or_insert_with(|| json!({})).as_object_mut() {
+                for (status, kind, title, what) in [
+                    (
+                        "414",
+                        "uri-too-long",
+                        "URI too long",
+                        "The URL is longer than the server's limit (`GRADSCOPE_MAX_URI_BYTES`)",
+                    ),
+                    (
+                        "431",
+                        "headers-too-large",
+                        "Request headers too large",
+                        "The request headers are larger than the server's limit (`GRADSCOPE_MAX_HEADER_BYTES`)",
+                    ),
+                ] {
+                    responses.entry(status).or_insert_with(|| {
+                        json!({
+                            "description": what,
+                            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"},
+                                "example": {"type": format!("/problems/{kind}"), "title": title,
+                                            "status": status.parse::<u16>().unwrap_or(400)}}}
+                        })
+                    });
+                }
+            }
             if !guarded {
                 op.insert("security".into(), json!([]));
                 continue;
