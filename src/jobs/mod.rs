@@ -33,6 +33,7 @@ pub mod pool;
 pub mod service;
 pub mod store;
 mod upkeep;
+mod view;
 
 use std::sync::Arc;
 use std::time::SystemTime;

@@ -33,7 +33,8 @@ use super::events::Wakeups;
 use super::experiments::finalize::finalize;
 use super::metrics::{FinishedLabels, JobMetrics};
 use super::store::{Claimed, Completion, Fence, Finish, JobStore, Owner, StoreError};
-use super::{FailureCode, JobFailure, JobProgress, JobStatus};
+use super::view::RunView;
+use super::{FailureCode, JobFailure, JobProgress, JobStatus, Tenant};
 use crate::analysis::experiment::RunResult;
 use crate::analysis::pipeline::{self, PipelineError, RunOutput};
 use crate::analysis::report::Outcome;
@@ -107,17 +108,39 @@ pub(super) struct Running {
     pub(super) claimed_at: Instant,
     /// The attempt that holds the lease.
     pub(super) fence: Fence,
+    /// A client's cancel reached this run (whichever reason stopped it first).
+    cancel_seen: AtomicBool,
+    /// A write or renewal found the lease lost.
+    lease_lost: AtomicBool,
+    /// The job's record as the store last confirmed it (see [`super::view`]).
+    pub(super) view: RunView,
 }
 
 impl Running {
     /// Records `reason` (unless another came first) and raises the flag.
     pub(super) fn stop(&self, reason: StopReason) {
+        match reason {
+            StopReason::Client => self.cancel_seen.store(true, Ordering::SeqCst),
+            StopReason::LeaseLost => self.lease_lost.store(true, Ordering::SeqCst),
+            _ => {}
+        }
         let _ = self.reason.compare_exchange(StopReason::None as u8, reason as u8, Ordering::SeqCst, Ordering::SeqCst);
         self.flag.cancel();
     }
 
     fn reason(&self) -> StopReason {
         StopReason::from_u8(self.reason.load(Ordering::SeqCst))
+    }
+
+    /// The job's record from memory, when this run can vouch for it (see [`super::view`]).
+    fn local_view(&self, tenant: &Tenant, now: Instant, fresh_for: Duration) -> Option<super::Job> {
+        if self.lease_lost.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut job = self.view.read(tenant, now, fresh_for)?;
+        // A cancel is requested in the store before it reaches a run.
+        job.cancel_requested |= self.cancel_seen.load(Ordering::SeqCst);
+        Some(job)
     }
 }
 
@@ -230,6 +253,13 @@ impl WorkerPool {
         if let Some(r) = self.shared.running().get(id) {
             r.stop(StopReason::Client);
         }
+    }
+
+    /// The record of job `id` when this process trains it and can vouch for what the store
+    /// holds (see [`super::view`]); `None`: ask the store.
+    pub fn local_view(&self, tenant: &Tenant, id: &str) -> Option<super::Job> {
+        let run = self.shared.running().get(id).cloned()?;
+        run.local_view(tenant, Instant::now(), self.shared.config.lease_ttl / 2)
     }
 
     /// The runs of this process.
@@ -438,7 +468,12 @@ async fn write_progress(store: Arc<dyn JobStore>, wakeups: Arc<Wakeups>, out: Ar
         let batch = out.take();
         if !batch.is_empty() {
             match store.progress(&running.fence, &batch).await {
-                Ok(true) => wakeups.notify(&running.fence.id),
+                Ok(true) => {
+                    if let Some(last) = batch.last() {
+                        running.view.progressed(last);
+                    }
+                    wakeups.notify(&running.fence.id)
+                }
                 Ok(false) => running.stop(StopReason::LeaseLost),
                 // Progress is advisory: a write that fails is skipped, the run goes on.
                 Err(e) => tracing::warn!(error = %e, "progress not recorded"),
@@ -481,13 +516,19 @@ fn run_job(shared: &Shared, job: Claimed) {
         deadline: started + shared.config.job_timeout,
         claimed_at: started,
         fence: job.fence(),
+        cancel_seen: AtomicBool::new(false),
+        lease_lost: AtomicBool::new(false),
+        view: RunView::default(),
     });
     shared.running().insert(job.id.clone(), Arc::clone(&running));
     // A cancel that arrived before the run was registered above found no run to stop; the store
     // remembers it.
-    let requested = shared.runtime.block_on(shared.store.get(&job.tenant, &job.id));
-    if requested.ok().flatten().is_some_and(|j| j.cancel_requested) {
-        running.stop(StopReason::Client);
+    // The same read gives the record that reads of this job are answered with while it runs.
+    if let Ok(Some(record)) = shared.runtime.block_on(shared.store.get(&job.tenant, &job.id)) {
+        if record.cancel_requested {
+            running.stop(StopReason::Client);
+        }
+        running.view.start(&job.tenant, record, started);
     }
     if shared.config.test_hooks && job.spec.name.as_deref() == Some(ABORT_HOOK_NAME) {
         tracing::error!("test hook: the spec asked this process to abort");
@@ -528,7 +569,13 @@ fn run_job(shared: &Shared, job: Claimed) {
     // Every progress event is written before the final one.
     out.finish();
     let _ = shared.runtime.block_on(writer);
-    shared.running().remove(&job.id);
+    // Unless a later attempt of this job (after a lost lease) took the entry over.
+    {
+        let mut runs = shared.running();
+        if runs.get(&job.id).is_some_and(|r| Arc::ptr_eq(r, &running)) {
+            runs.remove(&job.id);
+        }
+    }
 
     let reason = running.reason();
     match reason {
@@ -646,6 +693,57 @@ fn classify(outcome: Ended, reason: StopReason, timeout: Duration) -> (Finish, O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run() -> Running {
+        let now = Instant::now();
+        let running = Running {
+            flag: CancelFlag::new(),
+            reason: AtomicU8::new(0),
+            deadline: now + Duration::from_secs(60),
+            claimed_at: now,
+            fence: Fence { id: "j".into(), attempt: 1 },
+            cancel_seen: AtomicBool::new(false),
+            lease_lost: AtomicBool::new(false),
+            view: RunView::default(),
+        };
+        let job = super::super::Job {
+            id: "j".into(),
+            status: JobStatus::Running,
+            name: None,
+            created_at: "2026-12-03T00:00:00.000Z".into(),
+            started_at: Some("2026-12-03T00:00:01.000Z".into()),
+            finished_at: None,
+            progress: JobProgress::default(),
+            error: None,
+            cancel_requested: false,
+            experiment_id: None,
+        };
+        running.view.start(&Tenant::open(), job, now);
+        running
+    }
+
+    #[test]
+    fn a_cancel_shows_in_reads_from_memory_even_after_another_reason_stopped_the_run() {
+        let r = run();
+        let fresh = Duration::from_secs(30);
+        assert!(!r.local_view(&Tenant::open(), Instant::now(), fresh).is_some_and(|j| j.cancel_requested));
+        r.stop(StopReason::Timeout);
+        r.stop(StopReason::Client);
+        assert_eq!(r.reason(), StopReason::Timeout, "the first reason wins");
+        assert!(r.local_view(&Tenant::open(), Instant::now(), fresh).is_some_and(|j| j.cancel_requested));
+    }
+
+    #[test]
+    fn memory_never_answers_for_a_run_that_lost_its_lease() {
+        let r = run();
+        let fresh = Duration::from_secs(30);
+        assert!(r.local_view(&Tenant::open(), Instant::now(), fresh).is_some());
+        r.stop(StopReason::Shutdown);
+        r.stop(StopReason::LeaseLost);
+        assert!(r.local_view(&Tenant::open(), Instant::now(), fresh).is_none());
+        r.view.lease_renewed(Instant::now());
+        assert!(r.local_view(&Tenant::open(), Instant::now(), fresh).is_none());
+    }
 
     #[test]
     fn a_fast_run_reports_at_most_one_probe_step_per_min_gap_and_always_the_last_step() {

@@ -108,6 +108,7 @@ async fn keep_leases(
                 for run in runs.iter().filter(|r| r.claimed_at < started) {
                     match held.get(run.fence.id.as_str()) {
                         Some(l) if l.attempt == run.fence.attempt => {
+                            run.view.lease_renewed(started);
                             if l.cancel_requested {
                                 run.stop(StopReason::Client);
                             }

@@ -446,6 +446,13 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     fn cancel_notifications(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         None
     }
+    /// Whether a cancel requested through any process reaches the run at once: true for a
+    /// store only one process uses (SQLite, in-memory) and for PostgreSQL with NOTIFY; false
+    /// when only lease renewals relay cancels. Reads of a running job are answered from the
+    /// memory of the replica that trains it only when true (see `jobs/view.rs`).
+    fn cancels_reach_runs_at_once(&self) -> bool {
+        true
+    }
 }
 
 /// The fair-share rule of `claim`. Jobs form groups: each experiment is one group, and every

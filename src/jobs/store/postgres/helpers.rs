@@ -310,6 +310,15 @@ pub(super) async fn snapshots(
         .collect()
 }
 
+/// Ends `tx` without committing and passes `out` on. Every return that does not commit goes
+/// through here: dropping a `Transaction` only queues its ROLLBACK, which the pool sends when
+/// it next pings the connection (a background task), and until then the row locks it took stay
+/// held — a claim meanwhile skips those rows (`SKIP LOCKED`) and finds no work.
+pub(super) async fn roll_back<T>(tx: Transaction<'static, Postgres>, out: Result<T, StoreError>) -> Result<T, StoreError> {
+    tx.rollback().await.map_err(db)?;
+    out
+}
+
 /// Starts a read-only transaction that sees one snapshot for all its statements (a listing of
 /// experiments and their jobs must not mix two moments).
 pub(super) async fn begin_snapshot(pool: &PgPool) -> Result<Transaction<'static, Postgres>, StoreError> {

@@ -390,7 +390,7 @@ impl JobStore for PostgresStore {
             .ok_or(StoreError::NotFound)?;
         let status = sql::status(&status)?;
         if !status.is_terminal() {
-            return Err(StoreError::NotFinished(status));
+            return roll_back(tx, Err(StoreError::NotFinished(status))).await;
         }
         // Reports and events go with the row (ON DELETE CASCADE); keys naming it are dropped.
         sqlx::query("DELETE FROM jobs WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db)?;
@@ -492,12 +492,12 @@ impl JobStore for PostgresStore {
         }
         candidates.sort_by_key(|(seq, _, _)| *seq);
         if candidates.is_empty() {
-            return Ok(None);
+            return roll_back(tx, Ok(None)).await;
         }
         let running: HashMap<Option<&str>, usize> = groups.iter().map(|(g, n)| (g.as_deref(), count(*n))).collect();
         let of: Vec<Option<&str>> = candidates.iter().map(|(_, _, g)| g.as_deref()).collect();
         let pick = pick_fair(workers, &of, &running);
-        let Some((_, id, _)) = candidates.get(pick) else { return Ok(None) };
+        let Some((_, id, _)) = candidates.get(pick) else { return roll_back(tx, Ok(None)).await };
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = {NOW}, lease_owner = $2, \
              lease_expires_at = {NOW} + $3 WHERE id = $1 AND status = 'queued' \
@@ -510,7 +510,9 @@ impl JobStore for PostgresStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
-        let Some((tenant, spec, probe_every, total_steps, experiment, attempt_no)) = row else { return Ok(None) };
+        let Some((tenant, spec, probe_every, total_steps, experiment, attempt_no)) = row else {
+            return roll_back(tx, Ok(None)).await;
+        };
         let spec = spec.ok_or_else(|| StoreError::Corrupt(format!("queued job {id} has no spec")))?;
         let claimed = Claimed {
             id: id.clone(),
@@ -552,7 +554,7 @@ impl JobStore for PostgresStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
-        let Some(last_seq) = last_seq else { return Ok(false) };
+        let Some(last_seq) = last_seq else { return roll_back(tx, Ok(false)).await };
         let first = last_seq - n + 1;
         let seqs: Vec<i64> = (first..=last_seq).collect();
         let bodies =
@@ -578,7 +580,7 @@ impl JobStore for PostgresStore {
             .await
             .map_err(db)?;
         if held.is_none() {
-            return Ok(None);
+            return roll_back(tx, Ok(None)).await;
         }
         if let Some(report) = &completion.report {
             sqlx::query(
@@ -754,7 +756,7 @@ impl JobStore for PostgresStore {
             .await
             .map_err(db)?;
         if known.is_none() {
-            return Err(StoreError::NotFound);
+            return roll_back(tx, Err(StoreError::NotFound)).await;
         }
         // Lock order: the jobs, then the experiment (see the module doc).
         let jobs: Vec<(String, String)> =
@@ -764,8 +766,10 @@ impl JobStore for PostgresStore {
                 .await
                 .map_err(db)?;
         let sql = format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = $1 FOR UPDATE");
-        let row: ExperimentRow =
-            sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await.map_err(db)?.ok_or(StoreError::NotFound)?;
+        let Some(row) = sqlx::query_as::<_, ExperimentRow>(&sql).bind(id).fetch_optional(&mut *tx).await.map_err(db)?
+        else {
+            return roll_back(tx, Err(StoreError::NotFound)).await;
+        };
         let mut queued = Vec::new();
         let mut running = Vec::new();
         for (job, status) in jobs {
@@ -827,7 +831,7 @@ impl JobStore for PostgresStore {
             .await
             .map_err(db)?;
         if known.is_none() {
-            return Err(StoreError::NotFound);
+            return roll_back(tx, Err(StoreError::NotFound)).await;
         }
         sqlx::query("SELECT 1 FROM jobs WHERE experiment_id = $1 ORDER BY seq FOR UPDATE")
             .bind(id)
@@ -835,11 +839,13 @@ impl JobStore for PostgresStore {
             .await
             .map_err(db)?;
         let sql = format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = $1 FOR UPDATE");
-        let row: ExperimentRow =
-            sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await.map_err(db)?.ok_or(StoreError::NotFound)?;
+        let Some(row) = sqlx::query_as::<_, ExperimentRow>(&sql).bind(id).fetch_optional(&mut *tx).await.map_err(db)?
+        else {
+            return roll_back(tx, Err(StoreError::NotFound)).await;
+        };
         let snap = snapshot(&mut tx, &row, id).await?;
         if !snap.record.all_ended() {
-            return Err(StoreError::NotFinished(snap.status()));
+            return roll_back(tx, Err(StoreError::NotFinished(snap.status()))).await;
         }
         let ids: Vec<String> = snap.record.job_ids().cloned().collect();
         // Reports, events and runs go with their rows (ON DELETE CASCADE).
@@ -880,6 +886,10 @@ impl JobStore for PostgresStore {
 
     fn cancel_notifications(&self) -> Option<broadcast::Receiver<String>> {
         PostgresStore::cancel_notifications(self)
+    }
+
+    fn cancels_reach_runs_at_once(&self) -> bool {
+        self.cancels.is_some()
     }
 
     async fn expire(&self, ttl: Duration) -> Result<Expired, StoreError> {
