@@ -9,12 +9,14 @@
 //! Invariant: `backward` is only called after a `forward` on the same batch.
 
 mod activation;
+mod attention;
 mod dense;
 mod dropout;
 mod norm;
 mod rnn;
 
 pub use activation::ActivationLayer;
+pub use attention::{Attention, AttentionConfig};
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use norm::{NormCore, NormLayer};
@@ -421,6 +423,8 @@ pub enum LayerKind {
     Activation,
     /// A recurrent layer (vanilla, LSTM or GRU cell).
     Rnn,
+    /// Multi-head self-attention (not yet reachable from a spec).
+    Attention,
 }
 
 impl LayerKind {
@@ -433,6 +437,7 @@ impl LayerKind {
             LayerKind::Dropout => "dropout",
             LayerKind::Activation => "activation",
             LayerKind::Rnn => "rnn",
+            LayerKind::Attention => "attention",
         }
     }
 
