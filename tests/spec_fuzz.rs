@@ -1,4 +1,4 @@
-//! Nothing a spec can contain makes gradscope panic: random mutations of the contract's examples
+//! Nothing a spec can contain makes gradscope panic: random mutations of the fixture examples
 //! go through parse -> validate -> train -> report and come back as a report or a typed error.
 //!
 //! Limits are kept small so that every mutated spec that validates also trains in milliseconds.
@@ -30,7 +30,7 @@ fn small_limits() -> Limits {
 }
 
 fn examples() -> Vec<Value> {
-    let dir = common::root().join("../shared/contract/examples");
+    let dir = common::root().join("tests/fixtures/spec-examples");
     let mut out: Vec<Value> = std::fs::read_dir(&dir)
         .map(|d| d.flatten().map(|e| common::read_json(&e.path())).collect())
         .unwrap_or_default();
@@ -42,7 +42,7 @@ fn examples() -> Vec<Value> {
             o.entry("training").or_insert_with(|| json!({"steps": 3, "batch_size": 16}));
         }
     }
-    assert!(!out.is_empty(), "contract examples not found at {}", dir.display());
+    assert!(!out.is_empty(), "fixture examples not found at {}", dir.display());
     out
 }
 

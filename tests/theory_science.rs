@@ -183,15 +183,15 @@ fn gaussian_deep_linear_net_squared_singular_value_variance_grows_like_depth() {
     }
 }
 
-/// Every example (and contract example) analysed through the JSON pipeline gets a theory block:
-/// the mean-field fields for plain dense stacks, the Pascanu bound for recurrent layers, notes for
-/// what is not covered — and never a panic.
+/// Every example (`examples/`, `tests/fixtures/spec-examples/`) analysed through the JSON pipeline
+/// gets a theory block: the mean-field fields for plain dense stacks, the Pascanu bound for
+/// recurrent layers, notes for what is not covered — and never a panic.
 #[test]
 fn every_example_gets_a_theory_block() {
     use gradscope::analysis::pipeline::{analyze, parse_body, AnalyzeOptions};
     use gradscope::spec::Limits;
     let mut files = Vec::new();
-    for dir in [common::root().join("examples"), common::root().join("../shared/contract/examples")] {
+    for dir in [common::root().join("examples"), common::root().join("tests/fixtures/spec-examples")] {
         if let Ok(entries) = std::fs::read_dir(&dir) {
             files.extend(entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")));
         }

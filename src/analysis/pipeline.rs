@@ -113,6 +113,20 @@ pub fn parse_body(body: &[u8]) -> Result<Spec, PipelineError> {
     parse(&value).map_err(PipelineError::Invalid)
 }
 
+/// Parses a JSON body into a spec. When it does not parse, the problems also list what
+/// validation against `limits` finds in the rest (`spec::with_validation`), so one answer names
+/// every mistake; a spec that parses is validated by [`run`] or [`analyze`] as usual.
+pub fn check_body(body: &[u8], limits: &Limits) -> Result<Spec, PipelineError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| PipelineError::MalformedJson(e.to_string()))?;
+    parse(&value).map_err(|errors| PipelineError::Invalid(crate::spec::with_validation(&value, errors, limits)))
+}
+
+/// `limits` for validating an analysis' spec before its memory is admitted: an analysis admits
+/// one batch in f64 ([`memory::estimate_analysis`]), not a training run.
+pub fn analysis_validation_limits(limits: &Limits) -> Limits {
+    Limits { max_job_memory: u64::MAX, ..limits.clone() }
+}
+
 /// Validates and trains `spec`; the report echoes the expanded spec.
 pub fn run(
     spec: &Spec,
@@ -205,8 +219,7 @@ fn assemble(
 /// Validates `spec` for `analyze` and admits its memory ([`memory::estimate_analysis`] on its
 /// batch against `limits.max_job_memory`); the config and the batch.
 fn validate_analysis(spec: &Spec, limits: &Limits, gradients: bool) -> Result<(RunConfig, usize), SpecErrors> {
-    let unlimited = Limits { max_job_memory: u64::MAX, ..limits.clone() };
-    let config = spec.validate(&unlimited)?;
+    let config = spec.validate(&analysis_validation_limits(limits))?;
     let batch = analyze_batch(spec, &config);
     admit_memory(&config, &memory::estimate_analysis(&config, batch, gradients), limits.max_job_memory)?;
     Ok((config, batch))

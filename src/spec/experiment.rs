@@ -97,11 +97,11 @@ pub struct ExperimentRequest {
     /// The base spec, or `{"preset": NAME}` naming a job preset. Absent with `remedies_of` (the
     /// job's spec is the base).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<super::schema::SubmitRequest>)]
     pub base: Option<Value>,
     /// A full grid: JSON Pointer into the spec -> the values it takes.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, Vec<Value>>>)]
     pub vary: Option<Value>,
     /// Named RFC 6902 patches of the base spec, one variant each.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,5 +1,6 @@
 //! The wire types of a spec: the request body of `POST /v1/jobs` and `POST /v1/analyze`, field
-//! for field as the `Spec` schema of `openapi/openapi.json` and README.md ("The spec") name them.
+//! for field as the `Spec` schema of `openapi/openapi.json` and `docs/spec.md` (the reference:
+//! every field with its type, default and limits) name them.
 //!
 //! Owns the shape of the JSON and nothing else: no defaults (those live in `expand`), no
 //! semantic checks (`validate`), no reading of JSON (`parse`). Fields a user may leave out are

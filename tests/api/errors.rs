@@ -180,3 +180,27 @@ async fn a_wrong_method_is_problem_405_with_allow() {
     problem(res, 405).await;
     app.assert_healthy().await;
 }
+
+#[tokio::test]
+async fn three_mistakes_are_one_422_listing_all_three() {
+    // A misspelled activation (a parse problem), zero units and too many steps (validation
+    // problems): one answer names all three, so the client fixes them in one round.
+    let app = spawn_with(&[("--max-steps", "1000")]).await;
+    let mut spec = tiny_spec(5000);
+    spec["model"]["layers"][0]["activation"] = json!("tanhh");
+    spec["model"]["layers"][0]["units"] = json!(0);
+    // `/v1/analyze` runs one step, so its limits do not bound `steps`: two of the three.
+    let cases: [(&str, &[&str]); 2] = [
+        ("/v1/jobs", &["/model/layers/0/activation", "/model/layers/0/units", "/training/steps"]),
+        ("/v1/analyze", &["/model/layers/0/activation", "/model/layers/0/units"]),
+    ];
+    for (path, wanted) in cases {
+        let p = problem(app.post_json(path, &spec).await, 422).await;
+        let pointers: Vec<&str> =
+            p["errors"].as_array().unwrap().iter().filter_map(|e| e["pointer"].as_str()).collect();
+        for w in wanted {
+            assert!(pointers.contains(w), "{path}: {w} missing from {pointers:?}");
+        }
+    }
+    app.assert_healthy().await;
+}

@@ -1,4 +1,5 @@
-//! The contract's example specs: all parse and validate, the recurrent ones included.
+//! The fixture example specs (`tests/fixtures/spec-examples/`): all parse and validate, the
+//! recurrent ones included.
 
 use super::*;
 use crate::engine::config::{
@@ -6,8 +7,8 @@ use crate::engine::config::{
 };
 
 #[test]
-fn every_contract_example_parses() {
-    for (name, v) in contract_examples() {
+fn every_fixture_example_parses() {
+    for (name, v) in fixture_examples() {
         if let Err(e) = parse(&v) {
             panic!("{name}: {e}");
         }
@@ -15,27 +16,27 @@ fn every_contract_example_parses() {
 }
 
 #[test]
-fn every_contract_example_deserializes_through_serde_as_it_parses() {
-    for (name, v) in contract_examples() {
+fn every_fixture_example_deserializes_through_serde_as_it_parses() {
+    for (name, v) in fixture_examples() {
         let via_serde: Spec = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(via_serde, parse_ok(&v), "{name}");
     }
 }
 
 #[test]
-fn every_contract_example_validates_into_a_run_config() {
-    let examples = contract_examples();
+fn every_fixture_example_validates_into_a_run_config() {
+    let examples = fixture_examples();
     for (name, v) in &examples {
         if let Err(e) = parse_ok(v).validate(&Limits::default()) {
             panic!("{name}: {e}");
         }
     }
-    assert!(examples.len() >= 7, "expected the seven contract examples, found {}", examples.len());
+    assert!(examples.len() >= 7, "expected the seven fixture examples, found {}", examples.len());
 }
 
 #[test]
 fn rnn_adding_example_becomes_a_vanilla_tanh_rnn_on_the_adding_problem() {
-    let (_, v) = contract_examples().into_iter().find(|(n, _)| n == "rnn-adding.json").unwrap();
+    let (_, v) = fixture_examples().into_iter().find(|(n, _)| n == "rnn-adding.json").unwrap();
     let c = valid(&v);
     assert_eq!(c.network.input_dim, 2);
     let LayerConfig::Rnn(r) = &c.network.layers[0] else { panic!("not rnn: {:?}", c.network.layers[0]) };
@@ -52,7 +53,7 @@ fn rnn_adding_example_becomes_a_vanilla_tanh_rnn_on_the_adding_problem() {
 
 #[test]
 fn lstm_adding_example_becomes_an_lstm_with_pytorch_defaults() {
-    let (_, v) = contract_examples().into_iter().find(|(n, _)| n == "lstm-adding.json").unwrap();
+    let (_, v) = fixture_examples().into_iter().find(|(n, _)| n == "lstm-adding.json").unwrap();
     let c = valid(&v);
     let LayerConfig::Rnn(r) = &c.network.layers[0] else { panic!("not rnn: {:?}", c.network.layers[0]) };
     assert_eq!((r.cell, r.units, r.forget_bias), (CellKind::Lstm, 64, 0.0));
@@ -64,7 +65,7 @@ fn lstm_adding_example_becomes_an_lstm_with_pytorch_defaults() {
 
 #[test]
 fn examples_expanded_and_reparsed_validate_to_the_same_run_config() {
-    for (name, v) in contract_examples() {
+    for (name, v) in fixture_examples() {
         let spec = parse_ok(&v);
         let config = spec.validate(&Limits::default()).unwrap();
         let again = reparsed_expanded(&spec).validate(&Limits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -74,7 +75,7 @@ fn examples_expanded_and_reparsed_validate_to_the_same_run_config() {
 
 #[test]
 fn examples_expand_and_reparse_to_the_same_spec() {
-    for (name, v) in contract_examples() {
+    for (name, v) in fixture_examples() {
         let spec = parse_ok(&v);
         assert_eq!(reparsed_expanded(&spec), spec.expanded(), "{name}");
     }
@@ -82,7 +83,7 @@ fn examples_expand_and_reparse_to_the_same_spec() {
 
 #[test]
 fn deep_sigmoid_example_becomes_twenty_sigmoid_layers_and_an_output_trained_by_sgd() {
-    let (_, v) = contract_examples().into_iter().find(|(n, _)| n == "deep-sigmoid.json").unwrap();
+    let (_, v) = fixture_examples().into_iter().find(|(n, _)| n == "deep-sigmoid.json").unwrap();
     let c = valid(&v);
     assert_eq!(c.seed, 7);
     assert_eq!(c.network.layers.len(), 21);
@@ -97,7 +98,7 @@ fn deep_sigmoid_example_becomes_twenty_sigmoid_layers_and_an_output_trained_by_s
 
 #[test]
 fn analyze_example_without_training_gets_default_training() {
-    let (_, v) = contract_examples().into_iter().find(|(n, _)| n == "analyze-tanh-ordered.json").unwrap();
+    let (_, v) = fixture_examples().into_iter().find(|(n, _)| n == "analyze-tanh-ordered.json").unwrap();
     let c = valid(&v);
     assert_eq!(c.training.steps, 1000);
     assert_eq!(c.training.batch_size, 64);
@@ -112,7 +113,7 @@ fn analyze_example_without_training_gets_default_training() {
 
 #[test]
 fn explicit_weights_example_carries_its_parameters_flattened_row_major() {
-    let (_, v) = contract_examples().into_iter().find(|(n, _)| n == "explicit-weights.json").unwrap();
+    let (_, v) = fixture_examples().into_iter().find(|(n, _)| n == "explicit-weights.json").unwrap();
     let c = valid(&v);
     let LayerConfig::Dense(d) = &c.network.layers[0] else { panic!("not dense") };
     assert_eq!(d.params["weight"], vec![0.5, -0.25, 0.1, 0.8, -0.6, 0.3]);
@@ -123,7 +124,7 @@ fn explicit_weights_example_carries_its_parameters_flattened_row_major() {
 
 #[test]
 fn residual_batchnorm_example_keeps_validation_split_clip_and_weight_decay() {
-    let (_, v) = contract_examples().into_iter().find(|(n, _)| n == "residual-batchnorm.json").unwrap();
+    let (_, v) = fixture_examples().into_iter().find(|(n, _)| n == "residual-batchnorm.json").unwrap();
     let c = valid(&v);
     assert_eq!(c.training.validation_split, 0.2);
     assert_eq!(c.training.weight_decay, 0.0001);

@@ -1,5 +1,5 @@
-//! Tests of the spec module: the contract's examples, bare-string forms, expansion, every kind
-//! of invalid spec, and property tests that nothing panics.
+//! Tests of the spec module: the fixture examples (`tests/fixtures/spec-examples/`), bare-string
+//! forms, expansion, every kind of invalid spec, and property tests that nothing panics.
 //!
 //! Test-only code: `unwrap`/`expect` are fine here (a failed one is a failed test).
 
@@ -10,6 +10,7 @@ mod examples;
 mod expansion;
 mod parsing;
 mod properties;
+mod schema;
 mod sequences;
 mod validation;
 
@@ -18,9 +19,9 @@ use serde_json::{json, Value};
 use super::*;
 use crate::engine::config::RunConfig;
 
-/// The contract's example specs, by file name, sorted.
-fn contract_examples() -> Vec<(String, Value)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/contract/examples");
+/// The fixture example specs (`tests/fixtures/spec-examples/`), by file name, sorted.
+fn fixture_examples() -> Vec<(String, Value)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec-examples");
     let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())

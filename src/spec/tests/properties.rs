@@ -350,7 +350,7 @@ proptest! {
             1..3,
         ),
     ) {
-        let mut specs: Vec<Value> = contract_examples().into_iter().map(|(_, v)| v).collect();
+        let mut specs: Vec<Value> = fixture_examples().into_iter().map(|(_, v)| v).collect();
         specs.push(base());
         let mut v = specs[which.index(specs.len())].clone();
         for (path, op, new, key) in edits {
