@@ -350,7 +350,12 @@ fn patch_text(patch: &Value) -> String {
 
 fn plots_section(page: &mut String, report: &Value) {
     page.push_str("<section id=\"plots\">\n<h2>Plots</h2>\n");
-    for name in plots::available_json(report) {
+    let available = plots::available_json(report);
+    if available.is_empty() {
+        // A run stopped before its first probe (cancelled, or failed at once) measured nothing.
+        page.push_str("<p>No plot applies: the report has no probe steps.</p>\n");
+    }
+    for name in available {
         match plots::render_json(report, name) {
             Ok(svg) => {
                 let _ = write!(
@@ -384,7 +389,10 @@ fn caption(plot: plots::PlotName) -> &'static str {
             "The classic gradient-flow chart: bars of equal height mean the gradient reaches every layer \
                          at the same scale."
         }
-        PlotName::Loss => "Loss (and accuracy) of the training batch at each probe step.",
+        PlotName::Loss => {
+            "Loss (and accuracy) of the training batch at each probe step. The dashed line is chance \
+                   level: the loss of the best constant prediction, which ignores the inputs."
+        }
         PlotName::Timesteps => {
             "How much the loss at the last time step depends on the hidden state at each earlier step; \
                         a steep fall to the left is a short memory."
@@ -493,6 +501,37 @@ mod tests {
         r["diagnostics"] = json!([]);
         assert!(render_json(&r).contains("No problems found."));
         assert!(render_json(&json!({})).contains("</html>"), "even an empty object renders");
+    }
+
+    #[test]
+    fn a_report_without_probe_steps_says_that_no_plot_applies_and_a_single_probe_one_shows_its_plots() {
+        let mut r = report();
+        r.as_object_mut().unwrap().remove("theory");
+        for key in ["steps", "loss", "accuracy", "val_loss", "val_accuracy"] {
+            r[key] = json!([]);
+        }
+        let page = render_json(&r);
+        assert!(page.contains("No plot applies: the report has no probe steps."));
+        assert!(!page.contains("<figure"));
+        // One probe (an analysis): the plots are there, the loss with its chance level.
+        let mut r = report();
+        r["summary"]["baseline_loss"] = json!(2f64.ln());
+        r["spec"]["training"] = json!({"loss": "cross_entropy"});
+        r["steps"] = json!([0]);
+        for key in ["loss", "accuracy", "val_loss", "val_accuracy"] {
+            r[key] = json!([0.69]);
+        }
+        for l in r["layer_stats"].as_array_mut().unwrap() {
+            if l["grad_norm"].is_array() {
+                l["grad_norm"] = json!([0.1]);
+            }
+        }
+        let page = render_json(&r);
+        assert!(!page.contains("No plot applies"));
+        for plot in ["plot-grad_flow", "plot-grad_norms", "plot-loss"] {
+            assert!(page.contains(plot), "{plot}");
+        }
+        assert!(page.contains("chance level 0.6931: predict the class frequencies"));
     }
 
     #[test]

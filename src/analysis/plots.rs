@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `grad_flow` | heatmap: weight layer x probe step, colour = log10 `grad_norm`, with a colour bar |
 //! | `grad_norms` | per-layer bars of `grad_norm`, first vs last probe, log scale |
-//! | `loss` | training (and validation) loss vs step; accuracy in a second panel when classified |
+//! | `loss` | training (and validation) loss vs step, with the loss of the best constant prediction as a baseline; accuracy in a second panel when classified |
 //! | `timesteps` | recurrent networks: ‖dL/dh_t‖ vs t, log scale, one line per chosen probe step |
 //! | `theory` | predicted vs measured ln(delta_norm_l / delta_norm_L) per hidden layer, from `theory.profile` |
 //!
@@ -15,6 +15,11 @@
 //! just built and one a job store kept as bytes. `null` (a NaN/Inf measurement) and, on log
 //! scales, values that are not positive are skipped — never drawn at a made-up coordinate — and
 //! a plot with nothing left to draw says so in its area. Every plot has a title and axis labels.
+//!
+//! Degenerate reports still get readable axes: with a single probe step (an analysis, a run of
+//! one step) the step axis spans one step either side of it with whole-step ticks, one layer or
+//! one time step is one labelled category, and no tick is ever labelled `-0`. Axes of whole
+//! numbers (steps, time steps) are labelled at whole numbers only.
 
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -227,6 +232,8 @@ pub(crate) type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<Ran
 pub(crate) const FONT: &str = "sans-serif";
 pub(crate) const SIZE: (u32, u32) = (900, 520);
 pub(crate) const TITLE_PX: u32 = 22;
+/// Ticks a linear y axis asks for (plotters' default is 11); its labels' decimals follow from it.
+pub(crate) const Y_TICKS: usize = 10;
 pub(crate) const MISSING: RGBColor = RGBColor(215, 215, 215);
 /// Distinct series colours (Okabe-Ito, readable by colour-blind viewers).
 pub(crate) const PALETTE: [RGBColor; 7] = [
@@ -257,17 +264,82 @@ pub(crate) fn framed<'a, 'b>(
         .map_err(fail)
 }
 
-/// The mesh of a chart over training steps (whole-number x labels) in the plots' fonts.
+/// The mesh of a chart over training steps (x labels at whole steps only) in the plots' fonts.
 pub(crate) fn step_mesh(chart: &mut Chart<'_, '_>, y_desc: &str) -> Drawn {
+    let x_labels = whole_labels(&chart.x_range());
+    let y_range = chart.y_range();
     chart
         .configure_mesh()
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 14))
         .x_desc("training step")
         .y_desc(y_desc)
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_labels(x_labels)
+        .x_label_formatter(&|x| whole_label(*x, 0.0))
+        .y_labels(Y_TICKS)
+        .y_label_formatter(&|y| linear_label(*y, &y_range, Y_TICKS))
         .draw()
         .map_err(fail)
+}
+
+/// The x range of a chart over training steps: the steps' span or, with fewer than two distinct
+/// steps, one step either side of the lone one (of 0 when there is none). A unit-wide range
+/// around one step would be cut into tenths, each labelled `-0`, `0` or the step.
+pub(crate) fn step_range(steps: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = steps
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if !lo.is_finite() {
+        return (-1.0, 1.0);
+    }
+    if hi - lo < 0.5 {
+        return (lo - 1.0, lo + 1.0);
+    }
+    (lo, hi)
+}
+
+/// The label of a tick on an axis of whole numbers (training steps, time steps): the number at
+/// a whole tick from `min` on, nothing between whole numbers or below `min`; never `-0`.
+pub(crate) fn whole_label(x: f64, min: f64) -> String {
+    let r = x.round();
+    if !x.is_finite() || (x - r).abs() > 1e-6 * r.abs().max(1.0) || r < min {
+        return String::new();
+    }
+    format!("{}", r as i64)
+}
+
+/// How many ticks an axis of whole numbers over `range` asks for: one per whole number, at most
+/// 10 (plotters then picks round steps: 1, 2, 5, 10, ...).
+pub(crate) fn whole_labels(range: &std::ops::Range<f64>) -> usize {
+    let span = range.end - range.start;
+    if span.is_finite() {
+        (span.floor().max(0.0) as usize).saturating_add(1).clamp(2, 10)
+    } else {
+        2
+    }
+}
+
+/// `v` with `decimals` decimals, without the sign of a zero (`-0.00` for a tick a rounding error
+/// below 0 is `0.00`).
+pub(crate) fn fixed(v: f64, decimals: usize) -> String {
+    let s = format!("{v:.decimals$}");
+    match s.strip_prefix('-') {
+        Some(unsigned) if unsigned.chars().all(|c| c == '0' || c == '.') => unsigned.to_owned(),
+        _ => s,
+    }
+}
+
+/// `v` to four significant figures, for values written into a legend (`1.099`, `0.02513`).
+pub(crate) fn sig4(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let magnitude = v.abs().log10().floor();
+    if !(-4.0..6.0).contains(&magnitude) {
+        return format!("{v:.3e}");
+    }
+    fixed(v, (3.0 - magnitude).max(0.0) as usize)
 }
 
 pub(crate) fn fail<E: std::fmt::Display>(e: E) -> String {
@@ -286,8 +358,10 @@ pub(crate) fn svg(size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> Drawn) -> Re
     Ok(buf)
 }
 
-/// `[lo, hi]` around `values` (finite ones), padded by `pad` of the span; a single value or
-/// none gets a unit-wide range.
+/// `[lo, hi]` around `values` (finite ones), padded by `pad` of the span. Values that differ
+/// by less than 1% of their magnitude (one value; a loss at its chance level) get 5% of the
+/// magnitude either side of their middle instead of an axis magnifying rounding noise; values
+/// all about 0, a unit-wide range; none, `[0, 1]`.
 pub(crate) fn bounds(values: impl IntoIterator<Item = f64>, pad: f64) -> (f64, f64) {
     let (lo, hi) = values
         .into_iter()
@@ -296,11 +370,40 @@ pub(crate) fn bounds(values: impl IntoIterator<Item = f64>, pad: f64) -> (f64, f
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
-    if hi - lo < 1e-12 {
-        return (lo - 0.5, hi + 0.5);
+    let magnitude = lo.abs().max(hi.abs());
+    if hi - lo < 0.01 * magnitude || hi - lo < 1e-12 {
+        let (mid, half) = ((lo + hi) / 2.0, 0.05 * magnitude);
+        return if half > 1e-12 { (mid - half, mid + half) } else { (mid - 0.5, mid + 0.5) };
     }
     let p = (hi - lo) * pad;
     (lo - p, hi + p)
+}
+
+/// The label of a tick at `v` on a linear axis over `range` with at most `ticks` ticks: the
+/// decimals their spacing needs (plotters spaces ticks 1, 2 or 5 times a power of ten apart, the
+/// finest that keeps to `ticks`), in scientific notation for magnitudes below 1e-3 or from 1e6;
+/// never `-0`.
+pub(crate) fn linear_label(v: f64, range: &std::ops::Range<f64>, ticks: usize) -> String {
+    let span = (range.end - range.start).abs();
+    let magnitude = range.start.abs().max(range.end.abs());
+    if !v.is_finite() || !span.is_finite() || span <= 0.0 {
+        return fixed(v, 2);
+    }
+    // The finest spacing plotters may choose, rounded up to 1, 2 or 5 times a power of ten.
+    let finest = span / ticks.max(1) as f64;
+    let power = 10f64.powf(finest.log10().floor());
+    let nice = [1.0, 2.0, 5.0, 10.0].into_iter().find(|m| finest <= m * power * (1.0 + 1e-9)).unwrap_or(10.0);
+    let step = (nice * power).log10().floor();
+    if !(1e-3..1e6).contains(&magnitude) {
+        // A tick a rounding error off 0 is 0, not `-1.0e-22`.
+        let unit = 10f64.powf(step);
+        if (v / unit).round() == 0.0 {
+            return "0".into();
+        }
+        let digits = (magnitude.log10().floor() - step).clamp(0.0, 12.0) as usize;
+        return format!("{v:.digits$e}");
+    }
+    fixed(v, (-step).clamp(0.0, 12.0) as usize)
 }
 
 /// Bounds on a log10 axis, widened to whole decades.
@@ -467,7 +570,7 @@ fn grad_flow(report: &Value) -> Result<String, PlotError> {
             .disable_x_axis()
             .y_desc("log10 grad_norm")
             .y_labels(6)
-            .y_label_formatter(&|y| format!("{y:.1}"))
+            .y_label_formatter(&|y| linear_label(*y, &(lo..hi), 6))
             .draw()
             .map_err(fail)?;
         let k = 64;
@@ -595,16 +698,34 @@ pub(crate) fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabe
         .map_err(fail)
 }
 
+/// The loss of the best constant prediction (`summary.baseline_loss`: what a network that
+/// ignores its inputs reaches) and its legend entry.
+fn baseline(report: &Value) -> Option<(f64, String)> {
+    let b = report["summary"]["baseline_loss"].as_f64().filter(|v| v.is_finite())?;
+    let what = match report["spec"]["training"]["loss"].as_str() {
+        Some("cross_entropy") => "predict the class frequencies",
+        Some("mse") => "predict the target mean",
+        _ => "the best constant prediction",
+    };
+    Some((b, format!("chance level {}: {what}", sig4(b))))
+}
+
 fn loss(report: &Value) -> Result<String, PlotError> {
     let xs = steps(report);
-    let (x0, x1) = bounds(xs.iter().copied(), 0.0);
+    let (x0, x1) = step_range(xs.iter().copied());
     let train = series(&report["loss"]);
     let val = report.get("val_loss").map(series);
     let acc = report.get("accuracy").map(series);
     let val_acc = report.get("val_accuracy").map(series);
+    let chance = baseline(report);
     let losses: Vec<f64> = train.iter().chain(val.iter().flatten()).flatten().copied().collect();
-    let (y0, y1) = bounds(losses.iter().copied(), 0.05);
-    let y0 = if y0 < 0.0 && losses.iter().all(|v| *v >= 0.0) { 0.0 } else { y0 };
+    // One probe is a point, not a curve: against an axis from 0 its distance to chance level
+    // reads as it is, not magnified to the height of the plot.
+    let lone = xs.first().is_none_or(|first| xs.iter().all(|x| (x - first).abs() < 0.5));
+    let origin = if lone { Some(0.0) } else { None };
+    let shown = losses.iter().copied().chain(chance.iter().map(|(b, _)| *b)).chain(origin);
+    let (y0, y1) = bounds(shown.clone(), 0.05);
+    let y0 = if y0 < 0.0 && shown.clone().all(|v| v >= 0.0) { 0.0 } else { y0 };
     let height = if acc.is_some() { SIZE.1 + 220 } else { SIZE.1 };
     svg((SIZE.0, height), |root| {
         let body = root.titled(title(PlotName::Loss), (FONT, TITLE_PX)).map_err(fail)?;
@@ -619,6 +740,14 @@ fn loss(report: &Value) -> Result<String, PlotError> {
         draw_line(&mut chart, &xs, &train, "training loss (batch)", PALETTE[0])?;
         if let Some(val) = &val {
             draw_line(&mut chart, &xs, val, "validation loss", PALETTE[1])?;
+        }
+        if let Some((b, label)) = &chance {
+            let grey = PALETTE[6];
+            chart
+                .draw_series(DashedLineSeries::new([(x0, *b), (x1, *b)], 8, 5, grey.stroke_width(2)))
+                .map_err(fail)?
+                .label(label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2)));
         }
         legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         if losses.is_empty() {
@@ -656,7 +785,8 @@ fn timesteps(report: &Value) -> Result<String, PlotError> {
         chosen.iter().map(|&i| (rows[i].0, rows[i].1.iter().map(|v| log10(*v)).collect())).collect();
     let all: Vec<f64> = logs.iter().flat_map(|(_, r)| r.iter().flatten().copied()).collect();
     let (lo, hi) = decades(all.iter().copied());
-    let (x0, x1) = if t_max > 1 { (1.0, t_max as f64) } else { (0.5, 1.5) };
+    // One time step: one step either side of it, labelled at t = 1 only.
+    let (x0, x1) = if t_max > 1 { (1.0, t_max as f64) } else { (0.0, 2.0) };
     let xs: Vec<f64> = (1..=t_max).map(|t| t as f64).collect();
     svg(SIZE, |root| {
         let body = root.titled(&format!("{} ({layer})", title(PlotName::Timesteps)), (FONT, TITLE_PX)).map_err(fail)?;
@@ -667,7 +797,8 @@ fn timesteps(report: &Value) -> Result<String, PlotError> {
             .axis_desc_style((FONT, 14))
             .x_desc("time step t (the loss reads h_T)")
             .y_desc("||dL/dh_t|| (log scale)")
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_labels(whole_labels(&(x0..x1)))
+            .x_label_formatter(&|x| if *x <= t_max as f64 { whole_label(*x, 1.0) } else { String::new() })
             .y_label_formatter(&|y| pow10_label(*y))
             .draw()
             .map_err(fail)?;
@@ -708,7 +839,8 @@ fn theory(report: &Value) -> Result<String, PlotError> {
             .y_desc("ln(delta_norm_l / delta_norm_L)")
             .x_labels(n.clamp(1, 20))
             .x_label_formatter(&|x| if every_kth(*x, n, 11) { index_label(*x, &p.layers) } else { String::new() })
-            .y_label_formatter(&|y| format!("{y:.2}"))
+            .y_labels(Y_TICKS)
+            .y_label_formatter(&|y| linear_label(*y, &(lo..hi), Y_TICKS))
             .draw()
             .map_err(fail)?;
         draw_line(&mut chart, &xs, &p.predicted, "predicted at init (mean field)", PALETTE[0])?;
@@ -723,165 +855,4 @@ fn theory(report: &Value) -> Result<String, PlotError> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use serde_json::json;
-
-    /// Plot `name` of `report`, by name as a client asks for it.
-    fn draw(report: &Value, name: &str) -> Result<String, PlotError> {
-        render_json(report, plot_named(name)?)
-    }
-
-    fn names(plots: Vec<PlotName>) -> Vec<&'static str> {
-        plots.into_iter().map(PlotName::name).collect()
-    }
-
-    /// A report as JSON, with a few nulls, a validation split and a theory profile.
-    pub(crate) fn mlp_report() -> Value {
-        json!({
-            "report_version": 1,
-            "summary": {"verdict": "vanishing", "final_loss": 0.5, "final_accuracy": 0.75, "steps": 30,
-                        "total_steps": 30, "grad_ratio_first_last": 1e-5},
-            "layers": [{"index": 0, "name": "dense_0", "type": "dense", "params": 24, "units": 8,
-                        "activation": "sigmoid", "pointer": "/model/layers/0"}],
-            "steps": [0, 10, 20, 29],
-            "loss": [0.7, 0.6, null, 0.5],
-            "accuracy": [0.5, 0.6, 0.7, 0.75],
-            "val_loss": [0.72, 0.65, 0.6, 0.58],
-            "val_accuracy": [0.5, 0.55, 0.6, 0.7],
-            "layer_stats": [
-                {"layer": "dense_0", "grad_norm": [1e-6, 2e-6, null, 0.0], "delta_norm": [1, 1, 1, 1]},
-                {"layer": "dropout_1", "delta_norm": [1, 1, 1, 1]},
-                {"layer": "dense_2", "grad_norm": [1e-2, 2e-2, 3e-2, 4e-2], "delta_norm": [1, 1, 1, 1]},
-                {"layer": "dense_3", "grad_norm": [0.5, 0.4, 0.3, 0.2], "delta_norm": [1, 1, 1, 1]}
-            ],
-            "diagnostics": [],
-            "theory": {"chi1": 0.5, "profile": {
-                "layers": ["dense_0", "dense_1", "dense_2"],
-                "predicted_log_delta_ratio": [-2.0, -1.0, 0.0],
-                "measured_log_delta_ratio": [-2.1, null, 0.0]
-            }}
-        })
-    }
-
-    pub(crate) fn rnn_report() -> Value {
-        json!({
-            "steps": [0, 50, 100],
-            "loss": [1.0, 0.5, 0.2],
-            "layer_stats": [{"layer": "rnn_0", "grad_norm": [0.1, 0.2, 0.3], "delta_norm": [1, 1, 1]}],
-            "timesteps": {"layer": "rnn_0", "steps": [0, 50, 100],
-                          "grad_norm": [[1e-9, 1e-6, 1e-3, 1.0], [null, 1e-4, 1e-2, 1.0], [0.0, 0.1, 0.5, 1.0]]}
-        })
-    }
-
-    /// Every `<text>` of an SVG, after checking it parses as XML.
-    fn texts(svg: &str) -> Vec<String> {
-        let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("not XML: {e}\n{svg}"));
-        assert_eq!(doc.root_element().tag_name().name(), "svg");
-        doc.descendants()
-            .filter(|n| n.has_tag_name("text"))
-            .map(|n| n.descendants().filter(|t| t.is_text()).filter_map(|t| t.text()).collect::<String>())
-            .collect()
-    }
-
-    fn check(svg: &str, labels: &[&str]) {
-        let texts = texts(svg);
-        for label in labels {
-            assert!(texts.iter().any(|t| t.contains(label)), "no text `{label}` in {texts:?}");
-        }
-        // No coordinate or size is NaN or infinite.
-        let doc = roxmltree::Document::parse(svg).unwrap();
-        for node in doc.descendants() {
-            for a in node.attributes() {
-                let v = a.value().to_ascii_lowercase();
-                assert!(
-                    !v.contains("nan") && !v.contains("inf"),
-                    "{}=\"{}\" in <{}>",
-                    a.name(),
-                    a.value(),
-                    node.tag_name().name()
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn every_plot_of_an_mlp_report_is_xml_with_a_title_and_axis_labels() {
-        let r = mlp_report();
-        assert_eq!(names(available_json(&r)), vec!["grad_flow", "grad_norms", "loss", "theory"]);
-        let expect: [(&str, &[&str]); 4] = [
-            ("grad_flow", &["training step", "layer (input side at the bottom)", "log10 grad_norm", "dense_2"]),
-            ("grad_norms", &["layer", "grad_norm (log scale)", "step 0", "step 29"]),
-            ("loss", &["training step", "loss", "accuracy", "validation loss"]),
-            (
-                "theory",
-                &["hidden layer l", "ln(delta_norm_l / delta_norm_L)", "predicted at init", "measured at step 0"],
-            ),
-        ];
-        for (name, labels) in expect {
-            let svg = draw(&r, name).unwrap();
-            check(&svg, labels);
-            check(&svg, &[title(plot_named(name).unwrap())]);
-        }
-    }
-
-    #[test]
-    fn timesteps_are_drawn_for_recurrent_reports_only() {
-        let svg = draw(&rnn_report(), "timesteps").unwrap();
-        check(&svg, &[title(PlotName::Timesteps), "time step t", "||dL/dh_t|| (log scale)", "step 0", "step 100"]);
-        let err = draw(&mlp_report(), "timesteps").unwrap_err();
-        assert!(matches!(err, PlotError::NotApplicable { plot: PlotName::Timesteps, .. }), "{err:?}");
-        assert!(!available_json(&mlp_report()).contains(&PlotName::Timesteps));
-        assert!(available_json(&rnn_report()).contains(&PlotName::Timesteps));
-    }
-
-    #[test]
-    fn unknown_plots_and_missing_theory_are_errors() {
-        assert_eq!(draw(&mlp_report(), "nope"), Err(PlotError::UnknownPlot("nope".into())));
-        let mut r = mlp_report();
-        r["theory"] = json!({"chi1": 0.5});
-        assert!(matches!(draw(&r, "theory"), Err(PlotError::NotApplicable { plot: PlotName::Theory, .. })));
-        r.as_object_mut().unwrap().remove("theory");
-        assert!(matches!(draw(&r, "theory"), Err(PlotError::NotApplicable { plot: PlotName::Theory, .. })));
-    }
-
-    #[test]
-    fn all_null_series_say_so_instead_of_drawing_nan() {
-        let mut r = mlp_report();
-        for l in r["layer_stats"].as_array_mut().unwrap() {
-            if l["grad_norm"].is_array() {
-                l["grad_norm"] = json!([null, null, null, null]);
-            }
-        }
-        r["loss"] = json!([null, null, null, null]);
-        r["val_loss"] = json!([null, null, null, null]);
-        r["theory"]["profile"]["measured_log_delta_ratio"] = json!([null, null, null]);
-        check(&draw(&r, "grad_flow").unwrap(), &["no finite grad_norm values"]);
-        check(&draw(&r, "grad_norms").unwrap(), &["no finite positive grad_norm"]);
-        check(&draw(&r, "loss").unwrap(), &["no finite loss values"]);
-        check(&draw(&r, "theory").unwrap(), &["measured at step 0 (no finite value)"]);
-        let mut rnn = rnn_report();
-        rnn["timesteps"]["grad_norm"] = json!([[null, 0.0], [null, null]]);
-        check(&draw(&rnn, "timesteps").unwrap(), &["no finite positive ||dL/dh_t||"]);
-    }
-
-    #[test]
-    fn a_single_probe_report_from_the_pipeline_draws() {
-        let spec = json!({
-            "seed": 1,
-            "model": {"input_dim": 2, "layers": [
-                {"type": "mlp", "depth": 3, "width": 8, "activation": "tanh"},
-                {"type": "dense", "units": 2}
-            ]},
-            "data": {"type": "xor", "samples": 32}
-        });
-        let spec = crate::analysis::pipeline::parse_body(spec.to_string().as_bytes()).unwrap();
-        let options = crate::analysis::pipeline::AnalyzeOptions { limits: &Default::default(), gradients: false };
-        let report = crate::analysis::pipeline::analyze(&spec, &options).unwrap();
-        let names = available(&report);
-        assert!(names.contains(&PlotName::GradFlow) && names.contains(&PlotName::Loss), "{names:?}");
-        for name in names {
-            check(&render(&report, name).unwrap(), &[title(name)]);
-        }
-    }
-}
+pub(crate) mod tests;

@@ -28,6 +28,7 @@ pub struct Report {
     /// Always 1 for this shape.
     pub report_version: u32,
     /// The spec as run: presets and shorthands expanded, defaults filled in.
+    #[schema(value_type = crate::spec::Spec)]
     pub spec: Value,
     /// Headline figures and the verdict.
     pub summary: Summary,
@@ -85,6 +86,12 @@ pub struct Summary {
     /// of its one forward pass).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub final_accuracy: Option<f64>,
+    /// The loss of the best constant prediction on the training set, a network that ignores its
+    /// inputs: the entropy of the class frequencies for cross-entropy (ln(classes) when they are
+    /// balanced), the targets' variance for mse. A loss at or above it is chance level (the loss
+    /// plot draws it). Absent for bce.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_loss: Option<f64>,
     /// Validation loss of the final network.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub final_val_loss: Option<f64>,
@@ -353,6 +360,7 @@ pub fn build_report(record: &RunRecord, parts: Parts) -> Report {
         verdict,
         final_loss: record.final_loss.and_then(|v| finite(v, &mut scratch)),
         final_accuracy: record.final_accuracy,
+        baseline_loss: record.baseline_loss.and_then(|v| finite(v, &mut scratch)),
         final_val_loss: record.final_val_loss.and_then(|v| finite(v, &mut scratch)),
         final_val_accuracy: record.final_val_accuracy,
         steps: record.steps_run,
