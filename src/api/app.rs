@@ -1,9 +1,11 @@
 //! The application state every handler gets (`State<Arc<App>>`): the job layer, the metrics
 //! registry and the HTTP request metrics ([`HttpMetrics`]), the body size limit and the
-//! authentication settings ([`Auth`]).
+//! authentication settings ([`Auth`]). Also the published templates of the routes the router
+//! spells otherwise ([`RouteTemplate`]), so that the route table and the metrics' `route` label
+//! share one definition.
 //!
 //! The handlers, the middleware and the server depend on it; of `api` it depends only on
-//! `auth` (which knows nothing of the state).
+//! `auth` (which knows nothing of the state) and `metrics` (the process and build metrics).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,6 +14,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
 use super::auth::Auth;
+use super::metrics::{register_build_info, ProcessCollector};
 use crate::config::ServeArgs;
 use crate::jobs::JobService;
 
@@ -49,9 +52,34 @@ impl App {
         let mut registry = Registry::default();
         jobs.metrics().register(&mut registry);
         let http_metrics = HttpMetrics::register(&mut registry);
+        register_build_info(&mut registry);
+        registry.register_collector(Box::new(ProcessCollector));
         let sse_keep_alive = sse_keep_alive(args.idle_timeout());
         Ok(App { jobs, registry, http_metrics, max_body_bytes: args.max_body_bytes, auth: auth.into(), sse_keep_alive })
     }
+}
+
+/// A route the router matches with another template than the one published (axum cannot match
+/// a parameter with a suffix inside a path segment, so `{name}.svg` is routed as `{file}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteTemplate {
+    /// The template the router matches (`routes`).
+    pub router: &'static str,
+    /// The template of the OpenAPI document and docs/service.md, and the metrics' `route` label.
+    pub published: &'static str,
+}
+
+/// `GET /v1/jobs/{id}/plots/{name}.svg`.
+pub const JOB_PLOT_ROUTE: RouteTemplate =
+    RouteTemplate { router: "/v1/jobs/{id}/plots/{file}", published: "/v1/jobs/{id}/plots/{name}.svg" };
+
+/// `GET /v1/experiments/{id}/plots/{name}.svg`.
+pub const EXPERIMENT_PLOT_ROUTE: RouteTemplate =
+    RouteTemplate { router: "/v1/experiments/{id}/plots/{file}", published: "/v1/experiments/{id}/plots/{name}.svg" };
+
+/// The published template of the route the router matched as `matched`.
+pub fn published_route(matched: &str) -> &str {
+    [JOB_PLOT_ROUTE, EXPERIMENT_PLOT_ROUTE].iter().find(|r| r.router == matched).map_or(matched, |r| r.published)
 }
 
 /// Labels of an HTTP request metric: the route template (never the raw path, which holds ids).
@@ -74,11 +102,21 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Labels of a refused request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// Response status code (4xx, 5xx).
+    pub status: u16,
+    /// The problem type without `/problems/` (`job-not-found`, `uri-too-long`, ...).
+    pub reason: String,
+}
+
 /// HTTP metrics.
 #[derive(Debug, Clone)]
 pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    refusals: Family<RefusalLabels, Counter>,
 }
 
 impl HttpMetrics {
@@ -88,8 +126,14 @@ impl HttpMetrics {
             requests: Family::default(),
             // 100 us .. ~6.5 s in doublings.
             latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 17))),
+            refusals: Family::default(),
         };
         registry.register("gradscope_http_requests", "HTTP requests by route and status", m.requests.clone());
+        registry.register(
+            "gradscope_http_refusals",
+            "Requests answered with a problem (4xx, 5xx), by status and problem type",
+            m.refusals.clone(),
+        );
         registry.register_with_unit(
             "gradscope_http_request_duration",
             "Time to produce the response head (streams excluded)",
@@ -99,17 +143,31 @@ impl HttpMetrics {
         m
     }
 
-    /// Records one request: `route` is the route template (or `unmatched`), `seconds` the time
-    /// to the response head.
-    pub fn record(&self, method: String, route: String, status: u16, seconds: f64) {
+    /// Records one request: `route` is the published route template (or `unmatched`), `seconds`
+    /// the time to the response head, `problem` the problem type of a refusal.
+    pub fn record(&self, method: String, route: String, status: u16, seconds: f64, problem: Option<&str>) {
         self.latency.get_or_create(&RouteLabels { method: method.clone(), route: route.clone() }).observe(seconds);
         self.requests.get_or_create(&RequestLabels { method, route, status }).inc();
+        if status >= 400 {
+            let reason = problem.map_or("unknown", |p| p.strip_prefix("/problems/").unwrap_or(p)).to_owned();
+            self.refusals.get_or_create(&RefusalLabels { status, reason }).inc();
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn routes_with_a_suffix_are_labelled_by_their_published_template() {
+        assert_eq!(super::published_route("/v1/jobs/{id}/plots/{file}"), "/v1/jobs/{id}/plots/{name}.svg");
+        assert_eq!(
+            super::published_route("/v1/experiments/{id}/plots/{file}"),
+            "/v1/experiments/{id}/plots/{name}.svg"
+        );
+        assert_eq!(super::published_route("/v1/jobs/{id}"), "/v1/jobs/{id}");
+    }
 
     #[test]
     fn event_streams_keep_alive_well_within_the_idle_limit() {

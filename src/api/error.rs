@@ -17,6 +17,11 @@ use crate::problem::{Problem, ProblemEntry};
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The `type` of the problem a response carries, as a response extension: what the metrics
+/// count a refusal by, without reading the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProblemType(pub String);
+
 /// An error response.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -134,6 +139,7 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
         }
+        res.extensions_mut().insert(ProblemType(self.problem.kind));
         res
     }
 }
@@ -166,5 +172,6 @@ pub async fn ensure_problem(res: Response) -> Response {
     let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
     parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.extensions.insert(ProblemType(problem.kind.clone()));
     Response::from_parts(parts, axum::body::Body::from(body))
 }

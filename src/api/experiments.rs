@@ -21,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::app::App;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, Caller, JsonBody};
-use super::jobs::page_limit;
+use super::jobs::{page_limit, PROGRESS_EVENT, STATUS_EVENT};
 use super::plots::blocking;
 use crate::analysis::experiment::{self as exp, ExperimentPlot};
 use crate::jobs::experiments::model::{Experiment, ExperimentProgress};
@@ -259,7 +259,8 @@ const EVENT_POLL: Duration = Duration::from_millis(250);
         ("Last-Event-ID" = Option<String>, Header, description = "The last event id seen; later ids continue from it"),
     ),
     responses(
-        (status = 200, description = "An event stream; the schema describes one event", content_type = "text/event-stream", body = ExperimentEventFrame,
+        (status = 200, description = "The event stream: each event an `ExperimentEvent` (`ExperimentProgressEvent`s, then one `ExperimentStatusEvent`)",
+         content_type = "text/event-stream", body = ExperimentEventStream,
          example = "id: 1\nevent: progress\ndata: {\"runs\":6,\"runs_ended\":2,\"runs_running\":2,\"step\":900,\"total_steps\":1800}\n\n"),
         (status = 404, description = "No experiment has this id", body = Problem, content_type = "application/problem+json"),
     ),
@@ -294,13 +295,13 @@ pub async fn stream_experiment_events(
                 f.seq += 1;
                 f.done = true;
                 let data = serde_json::to_string(&ExperimentResource::from(experiment)).unwrap_or_else(|_| "{}".into());
-                return Some((Ok(Event::default().id(f.seq.to_string()).event("status").data(data)), f));
+                return Some((Ok(Event::default().id(f.seq.to_string()).event(STATUS_EVENT).data(data)), f));
             }
             if f.seen != Some(experiment.progress) {
                 f.seen = Some(experiment.progress);
                 f.seq += 1;
                 let data = serde_json::to_string(&experiment.progress).unwrap_or_else(|_| "{}".into());
-                return Some((Ok(Event::default().id(f.seq.to_string()).event("progress").data(data)), f));
+                return Some((Ok(Event::default().id(f.seq.to_string()).event(PROGRESS_EVENT).data(data)), f));
             }
             tokio::time::sleep(EVENT_POLL).await;
         }
@@ -308,18 +309,71 @@ pub async fn stream_experiment_events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive)))
 }
 
-/// One Server-Sent Event of `GET /v1/experiments/{id}/events`.
+/// The body of `GET /v1/experiments/{id}/events`: Server-Sent Events (`text/event-stream`), read
+/// event by event or whole, as a job's stream (`JobEventStream`): each event is an
+/// `ExperimentEvent`; whole, the body is text.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ExperimentEventStream {
+    /// One event: its `id`, `event` and `data` fields.
+    Event(ExperimentEventDoc),
+    /// The stream as text: each event its `id:`, `event:` and `data:` lines and a blank line;
+    /// lines starting with `:` are keep-alive comments.
+    Text(String),
+}
+
+/// One event of an experiment's stream, told apart by its `event` name (the discriminator).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = ExperimentEvent, discriminator(property_name = "event", mapping(
+    ("progress" = "#/components/schemas/ExperimentProgressEvent"),
+    ("status" = "#/components/schemas/ExperimentStatusEvent"),
+)))]
+#[allow(dead_code)]
+pub enum ExperimentEventDoc {
+    /// Runs moved on.
+    Progress(ExperimentProgressEvent),
+    /// Every run has ended.
+    Status(ExperimentStatusEvent),
+}
+
+/// `event: progress`: the aggregated progress changed.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[allow(dead_code)]
-pub struct ExperimentEventFrame {
+pub struct ExperimentProgressEvent {
     /// Increasing per stream (continuing from `Last-Event-ID`).
     #[schema(pattern = "^[1-9][0-9]*$", example = "1")]
     pub id: String,
-    /// `progress` while runs go on, then one `status`.
-    pub event: super::jobs::JobEventName,
-    /// JSON: an ExperimentProgress for `progress`, the ExperimentResource for `status`.
-    #[schema(example = r#"{"runs":6,"runs_ended":2,"runs_running":2,"step":900,"total_steps":1800}"#)]
+    #[schema(schema_with = super::jobs::progress_event_name)]
+    pub event: String,
+    #[schema(schema_with = progress_data)]
     pub data: String,
+}
+
+/// `event: status`: every run has ended; the last event of the stream.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ExperimentStatusEvent {
+    /// Increasing per stream, as for progress.
+    #[schema(pattern = "^[1-9][0-9]*$", example = "7")]
+    pub id: String,
+    #[schema(schema_with = super::jobs::status_event_name)]
+    pub event: String,
+    #[schema(schema_with = status_data)]
+    pub data: String,
+}
+
+/// The `data` of a progress event: an `ExperimentProgress`.
+fn progress_data() -> utoipa::openapi::schema::Object {
+    super::jobs::json_data::<ExperimentProgress>("an `ExperimentProgress` (runs and steps summed over every run)")
+}
+
+/// The `data` of the final event: the experiment with its result.
+fn status_data() -> utoipa::openapi::schema::Object {
+    super::jobs::json_data::<ExperimentResource>(
+        "the experiment with its result, as `GET /v1/experiments/{id}` gives it (an `ExperimentResource`)",
+    )
 }
 
 /// A plot of an experiment's result, as SVG.
@@ -337,7 +391,7 @@ pub struct ExperimentEventFrame {
         ("name" = ExperimentPlot, Path, description = "The plot"),
     ),
     responses(
-        (status = 200, description = "The plot", body = String, content_type = "image/svg+xml"),
+        (status = 200, description = "The plot", body = super::plots::SvgImage, content_type = "image/svg+xml"),
         (status = 404, description = "No experiment has this id, no plot has this name, or the plot does not apply (a heatmap without two axes)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Some runs have not ended", body = Problem, content_type = "application/problem+json"),
     ),
@@ -385,7 +439,7 @@ pub async fn get_experiment_plot(
     operation_id = "get_experiment_report_html",
     params(("id" = String, Path, description = "Experiment id")),
     responses(
-        (status = 200, description = "The page", body = String, content_type = "text/html"),
+        (status = 200, description = "The page", body = super::plots::HtmlPage, content_type = "text/html"),
         (status = 404, description = "No experiment has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Some runs have not ended", body = Problem, content_type = "application/problem+json"),
     ),

@@ -21,7 +21,7 @@ use super::error::ApiError;
 use crate::jobs::service::IdempotencyKey;
 use crate::jobs::Tenant;
 use crate::problem::Problem;
-use crate::spec::Spec;
+use crate::spec::{Limits, Spec, SpecErrors};
 
 /// The tenant a request runs as: its token's tenant, or the open tenant when the service has no
 /// tokens. `api::auth::authenticate` puts it in the request's extensions; a request that did not
@@ -42,8 +42,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 /// A spec read from a JSON request body (a spec, or `{"preset": NAME}`).
 #[derive(Debug)]
 pub struct SpecBody {
-    /// The parsed spec.
-    pub spec: Spec,
+    /// The parsed spec, or the body and its parse problems (see [`SpecBody::into_spec`]).
+    parsed: Result<Spec, (Value, SpecErrors)>,
     /// SHA-256 of the body's JSON in canonical form (the idempotency fingerprint): the same
     /// JSON with other whitespace or another key order is the same body.
     pub fingerprint: [u8; 32],
@@ -60,8 +60,18 @@ impl<S: Send + Sync> FromRequest<S> for SpecBody {
         write_canonical(&value, &mut canonical);
         let fingerprint = Sha256::digest(&canonical).into();
         let value = crate::spec::presets::expand_request(value).map_err(Problem::from)?;
-        let spec = crate::spec::parse(&value).map_err(|errors| Problem::invalid_spec(&errors))?;
-        Ok(SpecBody { spec, fingerprint })
+        let parsed = crate::spec::parse(&value).map_err(|errors| (value, errors));
+        Ok(SpecBody { parsed, fingerprint })
+    }
+}
+
+impl SpecBody {
+    /// The spec; or one `422` listing every problem: what did not parse, and what validation
+    /// against `limits` finds in the rest (`spec::with_validation`).
+    pub fn into_spec(self, limits: &Limits) -> Result<Spec, ApiError> {
+        self.parsed.map_err(|(value, errors)| {
+            Problem::invalid_spec(&crate::spec::with_validation(&value, errors, limits)).into()
+        })
     }
 }
 

@@ -6,23 +6,26 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::header::{CONTENT_TYPE, ETAG, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use super::app::App;
 use super::error::ApiError;
+use super::etag;
 use super::extract::{idempotency_key, ApiPath, ApiQuery, Caller, SpecBody};
-use crate::analysis::Report;
+use crate::analysis::{pipeline, Report};
 use crate::jobs::events::{JobEvent, SeqEvent};
 use crate::jobs::service::Cancel;
 use crate::jobs::{Job, JobStatus};
 use crate::problem::Problem;
-use crate::spec::Spec;
+use crate::spec::schema::SubmitRequest;
 
 /// Links of a job (relative URLs).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -149,7 +152,7 @@ pub(super) fn page_limit(limit: Option<u64>) -> Result<usize, ApiError> {
         (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid or over-budget spec (every problem with its JSON Pointer), unknown preset, or an Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json",
          example = json!({"type": "/problems/invalid-spec", "title": "Invalid spec", "status": 422, "detail": "the spec has 1 problem",
-                          "errors": [{"pointer": "/training/steps", "detail": "the run has 2,000,000 steps; the limit is 1,000,000"}]})),
+                          "errors": [{"pointer": "/training/steps", "detail": "training has 2,000,000 steps; the limit is 1,000,000"}]})),
         (status = 503, description = "The queue is full or the server is shutting down", body = Problem, content_type = "application/problem+json",
          headers(("Retry-After" = u64, description = "Seconds to wait")),
          example = json!({"type": "/problems/queue-full", "title": "Job queue is full", "status": 503, "detail": "the queue is full (256 jobs waiting); retry in 5 s"})),
@@ -162,31 +165,11 @@ pub async fn create_job(
     body: SpecBody,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers, &body)?;
-    let submitted = app.jobs.submit(&tenant, body.spec, key).await?;
+    let spec = body.into_spec(&app.jobs.config().limits)?;
+    let submitted = app.jobs.submit(&tenant, spec, key).await?;
     let location =
         HeaderValue::from_str(&job_path(&submitted.job.id)).map_err(|e| ApiError::internal(&e.to_string()))?;
     Ok((StatusCode::ACCEPTED, [(LOCATION, location)], Json(JobResource::from(submitted.job))).into_response())
-}
-
-/// The body of `POST /v1/jobs` (documentation only: the server reads it with the spec parser).
-#[derive(Debug, ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)]
-pub enum SubmitRequest {
-    /// A spec.
-    Spec(Box<Spec>),
-    /// A preset by name.
-    Preset(PresetRequest),
-}
-
-/// `{"preset": NAME}`.
-#[derive(Debug, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct PresetRequest {
-    /// One of `GET /v1/presets`.
-    #[schema(example = "relu-he-30")]
-    pub preset: String,
 }
 
 /// List jobs, newest first.
@@ -259,15 +242,23 @@ pub async fn delete_job(
 /// The gradient-flow report of a job.
 ///
 /// Served once the job `succeeded`, and for a job that `failed` because the run diverged
-/// (`error.code` = `non_finite`): then it holds the probes up to that step.
+/// (`error.code` = `non_finite`): then it holds the probes up to that step. A finished job's
+/// report never changes: it comes with a strong `ETag`, and `If-None-Match` with that tag gets
+/// `304 Not Modified` without a body.
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}/report",
     tag = "jobs",
     operation_id = "get_job_report",
-    params(("id" = String, Path, description = "Job id")),
+    params(
+        ("id" = String, Path, description = "Job id"),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` of a copy held: `304` when it is this report's"),
+    ),
     responses(
-        (status = 200, description = "The report", body = Report),
+        (status = 200, description = "The report", body = Report,
+         headers(("ETag" = String, description = "Strong entity-tag of the report (another for each content coding)"))),
+        (status = 304, description = "The report is the one tagged in `If-None-Match`; no body",
+         headers(("ETag" = String, description = "The tag that matched"))),
         (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is still queued or running, or it ended without a report (cancelled, timed out)", body = Problem, content_type = "application/problem+json",
          example = json!({"type": "/problems/report-not-ready", "title": "Report not ready", "status": 409, "detail": "job `x` is running; its report is not ready yet"})),
@@ -277,14 +268,34 @@ pub async fn get_report(
     State(app): State<Arc<App>>,
     Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    // Only a finished job has a report (the store answers 409 before), so every tag is final.
     let report = app.jobs.report(&tenant, &id).await?;
+    let tag = report_tag(&report).await?;
+    let etag = HeaderValue::from_str(&tag).map_err(|e| ApiError::internal(&e.to_string()))?;
+    if let Some(held) = etag::matching(&headers, &tag) {
+        let held = HeaderValue::from_str(&held).map_err(|e| ApiError::internal(&e.to_string()))?;
+        return Ok((StatusCode::NOT_MODIFIED, [(ETAG, held)]).into_response());
+    }
     // The report was serialised once, on the worker thread; serve those bytes.
     Ok((
-        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json")), (ETAG, etag)],
         axum::body::Bytes::from_owner(ArcBytes(report)),
     )
         .into_response())
+}
+
+/// The strong tag of a report; hashing a large one runs on the blocking pool.
+async fn report_tag(report: &Arc<[u8]>) -> Result<String, ApiError> {
+    const INLINE: usize = 64 * 1024;
+    if report.len() <= INLINE {
+        return Ok(etag::strong_tag(report));
+    }
+    let report = Arc::clone(report);
+    tokio::task::spawn_blocking(move || etag::strong_tag(&report))
+        .await
+        .map_err(|e| ApiError::internal(&format!("hashing a report failed: {e}")))
 }
 
 /// Lets `Bytes` share the stored report without copying it.
@@ -313,7 +324,8 @@ impl AsRef<[u8]> for ArcBytes {
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
     ),
     responses(
-        (status = 200, description = "An event stream; the schema describes one event", content_type = "text/event-stream", body = JobEventFrame,
+        (status = 200, description = "The event stream: each event a `JobEvent` (`JobProgressEvent`, then one `JobStatusEvent`)",
+         content_type = "text/event-stream", body = JobEventStream,
          example = "id: 1\nevent: progress\ndata: {\"step\":10,\"total_steps\":100,\"loss\":0.69}\n\nid: 2\nevent: status\ndata: {\"id\":\"...\",\"status\":\"succeeded\"}\n\n"),
         (status = 204, description = "The job has ended and `Last-Event-ID` was its last event: nothing more will come"),
         (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
@@ -338,35 +350,116 @@ pub async fn stream_events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive)).into_response())
 }
 
-/// One Server-Sent Event of `GET /v1/jobs/{id}/events` (the `id:`, `event:` and `data:` lines).
+/// The body of `GET /v1/jobs/{id}/events`: Server-Sent Events (`text/event-stream`), read event
+/// by event or whole. Event by event (as OpenAPI 3.2's `itemSchema` reads a stream, and tools
+/// such as schemathesis read the `schema` of a 3.1 event stream), each event is a `JobEvent`;
+/// whole, the body is text.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum JobEventStream {
+    /// One event: its `id`, `event` and `data` fields.
+    Event(JobEventDoc),
+    /// The stream as text: each event its `id:`, `event:` and `data:` lines and a blank line;
+    /// lines starting with `:` are keep-alive comments.
+    Text(String),
+}
+
+/// One event of a job's stream, told apart by its `event` name (the discriminator).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = JobEvent, discriminator(property_name = "event", mapping(
+    ("progress" = "#/components/schemas/JobProgressEvent"),
+    ("status" = "#/components/schemas/JobStatusEvent"),
+)))]
+#[allow(dead_code)]
+pub enum JobEventDoc {
+    /// Training moved on.
+    Progress(JobProgressEvent),
+    /// The job ended.
+    Status(JobStatusEvent),
+}
+
+/// `event: progress`: training moved on (at probe steps, at most ten a second, and every 0.5 s
+/// between them while the job runs).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[allow(dead_code)]
-pub struct JobEventFrame {
+pub struct JobProgressEvent {
     /// Per-job sequence number, 1, 2, 3, ...; send the last one seen as `Last-Event-ID` to resume.
     #[schema(pattern = "^[1-9][0-9]*$", example = "1")]
     pub id: String,
-    /// `progress` while the job runs, then one `status`.
-    pub event: JobEventName,
-    /// JSON: a JobProgress (`{"step", "total_steps", "loss"}`) for `progress`, the Job for `status`.
-    #[schema(example = r#"{"step":10,"total_steps":100,"loss":0.69}"#)]
+    #[schema(schema_with = progress_event_name)]
+    pub event: String,
+    #[schema(schema_with = progress_data)]
     pub data: String,
 }
 
-/// The kinds of job events.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobEventName {
-    /// Training moved on.
-    Progress,
-    /// The job ended; the last event.
-    Status,
+/// `event: status`: the job ended; the last event of the stream.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct JobStatusEvent {
+    /// Per-job sequence number, as for progress.
+    #[schema(pattern = "^[1-9][0-9]*$", example = "2")]
+    pub id: String,
+    #[schema(schema_with = status_event_name)]
+    pub event: String,
+    #[schema(schema_with = status_data)]
+    pub data: String,
+}
+
+/// The `event:` name of a progress event (of jobs and experiments).
+pub const PROGRESS_EVENT: &str = "progress";
+/// The `event:` name of the final event (of jobs and experiments).
+pub const STATUS_EVENT: &str = "status";
+
+/// The schema of an `event` property that is always [`PROGRESS_EVENT`].
+pub(super) fn progress_event_name() -> Object {
+    event_name(PROGRESS_EVENT)
+}
+
+/// The schema of an `event` property that is always [`STATUS_EVENT`].
+pub(super) fn status_event_name() -> Object {
+    event_name(STATUS_EVENT)
+}
+
+/// The `data` of a progress event: a `JobProgress`.
+fn progress_data() -> Object {
+    json_data::<crate::jobs::JobProgress>("a `JobProgress`")
+}
+
+/// The `data` of the final event: the job as `GET /v1/jobs/{id}` gives it.
+fn status_data() -> Object {
+    json_data::<JobResource>("the job as `GET /v1/jobs/{id}` gives it (a `JobResource`)")
+}
+
+/// The schema of an event's `data`: a string holding the JSON that `T` describes, in JSON
+/// Schema's words (`contentMediaType`, `contentSchema`, as OpenAPI 3.2 writes an event's data).
+/// utoipa's `Object` has no `contentSchema` field; extensions collected from an iterator keep
+/// their keys as given (unlike `ExtensionsBuilder::add`, which prefixes `x-`), so the keyword is
+/// written through them.
+pub(super) fn json_data<T: ToSchema>(what: &str) -> Object {
+    let content_schema = serde_json::json!({"$ref": format!("#/components/schemas/{}", T::name())});
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .content_media_type("application/json")
+        .description(Some(format!("The `data:` line: JSON, {what}.")))
+        .extensions(Some(Extensions::from_iter([("contentSchema", content_schema)])))
+        .build()
+}
+
+fn event_name(name: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([name]))
+        .description(Some(format!("The `event:` line: `{name}`.")))
+        .build()
 }
 
 fn sse_event(ev: SeqEvent) -> Event {
     let e = Event::default().id(ev.seq.to_string());
     let (name, data) = match ev.event {
-        JobEvent::Progress(p) => ("progress", serde_json::to_string(&p)),
-        JobEvent::Status(job) => ("status", serde_json::to_string(&JobResource::from(*job))),
+        JobEvent::Progress(p) => (PROGRESS_EVENT, serde_json::to_string(&p)),
+        JobEvent::Status(job) => (STATUS_EVENT, serde_json::to_string(&JobResource::from(*job))),
     };
     e.event(name).data(data.unwrap_or_else(|_| "{}".into()))
 }
@@ -426,5 +519,6 @@ pub async fn analyze(
     ApiQuery(params): ApiQuery<AnalyzeParams>,
     body: SpecBody,
 ) -> Result<Json<Report>, ApiError> {
-    Ok(Json(app.jobs.analyze(body.spec, params.gradients.unwrap_or(false)).await?))
+    let spec = body.into_spec(&pipeline::analysis_validation_limits(&app.jobs.config().analyze_limits))?;
+    Ok(Json(app.jobs.analyze(spec, params.gradients.unwrap_or(false)).await?))
 }

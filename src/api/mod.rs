@@ -9,6 +9,8 @@
 //! Files, each depending only on the ones listed before it (no import cycle between them):
 //! - [`error`], [`extract`]: the problem+json mapping and the extractors ([`extract::Caller`]:
 //!   the tenant a request runs as);
+//! - [`etag`]: entity tags of finished reports and `If-None-Match`;
+//! - [`metrics`]: the process and build metrics, the two exposition formats of `/metrics`;
 //! - [`auth`]: bearer tokens, tenants, the per-token rate and the middleware that applies them;
 //! - [`app`]: the shared state [`App`] and the HTTP metrics;
 //! - [`health`], [`jobs`], [`plots`], [`experiments`], [`presets`]: the handlers (`experiments`
@@ -32,11 +34,13 @@
 pub mod app;
 pub mod auth;
 pub mod error;
+pub mod etag;
 pub mod experiments;
 pub mod extract;
 pub mod health;
 pub mod idle;
 pub mod jobs;
+pub mod metrics;
 pub mod openapi;
 pub mod plots;
 pub mod presets;

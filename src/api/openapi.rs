@@ -15,12 +15,11 @@
 //! scheme, required by every `/v1` operation (with its `401` and `429` answers), and no security
 //! on the health probes and `/metrics` (whose own optional token the description names).
 //!
-//! One modifier adjusts what derives cannot say: the spec accepts a tagged object's bare type
-//! name wherever the object would need nothing but its `type` (`"activation": "relu"`), so each
-//! such schema becomes `oneOf [the names, the object]`. The names are read from the generated
-//! schemas themselves (variants whose only required property is `type`), not written by hand.
+//! The spec's tagged unions are reshaped by [`crate::spec::schema::reshape`] (named variants
+//! under a `discriminator`, the bare type names the parser takes as a schema of their own): a
+//! derive cannot say either, and the spec module is where the parser's rules live.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use utoipa::openapi::OpenApi as Document;
 
 use super::routes::routes;
@@ -31,11 +30,14 @@ pub fn document() -> Value {
 }
 
 /// The document the router produced, with what the derives cannot say applied (see the module
-/// doc). Works on JSON: utoipa's types do not read back every schema they write.
+/// doc): the spec's unions on utoipa's types, then the rest on JSON.
 pub fn finish(doc: &Document) -> Value {
-    let mut doc = serde_json::to_value(doc).unwrap_or(Value::Null);
+    let mut doc = doc.clone();
+    if let Some(components) = doc.components.as_mut() {
+        crate::spec::schema::reshape(&mut components.schemas);
+    }
+    let mut doc = serde_json::to_value(&doc).unwrap_or(Value::Null);
     if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
-        add_bare_type_names(schemas);
         if let Some(Value::Object(diagnostic)) = schemas.get_mut("Diagnostic") {
             diagnostic.insert("description".into(), Value::String(rules_table()));
         }
@@ -146,76 +148,4 @@ pub fn document_json() -> String {
     let mut text = serde_json::to_string_pretty(&document()).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     text.push('\n');
     text
-}
-
-/// Schemas that accept a bare type name, and the schema whose variants give the names.
-const BARE: [(&str, &str); 8] = [
-    ("Layer", "Layer"),
-    ("Activation", "Activation"),
-    ("Init", "Init"),
-    ("Norm", "Norm"),
-    ("Optimizer", "Optimizer"),
-    ("Clip", "Clip"),
-    ("DataSource", "DataSource"),
-    ("Data", "DataSource"),
-];
-
-/// Makes each tagged schema of [`BARE`] `oneOf [its bare type names, the object]`.
-fn add_bare_type_names(schemas: &mut Map<String, Value>) {
-    let names: Vec<(&str, Vec<String>)> =
-        BARE.iter().map(|(target, source)| (*target, bare_names(schemas, source))).collect();
-    for (target, names) in names {
-        let Some(schema) = schemas.get_mut(target).filter(|_| !names.is_empty()) else { continue };
-        let description = schema.get("description").cloned();
-        let mut wrapped = json!({
-            "oneOf": [
-                {"type": "string", "enum": names,
-                 "description": "The type name alone, for a type whose other fields all have defaults"},
-                schema.take(),
-            ]
-        });
-        if let (Some(d), Some(obj)) = (description, wrapped.as_object_mut()) {
-            obj.insert("description".into(), d);
-        }
-        *schema = wrapped;
-    }
-}
-
-/// The `type` names of the variants of `schema` that require nothing but `type`.
-fn bare_names(schemas: &Map<String, Value>, schema: &str) -> Vec<String> {
-    let Some(variants) = schemas.get(schema).and_then(|s| s.get("oneOf")).and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    variants
-        .iter()
-        .filter_map(|variant| {
-            let mut required = Vec::new();
-            let mut tag = None;
-            for part in parts(schemas, variant) {
-                if let Some(r) = part.get("required").and_then(Value::as_array) {
-                    required.extend(r.iter().filter_map(Value::as_str).map(str::to_owned));
-                }
-                if let Some(t) = part.pointer("/properties/type/enum/0").and_then(Value::as_str) {
-                    tag = Some(t.to_owned());
-                }
-            }
-            tag.filter(|_| required.iter().all(|r| r == "type"))
-        })
-        .collect()
-}
-
-/// A variant and the schemas it is made of (`allOf` parts, one level of `$ref`).
-fn parts<'a>(schemas: &'a Map<String, Value>, variant: &'a Value) -> Vec<&'a Value> {
-    let resolve = |v: &'a Value| -> &'a Value {
-        v.get("$ref")
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix("#/components/schemas/"))
-            .and_then(|name| schemas.get(name))
-            .unwrap_or(v)
-    };
-    let mut out = vec![resolve(variant)];
-    if let Some(all) = variant.get("allOf").and_then(Value::as_array) {
-        out.extend(all.iter().map(resolve));
-    }
-    out
 }

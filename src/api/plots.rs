@@ -30,6 +30,16 @@ pub const SVG: &str = "image/svg+xml";
 /// The media type of the HTML report.
 pub const HTML: &str = "text/html; charset=utf-8";
 
+/// An SVG image (`image/svg+xml`): one plot, self-contained (no scripts, no external resources).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SvgImage(String);
+
+/// A self-contained HTML page (`text/html`): the report with its plots inline.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct HtmlPage(String);
+
 /// A plot of a job's report, as SVG.
 ///
 /// `grad_flow` (layer x step heatmap of log10 grad_norm), `grad_norms` (per-layer bars, first
@@ -48,7 +58,7 @@ pub const HTML: &str = "text/html; charset=utf-8";
         ("name" = plots::PlotName, Path, description = "The plot"),
     ),
     responses(
-        (status = 200, description = "The plot", body = String, content_type = "image/svg+xml"),
+        (status = 200, description = "The plot", body = SvgImage, content_type = "image/svg+xml"),
         (status = 404, description = "No job has this id, no plot has this name, or the plot does not apply to this job's network", body = Problem, content_type = "application/problem+json",
          example = json!({"type": "/problems/plot-not-applicable", "title": "Plot does not apply", "status": 404,
                           "detail": "plot `timesteps` does not apply to this report: `timesteps` is measured for recurrent networks only, and this report has none"})),
@@ -82,7 +92,7 @@ pub async fn get_plot(
     operation_id = "get_job_report_html",
     params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "The page", body = String, content_type = "text/html"),
+        (status = 200, description = "The page", body = HtmlPage, content_type = "text/html"),
         (status = 404, description = "No job has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is still queued or running, or it ended without a report", body = Problem, content_type = "application/problem+json"),
     ),

@@ -12,7 +12,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::app::App;
+use super::app::{App, EXPERIMENT_PLOT_ROUTE, JOB_PLOT_ROUTE};
 use super::experiments;
 use super::health;
 use super::jobs;
@@ -39,7 +39,9 @@ use super::presets;
     // The plot route is added to the router by hand (see `routes`), so its operation is listed
     // here.
     paths(plots::get_plot, experiments::get_experiment_plot),
-    components(schemas(crate::problem::ProblemEntry, crate::analysis::plots::PlotName, crate::analysis::experiment::ExperimentPlot)),
+    // The events of the two streams: each stream is text, so no operation refers to them.
+    components(schemas(crate::problem::ProblemEntry, crate::analysis::plots::PlotName, crate::analysis::experiment::ExperimentPlot,
+                       jobs::JobEventDoc, experiments::ExperimentEventDoc)),
 )]
 pub struct ApiDoc;
 
@@ -52,7 +54,7 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(plots::get_report_html))
         // Documented as `/v1/jobs/{id}/plots/{name}.svg` (in `ApiDoc`); axum cannot match a
         // suffix inside a segment, so the route takes the whole file name.
-        .route("/v1/jobs/{id}/plots/{file}", axum::routing::get(plots::get_plot))
+        .route(JOB_PLOT_ROUTE.router, axum::routing::get(plots::get_plot))
         .routes(routes!(jobs::stream_events))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::analyze))
@@ -62,7 +64,7 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(experiments::stream_experiment_events))
         .routes(routes!(experiments::get_experiment_report_html))
         // Documented as `/v1/experiments/{id}/plots/{name}.svg` (in `ApiDoc`), like the job plots.
-        .route("/v1/experiments/{id}/plots/{file}", axum::routing::get(experiments::get_experiment_plot))
+        .route(EXPERIMENT_PLOT_ROUTE.router, axum::routing::get(experiments::get_experiment_plot))
         .routes(routes!(presets::list_presets))
         .routes(routes!(presets::get_preset))
         .routes(routes!(health::livez))

@@ -10,8 +10,13 @@
 //! (414) and the headers by `--max-header-bytes` (431), both answered as problems; hyper's read
 //! buffer, a few times larger, is the last bound (its own bare 431 beyond it).
 //!
+//! Compression: JSON (problems included), SVG, HTML and the metrics text are sent gzip- or
+//! brotli-compressed when the client accepts it (tower-http's `CompressionLayer`, [`compressible`]);
+//! event streams never (each event must reach the client when it is sent), nor bodies under
+//! 256 bytes. A compressed copy of a tagged report gets its own strong tag ([`super::etag`]).
+//!
 //! The top of `api`: depends on `app`, `auth`, `routes`, `openapi`, `health` (the metrics
-//! middleware) and `error`; no file of `api` depends on it.
+//! middleware), `etag` and `error`; no file of `api` depends on it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,7 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE, ETAG};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Version};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -28,6 +34,8 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::classify::ServerErrorsFailureClass;
+use tower_http::compression::predicate::{Predicate, SizeAbove};
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
@@ -37,6 +45,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::app::App;
 use super::auth;
 use super::error::{self, ApiError};
+use super::etag;
 use super::health;
 use super::idle::IdleTimeout;
 use super::openapi;
@@ -85,6 +94,55 @@ async fn check_head(limits: axum::extract::State<HeadLimits>, req: axum::extract
     next.run(req).await
 }
 
+/// The media types sent compressed when the client accepts it: JSON (reports, jobs, problems),
+/// SVG plots, HTML pages and the metrics text; never `text/event-stream`.
+const COMPRESSIBLE: [&str; 6] = [
+    "application/json",
+    "application/problem+json",
+    "image/svg+xml",
+    "text/html",
+    "text/plain",
+    "application/openmetrics-text",
+];
+
+/// Whether a response of these headers is one of [`COMPRESSIBLE`] (by its media type, parameters
+/// aside).
+fn compressible(_status: StatusCode, _version: Version, headers: &HeaderMap, _ext: &Extensions) -> bool {
+    let media = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = media.split(';').next().unwrap_or("").trim();
+    COMPRESSIBLE.iter().any(|m| media.eq_ignore_ascii_case(m))
+}
+
+/// The compression layer: gzip and brotli, for [`compressible`] bodies of 256 bytes or more.
+fn compression() -> CompressionLayer<impl Predicate> {
+    CompressionLayer::new().gzip(true).br(true).compress_when(
+        SizeAbove::new(256).and(compressible as fn(StatusCode, Version, &HeaderMap, &Extensions) -> bool),
+    )
+}
+
+/// Gives a compressed copy of a tagged response its own strong tag (`"x"` -> `"x-gzip"`, see
+/// [`super::etag`]); runs outside the compression layer.
+async fn tag_coding(res: Response) -> Response {
+    let (Some(coding), Some(tag)) = (res.headers().get(CONTENT_ENCODING), res.headers().get(ETAG)) else {
+        return res;
+    };
+    let coded = match (coding.to_str(), tag.to_str()) {
+        (Ok(coding), Ok(tag)) => etag::for_coding(tag, coding).and_then(|t| HeaderValue::from_str(&t).ok()),
+        _ => None,
+    };
+    let mut res = res;
+    match coded {
+        Some(t) => {
+            res.headers_mut().insert(ETAG, t);
+        }
+        // A coding or tag this server does not make: no tag rather than a wrong one.
+        None => {
+            res.headers_mut().remove(ETAG);
+        }
+    }
+    res
+}
+
 /// The CORS layer for `origins` (`*` for any), or `None` when the list is empty.
 fn cors(origins: &[String]) -> Option<CorsLayer> {
     let origins: Vec<&str> = origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()).collect();
@@ -104,11 +162,13 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             .allow_headers([
                 axum::http::header::AUTHORIZATION,
                 axum::http::header::CONTENT_TYPE,
+                axum::http::header::IF_NONE_MATCH,
                 name("idempotency-key"),
                 name("last-event-id"),
                 name("x-request-id"),
             ])
             .expose_headers([
+                axum::http::header::ETAG,
                 axum::http::header::LOCATION,
                 axum::http::header::RETRY_AFTER,
                 axum::http::header::WWW_AUTHENTICATE,
@@ -127,14 +187,15 @@ pub fn router(app: Arc<App>, args: &ServeArgs) -> Router {
     let (routes, doc) = routes().split_for_parts();
     let x_request_id = HeaderName::from_static("x-request-id");
     // `.layer` wraps everything added before it, so the last one is the outermost: request ids
-    // are set first, then the request is traced, ...; `ensure_problem` sees every response.
-    // Authentication runs inside the metrics middleware, so 401s and 429s are counted by route.
+    // are set first, then the request is traced, counted, ...; `ensure_problem` sees every
+    // response before it is compressed. Authentication runs inside `label_route`, so 401s and
+    // 429s are counted by route; `count` is outside the rest, so that every answer is counted.
     routes
         .layer(DefaultBodyLimit::max(app.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&app.auth), auth::authenticate))
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&app), health::track))
         .with_state(Arc::clone(&app))
         .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", openapi::finish(&doc)))
+        .layer(axum::middleware::from_fn(health::label_route))
         .fallback(not_found)
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
@@ -142,9 +203,12 @@ pub fn router(app: Arc<App>, args: &ServeArgs) -> Router {
         }))
         .layer(axum::middleware::from_fn_with_state(limits, check_head))
         .layer(axum::middleware::map_response(error::ensure_problem))
+        .layer(compression())
+        .layer(axum::middleware::map_response(tag_coding))
         // Outside `ensure_problem`, so that error responses carry the CORS headers too, and
         // preflight requests are answered before authentication.
         .layer(tower::util::option_layer(cors))
+        .layer(axum::middleware::from_fn_with_state(app.http_metrics.clone(), health::count))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(
             TraceLayer::new_for_http()

@@ -374,9 +374,9 @@ async fn the_panic_hook_is_off_unless_test_hooks_are_enabled() {
 }
 
 #[tokio::test]
-async fn every_contract_example_is_accepted() {
+async fn every_fixture_example_is_accepted() {
     let app = spawn_with(&[("--max-body-bytes", "2097152")]).await;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/contract/examples");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec-examples");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();

@@ -8,12 +8,14 @@ mod auth;
 #[path = "../common/mod.rs"]
 mod common;
 mod docker;
+mod encoding;
 mod errors;
 mod experiment_science;
 mod experiments;
 mod helpers;
 mod jobs;
 mod memory;
+mod metrics;
 mod openapi;
 mod ops;
 mod plots;
