@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
+
+mod common;
+use common::TestDb;
 
 /// One test at a time (see the module doc).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -31,59 +34,6 @@ fn admin_url() -> Option<String> {
         eprintln!("skipped: no PostgreSQL (set GRADSCOPE_TEST_DATABASE_URL or run under pg_virtualenv)");
     }
     url
-}
-
-/// `url` naming database `name` instead of its own.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let root = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{root}/{name}?{q}"),
-        None => format!("{root}/{name}"),
-    }
-}
-
-/// A fresh database for one test; dropped (with its connections) when this is dropped.
-struct TestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create(admin: &str, test: &str) -> TestDb {
-        let name = format!("gs_{test}_{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-        let mut conn = PgConnection::connect(admin).await.expect("connect to the admin database");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create the test database");
-        conn.close().await.ok();
-        TestDb { admin: admin.to_owned(), url: with_database(admin, &name), name }
-    }
-
-    async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url).await.expect("connect to the test database")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Best effort, on a thread of its own (the test's runtime may be shutting down).
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            rt.block_on(async {
-                let mut conn = PgConnection::connect(&admin).await.ok()?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.ok()
-            })
-        })
-        .join();
-    }
 }
 
 /// A free port on loopback (bound, read and released: the server binds it next).
