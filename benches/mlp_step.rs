@@ -1,4 +1,5 @@
-//! MLP training-step throughput, the counterpart of `shared/bench/mlp_step.py` (PyTorch).
+//! MLP training-step throughput, measured beside a PyTorch
+//! implementation of the same workload (benches/README.md).
 //!
 //! ```text
 //! cargo bench --bench mlp_step -- [--depth 4 20 50] [--width 32 128 512] [--batch 64 256]
@@ -7,7 +8,7 @@
 //!                                 [--steps 300] [--probe-every 10]
 //! ```
 //!
-//! Model and data as in `mlp_step.py`: input 32 -> `depth` x (dense `width`, act) -> dense(10,
+//! Model and data as in the PyTorch counterpart: input 32 -> `depth` x (dense `width`, act) -> dense(10,
 //! linear); softmax cross-entropy; SGD lr 0.01; PyTorch's default `nn.Linear` init (weight and
 //! bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))); 8 fixed batches of N(0,1) inputs labelled by the
 //! argmax of a fixed random linear teacher, cycled (inline data, no shuffling, so step `i` sees

@@ -1,4 +1,5 @@
-//! RNN training-step throughput (BPTT), the counterpart of `shared/bench/rnn_step.py` (PyTorch).
+//! RNN training-step throughput (BPTT), measured beside a PyTorch
+//! implementation of the same workload (benches/README.md).
 //!
 //! ```text
 //! cargo bench --bench rnn_step -- [--cell rnn lstm gru] [--hidden 64 128] [--seq 50 200]
@@ -6,7 +7,7 @@
 //!                                 [--modes plain,instrumented]
 //! ```
 //!
-//! Model and data as in `rnn_step.py`: the adding problem (input 2: a value u ~ U(0,1) and a
+//! Model and data as in the PyTorch counterpart: the adding problem (input 2: a value u ~ U(0,1) and a
 //! marker that is 1 at exactly two steps, one in each half; target the sum of the two marked
 //! values); one recurrent layer (`rnn` = vanilla tanh, `lstm`, `gru`) of `hidden` units; dense(1,
 //! linear) on the last state; MSE; SGD lr 0.01; batch 32. PyTorch's default init: every weight and

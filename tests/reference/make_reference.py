@@ -34,7 +34,8 @@ to its gradient (or value): a matrix is a list of rows in the parameter's own or
 Buffers (running_mean, running_var) appear in the spec as explicit values but have no gradient and are
 not in the layout. eps = 1e-5 everywhere; batch norm normalises with the biased batch variance.
 
-How to run (PyTorch CPU venv from /work/shared/bench/setup_venv.sh):
+How to run (a venv with PyTorch for the CPU and numpy: `python3 -m venv "$HOME/.cache/gradscope-ref-venv"`,
+then its `pip install torch numpy`):
     "$HOME/.cache/gradscope-ref-venv/bin/python" tests/reference/make_reference.py
 It is deterministic (fixed numpy seeds, parameters and data rounded to 6 decimals and then used
 exactly as written). Before writing anything it checks every file independently of autograd:

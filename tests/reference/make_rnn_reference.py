@@ -49,7 +49,8 @@ back at most k steps from the last step; earlier steps still get gradients from 
 timesteps norms are those of this detached graph: the norm of the gradient on the h_t tensor produced
 at step t (0 where h_t receives no gradient at all, e.g. t <= T-k with return_sequences false).
 
-How to run (PyTorch CPU venv from /work/shared/bench/setup_venv.sh):
+How to run (a venv with PyTorch for the CPU and numpy: `python3 -m venv "$HOME/.cache/gradscope-ref-venv"`,
+then its `pip install torch numpy`):
     "$HOME/.cache/gradscope-ref-venv/bin/python" tests/reference/make_rnn_reference.py
 It is deterministic (fixed numpy seeds; parameters ~ U(-0.6, 0.6), inputs ~ N(0, 1) and regression
 targets ~ N(0, 1), all rounded to 6 decimals and then used exactly as written). Before writing a
