@@ -178,6 +178,7 @@ impl Config {
                 batch_size: self.batch,
                 loss: LossKind::CrossEntropy,
                 optimizer: OptimizerConfig::Sgd { lr: self.lr, momentum: 0.0, dampening: 0.0, nesterov: false },
+                schedule: gradscope::engine::config::Schedule::Constant,
                 weight_decay: 0.0,
                 clip: None,
                 shuffle: false,

@@ -34,6 +34,7 @@ fn run_config(
             batch_size: 64,
             loss: LossKind::CrossEntropy,
             optimizer,
+            schedule: gradscope::engine::config::Schedule::Constant,
             weight_decay: 0.0,
             clip: None,
             shuffle: true,

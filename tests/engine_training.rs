@@ -38,6 +38,7 @@ fn config(steps: usize, lr: f64, every: usize) -> RunConfig {
             batch_size: 32,
             loss: LossKind::CrossEntropy,
             optimizer: OptimizerConfig::Sgd { lr, momentum: 0.9, dampening: 0.0, nesterov: false },
+            schedule: gradscope::engine::config::Schedule::Constant,
             weight_decay: 0.0,
             clip: None,
             shuffle: true,

@@ -1,6 +1,10 @@
 //! gradscope against PyTorch: the reference files in `tests/reference/` were made by
-//! `tests/reference/make_reference.py` (torch 2.15, float64) and are compared here without
-//! Python. Tolerance: max |ours - torch| <= 1e-5 x the largest |torch| value of the file.
+//! `tests/reference/make_reference.py` (`grads_*`, `optim_*`), `make_rnn_reference.py` (`rnn_*`)
+//! and `make_attention_reference.py` (`attn_*`: `nn.MultiheadAttention`, causal or not, `pool`
+//! last/mean, and pre-LN / post-LN `nn.TransformerEncoderLayer` blocks with relu and gelu, one
+//! forward/backward each; torch 2.15, float64) and are compared here without Python.
+//! Tolerance: max |ours - torch| <= 1e-5 x the largest |torch| value of the file; losses within
+//! 1e-9 relative.
 
 // Tests may panic on a broken expectation; the crate's unwrap/expect lints are for library code.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -129,5 +133,27 @@ fn rnn_gradients_and_timestep_norms_match_pytorch() {
             .expect("an rnn layer");
         let expected = &reference["timesteps"][first_rnn.to_string()];
         assert_close(&report["timesteps"]["grad_norm"][0], expected, &format!("{name} timesteps"));
+    }
+}
+
+/// Self-attention (`nn.MultiheadAttention`, with and without the causal mask), `pool` (last and
+/// mean) and transformer encoder blocks (`nn.TransformerEncoderLayer`, pre-LN and post-LN, relu
+/// and gelu feed-forward, two causal pre-LN blocks with per-step targets): PyTorch's gradients
+/// and loss.
+#[test]
+fn attention_and_transformer_block_gradients_match_pytorch() {
+    let files = references("attn_");
+    assert!(files.len() >= 7, "expected the attention references, found {}", files.len());
+    for file in files {
+        let reference = read_json(&file);
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("spec.json").to_string();
+        let spec = temp_json(&name, &reference["spec"]);
+        let out = gradscope(&["analyze", "--gradients", spec.to_str().expect("utf-8 path")], None);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+        assert_close(&report["gradients"], &reference["gradients"], &name);
+        let loss = report["loss"][0].as_f64().expect("loss at step 0");
+        let expected = reference["loss"].as_f64().expect("reference loss");
+        assert!((loss - expected).abs() <= 1e-9 * expected.abs().max(1.0), "{name}: loss {loss} vs {expected}");
     }
 }

@@ -422,6 +422,7 @@ fn minimal_layer(tag: &str) -> Value {
         "mlp" => json!({"depth": 1, "width": 3}),
         "residual" => json!({"layers": [{"type": "dense", "units": 2}]}),
         "activation" => json!({"activation": "tanh"}),
+        "attention" => json!({"heads": 1}),
         _ => json!({}),
     };
     layer["type"] = json!(tag);

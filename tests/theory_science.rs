@@ -27,6 +27,7 @@ fn config(seed: u64, input_dim: usize, layers: Vec<LayerConfig>, data: DataConfi
             batch_size: batch,
             loss: LossKind::CrossEntropy,
             optimizer: OptimizerConfig::Sgd { lr: 0.1, momentum: 0.0, dampening: 0.0, nesterov: false },
+            schedule: gradscope::engine::config::Schedule::Constant,
             weight_decay: 0.0,
             clip: None,
             shuffle: true,

@@ -46,6 +46,53 @@ pub enum LayerConfig {
     Residual(Vec<LayerConfig>),
     /// A recurrent layer unrolled over the sequence.
     Rnn(RnnConfig),
+    /// Multi-head self-attention over the time steps (`layers::attention`); keeps the width.
+    Attention(AttentionConfig),
+    /// One row per sequence from the rows of its time steps (`layers::pool`).
+    Pool(PoolKind),
+    /// A vector per time step added to the rows of that step (`layers::positional`).
+    Positional(PositionalConfig),
+}
+
+/// Settings of a positional encoding; its width is its input width.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PositionalConfig {
+    /// Fixed or learned.
+    pub kind: PositionalKind,
+    /// Time steps of the sequences (the table's rows).
+    pub steps: usize,
+    /// Explicit `weight` (learned only), steps x width row-major.
+    pub params: ExplicitParams,
+}
+
+/// Which positional encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositionalKind {
+    /// Vaswani et al.'s sines and cosines (no parameters).
+    Sinusoidal,
+    /// A learned table.
+    Learned,
+}
+
+/// Settings of an attention layer; its width `d` is its input width.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttentionConfig {
+    /// Number of heads; must divide `d`.
+    pub heads: usize,
+    /// Position `t` attends only to positions `<= t`.
+    pub causal: bool,
+    /// Explicit parameter values by `state_dict` name (`in_proj_weight`, `in_proj_bias`,
+    /// `out_proj.weight`, `out_proj.bias`), row-major (replace the random init).
+    pub params: ExplicitParams,
+}
+
+/// How a pool layer makes one row of a sequence's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolKind {
+    /// The last time step.
+    Last,
+    /// The mean over the time steps.
+    Mean,
 }
 
 /// Which recurrent cell.
@@ -337,6 +384,16 @@ pub enum DataConfig {
         /// Time steps.
         length: usize,
     },
+    /// Marked-token recall: one-hot tokens plus a marker channel on one position; the class is
+    /// the marked token (`vocab` classes).
+    MarkedRecall {
+        /// Number of sequences.
+        samples: usize,
+        /// Time steps.
+        length: usize,
+        /// Vocabulary size (classes).
+        vocab: usize,
+    },
     /// Parity of a bit sequence, 2 classes.
     Parity {
         /// Number of sequences.
@@ -504,6 +561,8 @@ pub struct TrainConfig {
     pub loss: LossKind,
     /// Optimiser.
     pub optimizer: OptimizerConfig,
+    /// How the optimiser's learning rate changes over the steps.
+    pub schedule: Schedule,
     /// L2 penalty (coupled for all optimisers but AdamW, where it is decoupled).
     pub weight_decay: f64,
     /// Optional gradient clipping.
@@ -520,6 +579,57 @@ pub struct TrainConfig {
     /// Truncated BPTT: the recurrent gradient flows back at most this many steps from the last
     /// time step (see `engine::layers::rnn`). `None` = full BPTT.
     pub bptt_truncate: Option<usize>,
+}
+
+/// How the learning rate changes over the steps: a factor on the optimiser's `lr` at each
+/// update `s = 0, 1, ..., steps - 1` ([`Schedule::factor`]).
+/// ```text
+/// constant:  1
+/// warmup:    (s + 1) / W for s < W, then 1                     (linear warm-up over W updates)
+/// cosine:    the warm-up, then (1 + cos(pi (s - W) / (steps - W))) / 2   (down to ~0 at the end)
+/// ```
+/// Warm-up as the original transformer used it (Vaswani et al. 2017) and as post-LN stacks need
+/// it (Xiong et al. 2020); cosine decay as `torch.optim.lr_scheduler.CosineAnnealingLR` with
+/// `T_max = steps - W`, `eta_min = 0`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Schedule {
+    /// The same learning rate at every step.
+    Constant,
+    /// Linear warm-up over the first `warmup_steps` updates, then constant.
+    Warmup {
+        /// Updates of the warm-up (>= 1).
+        warmup_steps: usize,
+    },
+    /// Linear warm-up over `warmup_steps` updates (0: none), then cosine decay.
+    Cosine {
+        /// Updates of the warm-up.
+        warmup_steps: usize,
+    },
+}
+
+impl Schedule {
+    /// The factor on the learning rate of update `s` (0-based) of a run of `steps` updates.
+    pub fn factor(self, s: usize, steps: usize) -> f64 {
+        let warm = |w: usize| if s < w { (s + 1) as f64 / w as f64 } else { 1.0 };
+        match self {
+            Schedule::Constant => 1.0,
+            Schedule::Warmup { warmup_steps } => warm(warmup_steps),
+            Schedule::Cosine { warmup_steps } if s < warmup_steps => warm(warmup_steps),
+            Schedule::Cosine { warmup_steps } => {
+                let span = steps.saturating_sub(warmup_steps).max(1) as f64;
+                let progress = (s - warmup_steps) as f64 / span;
+                0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+
+    /// Updates of the warm-up (0 for `constant`).
+    pub fn warmup_steps(self) -> usize {
+        match self {
+            Schedule::Constant => 0,
+            Schedule::Warmup { warmup_steps } | Schedule::Cosine { warmup_steps } => warmup_steps,
+        }
+    }
 }
 
 /// What to record.

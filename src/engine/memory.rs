@@ -38,8 +38,8 @@
 use std::fmt;
 
 use super::config::{
-    Activation, CellKind, DataConfig, InlineSequenceTargets, InlineTargets, LayerConfig, OptimizerConfig, Precision,
-    RunConfig,
+    Activation, CellKind, DataConfig, InlineSequenceTargets, InlineTargets, LayerConfig, OptimizerConfig,
+    PositionalKind, Precision, RunConfig,
 };
 
 /// What a part of the estimate is.
@@ -71,6 +71,8 @@ pub enum PartKind {
     RecurrentStates,
     /// A recurrent layer's per-step gate gradients and scratch.
     RecurrentGradients,
+    /// An attention layer's projections, heads, attention weights and their gradients.
+    AttentionCaches,
     /// The batch's targets in the run's precision.
     BatchTargets,
     /// The run record's series (every probe step).
@@ -349,9 +351,9 @@ fn data_shape(data: &DataConfig, input_dim: u64) -> (u64, Option<u64>, bool, u64
             let t = u(*length).saturating_mul(2).saturating_add(u(*delay));
             (u(*samples), Some(t), true, input_dim, class)
         }
-        DataConfig::TemporalOrder { samples, length } | DataConfig::Parity { samples, length } => {
-            (u(*samples), Some(u(*length)), false, input_dim, class)
-        }
+        DataConfig::TemporalOrder { samples, length }
+        | DataConfig::Parity { samples, length }
+        | DataConfig::MarkedRecall { samples, length, .. } => (u(*samples), Some(u(*length)), false, input_dim, class),
         DataConfig::SineSequence { samples, length, .. } => (u(*samples), Some(u(*length)), true, input_dim, (1, true)),
         DataConfig::InlineSequences { x, y } => {
             let t = u(x.first().map_or(0, Vec::len));
@@ -409,6 +411,12 @@ fn params(layers: &[LayerConfig], mut width: u64) -> u64 {
             LayerConfig::Rnn(r) => {
                 let (h, g) = (u(r.units), u(r.cell.gates()));
                 (g.saturating_mul(h).saturating_mul(width.saturating_add(h).saturating_add(2)), h)
+            }
+            // in_proj (3d x d and 3d), out_proj (d x d and d).
+            LayerConfig::Attention(_) => (width.saturating_mul(width.saturating_add(1)).saturating_mul(4), width),
+            LayerConfig::Pool(_) => (0, width),
+            LayerConfig::Positional(p) => {
+                (if p.kind == PositionalKind::Learned { u(p.steps).saturating_mul(width) } else { 0 }, width)
             }
         };
         total = total.saturating_add(n);
@@ -550,6 +558,41 @@ impl Walk {
                     width = h;
                     if !r.return_sequences {
                         rows = b;
+                    }
+                }
+                LayerConfig::Attention(a) => {
+                    let name = self.name("attention");
+                    let (t, heads) = (self.t, u(a.heads));
+                    // QKV and dQKV (3d wide each); Q, K, V, O, the heads side by side, dQ, dK,
+                    // dV (d wide each, packed per head): 14 arrays of rows x d.
+                    self.caches.push(part(
+                        PartKind::AttentionCaches,
+                        format!("the projections, heads and their gradients of {name}"),
+                        vec![(14, "arrays"), (rows, rows_word), (width, "features"), (e, "bytes")],
+                    ));
+                    self.caches.push(part(
+                        PartKind::AttentionCaches,
+                        format!("the attention weights of {name}"),
+                        vec![(rows, rows_word), (heads, "heads"), (t, "steps"), (e, "bytes")],
+                    ));
+                    self.caches.push(part(
+                        PartKind::AttentionCaches,
+                        format!("the attention weight gradients of one head of {name}"),
+                        vec![(t, "steps"), (t, "steps"), (e, "bytes")],
+                    ));
+                }
+                LayerConfig::Pool(_) => {
+                    self.name("pool");
+                    rows = self.b;
+                }
+                LayerConfig::Positional(p) => {
+                    let name = self.name("positional");
+                    if p.kind == PositionalKind::Sinusoidal {
+                        self.caches.push(part(
+                            PartKind::AttentionCaches,
+                            format!("the sinusoidal table of {name}"),
+                            vec![(self.t, "steps"), (width, "features"), (e, "bytes")],
+                        ));
                     }
                 }
             }

@@ -10,7 +10,10 @@
 use ndarray::Array2;
 
 use super::config::{Activation, LayerConfig, NetworkConfig, NormKind};
-use super::layers::{layer_name, ActivationLayer, Ctx, Dense, Dropout, Layer, LayerKind, NormLayer, Param, Rnn};
+use super::layers::{
+    layer_name, ActivationLayer, Attention, Ctx, Dense, Dropout, Layer, LayerKind, NormLayer, Param, Pool, Positional,
+    Rnn,
+};
 use super::rng::{rng, Stream};
 use super::{EngineError, Result, Scalar};
 
@@ -262,6 +265,18 @@ impl<T: Scalar> Builder<T> {
                     Some(Box::new(ActivationLayer::new(*activation, width, params, &name("activation", &self.info))?))
                 }
                 LayerConfig::Rnn(c) => Some(Box::new(Rnn::new(c, width, &name("rnn", &self.info), &mut self.rng)?)),
+                LayerConfig::Attention(c) => {
+                    Some(Box::new(Attention::new(c, width, &name("attention", &self.info), &mut self.rng)?))
+                }
+                LayerConfig::Pool(kind) => Some(Box::new(Pool::new(*kind, width))),
+                LayerConfig::Positional(c) => Some(Box::new(Positional::new(
+                    c.kind,
+                    c.steps,
+                    width,
+                    &c.params,
+                    &name("positional", &self.info),
+                    &mut self.rng,
+                )?)),
                 LayerConfig::Residual(inner) => {
                     let from = self.nodes.len();
                     let out = self.build(inner, width, path)?;

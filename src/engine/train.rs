@@ -543,6 +543,8 @@ impl<'c, T: Scalar> Session<'c, T> {
                 }
             }
         }
+        let schedule = self.config.training.schedule;
+        self.optimizer.set_lr_factor(schedule.factor(self.optimizer.steps_taken(), self.config.training.steps));
         let mut slots: Vec<ParamSlot<'_, T>> = recycle(std::mem::take(&mut self.slot_buf));
         slots.extend(self.net.params_mut().filter_map(|p| {
             let grad = p.grad.as_slice()?;

@@ -7,7 +7,7 @@
 //! not depend on HTTP or async crates.
 
 use super::expand::*;
-use super::types::{Activation, Clip, FanMode, Init, Loss, Norm, Optimizer, Precision};
+use super::types::{Activation, Clip, FanMode, Init, Loss, Norm, Optimizer, Precision, Schedule};
 use crate::engine::config as e;
 
 impl Activation {
@@ -220,6 +220,17 @@ impl Clip {
         match self {
             Clip::GlobalNorm { max } => e::ClipConfig::GlobalNorm { max },
             Clip::Value { max } => e::ClipConfig::Value { max },
+        }
+    }
+}
+
+impl Schedule {
+    pub(crate) fn to_engine(self) -> e::Schedule {
+        let steps = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        match self {
+            Schedule::Constant => e::Schedule::Constant,
+            Schedule::Warmup { warmup_steps } => e::Schedule::Warmup { warmup_steps: steps(warmup_steps) },
+            Schedule::Cosine { warmup_steps } => e::Schedule::Cosine { warmup_steps: steps(warmup_steps.unwrap_or(0)) },
         }
     }
 }

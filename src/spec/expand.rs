@@ -86,6 +86,10 @@ pub(crate) const COPY_LENGTH: u64 = 10;
 pub(crate) const COPY_DELAY: u64 = 10;
 /// Parity bits.
 pub(crate) const PARITY_LENGTH: u64 = 10;
+/// Marked-recall time steps.
+pub(crate) const RECALL_LENGTH: u64 = 16;
+/// Marked-recall vocabulary.
+pub(crate) const RECALL_VOCAB: u64 = 16;
 /// `data.validation_split`.
 pub(crate) const VALIDATION_SPLIT: f64 = 0.0;
 
@@ -132,6 +136,14 @@ pub(crate) const NORM_EPS: f64 = 1e-5;
 pub(crate) const NORM_MOMENTUM: f64 = 0.1;
 /// Dropout rate (PyTorch).
 pub(crate) const DROPOUT_RATE: f64 = 0.5;
+/// Default learning-rate schedule.
+pub(crate) const SCHEDULE: Schedule = Schedule::Constant;
+/// Default `causal` of an attention layer.
+pub(crate) const ATTENTION_CAUSAL: bool = false;
+/// Default `encoding` of a positional layer.
+pub(crate) const POSITIONAL_ENCODING: PositionalEncoding = PositionalEncoding::Sinusoidal;
+/// Default `mode` of a pool layer.
+pub(crate) const POOL_MODE: PoolMode = PoolMode::Last;
 
 // ---------------------------------------------------------------------------------------------
 // Where an expanded layer came from.
@@ -331,6 +343,17 @@ fn expand_layers(
                 let a = ActivationLayer { activation: a.activation.filled(), prelu_weight: a.prelu_weight.clone() };
                 emit(Layer::Activation(a), origin, Vec::new());
             }
+            Layer::Attention(a) => {
+                let a = Attention { causal: Some(a.causal.unwrap_or(ATTENTION_CAUSAL)), ..a.clone() };
+                emit(Layer::Attention(a), origin, Vec::new());
+            }
+            Layer::Positional(p) => {
+                let p = Positional { encoding: Some(p.encoding.unwrap_or(POSITIONAL_ENCODING)), ..p.clone() };
+                emit(Layer::Positional(p), origin, Vec::new());
+            }
+            Layer::Pool(p) => {
+                emit(Layer::Pool(Pool { mode: Some(p.mode.unwrap_or(POOL_MODE)) }), origin, Vec::new());
+            }
         }
     }
     (out, placed)
@@ -476,6 +499,11 @@ impl Data {
             S::TemporalOrder { samples, length } => {
                 S::TemporalOrder { samples: n(*samples), length: Some(length.unwrap_or(SEQUENCE_LENGTH)) }
             }
+            S::MarkedRecall { samples, length, vocab } => S::MarkedRecall {
+                samples: n(*samples),
+                length: Some(length.unwrap_or(RECALL_LENGTH)),
+                vocab: Some(vocab.unwrap_or(RECALL_VOCAB)),
+            },
             S::Parity { samples, length } => {
                 S::Parity { samples: n(*samples), length: Some(length.unwrap_or(PARITY_LENGTH)) }
             }
@@ -500,7 +528,7 @@ impl Data {
         use DataSource as S;
         match &self.source {
             S::Xor { .. } | S::Spirals { .. } | S::Circles { .. } | S::Moons { .. } | S::Blobs { .. } => true,
-            S::Copy { .. } | S::TemporalOrder { .. } | S::Parity { .. } => true,
+            S::Copy { .. } | S::TemporalOrder { .. } | S::Parity { .. } | S::MarkedRecall { .. } => true,
             S::Sine { .. } | S::Adding { .. } | S::SineSequence { .. } => false,
             S::Teacher { classes, .. } => classes.unwrap_or(TEACHER_CLASSES) != 0,
             S::Inline { y, .. } | S::InlineSequences { y: InlineSequenceTargets::PerSequence(y), .. } => {
@@ -522,6 +550,7 @@ pub(crate) fn filled_training(t: Option<&Training>, data: &Data) -> Training {
         optimizer: None,
         weight_decay: None,
         clip: None,
+        schedule: None,
         bptt_truncate: None,
         shuffle: None,
         precision: None,
@@ -534,6 +563,10 @@ pub(crate) fn filled_training(t: Option<&Training>, data: &Data) -> Training {
         optimizer: Some(t.optimizer.unwrap_or(OPTIMIZER).filled()),
         weight_decay: Some(t.weight_decay.unwrap_or(WEIGHT_DECAY)),
         clip: t.clip,
+        schedule: Some(match t.schedule.unwrap_or(SCHEDULE) {
+            Schedule::Cosine { warmup_steps } => Schedule::Cosine { warmup_steps: Some(warmup_steps.unwrap_or(0)) },
+            s => s,
+        }),
         bptt_truncate: t.bptt_truncate,
         shuffle: Some(t.shuffle.unwrap_or(SHUFFLE)),
         precision: Some(t.precision.unwrap_or(PRECISION)),

@@ -360,6 +360,14 @@ fn p_cell(cx: &mut Collector, v: &Value, ptr: &str) -> Option<Cell> {
     p_named(cx, v, ptr, "cell", Cell::ALL, Cell::name)
 }
 
+fn p_pool_mode(cx: &mut Collector, v: &Value, ptr: &str) -> Option<PoolMode> {
+    p_named(cx, v, ptr, "pool mode", PoolMode::ALL, PoolMode::name)
+}
+
+fn p_positional(cx: &mut Collector, v: &Value, ptr: &str) -> Option<PositionalEncoding> {
+    p_named(cx, v, ptr, "positional encoding", PositionalEncoding::ALL, PositionalEncoding::name)
+}
+
 fn p_fan_mode(cx: &mut Collector, v: &Value, ptr: &str) -> Option<FanMode> {
     p_named(cx, v, ptr, "fan mode", FanMode::ALL, FanMode::name)
 }
@@ -401,8 +409,19 @@ fn parse_layers(cx: &mut Collector, v: &Value, ptr: &str, nesting: usize) -> Opt
 }
 
 /// Layer `type` tags, in the order of the `Layer` schema of `openapi/openapi.json`.
-pub(crate) const LAYER_TYPES: &[&str] =
-    &["dense", "batch_norm", "layer_norm", "dropout", "activation", "residual", "mlp", "rnn"];
+pub(crate) const LAYER_TYPES: &[&str] = &[
+    "dense",
+    "batch_norm",
+    "layer_norm",
+    "dropout",
+    "activation",
+    "residual",
+    "mlp",
+    "rnn",
+    "attention",
+    "pool",
+    "positional",
+];
 
 fn parse_layer(cx: &mut Collector, v: &Value, ptr: &str, nesting: usize) -> Option<Layer> {
     let (tag, mut o) = tagged(cx, v, ptr, "layer", LAYER_TYPES)?;
@@ -423,6 +442,13 @@ fn parse_layer(cx: &mut Collector, v: &Value, ptr: &str, nesting: usize) -> Opti
         }
         "mlp" => parse_mlp(cx, &mut o).map(Layer::Mlp),
         "rnn" => parse_rnn(cx, &mut o).map(Layer::Rnn),
+        "attention" => parse_attention(cx, &mut o).map(Layer::Attention),
+        "pool" => o.opt(cx, "mode", p_pool_mode).map(|mode| Layer::Pool(Pool { mode })),
+        "positional" => {
+            let encoding = o.opt(cx, "encoding", p_positional);
+            let weight = o.opt(cx, "weight", p_matrix);
+            (|| Some(Layer::Positional(Positional { encoding: encoding?, weight: weight? })))()
+        }
         _ => None,
     };
     o.finish(cx);
@@ -534,6 +560,23 @@ fn parse_rnn(cx: &mut Collector, o: &mut Obj<'_>) -> Option<Rnn> {
     })
 }
 
+fn parse_attention(cx: &mut Collector, o: &mut Obj<'_>) -> Option<Attention> {
+    let heads = o.req(cx, "heads", p_u64);
+    let causal = o.opt(cx, "causal", p_bool);
+    let in_proj_weight = o.opt(cx, "in_proj_weight", p_matrix);
+    let in_proj_bias = o.opt(cx, "in_proj_bias", p_vector);
+    let out_proj_weight = o.opt(cx, "out_proj.weight", p_matrix);
+    let out_proj_bias = o.opt(cx, "out_proj.bias", p_vector);
+    Some(Attention {
+        heads: heads?,
+        causal: causal?,
+        in_proj_weight: in_proj_weight?,
+        in_proj_bias: in_proj_bias?,
+        out_proj_weight: out_proj_weight?,
+        out_proj_bias: out_proj_bias?,
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Activations, inits, norms.
 
@@ -628,6 +671,7 @@ pub(crate) const DATA_TYPES: &[&str] = &[
     "copy",
     "temporal_order",
     "parity",
+    "marked_recall",
     "sine_sequence",
     "inline",
     "inline_sequences",
@@ -703,6 +747,11 @@ fn parse_data_source(cx: &mut Collector, o: &mut Obj<'_>, tag: &str) -> Option<D
         "parity" => {
             let length = o.opt(cx, "length", p_u64);
             DataSource::Parity { samples: samples?, length: length? }
+        }
+        "marked_recall" => {
+            let length = o.opt(cx, "length", p_u64);
+            let vocab = o.opt(cx, "vocab", p_u64);
+            DataSource::MarkedRecall { samples: samples?, length: length?, vocab: vocab? }
         }
         "sine_sequence" => {
             let length = o.opt(cx, "length", p_u64);
@@ -821,6 +870,7 @@ fn parse_training(cx: &mut Collector, v: &Value, ptr: &str) -> Option<Training> 
     let optimizer = o.opt(cx, "optimizer", parse_optimizer);
     let weight_decay = o.opt(cx, "weight_decay", p_f64);
     let clip = o.opt(cx, "clip", parse_clip);
+    let schedule = o.opt(cx, "schedule", parse_schedule);
     let bptt_truncate = o.opt(cx, "bptt_truncate", p_u64);
     let shuffle = o.opt(cx, "shuffle", p_bool);
     let precision = o.opt(cx, "precision", p_precision);
@@ -833,6 +883,7 @@ fn parse_training(cx: &mut Collector, v: &Value, ptr: &str) -> Option<Training> 
         optimizer: optimizer?,
         weight_decay: weight_decay?,
         clip: clip?,
+        schedule: schedule?,
         bptt_truncate: bptt_truncate?,
         shuffle: shuffle?,
         precision: precision?,
@@ -899,6 +950,17 @@ fn parse_clip(cx: &mut Collector, v: &Value, ptr: &str) -> Option<Clip> {
     o.finish(cx);
     let max = max?;
     Some(if tag == "global_norm" { Clip::GlobalNorm { max } } else { Clip::Value { max } })
+}
+
+fn parse_schedule(cx: &mut Collector, v: &Value, ptr: &str) -> Option<Schedule> {
+    let (tag, mut o) = tagged(cx, v, ptr, "schedule", &["constant", "warmup", "cosine"])?;
+    let schedule = match tag {
+        "warmup" => o.req(cx, "warmup_steps", p_u64).map(|warmup_steps| Schedule::Warmup { warmup_steps }),
+        "cosine" => o.opt(cx, "warmup_steps", p_u64).map(|warmup_steps| Schedule::Cosine { warmup_steps }),
+        _ => Some(Schedule::Constant),
+    };
+    o.finish(cx);
+    schedule
 }
 
 fn parse_probes(cx: &mut Collector, v: &Value, ptr: &str) -> Option<Probes> {

@@ -77,13 +77,14 @@ enum Variants {
 }
 
 /// The tagged unions of a spec, by the name of their derived schema.
-const UNIONS: [(&str, Variants); 7] = [
+const UNIONS: [(&str, Variants); 8] = [
     ("Layer", Variants::Structs),
     ("Activation", Variants::Inline),
     ("Init", Variants::Inline),
     ("Norm", Variants::Inline),
     ("Optimizer", Variants::Inline),
     ("Clip", Variants::Inline),
+    ("Schedule", Variants::Inline),
     ("Data", Variants::Flattened("DataSource")),
 ];
 

@@ -96,6 +96,12 @@ pub enum Layer {
     Mlp(Mlp),
     /// Recurrent layer unrolled over the time steps of sequence data.
     Rnn(Rnn),
+    /// Multi-head self-attention over the time steps of a sequence.
+    Attention(Attention),
+    /// One row per sequence from the rows of its time steps.
+    Pool(Pool),
+    /// A vector per time step added to the rows of that step.
+    Positional(Positional),
 }
 
 /// A dense layer. Explicit parameters are laid out as PyTorch's `state_dict`.
@@ -264,6 +270,78 @@ pub struct Rnn {
     /// gates x units.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bias_hh: Option<Vec<f64>>,
+}
+
+/// Multi-head scaled dot-product self-attention over the time steps (PyTorch's
+/// `nn.MultiheadAttention` with `batch_first=True` and dropout 0); its output has its input's
+/// width `d` and keeps the time steps. Its input is a sequence (sequence data, or an rnn layer
+/// with `return_sequences`); inside a residual block it makes `x + attention(x)`. Explicit
+/// parameters are named and laid out as PyTorch's `state_dict` and replace the init:
+/// Xavier-uniform over the stacked `in_proj_weight`, `nn.Linear`'s default for
+/// `out_proj.weight`, biases 0.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Attention {
+    /// Number of heads; must divide the input width `d` (each head attends over `d / heads`
+    /// features).
+    pub heads: u64,
+    /// Time step `t` attends only to steps `<= t` (default false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub causal: Option<bool>,
+    /// 3d x d: the query, key and value projections stacked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_proj_weight: Option<Vec<Vec<f64>>>,
+    /// 3d.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_proj_bias: Option<Vec<f64>>,
+    /// d x d.
+    #[serde(rename = "out_proj.weight", skip_serializing_if = "Option::is_none")]
+    pub out_proj_weight: Option<Vec<Vec<f64>>>,
+    /// d.
+    #[serde(rename = "out_proj.bias", skip_serializing_if = "Option::is_none")]
+    pub out_proj_bias: Option<Vec<f64>>,
+}
+
+/// Sequence pooling: one row per sequence from the rows of its time steps, for one target per
+/// sequence after layers that keep the time steps (attention, or an rnn with
+/// `return_sequences`). No parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Pool {
+    /// `last` (default): the last time step; `mean`: the mean over the time steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<PoolMode>,
+}
+
+/// Positional encoding: a vector per time step added to every sequence's row of that step, so
+/// that attention (blind to order) can tell the steps apart. Keeps the width; needs a sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Positional {
+    /// `sinusoidal` (default, Vaswani et al.'s sines and cosines, no parameters) or `learned`
+    /// (a table of steps x width, init N(0, 0.02²)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<PositionalEncoding>,
+    /// `learned` only: the table, steps x width.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<Vec<Vec<f64>>>,
+}
+
+wire_names! {
+    /// Which positional encoding.
+    pub enum PositionalEncoding {
+        /// Fixed sines and cosines.
+        Sinusoidal = "sinusoidal",
+        /// A learned table.
+        Learned = "learned",
+    }
+}
+
+wire_names! {
+    /// How a pool layer makes one row of a sequence's rows.
+    pub enum PoolMode {
+        /// The last time step.
+        Last = "last",
+        /// The mean over the time steps.
+        Mean = "mean",
+    }
 }
 
 wire_names! {
@@ -558,6 +636,19 @@ pub enum DataSource {
         #[serde(skip_serializing_if = "Option::is_none")]
         length: Option<u64>,
     },
+    /// Addition: marked-token recall, a retrieval task for attention: one-hot tokens with a
+    /// marker channel on one position; the class is the marked token.
+    MarkedRecall {
+        /// Default 1024.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        samples: Option<u64>,
+        /// Time steps, default 16.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        length: Option<u64>,
+        /// Vocabulary size (the classes), default 16.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        vocab: Option<u64>,
+    },
     /// Parity of a bit sequence.
     Parity {
         /// Default 1024.
@@ -659,6 +750,9 @@ pub struct Training {
     pub weight_decay: Option<f64>,
     /// `null` = no clipping (always written so a patch can `replace` it).
     pub clip: Option<Clip>,
+    /// How the learning rate changes over the steps, default `constant`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
     /// Truncated BPTT window for recurrent layers (>= 1 time steps); `null` = full sequence.
     pub bptt_truncate: Option<u64>,
     /// Addition: reshuffle every epoch (default true).
@@ -794,6 +888,27 @@ pub enum Clip {
     Value {
         /// Threshold.
         max: f64,
+    },
+}
+
+/// How the learning rate changes over the steps: a factor on the optimiser's `lr` at each
+/// update. `constant` and `cosine` may be written as their bare name.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Schedule {
+    /// The same learning rate at every step.
+    Constant,
+    /// Linear warm-up from `lr / warmup_steps` to `lr` over the first `warmup_steps` steps, then
+    /// constant.
+    Warmup {
+        /// Steps of the warm-up, 1 ... the run's steps.
+        warmup_steps: u64,
+    },
+    /// The same warm-up (none by default), then cosine decay from `lr` to 0 at the last step.
+    Cosine {
+        /// Steps of the warm-up, default 0; fewer than the run's steps.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warmup_steps: Option<u64>,
     },
 }
 

@@ -218,7 +218,8 @@ pub(super) fn dense_stack(
                 "standalone activation layers: the dense-layer map is not applied (give the activation to the \
                       dense layer instead)",
             ),
-            LayerConfig::Rnn(_) => Some(""),
+            LayerConfig::Rnn(_) | LayerConfig::Pool(_) | LayerConfig::Positional(_) => Some(""),
+            LayerConfig::Attention(_) => Some("attention layers: mean-field map not applied"),
             LayerConfig::Dense(_) | LayerConfig::Dropout { .. } => None,
         };
         if let Some(n) = note {

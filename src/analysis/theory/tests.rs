@@ -137,6 +137,7 @@ fn step_zero_batch_is_the_one_the_engine_used() {
             batch_size: 40,
             loss: LossKind::CrossEntropy,
             optimizer: OptimizerConfig::Sgd { lr: 0.1, momentum: 0.0, dampening: 0.0, nesterov: false },
+            schedule: crate::engine::config::Schedule::Constant,
             weight_decay: 0.0,
             clip: None,
             shuffle: true,

@@ -51,7 +51,7 @@ use crate::engine::rng::{rng, Stream};
 pub use dataset::{Dataset, FeatureStats, Targets};
 use inline::{inline, inline_sequences};
 use points::{blobs, circles, moons, sine, spirals, teacher, xor};
-use sequences::{adding, copy, parity, sine_sequence, temporal_order};
+use sequences::{adding, copy, marked_recall, parity, sine_sequence, temporal_order};
 pub use sequences::{COPY_DELIMITER, COPY_INPUTS, COPY_SYMBOLS, TEMPORAL_ORDER_INPUTS};
 
 /// Generates the dataset of `config` from `seed`, drawing from `rng(seed, Stream::Data)`.
@@ -106,6 +106,7 @@ pub fn generate(config: &DataConfig, seed: u64) -> Result<Dataset> {
         DataConfig::Copy { samples, length, delay } => copy(*samples, *length, *delay, &mut r)?,
         DataConfig::TemporalOrder { samples, length } => temporal_order(*samples, *length, &mut r)?,
         DataConfig::Parity { samples, length } => parity(*samples, *length, &mut r)?,
+        DataConfig::MarkedRecall { samples, length, vocab } => marked_recall(*samples, *length, *vocab, &mut r)?,
         DataConfig::SineSequence { samples, length, noise } => sine_sequence(*samples, *length, *noise, &mut r)?,
         DataConfig::InlineSequences { x, y } => return inline_sequences(x, y),
         DataConfig::Sine { samples, noise } => sine(*samples, *noise, &mut r)?,

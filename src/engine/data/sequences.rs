@@ -175,6 +175,36 @@ pub(super) fn parity(samples: usize, length: usize, r: &mut Rng) -> Result<Datas
     sequences(x, length, 1, Targets::Classes { labels, classes: 2 }, false)
 }
 
+/// Marked-token recall, a retrieval task for attention: `T = length` tokens drawn uniformly
+/// from a vocabulary of `V = vocab`, one-hot, beside a marker channel that is 1 at one position
+/// drawn uniformly (0 elsewhere): `F = V + 1` features per step, feature `V` the marker. The
+/// target (one per sequence, `V` classes) is the token at the marked position, so the last
+/// position must find the marked step and read its token. Chance: cross-entropy `ln V`,
+/// accuracy `1 / V`. Needs `length >= 1` and `vocab >= 2`.
+pub(super) fn marked_recall(samples: usize, length: usize, vocab: usize, r: &mut Rng) -> Result<Dataset> {
+    check_samples("marked_recall", samples)?;
+    check_length("marked_recall", length)?;
+    if vocab < 2 {
+        return Err(EngineError::generator("marked_recall", "vocab", format!("must be at least 2, got {vocab}")));
+    }
+    let features = vocab.checked_add(1).ok_or(EngineError::DataTooLarge { rows: samples, cols: vocab })?;
+    let mut x = reserved(samples, checked_size(length, features)?)?;
+    let mut labels = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let start = x.len();
+        let mut tokens = Vec::with_capacity(length);
+        for _ in 0..length {
+            let token = r.random_range(0..vocab);
+            tokens.push(token);
+            x.extend((0..features).map(|f| if f == token { 1.0 } else { 0.0 }));
+        }
+        let marked = r.random_range(0..length);
+        x[start + marked * features + vocab] = 1.0;
+        labels.push(tokens[marked]);
+    }
+    sequences(x, length, features, Targets::Classes { labels, classes: vocab }, false)
+}
+
 /// Next-step prediction of a sine wave: `F = 1`, a regression target at every step (`K = 1`).
 ///
 /// Per sequence: `omega ~ U[0.1, 0.5]`, then `phi ~ U[0, 2 pi)`, then for `t = 0..T` the input
@@ -300,6 +330,26 @@ mod tests {
     }
 
     #[test]
+    fn marked_recall_targets_the_token_under_the_one_marker() {
+        let (length, vocab) = (16, 16);
+        let d = gen(&DataConfig::MarkedRecall { samples: 400, length, vocab }, 3);
+        let mut seen = vec![0usize; vocab];
+        for (i, &label) in labels(&d).iter().enumerate() {
+            // Each step: one token (one-hot over the first `vocab` features).
+            for t in 0..length {
+                let hot: Vec<usize> = (0..vocab).filter(|&f| at(&d, i, t, f) == 1.0).collect();
+                assert_eq!(hot.len(), 1, "sample {i} step {t}");
+            }
+            let marked: Vec<usize> = (0..length).filter(|&t| at(&d, i, t, vocab) == 1.0).collect();
+            assert_eq!(marked.len(), 1, "sample {i}");
+            assert_eq!(at(&d, i, marked[0], label), 1.0, "the label is the marked step's token");
+            seen[label] += 1;
+        }
+        // Labels cover the vocabulary (400 draws over 16 classes).
+        assert!(seen.iter().all(|&n| n > 5), "{seen:?}");
+    }
+
+    #[test]
     fn parity_labels_are_the_xor_of_the_bits() {
         let d = gen(&DataConfig::Parity { samples: 300, length: 7 }, 2);
         for (i, &label) in labels(&d).iter().enumerate() {
@@ -356,6 +406,8 @@ mod tests {
             (DataConfig::Copy { samples: 10, length: 3, delay: 0 }, ("copy", "delay")),
             (DataConfig::TemporalOrder { samples: 10, length: 9 }, ("temporal_order", "length")),
             (DataConfig::Parity { samples: 10, length: 0 }, ("parity", "length")),
+            (DataConfig::MarkedRecall { samples: 10, length: 0, vocab: 4 }, ("marked_recall", "length")),
+            (DataConfig::MarkedRecall { samples: 10, length: 4, vocab: 1 }, ("marked_recall", "vocab")),
             (DataConfig::SineSequence { samples: 10, length: 0, noise: 0.0 }, ("sine_sequence", "length")),
             (DataConfig::SineSequence { samples: 10, length: 5, noise: f64::NAN }, ("sine_sequence", "noise")),
         ];

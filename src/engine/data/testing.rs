@@ -21,6 +21,7 @@ pub(super) fn every_generator() -> Vec<DataConfig> {
         DataConfig::Copy { samples: 101, length: 4, delay: 3 },
         DataConfig::TemporalOrder { samples: 101, length: 20 },
         DataConfig::Parity { samples: 101, length: 9 },
+        DataConfig::MarkedRecall { samples: 101, length: 7, vocab: 5 },
         DataConfig::SineSequence { samples: 101, length: 15, noise: 0.1 },
     ]
 }

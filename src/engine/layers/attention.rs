@@ -37,7 +37,7 @@
 use ndarray::{s, Array2, ArrayView2};
 
 use super::{column_sums, ensure_shape, explicit_or, Ctx, Layer, LayerKind, Param};
-use crate::engine::config::{ExplicitParams, Init};
+use crate::engine::config::{AttentionConfig, Init};
 use crate::engine::linalg::gemm;
 use crate::engine::rng::Rng;
 use crate::engine::{EngineError, Result, Scalar};
@@ -46,17 +46,6 @@ const IN_W: usize = 0;
 const IN_B: usize = 1;
 const OUT_W: usize = 2;
 const OUT_B: usize = 3;
-
-/// Settings of an attention layer; its width `d` is its input width.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AttentionConfig {
-    /// Number of heads; must divide `d`.
-    pub heads: usize,
-    /// Position `t` attends only to positions `<= t`.
-    pub causal: bool,
-    /// Explicit parameter values by `state_dict` name, row-major (replace the random init).
-    pub params: ExplicitParams,
-}
 
 /// See the module doc.
 pub struct Attention<T> {
@@ -422,6 +411,7 @@ impl<T: Scalar> Layer<T> for Attention<T> {
 #[allow(clippy::expect_used, clippy::unwrap_used)] // a test may panic on a broken expectation
 mod tests {
     use super::*;
+    use crate::engine::config::ExplicitParams;
     use crate::engine::rng::{rng, Stream};
     use rand::Rng as _;
 

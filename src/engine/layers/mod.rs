@@ -13,13 +13,17 @@ mod attention;
 mod dense;
 mod dropout;
 mod norm;
+mod pool;
+mod positional;
 mod rnn;
 
 pub use activation::ActivationLayer;
-pub use attention::{Attention, AttentionConfig};
+pub use attention::Attention;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use norm::{NormCore, NormLayer};
+pub use pool::Pool;
+pub use positional::{sinusoidal, Positional};
 pub use rnn::{GateStats, RecurrentStats, Rnn, Spectrum};
 
 use std::borrow::Cow;
@@ -172,7 +176,8 @@ pub trait Layer<T: Scalar>: Send {
     fn spectra_cost(&self) -> f64 {
         0.0
     }
-    /// True when the output keeps the time axis (`T * B` rows); only recurrent layers change it.
+    /// True when the output keeps the time axis (`T * B` rows); recurrent layers without
+    /// `return_sequences` and pool layers do not.
     fn sequence_out(&self) -> bool {
         true
     }
@@ -423,8 +428,12 @@ pub enum LayerKind {
     Activation,
     /// A recurrent layer (vanilla, LSTM or GRU cell).
     Rnn,
-    /// Multi-head self-attention (not yet reachable from a spec).
+    /// Multi-head self-attention.
     Attention,
+    /// Sequence pooling (last step or mean).
+    Pool,
+    /// Positional encoding.
+    Positional,
 }
 
 impl LayerKind {
@@ -438,6 +447,8 @@ impl LayerKind {
             LayerKind::Activation => "activation",
             LayerKind::Rnn => "rnn",
             LayerKind::Attention => "attention",
+            LayerKind::Pool => "pool",
+            LayerKind::Positional => "positional",
         }
     }
 

@@ -44,6 +44,7 @@ fn run(input_dim: usize, layers: Vec<LayerConfig>, data: DataConfig, batch: usiz
             batch_size: batch,
             loss,
             optimizer: adam(),
+            schedule: crate::engine::config::Schedule::Constant,
             weight_decay: 0.0,
             clip: None,
             shuffle: true,

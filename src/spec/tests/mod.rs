@@ -12,6 +12,7 @@ mod parsing;
 mod properties;
 mod schema;
 mod sequences;
+mod transformers;
 mod validation;
 
 use serde_json::{json, Value};

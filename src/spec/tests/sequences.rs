@@ -39,7 +39,7 @@ fn rnn_at(c: &RunConfig, i: usize) -> &RnnConfig {
 }
 
 /// The spec round-trips through `expanded` to the same run config.
-fn assert_round_trip(v: &Value) {
+pub(super) fn assert_round_trip(v: &Value) {
     let spec = parse_ok(v);
     let config = spec.validate(&Limits::default()).unwrap();
     let again = reparsed_expanded(&spec).validate(&Limits::default()).unwrap_or_else(|e| panic!("{e}\nin {v:#}"));
@@ -262,7 +262,7 @@ fn an_rnn_after_one_without_return_sequences_is_refused() {
     let errors = invalid(&with(seq_base(), "/model/layers", layers));
     assert_eq!(
         detail_at(&errors, "/model/layers/2"),
-        "an rnn layer needs a sequence; the previous rnn layer (/model/layers/0) has return_sequences false, \
+        "an `rnn` layer needs a sequence; the previous rnn layer (/model/layers/0) has return_sequences false, \
          so only its last time step reaches this layer; set return_sequences to true there"
     );
 }
@@ -313,11 +313,12 @@ fn plain_data_with_an_rnn_layer_is_refused_at_the_layer() {
 }
 
 #[test]
-fn sequence_data_without_an_rnn_layer_is_refused_at_the_data() {
+fn sequence_data_without_a_layer_that_reads_across_steps_is_refused_at_the_data() {
     let v = seq_spec(1, json!([{"type": "dense", "units": 2}]), json!({"type": "parity"}));
     assert_eq!(
         detail_at(&invalid(&v), "/data/type"),
-        "`parity` is sequence data (samples x time steps x features), which needs a recurrent (`rnn`) layer to read it"
+        "`parity` is sequence data (samples x time steps x features), which needs a layer that reads across the \
+         time steps: a recurrent (`rnn`) or `attention` layer, or a `pool` layer"
     );
 }
 

@@ -38,6 +38,7 @@ impl Validator<'_> {
             S::Adding { samples, length } => self.adding(&mut info, *samples, *length),
             S::TemporalOrder { samples, length } => self.temporal_order(&mut info, *samples, *length),
             S::Parity { samples, length } => self.parity(&mut info, *samples, *length),
+            S::MarkedRecall { samples, length, vocab } => self.marked_recall(&mut info, *samples, *length, *vocab),
             S::SineSequence { samples, length, noise } => self.sine_sequence(&mut info, *samples, *length, *noise),
             S::Copy { samples, length, delay } => self.copy(&mut info, *samples, *length, *delay),
             S::Inline { x, y } => self.inline(&mut info, x, y, loss),
@@ -247,6 +248,29 @@ impl Validator<'_> {
         self.sequence(info, t, 1, Target::Classes(2), false);
         if let (Some(samples), Some(length)) = (n_samples, t) {
             info.config = Some(e::DataConfig::Parity { samples, length });
+        }
+        n_samples
+    }
+
+    fn marked_recall(
+        &mut self,
+        info: &mut DataInfo,
+        n: Option<u64>,
+        length: Option<u64>,
+        vocab: Option<u64>,
+    ) -> Option<usize> {
+        let n_samples = self.samples(n);
+        let t = self.seq_len("/data/length", length.unwrap_or(RECALL_LENGTH), 1, "a sequence");
+        let v = self.at_least("/data/vocab", "vocab", vocab.unwrap_or(RECALL_VOCAB), 2);
+        let v = v
+            .filter(|&v| !self.over_limit("/data/vocab", "the vocabulary", v as u128, "tokens", self.limits.max_units));
+        match v {
+            Some(v) => self.sequence(info, t, v + 1, Target::Classes(v), false),
+            // Still sequence data: the layers are checked as for any sequence.
+            None => (info.sequence, info.seq_len) = (true, t),
+        }
+        if let (Some(samples), Some(length), Some(vocab)) = (n_samples, t, v) {
+            info.config = Some(e::DataConfig::MarkedRecall { samples, length, vocab });
         }
         n_samples
     }
@@ -693,6 +717,7 @@ fn data_kind(s: &DataSource) -> &'static str {
         S::Copy { .. } => "copy",
         S::TemporalOrder { .. } => "temporal_order",
         S::Parity { .. } => "parity",
+        S::MarkedRecall { .. } => "marked_recall",
         S::SineSequence { .. } => "sine_sequence",
         S::Inline { .. } => "inline",
         S::InlineSequences { .. } => "inline_sequences",

@@ -134,6 +134,7 @@ impl Spec {
                     batch_size: train.batch?,
                     loss: loss.to_engine(),
                     optimizer: training.optimizer.unwrap_or(OPTIMIZER).to_engine(),
+                    schedule: train.schedule?,
                     weight_decay: training.weight_decay.unwrap_or(WEIGHT_DECAY),
                     clip: training.clip.map(Clip::to_engine),
                     shuffle: training.shuffle.unwrap_or(SHUFFLE),
@@ -191,6 +192,8 @@ struct TrainInfo {
     batch: Option<usize>,
     /// `Some(None)`: full BPTT; `None`: invalid.
     bptt_truncate: Option<Option<usize>>,
+    /// `None`: invalid.
+    schedule: Option<e::Schedule>,
     /// Where a step-count problem is best pointed at (`steps` or `epochs`).
     steps_ptr: &'static str,
 }

@@ -91,19 +91,19 @@ impl Validator<'_> {
         }
 
         let (layers, placed) = spec.expanded_layers();
-        let has_rnn = contains_rnn(&layers);
-        if data.sequence && !has_rnn {
+        if data.sequence && !reads_across_steps(&layers) {
             self.cx.push(
                 "/data/type",
                 format!(
-                    "`{}` is sequence data (samples x time steps x features), which needs a recurrent (`rnn`) layer to read it",
+                    "`{}` is sequence data (samples x time steps x features), which needs a layer that reads \
+                     across the time steps: a recurrent (`rnn`) or `attention` layer, or a `pool` layer",
                     data.kind
                 ),
             );
         }
 
         let flow = if data.sequence { Flow::Steps } else { Flow::Samples };
-        let mut walk = Walk { flow, last_rnn: None, in_residual: false, kind: data.kind };
+        let mut walk = Walk { flow, last_reader: None, in_residual: false, kind: data.kind, steps: data.seq_len };
         let (configs, out_width) = self.layers(&layers, &placed, input_dim, &mut walk);
         if data.sequence {
             self.per_step_output(data, &walk);
@@ -139,23 +139,33 @@ impl Validator<'_> {
         }
     }
 
-    /// Does the network's output match the data's targets: one per time step (the last rnn
-    /// returns sequences) or one per sequence (it does not)? Reported at the last rnn's
-    /// `return_sequences`, naming where the targets are.
+    /// Does the network's output match the data's targets: one per time step (the layers keep
+    /// the time steps) or one per sequence (the last rnn returns only its last step, or a pool
+    /// layer made one row per sequence)? Reported where the fix goes (the last rnn's
+    /// `return_sequences`, the pool layer, or the layers), naming where the targets are.
     fn per_step_output(&mut self, data: &DataInfo, walk: &Walk) {
-        let Some(rnn) = &walk.last_rnn else { return };
-        let ptr = join(rnn, "return_sequences");
         let (kind, at) = (data.kind, data.targets_ptr);
-        match (&walk.flow, data.per_step) {
-            (Flow::Collapsed(_), true) => self.cx.push(
-                ptr,
+        match (&walk.flow, data.per_step, &walk.last_reader) {
+            (Flow::Collapsed(Reducer::Rnn(rnn)), true, _) => self.cx.push(
+                join(rnn, "return_sequences"),
                 format!("`{kind}` has a target at every time step (see {at}); set return_sequences to true on the last rnn layer"),
             ),
-            (Flow::Steps, false) => self.cx.push(
-                ptr,
+            (Flow::Collapsed(Reducer::Pool(pool)), true, _) => self.cx.push(
+                pool.clone(),
+                format!("`{kind}` has a target at every time step (see {at}), but this pool layer keeps one row per sequence; remove it"),
+            ),
+            (Flow::Steps, false, Some(Reader::Rnn(rnn))) => self.cx.push(
+                join(rnn, "return_sequences"),
                 format!(
                     "`{kind}` has one target per sequence (see {at}), but the last rnn layer returns every time step; \
                      set return_sequences to false on the last rnn layer (false is the default)"
+                ),
+            ),
+            (Flow::Steps, false, Some(Reader::Attention(attention))) => self.cx.push(
+                attention.clone(),
+                format!(
+                    "`{kind}` has one target per sequence (see {at}), but attention keeps every time step; add a \
+                     `pool` layer (mode `last` or `mean`) after the last attention layer"
                 ),
             ),
             _ => {}
@@ -268,6 +278,60 @@ impl Validator<'_> {
                 (inner.map(e::LayerConfig::Residual), width)
             }
             Layer::Rnn(r) => self.rnn(r, o, width, walk),
+            Layer::Attention(a) => self.attention(a, o, width, walk),
+            Layer::Positional(p) => {
+                let placed_ok = self.needs_steps(o, "a `positional` layer", walk);
+                let encoding = p.encoding.unwrap_or(POSITIONAL_ENCODING);
+                let (Some(w), Some(steps)) = (width, walk.steps) else { return (None, width) };
+                let kind = match encoding {
+                    PositionalEncoding::Sinusoidal => e::PositionalKind::Sinusoidal,
+                    PositionalEncoding::Learned => e::PositionalKind::Learned,
+                };
+                let mut params = Some(e::ExplicitParams::new());
+                match (&p.weight, encoding) {
+                    (Some(_), PositionalEncoding::Sinusoidal) => {
+                        self.cx.push(
+                            o.at("weight"),
+                            "`weight` is the table of a `learned` encoding; a sinusoidal one has none",
+                        );
+                        params = None;
+                    }
+                    (Some(table), PositionalEncoding::Learned) => {
+                        let value = self.matrix(&o.at("weight"), "weight", table, steps, w, "steps x width");
+                        params = value.zip(params).map(|(v, mut p)| {
+                            p.insert("weight".to_owned(), v);
+                            p
+                        });
+                    }
+                    (None, _) => {}
+                }
+                if encoding == PositionalEncoding::Learned {
+                    self.add_params((steps as u128) * (w as u128));
+                }
+                let config = params
+                    .filter(|_| placed_ok)
+                    .map(|params| e::LayerConfig::Positional(e::PositionalConfig { kind, steps, params }));
+                (config, width)
+            }
+            Layer::Pool(p) => {
+                let placed_ok = self.needs_steps(o, "a `pool` layer", walk);
+                if placed_ok && !walk.in_residual {
+                    walk.flow = Flow::Collapsed(Reducer::Pool(o.ptr().to_owned()));
+                    walk.last_reader = Some(Reader::Pool);
+                }
+                if walk.in_residual {
+                    self.cx.push(
+                        o.ptr(),
+                        "a `pool` layer changes the rows (one per sequence), so it cannot sit inside a residual block",
+                    );
+                    return (None, width);
+                }
+                let kind = match p.mode.unwrap_or(POOL_MODE) {
+                    PoolMode::Last => e::PoolKind::Last,
+                    PoolMode::Mean => e::PoolKind::Mean,
+                };
+                (placed_ok.then_some(e::LayerConfig::Pool(kind)), width)
+            }
             Layer::Mlp(_) => {
                 // `expanded_layers` leaves none; say so rather than panic if that ever changes.
                 self.cx.push(o.ptr(), "internal: an `mlp` was not expanded");
@@ -292,32 +356,7 @@ impl Validator<'_> {
         let return_sequences = r.return_sequences.unwrap_or(false);
 
         // Where it sits: it needs a sequence, and not inside a residual block.
-        let mut placed_ok = true;
-        match &walk.flow {
-            Flow::Steps => {}
-            Flow::Samples => {
-                placed_ok = false;
-                self.cx.push(
-                    o.ptr(),
-                    format!(
-                        "an `rnn` layer needs sequence data (samples x time steps x features), but the `{}` data \
-                         (see /data/type) has one row of features per sample; use adding, copy, temporal_order, \
-                         parity, sine_sequence or inline_sequences data, or remove the rnn layer",
-                        walk.kind
-                    ),
-                );
-            }
-            Flow::Collapsed(previous) => {
-                placed_ok = false;
-                self.cx.push(
-                    o.ptr(),
-                    format!(
-                        "an rnn layer needs a sequence; the previous rnn layer ({previous}) has return_sequences \
-                         false, so only its last time step reaches this layer; set return_sequences to true there"
-                    ),
-                );
-            }
-        }
+        let mut placed_ok = self.needs_steps(o, "an `rnn` layer", walk);
         if walk.in_residual {
             placed_ok = false;
             self.cx.push(
@@ -327,8 +366,8 @@ impl Validator<'_> {
             );
         }
         if !walk.in_residual {
-            walk.flow = if return_sequences { Flow::Steps } else { Flow::Collapsed(o.ptr().to_owned()) };
-            walk.last_rnn = Some(o.ptr().to_owned());
+            walk.flow = if return_sequences { Flow::Steps } else { Flow::Collapsed(Reducer::Rnn(o.ptr().to_owned())) };
+            walk.last_reader = Some(Reader::Rnn(o.ptr().to_owned()));
         }
 
         let ecell = match cell {
@@ -439,6 +478,107 @@ impl Validator<'_> {
             })
         })();
         (config.filter(|_| placed_ok).map(e::LayerConfig::Rnn), Some(units))
+    }
+
+    /// Whether a layer that reads a sequence (`what`: "an `rnn` layer") gets one here; reports
+    /// at the layer why not (plain data, or the time steps were reduced before it).
+    fn needs_steps(&mut self, o: &Origin, what: &str, walk: &Walk) -> bool {
+        match &walk.flow {
+            Flow::Steps => true,
+            Flow::Samples => {
+                self.cx.push(
+                    o.ptr(),
+                    format!(
+                        "{what} needs sequence data (samples x time steps x features), but the `{}` data \
+                         (see /data/type) has one row of features per sample; use adding, copy, temporal_order, \
+                         parity, sine_sequence or inline_sequences data, or remove the layer",
+                        walk.kind
+                    ),
+                );
+                false
+            }
+            Flow::Collapsed(Reducer::Rnn(previous)) => {
+                self.cx.push(
+                    o.ptr(),
+                    format!(
+                        "{what} needs a sequence; the previous rnn layer ({previous}) has return_sequences \
+                         false, so only its last time step reaches this layer; set return_sequences to true there"
+                    ),
+                );
+                false
+            }
+            Flow::Collapsed(Reducer::Pool(previous)) => {
+                self.cx.push(
+                    o.ptr(),
+                    format!(
+                        "{what} needs a sequence; the pool layer ({previous}) keeps one row per sequence; move \
+                         this layer before it"
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    /// An attention layer fed `input` features per time step: its heads, where it sits, and its
+    /// explicit parameters (PyTorch's `nn.MultiheadAttention` layout: `in_proj_weight` 3d x d
+    /// with q, k, v stacked, `in_proj_bias` 3d, `out_proj.weight` d x d, `out_proj.bias` d).
+    fn attention(
+        &mut self,
+        a: &Attention,
+        o: &Origin,
+        input: Option<usize>,
+        walk: &mut Walk,
+    ) -> (Option<e::LayerConfig>, Option<usize>) {
+        let placed_ok = self.needs_steps(o, "an `attention` layer", walk);
+        if placed_ok {
+            walk.last_reader = Some(Reader::Attention(o.ptr().to_owned()));
+        }
+        let heads = self.at_least(&o.at("heads"), "heads", a.heads, 1);
+        let Some(d) = input else { return (None, input) };
+        let heads = heads.filter(|&h| {
+            let divides = d.is_multiple_of(h);
+            if !divides {
+                self.cx.push(
+                    o.at("heads"),
+                    format!(
+                        "`heads` must divide the layer's width d = {d} (each head gets d / heads features), got {h}"
+                    ),
+                );
+            }
+            divides
+        });
+        self.add_params(4 * (d as u128) * (d as u128 + 1));
+        let mut params = Some(e::ExplicitParams::new());
+        let mut put = |name: &str, value: Option<Vec<f64>>| match (value, params.as_mut()) {
+            (Some(v), Some(p)) => {
+                p.insert(name.to_owned(), v);
+            }
+            _ => params = None,
+        };
+        if let Some(w) = &a.in_proj_weight {
+            put(
+                "in_proj_weight",
+                self.matrix(&o.at("in_proj_weight"), "in_proj_weight", w, 3 * d, d, "3 x d x d (q, k, v)"),
+            );
+        }
+        if let Some(b) = &a.in_proj_bias {
+            put("in_proj_bias", self.vector(&o.at("in_proj_bias"), "in_proj_bias", b, 3 * d, "3 x d (q, k, v)"));
+        }
+        if let Some(w) = &a.out_proj_weight {
+            put("out_proj.weight", self.matrix(&o.at("out_proj.weight"), "out_proj.weight", w, d, d, "d x d"));
+        }
+        if let Some(b) = &a.out_proj_bias {
+            put("out_proj.bias", self.vector(&o.at("out_proj.bias"), "out_proj.bias", b, d, "d"));
+        }
+        let causal = a.causal.unwrap_or(ATTENTION_CAUSAL);
+        let config = match (heads, params) {
+            (Some(heads), Some(params)) if placed_ok => {
+                Some(e::LayerConfig::Attention(e::AttentionConfig { heads, causal, params }))
+            }
+            _ => None,
+        };
+        (config, input)
     }
 
     fn dense(&mut self, d: &Dense, o: &Origin, input: Option<usize>) -> (Option<e::DenseConfig>, Option<usize>) {
@@ -625,19 +765,38 @@ enum Flow {
     /// One row per time step of each sample: sequence data, or the output of an rnn with
     /// `return_sequences` (later dense, norm, dropout and activation layers apply per step).
     Steps,
-    /// One row per sample after the rnn at this pointer returned only its last step.
-    Collapsed(String),
+    /// One row per sample after the time steps were reduced (by an rnn that returns only its
+    /// last step, or by a pool layer).
+    Collapsed(Reducer),
+}
+
+/// What reduced a sequence to one row per sample, with its pointer.
+#[derive(Debug, Clone, PartialEq)]
+enum Reducer {
+    Rnn(String),
+    Pool(String),
+}
+
+/// The last layer that read across the time steps, with its pointer (not needed for a pool:
+/// its flow says it all).
+#[derive(Debug, Clone, PartialEq)]
+enum Reader {
+    Rnn(String),
+    Attention(String),
+    Pool,
 }
 
 /// What the shape walk tracks besides the width.
 struct Walk {
     flow: Flow,
-    /// Pointer of the last rnn layer seen.
-    last_rnn: Option<String>,
+    /// The last layer that read across the time steps.
+    last_reader: Option<Reader>,
     /// Inside a residual block.
     in_residual: bool,
     /// The data's `type`, for messages.
     kind: &'static str,
+    /// Time steps per sequence, when sequence data and valid.
+    steps: Option<usize>,
 }
 
 /// The wire name of an activation, for messages.
@@ -657,10 +816,11 @@ fn activation_name(a: e::Activation) -> &'static str {
     }
 }
 
-fn contains_rnn(layers: &[Layer]) -> bool {
+/// Whether a layer reads across the time steps: an rnn, attention or pool layer.
+fn reads_across_steps(layers: &[Layer]) -> bool {
     layers.iter().any(|l| match l {
-        Layer::Rnn(_) => true,
-        Layer::Residual(r) => contains_rnn(&r.layers),
+        Layer::Rnn(_) | Layer::Attention(_) | Layer::Pool(_) => true,
+        Layer::Residual(r) => reads_across_steps(&r.layers),
         _ => false,
     })
 }

@@ -67,7 +67,34 @@ impl Validator<'_> {
             None => Some(None),
             Some(b) => self.at_least("/training/bptt_truncate", "bptt_truncate", b, 1).map(Some),
         };
-        TrainInfo { steps, batch, bptt_truncate, steps_ptr }
+        let schedule = self.schedule(t.schedule.unwrap_or(SCHEDULE), steps);
+        TrainInfo { steps, batch, bptt_truncate, schedule, steps_ptr }
+    }
+
+    /// A warm-up of at least one step and at most the run's steps (a cosine decay needs a step
+    /// after its warm-up).
+    fn schedule(&mut self, schedule: Schedule, steps: Option<usize>) -> Option<e::Schedule> {
+        let ptr = "/training/schedule/warmup_steps";
+        let config = schedule.to_engine();
+        let w = config.warmup_steps();
+        match (schedule, steps) {
+            (Schedule::Warmup { warmup_steps: 0 }, _) => {
+                self.cx.push(ptr, "`warmup_steps` must be at least 1 (or use the constant schedule)");
+                None
+            }
+            (Schedule::Warmup { .. }, Some(s)) if w > s => {
+                self.cx.push(ptr, format!("`warmup_steps` is {w} but the run has {s} steps; at most {s}"));
+                None
+            }
+            (Schedule::Cosine { .. }, Some(s)) if w >= s => {
+                self.cx.push(
+                    ptr,
+                    format!("`warmup_steps` is {w} but the run has {s} steps; a cosine decay needs fewer than {s}"),
+                );
+                None
+            }
+            _ => Some(config),
+        }
     }
 
     fn optimizer(&mut self, opt: Optimizer) {
@@ -211,6 +238,7 @@ fn memory_pointer(kind: PartKind, inline: bool) -> &'static str {
         | PartKind::RecurrentGates
         | PartKind::RecurrentStates
         | PartKind::RecurrentGradients
+        | PartKind::AttentionCaches
         | PartKind::BatchTargets => "/training/batch_size",
     }
 }

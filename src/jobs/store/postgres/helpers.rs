@@ -314,7 +314,10 @@ pub(super) async fn snapshots(
 /// through here: dropping a `Transaction` only queues its ROLLBACK, which the pool sends when
 /// it next pings the connection (a background task), and until then the row locks it took stay
 /// held — a claim meanwhile skips those rows (`SKIP LOCKED`) and finds no work.
-pub(super) async fn roll_back<T>(tx: Transaction<'static, Postgres>, out: Result<T, StoreError>) -> Result<T, StoreError> {
+pub(super) async fn roll_back<T>(
+    tx: Transaction<'static, Postgres>,
+    out: Result<T, StoreError>,
+) -> Result<T, StoreError> {
     tx.rollback().await.map_err(db)?;
     out
 }
