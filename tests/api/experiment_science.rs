@@ -146,7 +146,18 @@ async fn remedies_of_preset(app: &TestApp, name: &str, seed: u64) -> Value {
     spec["seed"] = seed.into();
     let job = app.submit(&spec).await;
     let job_id = job["id"].as_str().unwrap().to_owned();
-    app.wait_for_status(&job_id, "succeeded").await;
+    // The deadline of the experiments here, not `wait_for_status`'s 20 s: the suite's other
+    // experiments share the two cores (a 500-step job with its verification runs takes ~3 s alone).
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let j = app.job(&job_id).await;
+        if j["status"] != "queued" && j["status"] != "running" {
+            assert_eq!(j["status"], "succeeded", "{j}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "job {job_id} did not finish: {}", j["progress"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let res = app.post_json("/v1/experiments", &json!({"remedies_of": job_id})).await;
     assert_eq!(res.status(), StatusCode::ACCEPTED, "{:?}", res.text().await);
     let e: Value = res.json().await.unwrap();
