@@ -706,18 +706,7 @@ mod tests {
             lease_lost: AtomicBool::new(false),
             view: RunView::default(),
         };
-        let job = super::super::Job {
-            id: "j".into(),
-            status: JobStatus::Running,
-            name: None,
-            created_at: "2026-12-03T00:00:00.000Z".into(),
-            started_at: Some("2026-12-03T00:00:01.000Z".into()),
-            finished_at: None,
-            progress: JobProgress::default(),
-            error: None,
-            cancel_requested: false,
-            experiment_id: None,
-        };
+        let job = crate::jobs::view::tests::job();
         running.view.start(&Tenant::open(), job, now);
         running
     }

@@ -84,11 +84,12 @@ impl RunView {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::jobs::JobStatus;
 
-    fn job() -> Job {
+    /// A running job, as the fixture of the tests here and of `pool.rs`'s.
+    pub(crate) fn job() -> Job {
         Job {
             id: "j".into(),
             status: JobStatus::Running,
