@@ -150,3 +150,75 @@ fn attention_and_transformer_block_gradients_match_pytorch() {
         analyze_matches(&file);
     }
 }
+
+/// The one-block `nn.TransformerEncoderLayer` references (pre- and post-LN, relu and gelu) written
+/// as one `transformer` layer whose `blocks[0]` holds the `state_dict` by its own names: same
+/// loss, and the gradients come back under those names in `blocks[0]`.
+#[test]
+fn transformer_layer_with_state_dict_names_matches_the_encoder_layer_references() {
+    let files: Vec<_> = ["attn_pre_ln_", "attn_post_ln_"].iter().flat_map(|p| references(p)).collect();
+    assert_eq!(files.len(), 4, "expected pre/post-LN x relu/gelu references");
+    for file in files {
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("ref").to_string();
+        let reference = read_json(&file);
+        let layers = reference["spec"]["model"]["layers"].as_array().expect("layers").clone();
+        let grads = reference["gradients"].as_array().expect("gradients").clone();
+        let norm_first = layers[1]["layers"][0]["type"] == "layer_norm";
+        // Where each part sits in the composed spec: (layer index, index inside the residual).
+        let parts: [(&str, usize, Option<usize>); 5] = if norm_first {
+            [
+                ("norm1", 1, Some(0)),
+                ("self_attn", 1, Some(1)),
+                ("norm2", 2, Some(0)),
+                ("linear1", 2, Some(1)),
+                ("linear2", 2, Some(2)),
+            ]
+        } else {
+            [
+                ("self_attn", 1, Some(0)),
+                ("norm1", 2, None),
+                ("linear1", 3, Some(0)),
+                ("linear2", 3, Some(1)),
+                ("norm2", 4, None),
+            ]
+        };
+        let at = |tree: &[Value], (i, j): (usize, Option<usize>)| -> Value {
+            match j {
+                Some(j) => tree[i]["layers"][j].clone(),
+                None => tree[i].clone(),
+            }
+        };
+        let (mut block, mut block_grads) = (serde_json::Map::new(), serde_json::Map::new());
+        for (part, i, j) in parts {
+            let (layer, grad) = (at(&layers, (i, j)), at(&grads, (i, j)));
+            for (k, v) in grad.as_object().expect("gradient object") {
+                block.insert(format!("{part}.{k}"), layer[k].clone());
+                block_grads.insert(format!("{part}.{k}"), v.clone());
+            }
+        }
+        let attention = &at(&layers, parts.iter().find(|p| p.0 == "self_attn").map(|p| (p.1, p.2)).expect("attn"));
+        let linear1 = &at(&layers, parts.iter().find(|p| p.0 == "linear1").map(|p| (p.1, p.2)).expect("linear1"));
+        let end = if norm_first { 3 } else { 5 };
+        let transformer = serde_json::json!({
+            "type": "transformer",
+            "heads": attention["heads"],
+            "ffn": linear1["units"],
+            "activation": linear1["activation"],
+            "norm_first": norm_first,
+            "blocks": [block],
+        });
+        let mut new_layers = vec![layers[0].clone(), transformer];
+        new_layers.extend(layers[end..].iter().cloned());
+        let mut expected = vec![grads[0].clone(), serde_json::json!({"blocks": [block_grads]})];
+        expected.extend(grads[end..].iter().cloned());
+        let mut spec = reference["spec"].clone();
+        spec["model"]["layers"] = Value::Array(new_layers);
+        let path = temp_json(&format!("transformer_{name}"), &spec);
+        let out = gradscope(&["analyze", "--gradients", path.to_str().expect("utf-8 path")], None);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+        assert_close(&report["gradients"], &Value::Array(expected), &format!("transformer layer, {name}"));
+        let (loss, torch) = (report["loss"][0].as_f64().expect("loss"), reference["loss"].as_f64().expect("loss"));
+        assert!((loss - torch).abs() <= 1e-9 * torch.abs().max(1.0), "{name}: loss {loss} vs {torch}");
+    }
+}

@@ -423,6 +423,7 @@ fn minimal_layer(tag: &str) -> Value {
         "residual" => json!({"layers": [{"type": "dense", "units": 2}]}),
         "activation" => json!({"activation": "tanh"}),
         "attention" => json!({"heads": 1}),
+        "transformer" => json!({"heads": 1, "ffn": 4}),
         _ => json!({}),
     };
     layer["type"] = json!(tag);

@@ -522,7 +522,7 @@ pub fn pointer(path: &[usize]) -> String {
 pub fn params_layout(tree: &Value, params: &[LayerParams]) -> Value {
     let mut out = skeleton(tree);
     for lp in params {
-        if let Some(slot) = slot_at(&mut out, &lp.path) {
+        if let Some(slot) = slot_at(&mut out, &lp.path).and_then(|s| block_slot(s, lp.block)) {
             for (name, shape, values) in &lp.tensors {
                 slot.insert(name.clone(), tensor_json(shape, values));
             }
@@ -531,13 +531,24 @@ pub fn params_layout(tree: &Value, params: &[LayerParams]) -> Value {
     out
 }
 
+/// The object a layer's tensors go into: the layer's own, or for a transformer's sub-layer the
+/// entry of its block in the transformer's `blocks` (created as needed).
+fn block_slot(layer: &mut Map<String, Value>, block: Option<usize>) -> Option<&mut Map<String, Value>> {
+    let Some(b) = block else { return Some(layer) };
+    let blocks = layer.entry("blocks").or_insert_with(|| Value::Array(Vec::new())).as_array_mut()?;
+    while blocks.len() <= b {
+        blocks.push(Value::Object(Map::new()));
+    }
+    blocks[b].as_object_mut()
+}
+
 /// Writes each layer's parameters into a copy of the spec's layer tree, so the result runs as
 /// it is (the `--params-out` file).
 pub fn spec_with_params(spec: &Value, params: &[LayerParams]) -> Value {
     let mut spec = spec.clone();
     if let Some(layers) = spec.pointer_mut("/model/layers") {
         for lp in params {
-            if let Some(obj) = slot_at(layers, &lp.path) {
+            if let Some(obj) = slot_at(layers, &lp.path).and_then(|s| block_slot(s, lp.block)) {
                 for (name, shape, values) in &lp.tensors {
                     obj.insert(name.clone(), tensor_json(shape, values));
                 }

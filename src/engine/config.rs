@@ -52,6 +52,136 @@ pub enum LayerConfig {
     Pool(PoolKind),
     /// A vector per time step added to the rows of that step (`layers::positional`).
     Positional(PositionalConfig),
+    /// `depth` transformer encoder blocks (PyTorch's `nn.TransformerEncoderLayer`), built from
+    /// attention, dense and layer-norm layers with scaled skips (see [`TransformerConfig`]).
+    Transformer(TransformerConfig),
+}
+
+/// `depth` encoder blocks of width `d` (the input width), each PyTorch's
+/// `nn.TransformerEncoderLayer(d, heads, ffn, dropout=0, activation, batch_first=True,
+/// norm_first)` with the skip scaled by `alpha` (DeepNorm, Wang et al. 2022; 1 is PyTorch's):
+/// ```text
+/// post-LN: x = norm1(alpha x + self_attn(x));  x = norm2(alpha x + linear2(act(linear1(x))))
+/// pre-LN:  x = alpha x + self_attn(norm1(x));  x = alpha x + linear2(act(linear1(norm2(x))))
+/// ```
+/// Init as PyTorch: `self_attn` as the attention layer, `linear1`/`linear2` weight and bias
+/// U(±1/sqrt(fan_in)) (`nn.Linear`'s default), norms 1 and 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransformerConfig {
+    /// Number of blocks.
+    pub depth: usize,
+    /// Attention heads; must divide `d`.
+    pub heads: usize,
+    /// Width of the feed-forward layer `linear1`.
+    pub ffn: usize,
+    /// Activation between `linear1` and `linear2` (PyTorch allows relu and gelu).
+    pub activation: Activation,
+    /// Pre-LN (true) or post-LN (false, PyTorch's default).
+    pub norm_first: bool,
+    /// Causal attention mask.
+    pub causal: bool,
+    /// Scale of the skip (residual) branch.
+    pub alpha: f64,
+    /// Layer-norm epsilon.
+    pub eps: f64,
+    /// Explicit parameters of each block by `nn.TransformerEncoderLayer`'s `state_dict` names
+    /// (`self_attn.in_proj_weight`, `linear1.weight`, `norm2.bias`, ...); empty, or one map per
+    /// block.
+    pub blocks: Vec<ExplicitParams>,
+}
+
+/// The sub-layers of a transformer block, named by their `state_dict` prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockPart {
+    /// The attention.
+    SelfAttn,
+    /// The first feed-forward layer (`d -> ffn`).
+    Linear1,
+    /// The second feed-forward layer (`ffn -> d`).
+    Linear2,
+    /// The norm of the attention branch.
+    Norm1,
+    /// The norm of the feed-forward branch.
+    Norm2,
+}
+
+impl BlockPart {
+    /// The `state_dict` prefix (`self_attn`, `linear1`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockPart::SelfAttn => "self_attn",
+            BlockPart::Linear1 => "linear1",
+            BlockPart::Linear2 => "linear2",
+            BlockPart::Norm1 => "norm1",
+            BlockPart::Norm2 => "norm2",
+        }
+    }
+
+    /// Every part, in `state_dict` order.
+    pub const ALL: [BlockPart; 5] =
+        [BlockPart::SelfAttn, BlockPart::Linear1, BlockPart::Linear2, BlockPart::Norm1, BlockPart::Norm2];
+}
+
+impl TransformerConfig {
+    /// The configuration of `part` in block `block` on width `d`: its init, and the explicit
+    /// parameters of that block whose names start with the part's prefix, without it.
+    pub fn part(&self, block: usize, part: BlockPart, d: usize) -> LayerConfig {
+        let prefix = format!("{}.", part.name());
+        let params: ExplicitParams = self
+            .blocks
+            .get(block)
+            .map(|m| {
+                m.iter().filter_map(|(k, v)| k.strip_prefix(&prefix).map(|n| (n.to_string(), v.clone()))).collect()
+            })
+            .unwrap_or_default();
+        let linear = |units: usize, fan_in: usize, activation: Activation| {
+            let limit = 1.0 / (fan_in.max(1) as f64).sqrt();
+            LayerConfig::Dense(DenseConfig {
+                units,
+                activation,
+                init: Init::Uniform { limit },
+                bias_init: Init::Uniform { limit },
+                norm: None,
+                norm_config: NormConfig::default(),
+                params: params.clone(),
+            })
+        };
+        match part {
+            BlockPart::SelfAttn => LayerConfig::Attention(AttentionConfig {
+                heads: self.heads,
+                causal: self.causal,
+                params: params.clone(),
+            }),
+            BlockPart::Linear1 => linear(self.ffn, d, self.activation),
+            BlockPart::Linear2 => linear(d, self.ffn, Activation::Linear),
+            BlockPart::Norm1 | BlockPart::Norm2 => {
+                LayerConfig::LayerNorm(NormConfig { eps: self.eps, params: params.clone(), ..NormConfig::default() })
+            }
+        }
+    }
+
+    /// The same network with `alpha` = 1 written with plain residual blocks (what the memory
+    /// estimate and the mean-field notes read; the skip scale changes neither).
+    pub fn as_residual_layers(&self, d: usize) -> Vec<LayerConfig> {
+        let mut out = Vec::new();
+        for b in 0..self.depth {
+            let p = |part| self.part(b, part, d);
+            if self.norm_first {
+                out.push(LayerConfig::Residual(vec![p(BlockPart::Norm1), p(BlockPart::SelfAttn)]));
+                out.push(LayerConfig::Residual(vec![
+                    p(BlockPart::Norm2),
+                    p(BlockPart::Linear1),
+                    p(BlockPart::Linear2),
+                ]));
+            } else {
+                out.push(LayerConfig::Residual(vec![p(BlockPart::SelfAttn)]));
+                out.push(p(BlockPart::Norm1));
+                out.push(LayerConfig::Residual(vec![p(BlockPart::Linear1), p(BlockPart::Linear2)]));
+                out.push(p(BlockPart::Norm2));
+            }
+        }
+        out
+    }
 }
 
 /// Settings of a positional encoding; its width is its input width.

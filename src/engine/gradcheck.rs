@@ -357,4 +357,43 @@ mod tests {
             assert!(res.max_rel_error < 1e-6, "causal {causal}, per step: {}", res.worst);
         }
     }
+
+    /// Transformer layers (two blocks each) with the skip scaled by alpha (DeepNorm): post-LN
+    /// `x = norm(alpha x + f(x))` and pre-LN `x = alpha x + f(norm(x))`, whose backward adds
+    /// `alpha dL/dy` to the skip's gradient.
+    #[test]
+    fn transformer_layers_with_scaled_skips_match_finite_differences() {
+        use crate::engine::config::TransformerConfig;
+        let (steps, batch, features, d) = (4, 2, 3, 4);
+        let mut r = rng(92, Stream::Data);
+        let x = Array2::from_shape_fn((steps * batch, features), |_| r.random_range(-1.0..1.0));
+        let opts = CheckOptions { seq_len: steps, ..CheckOptions::default() };
+        for norm_first in [false, true] {
+            for alpha in [1.0, 1.7] {
+                let t = TransformerConfig {
+                    depth: 2,
+                    heads: 2,
+                    ffn: 6,
+                    activation: Activation::Gelu,
+                    norm_first,
+                    causal: norm_first,
+                    alpha,
+                    eps: 1e-5,
+                    blocks: Vec::new(),
+                };
+                let config = NetworkConfig {
+                    input_dim: features,
+                    layers: vec![
+                        dense(d, Activation::Linear, None),
+                        LayerConfig::Transformer(t),
+                        LayerConfig::Pool(PoolKind::Last),
+                        dense(3, Activation::Linear, None),
+                    ],
+                };
+                let res = check(&config, 5, &x, BatchTargets::Classes(&[2, 0]), LossKind::CrossEntropy, &opts)
+                    .expect("valid");
+                assert!(res.max_rel_error < 1e-6, "norm_first {norm_first}, alpha {alpha}: {}", res.worst);
+            }
+        }
+    }
 }

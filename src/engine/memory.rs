@@ -388,6 +388,11 @@ fn held_out(samples: u64, fraction: f64) -> u64 {
     (wanted as u64).clamp(1, samples - 1)
 }
 
+/// A width back as `usize` (widths come from `usize` configs, so this never saturates in practice).
+fn u_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
 /// Trainable parameters of `layers` fed `width` features (as the layers count them).
 fn params(layers: &[LayerConfig], mut width: u64) -> u64 {
     let mut total = 0u64;
@@ -408,6 +413,7 @@ fn params(layers: &[LayerConfig], mut width: u64) -> u64 {
             LayerConfig::Activation { activation: Activation::Prelu { .. }, .. } => (width, width),
             LayerConfig::Activation { .. } | LayerConfig::Dropout { .. } => (0, width),
             LayerConfig::Residual(inner) => (params(inner, width), width),
+            LayerConfig::Transformer(t) => (params(&t.as_residual_layers(u_usize(width)), width), width),
             LayerConfig::Rnn(r) => {
                 let (h, g) = (u(r.units), u(r.cell.gates()));
                 (g.saturating_mul(h).saturating_mul(width.saturating_add(h).saturating_add(2)), h)
@@ -508,6 +514,10 @@ impl Walk {
                 }
                 LayerConfig::Residual(inner) => {
                     let (r, w) = self.layers(inner, rows, width);
+                    (rows, width) = (r, w);
+                }
+                LayerConfig::Transformer(t) => {
+                    let (r, w) = self.layers(&t.as_residual_layers(u_usize(width)), rows, width);
                     (rows, width) = (r, w);
                 }
                 LayerConfig::Rnn(r) => {

@@ -9,7 +9,7 @@
 
 use ndarray::Array2;
 
-use super::config::{Activation, LayerConfig, NetworkConfig, NormKind};
+use super::config::{Activation, BlockPart, LayerConfig, NetworkConfig, NormKind, TransformerConfig};
 use super::layers::{
     layer_name, ActivationLayer, Attention, Ctx, Dense, Dropout, Layer, LayerKind, NormLayer, Param, Pool, Positional,
     Rnn,
@@ -36,19 +36,46 @@ pub struct LayerInfo {
     pub normalized: bool,
     /// Position in the (expanded) spec tree: indices through nested residual blocks.
     pub path: Vec<usize>,
+    /// For a sub-layer of a transformer: its block (within the transformer) and part.
+    pub part: Option<(usize, BlockPart)>,
     /// Node index in the flattened network.
     node: usize,
 }
 
+/// A residual block or a transformer block: where the residual stream is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockInfo {
+    /// Position among blocks (0-based, forward order; nested blocks come before the block
+    /// that holds them).
+    pub index: usize,
+    /// `block_0`, `block_1`, ...
+    pub name: String,
+    /// The residual layer's or the transformer's path in the spec.
+    pub path: Vec<usize>,
+    /// For a transformer block: its index within the transformer.
+    pub within: Option<usize>,
+    /// Indices of the reported layers inside the block.
+    pub layers: Vec<usize>,
+    /// The block's input is `t_input`.
+    input: usize,
+    /// The block's output is `t_output`.
+    output: usize,
+}
+
 enum Node<T> {
     Layer(Box<dyn Layer<T>>),
-    Add { from: usize },
+    /// `t_{k+1} = t_k + alpha t_from`.
+    Add {
+        from: usize,
+        alpha: f64,
+    },
 }
 
 /// See the module doc.
 pub struct Network<T> {
     nodes: Vec<Node<T>>,
     info: Vec<LayerInfo>,
+    blocks: Vec<BlockInfo>,
     /// `t_0 ..= t_n`.
     acts: Vec<Array2<T>>,
     /// `d_0 ..= d_n`; `d_0` only when the input gradient is asked for.
@@ -63,12 +90,19 @@ impl<T: Scalar> Network<T> {
         if config.input_dim == 0 {
             return Err(EngineError::config("network.input_dim", "must be at least 1"));
         }
-        let mut b = Builder { nodes: Vec::new(), info: Vec::new(), rng: rng(seed, Stream::Init) };
+        let mut b = Builder {
+            nodes: Vec::new(),
+            info: Vec::new(),
+            blocks: Vec::new(),
+            part: None,
+            rng: rng(seed, Stream::Init),
+        };
         let output_dim = b.build(&config.layers, config.input_dim, &mut Vec::new())?;
         let n = b.nodes.len();
         Ok(Network {
             nodes: b.nodes,
             info: b.info,
+            blocks: b.blocks,
             acts: (0..=n).map(|_| Array2::zeros((0, 0))).collect(),
             deltas: (0..=n).map(|_| Array2::zeros((0, 0))).collect(),
             input_dim: config.input_dim,
@@ -109,6 +143,27 @@ impl<T: Scalar> Network<T> {
         &self.deltas[info.node + 1]
     }
 
+    /// The residual and transformer blocks, in forward order of their outputs.
+    pub fn blocks(&self) -> &[BlockInfo] {
+        &self.blocks
+    }
+
+    /// The input of `block` on the last forward pass (the residual stream entering it).
+    pub fn block_input(&self, block: &BlockInfo) -> &Array2<T> {
+        &self.acts[block.input]
+    }
+
+    /// The output of `block` on the last forward pass.
+    pub fn block_output(&self, block: &BlockInfo) -> &Array2<T> {
+        &self.acts[block.output]
+    }
+
+    /// dL/d(input of `block`) from the last backward pass (empty for a block at the network's
+    /// input unless the input gradient was asked for).
+    pub fn block_input_delta(&self, block: &BlockInfo) -> &Array2<T> {
+        &self.deltas[block.input]
+    }
+
     /// The input buffer `t_0`: fill it (e.g. with `Dataset::gather_x`) before `forward`.
     pub fn input_mut(&mut self) -> &mut Array2<T> {
         &mut self.acts[0]
@@ -127,10 +182,10 @@ impl<T: Scalar> Network<T> {
             let y = &mut rest[0];
             let done = match &mut self.nodes[k] {
                 Node::Layer(layer) => layer.forward(&done[k], y, ctx),
-                Node::Add { from } => {
-                    let (x, skip) = (&done[k], &done[*from]);
+                Node::Add { from, alpha } => {
+                    let (x, skip, alpha) = (&done[k], &done[*from], T::of(*alpha));
                     super::layers::ensure_shape(y, x.nrows(), x.ncols(), "the output").map(|()| {
-                        ndarray::Zip::from(y).and(x).and(skip).for_each(|y, &a, &b| *y = a + b);
+                        ndarray::Zip::from(y).and(x).and(skip).for_each(|y, &a, &b| *y = a + alpha * b);
                     })
                 }
             };
@@ -178,10 +233,14 @@ impl<T: Scalar> Network<T> {
             }
             // Skip connections that start at t_k add their gradient now that d_k is written.
             for (i, node) in self.nodes.iter().enumerate().skip(k) {
-                if let Node::Add { from } = node {
+                if let Node::Add { from, alpha } = node {
                     if *from == k {
                         let (lower, upper) = self.deltas.split_at_mut(i + 1);
-                        lower[k] += &upper[0];
+                        if *alpha == 1.0 {
+                            lower[k] += &upper[0];
+                        } else {
+                            lower[k].scaled_add(T::of(*alpha), &upper[0]);
+                        }
                     }
                 }
             }
@@ -241,6 +300,9 @@ impl<T: Scalar> Network<T> {
 struct Builder<T> {
     nodes: Vec<Node<T>>,
     info: Vec<LayerInfo>,
+    blocks: Vec<BlockInfo>,
+    /// The transformer part being built, for its `LayerInfo`.
+    part: Option<(usize, BlockPart)>,
     rng: super::rng::Rng,
 }
 
@@ -249,67 +311,121 @@ impl<T: Scalar> Builder<T> {
     fn build(&mut self, layers: &[LayerConfig], mut width: usize, path: &mut Vec<usize>) -> Result<usize> {
         for (i, config) in layers.iter().enumerate() {
             path.push(i);
-            let name = |kind: &str, info: &[LayerInfo]| layer_name(kind, info.len());
-            let layer: Option<Box<dyn Layer<T>>> = match config {
-                LayerConfig::Dense(d) => {
-                    Some(Box::new(Dense::new(d, width, &name("dense", &self.info), &mut self.rng)?))
-                }
-                LayerConfig::BatchNorm(c) => {
-                    Some(Box::new(NormLayer::new(NormKind::Batch, width, c, &name("batch_norm", &self.info))?))
-                }
-                LayerConfig::LayerNorm(c) => {
-                    Some(Box::new(NormLayer::new(NormKind::Layer, width, c, &name("layer_norm", &self.info))?))
-                }
-                LayerConfig::Dropout { rate } => Some(Box::new(Dropout::new(*rate, width))),
-                LayerConfig::Activation { activation, params } => {
-                    Some(Box::new(ActivationLayer::new(*activation, width, params, &name("activation", &self.info))?))
-                }
-                LayerConfig::Rnn(c) => Some(Box::new(Rnn::new(c, width, &name("rnn", &self.info), &mut self.rng)?)),
-                LayerConfig::Attention(c) => {
-                    Some(Box::new(Attention::new(c, width, &name("attention", &self.info), &mut self.rng)?))
-                }
-                LayerConfig::Pool(kind) => Some(Box::new(Pool::new(*kind, width))),
-                LayerConfig::Positional(c) => Some(Box::new(Positional::new(
-                    c.kind,
-                    c.steps,
-                    width,
-                    &c.params,
-                    &name("positional", &self.info),
-                    &mut self.rng,
-                )?)),
-                LayerConfig::Residual(inner) => {
-                    let from = self.nodes.len();
-                    let out = self.build(inner, width, path)?;
-                    if out != width {
-                        return Err(EngineError::Shape {
-                            layer: format!("residual block at layer path {path:?}"),
-                            expected: format!("inner output width {width} (the block's input width)"),
-                            got: format!("{out}"),
-                        });
-                    }
-                    self.nodes.push(Node::Add { from });
-                    None
-                }
-            };
-            if let Some(layer) = layer {
-                let info = LayerInfo {
-                    index: self.info.len(),
-                    name: layer_name(layer.kind().name(), self.info.len()),
-                    kind: layer.kind(),
-                    activation: layer.activation(),
-                    params: layer.params().iter().map(Param::len).sum(),
-                    units: layer.out_dim(),
-                    normalized: layer.normalized(),
-                    path: path.clone(),
-                    node: self.nodes.len(),
-                };
-                width = layer.out_dim();
-                self.info.push(info);
-                self.nodes.push(Node::Layer(layer));
-            }
+            width = self.build_one(config, width, path)?;
             path.pop();
         }
         Ok(width)
+    }
+
+    /// Appends the nodes of `config`, the layer at `path`, fed with `width` features; returns
+    /// the output width.
+    fn build_one(&mut self, config: &LayerConfig, width: usize, path: &mut Vec<usize>) -> Result<usize> {
+        let name = |kind: &str, info: &[LayerInfo]| layer_name(kind, info.len());
+        let layer: Box<dyn Layer<T>> = match config {
+            LayerConfig::Dense(d) => Box::new(Dense::new(d, width, &name("dense", &self.info), &mut self.rng)?),
+            LayerConfig::BatchNorm(c) => {
+                Box::new(NormLayer::new(NormKind::Batch, width, c, &name("batch_norm", &self.info))?)
+            }
+            LayerConfig::LayerNorm(c) => {
+                Box::new(NormLayer::new(NormKind::Layer, width, c, &name("layer_norm", &self.info))?)
+            }
+            LayerConfig::Dropout { rate } => Box::new(Dropout::new(*rate, width)),
+            LayerConfig::Activation { activation, params } => {
+                Box::new(ActivationLayer::new(*activation, width, params, &name("activation", &self.info))?)
+            }
+            LayerConfig::Rnn(c) => Box::new(Rnn::new(c, width, &name("rnn", &self.info), &mut self.rng)?),
+            LayerConfig::Attention(c) => {
+                Box::new(Attention::new(c, width, &name("attention", &self.info), &mut self.rng)?)
+            }
+            LayerConfig::Pool(kind) => Box::new(Pool::new(*kind, width)),
+            LayerConfig::Positional(c) => Box::new(Positional::new(
+                c.kind,
+                c.steps,
+                width,
+                &c.params,
+                &name("positional", &self.info),
+                &mut self.rng,
+            )?),
+            LayerConfig::Residual(inner) => {
+                let from = self.nodes.len();
+                let out = self.build(inner, width, path)?;
+                if out != width {
+                    return Err(EngineError::Shape {
+                        layer: format!("residual block at layer path {path:?}"),
+                        expected: format!("inner output width {width} (the block's input width)"),
+                        got: format!("{out}"),
+                    });
+                }
+                self.nodes.push(Node::Add { from, alpha: 1.0 });
+                self.push_block(path, None, from);
+                return Ok(width);
+            }
+            LayerConfig::Transformer(c) => return self.build_transformer(c, width, path),
+        };
+        let out = layer.out_dim();
+        self.info.push(LayerInfo {
+            index: self.info.len(),
+            name: layer_name(layer.kind().name(), self.info.len()),
+            kind: layer.kind(),
+            activation: layer.activation(),
+            params: layer.params().iter().map(Param::len).sum(),
+            units: out,
+            normalized: layer.normalized(),
+            path: path.clone(),
+            part: self.part,
+            node: self.nodes.len(),
+        });
+        self.nodes.push(Node::Layer(layer));
+        Ok(out)
+    }
+
+    /// The blocks of a transformer (see [`TransformerConfig`]); every sub-layer's path is the
+    /// transformer's.
+    fn build_transformer(&mut self, c: &TransformerConfig, d: usize, path: &mut Vec<usize>) -> Result<usize> {
+        if c.depth == 0 || c.ffn == 0 {
+            return Err(EngineError::config("transformer", "depth and ffn must be at least 1"));
+        }
+        for b in 0..c.depth {
+            let input = self.nodes.len();
+            let mut part = |s: &mut Self, p: BlockPart| {
+                s.part = Some((b, p));
+                let w = s.build_one(&c.part(b, p, d), if p == BlockPart::Linear2 { c.ffn } else { d }, path);
+                s.part = None;
+                w
+            };
+            for (branch, norm) in [
+                (&[BlockPart::SelfAttn][..], BlockPart::Norm1),
+                (&[BlockPart::Linear1, BlockPart::Linear2][..], BlockPart::Norm2),
+            ] {
+                let from = self.nodes.len();
+                if c.norm_first {
+                    part(self, norm)?;
+                }
+                for &p in branch {
+                    part(self, p)?;
+                }
+                self.nodes.push(Node::Add { from, alpha: c.alpha });
+                if !c.norm_first {
+                    part(self, norm)?;
+                }
+            }
+            self.push_block(path, Some(b), input);
+        }
+        Ok(d)
+    }
+
+    /// Records a block whose input is `t_input` and whose output is the last node's.
+    fn push_block(&mut self, path: &[usize], within: Option<usize>, input: usize) {
+        let index = self.blocks.len();
+        self.blocks.push(BlockInfo {
+            index,
+            name: layer_name("block", index),
+            path: path.to_vec(),
+            within,
+            layers: self.info.iter().filter(|i| i.node >= input).map(|i| i.index).collect(),
+            input,
+            output: self.nodes.len(),
+        });
     }
 }
 

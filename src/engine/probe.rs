@@ -14,6 +14,15 @@
 //! - `recurrent_grad_norm`: for a recurrent layer, the L2 norm of the `weight_hh` gradient.
 //! - `timestep_grad_norm` (recurrent): ||dL/dh_t|| for t = 1..T, the total gradient reaching
 //!   the hidden state of step t, over the whole batch.
+//! - `attention_entropy` (attention layers): per head, the entropy of the attention weights
+//!   averaged over samples and query positions (ln T for uniform attention, 0 for one-hot).
+//! - `max_logit` (attention layers): the largest attention logit `q.k / sqrt(dh)`.
+//! - `rank_collapse` (attention layers' outputs and blocks' outputs): Dong et al.'s relative
+//!   distance of a sequence's token matrix `X` (T x d) from rank one,
+//!   `||X - 1 x̄^T||_F / ||X||_F` with `x̄` the mean token, averaged over the batch's sequences:
+//!   1 for tokens with no common part, 0 when every token is the same ([`rank_collapse`]).
+//! - blocks (residual and transformer blocks): `stream_norm`, the L2 norm of the block's output
+//!   (the residual stream), and `delta_norm`, ||dL/dx_l|| of its input, both over the batch.
 //! - histograms: counts of log10|g| over the weight gradient in the fixed bins of
 //!   [`HIST_EDGES`]: bin 0 holds |g| < 1e-12 (zeros included), the last bin |g| >= 1e2.
 //!
@@ -72,9 +81,66 @@ pub struct LayerSeries {
     /// Recurrent layers: what the layer measured at each probe step (||dL/dh_t||, gates,
     /// spectra of W_hh).
     pub recurrent: Vec<RecurrentStats>,
+    /// Attention layers: what the layer measured at each probe step.
+    pub attention: Vec<AttentionStats>,
     /// NaN and infinity counts over the layer's outputs and gradients, summed over probes and
     /// the step where a run stopped on them.
     pub non_finite: NonFinite,
+}
+
+/// What an attention layer measured at one probe step (see the module doc).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttentionStats {
+    /// Per head.
+    pub entropy: Vec<f64>,
+    /// The largest logit over heads.
+    pub max_logit: f64,
+    /// Of the layer's output.
+    pub rank_collapse: Option<f64>,
+}
+
+/// Series of one block (residual or transformer), entry `i` at probe step `i`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BlockSeries {
+    /// L2 norm of the block's output over the batch.
+    pub stream_norm: Vec<f64>,
+    /// ||dL/d(block input)|| over the batch; `None` for a block at the network's input.
+    pub delta_norm: Vec<Option<f64>>,
+    /// Of the block's output, for sequences.
+    pub rank_collapse: Vec<Option<f64>>,
+}
+
+/// Dong et al.'s rank-collapse measure of time-major rows (`x` is `(T*B, d)` with step `t` of
+/// sequence `b` in row `t*B + b`): per sequence `||X - 1 x̄^T||_F / ||X||_F`, averaged over the
+/// sequences; `None` for fewer than two steps or when the rows do not split into `steps`.
+/// Sequences whose tokens are all zero count as 0.
+pub fn rank_collapse<T: Scalar>(x: &Array2<T>, steps: usize) -> Option<f64> {
+    let rows = x.nrows();
+    if steps < 2 || rows == 0 || !rows.is_multiple_of(steps) {
+        return None;
+    }
+    let (b, d) = (rows / steps, x.ncols());
+    let mut total = 0.0;
+    let mut mean = vec![0.0f64; d];
+    for s in 0..b {
+        mean.iter_mut().for_each(|m| *m = 0.0);
+        for t in 0..steps {
+            for (m, v) in mean.iter_mut().zip(x.row(t * b + s)) {
+                *m += v.f64();
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= steps as f64);
+        let (mut dev, mut all) = (0.0, 0.0);
+        for t in 0..steps {
+            for (m, v) in mean.iter().zip(x.row(t * b + s)) {
+                let v = v.f64();
+                dev += (v - m) * (v - m);
+                all += v * v;
+            }
+        }
+        total += if all > 0.0 { (dev / all).sqrt() } else { 0.0 };
+    }
+    Some(total / b as f64)
 }
 
 /// Counts of non-finite values.
@@ -199,6 +265,20 @@ mod tests {
         assert!((diff_norm(&a, &b) - d).abs() < 1e-12 * d);
         // A transposed (non-contiguous in row order) view gives the same statistics.
         assert_eq!(norm_rms_max(&a.t().to_owned()).2, max);
+    }
+
+    #[test]
+    fn rank_collapse_is_one_minus_nothing_for_centred_tokens_and_zero_for_equal_ones() {
+        // Two sequences of 3 steps, time-major rows t*2 + b. Sequence 0: tokens (1,0), (-1,0),
+        // (0,0): mean 0, so the distance from rank one is the whole matrix: 1. Sequence 1: every
+        // token (2,3): 0. The average is 0.5.
+        let x = array![[1.0f64, 0.0], [2.0, 3.0], [-1.0, 0.0], [2.0, 3.0], [0.0, 0.0], [2.0, 3.0]];
+        assert_eq!(rank_collapse(&x, 3), Some(0.5));
+        // Tokens (1,1), (3,1): mean (2,1); ||X - 1 mean^T||^2 = 2, ||X||^2 = 12: sqrt(1/6).
+        let y = array![[1.0f64, 1.0], [3.0, 1.0]];
+        assert!((rank_collapse(&y, 2).unwrap() - (1.0f64 / 6.0).sqrt()).abs() < 1e-15);
+        assert_eq!(rank_collapse(&y, 1), None);
+        assert_eq!(rank_collapse(&y, 3), None);
     }
 
     #[test]

@@ -20,9 +20,9 @@ use super::config::{LossKind, Precision, RunConfig};
 use super::data::{prepare, Dataset, FeatureStats, Targets};
 use super::layers::Ctx;
 use super::loss::{loss_and_grad, BatchTargets, LossValue};
-use super::network::{LayerInfo, Network};
+use super::network::{BlockInfo, LayerInfo, Network};
 use super::optim::{clip, Optimizer, ParamSlot};
-use super::probe::{log_histogram, mean_std, norm, LayerSeries, NonFinite};
+use super::probe::{log_histogram, mean_std, norm, rank_collapse, AttentionStats, BlockSeries, LayerSeries, NonFinite};
 use super::rng::{rng, Rng, Stream};
 use super::scalar::sum_sq_max;
 use super::{EngineError, Result, Scalar};
@@ -84,6 +84,9 @@ pub enum RunEnd {
 pub struct LayerParams {
     /// Position in the expanded spec tree.
     pub path: Vec<usize>,
+    /// For a transformer's sub-layer: its block within the transformer (the tensors go to
+    /// `blocks[i]`, named `self_attn.in_proj_weight`, `linear1.weight`, ...).
+    pub block: Option<usize>,
     /// (name, shape, row-major values), parameters then buffers.
     pub tensors: Vec<(String, Vec<usize>, Vec<f64>)>,
 }
@@ -111,6 +114,10 @@ pub struct RunRecord {
     pub grad_norm_clipped: Vec<f64>,
     /// Per-layer series, parallel to `layers`.
     pub layer_stats: Vec<LayerSeries>,
+    /// The residual and transformer blocks.
+    pub blocks: Vec<BlockInfo>,
+    /// Per-block series, parallel to `blocks`.
+    pub block_stats: Vec<BlockSeries>,
     /// Steps at which clipping changed the gradient, over all steps.
     pub clipped_steps: usize,
     /// Steps run.
@@ -320,8 +327,11 @@ impl<'c, T: Scalar> Session<'c, T> {
     /// A record with no probes yet, for this session's network.
     pub fn empty_record(&self) -> RunRecord {
         let layers = self.net.layers().to_vec();
+        let blocks = self.net.blocks().to_vec();
         RunRecord {
             layer_stats: vec![LayerSeries::default(); layers.len()],
+            block_stats: vec![BlockSeries::default(); blocks.len()],
+            blocks,
             layers,
             num_params: self.net.num_params(),
             steps: Vec::new(),
@@ -483,6 +493,13 @@ impl<'c, T: Scalar> Session<'c, T> {
                 series.recurrent_grad_norm.push(hh.map(|(_, s)| s.0.sqrt()));
                 series.recurrent.push(rec.clone());
             }
+            if let Some(att) = layer.as_attention() {
+                series.attention.push(AttentionStats {
+                    entropy: att.attention_entropy(),
+                    max_logit: att.max_logit(),
+                    rank_collapse: rank_collapse(out, self.seq_len),
+                });
+            }
             if histograms {
                 series.histograms.push(weight.map(|(w, _)| log_histogram(&w.grad)).unwrap_or_default());
             }
@@ -495,6 +512,13 @@ impl<'c, T: Scalar> Session<'c, T> {
                 nf.add(NonFinite::of(p.grad.iter()));
             }
             series.non_finite.add(nf);
+        }
+        for (series, block) in record.block_stats.iter_mut().zip(self.net.blocks()) {
+            let out = self.net.block_output(block);
+            series.stream_norm.push(norm(out));
+            let delta = self.net.block_input_delta(block);
+            series.delta_norm.push((delta.nrows() == out.nrows()).then(|| norm(delta)));
+            series.rank_collapse.push(rank_collapse(out, self.seq_len));
         }
         let (vl, va) = match &self.validation {
             Some(v) => {
@@ -606,13 +630,17 @@ impl<'c, T: Scalar> Session<'c, T> {
                     .map(|p| {
                         let a = pick(p);
                         let shape = if p.is_vector { vec![a.len()] } else { a.shape().to_vec() };
-                        (p.name.to_string(), shape, a.iter().map(|v| v.f64()).collect())
+                        let name = match info.part {
+                            Some((_, part)) => format!("{}.{}", part.name(), p.name),
+                            None => p.name.to_string(),
+                        };
+                        (name, shape, a.iter().map(|v| v.f64()).collect())
                     })
                     .collect();
                 if with_buffers {
                     tensors.extend(layer.buffers().into_iter().map(|(n, v)| (n.to_string(), vec![v.len()], v)));
                 }
-                Some(LayerParams { path: info.path.clone(), tensors })
+                Some(LayerParams { path: info.path.clone(), block: info.part.map(|(b, _)| b), tensors })
             })
             .collect()
     }

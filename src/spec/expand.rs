@@ -140,6 +140,14 @@ pub(crate) const DROPOUT_RATE: f64 = 0.5;
 pub(crate) const SCHEDULE: Schedule = Schedule::Constant;
 /// Default `causal` of an attention layer.
 pub(crate) const ATTENTION_CAUSAL: bool = false;
+/// Default `depth` of a transformer.
+pub(crate) const TRANSFORMER_DEPTH: u64 = 1;
+/// Default `activation` of a transformer's feed-forward layer (PyTorch's).
+pub(crate) const TRANSFORMER_ACTIVATION: Activation = Activation::Relu;
+/// Default `norm_first` of a transformer (PyTorch's: post-LN).
+pub(crate) const TRANSFORMER_NORM_FIRST: bool = false;
+/// Default skip scale `alpha` of a transformer.
+pub(crate) const TRANSFORMER_ALPHA: f64 = 1.0;
 /// Default `encoding` of a positional layer.
 pub(crate) const POSITIONAL_ENCODING: PositionalEncoding = PositionalEncoding::Sinusoidal;
 /// Default `mode` of a pool layer.
@@ -265,6 +273,8 @@ pub(crate) fn expanded_layer_count(layers: &[Layer]) -> u128 {
         .map(|layer| match layer {
             Layer::Mlp(m) => u128::from(m.depth),
             Layer::Residual(r) => expanded_layer_count(&r.layers),
+            // attention, norm1, linear1, linear2, norm2 per block.
+            Layer::Transformer(t) => u128::from(t.depth.unwrap_or(TRANSFORMER_DEPTH)).saturating_mul(5),
             _ => 1,
         })
         .fold(0, u128::saturating_add)
@@ -346,6 +356,18 @@ fn expand_layers(
             Layer::Attention(a) => {
                 let a = Attention { causal: Some(a.causal.unwrap_or(ATTENTION_CAUSAL)), ..a.clone() };
                 emit(Layer::Attention(a), origin, Vec::new());
+            }
+            Layer::Transformer(t) => {
+                let t = Transformer {
+                    depth: Some(t.depth.unwrap_or(TRANSFORMER_DEPTH)),
+                    activation: Some(t.activation.map(|a| a.filled()).unwrap_or(TRANSFORMER_ACTIVATION)),
+                    norm_first: Some(t.norm_first.unwrap_or(TRANSFORMER_NORM_FIRST)),
+                    causal: Some(t.causal.unwrap_or(ATTENTION_CAUSAL)),
+                    alpha: Some(t.alpha.unwrap_or(TRANSFORMER_ALPHA)),
+                    eps: Some(t.eps.unwrap_or(NORM_EPS)),
+                    ..t.clone()
+                };
+                emit(Layer::Transformer(t), origin, Vec::new());
             }
             Layer::Positional(p) => {
                 let p = Positional { encoding: Some(p.encoding.unwrap_or(POSITIONAL_ENCODING)), ..p.clone() };

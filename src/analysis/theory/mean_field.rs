@@ -220,6 +220,9 @@ pub(super) fn dense_stack(
             ),
             LayerConfig::Rnn(_) | LayerConfig::Pool(_) | LayerConfig::Positional(_) => Some(""),
             LayerConfig::Attention(_) => Some("attention layers: mean-field map not applied"),
+            LayerConfig::Transformer(_) => {
+                Some("transformer blocks: mean-field map not applied (see the transformer depth profile instead)")
+            }
             LayerConfig::Dense(_) | LayerConfig::Dropout { .. } => None,
         };
         if let Some(n) = note {

@@ -275,6 +275,10 @@ impl<T: Scalar> Layer<T> for Attention<T> {
         LayerKind::Attention
     }
 
+    fn as_attention(&self) -> Option<&Attention<T>> {
+        Some(self)
+    }
+
     fn out_dim(&self) -> usize {
         self.d
     }

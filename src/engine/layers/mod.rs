@@ -165,6 +165,10 @@ pub trait Layer<T: Scalar>: Send {
     fn recurrent_stats(&self) -> Option<&RecurrentStats> {
         None
     }
+    /// The layer as an attention layer, for its probes.
+    fn as_attention(&self) -> Option<&Attention<T>> {
+        None
+    }
     /// Gradient checking of truncated BPTT: hold the recurrent state at the truncation point
     /// fixed at its current value in later forward passes (see `layers::rnn`).
     fn freeze_truncated_state(&mut self, _frozen: bool) {}

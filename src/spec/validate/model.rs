@@ -134,6 +134,9 @@ impl Validator<'_> {
                     self.at_least(&join(&ptr, "depth"), "depth", m.depth, 1);
                 }
                 Layer::Residual(r) => self.check_mlp_depths(&r.layers, &join(&ptr, "layers")),
+                Layer::Transformer(t) => {
+                    self.at_least(&join(&ptr, "depth"), "depth", t.depth.unwrap_or(TRANSFORMER_DEPTH), 1);
+                }
                 _ => {}
             }
         }
@@ -279,6 +282,7 @@ impl Validator<'_> {
             }
             Layer::Rnn(r) => self.rnn(r, o, width, walk),
             Layer::Attention(a) => self.attention(a, o, width, walk),
+            Layer::Transformer(t) => self.transformer(t, o, width, walk),
             Layer::Positional(p) => {
                 let placed_ok = self.needs_steps(o, "a `positional` layer", walk);
                 let encoding = p.encoding.unwrap_or(POSITIONAL_ENCODING);
@@ -581,6 +585,120 @@ impl Validator<'_> {
         (config, input)
     }
 
+    /// A transformer fed `input` features per time step: where it sits, its sizes, settings and
+    /// explicit parameters (one object per block, `nn.TransformerEncoderLayer`'s names).
+    fn transformer(
+        &mut self,
+        t: &Transformer,
+        o: &Origin,
+        input: Option<usize>,
+        walk: &mut Walk,
+    ) -> (Option<e::LayerConfig>, Option<usize>) {
+        let placed_ok = self.needs_steps(o, "a `transformer` layer", walk);
+        if placed_ok {
+            walk.last_reader = Some(Reader::Attention(o.ptr().to_owned()));
+        }
+        let depth = self.at_least(&o.at("depth"), "depth", t.depth.unwrap_or(TRANSFORMER_DEPTH), 1);
+        let heads = self.at_least(&o.at("heads"), "heads", t.heads, 1);
+        let ffn = self.width(&o.at("ffn"), "ffn", t.ffn, "the feed-forward layer");
+        let activation = t.activation.unwrap_or(TRANSFORMER_ACTIVATION).to_engine();
+        let activation_ok = matches!(activation, e::Activation::Relu | e::Activation::Gelu);
+        if !activation_ok {
+            self.cx.push(
+                o.at("activation"),
+                format!(
+                    "a transformer's feed-forward activation is `relu` or `gelu` (as nn.TransformerEncoderLayer's), \
+                     got `{}`",
+                    activation_name(activation)
+                ),
+            );
+        }
+        let alpha = t.alpha.unwrap_or(TRANSFORMER_ALPHA);
+        let alpha_ok = self.positive(&o.at("alpha"), "alpha", alpha);
+        let eps = t.eps.unwrap_or(NORM_EPS);
+        let eps_ok = self.positive(&o.at("eps"), "eps", eps);
+        let Some(d) = input else { return (None, input) };
+        let heads = heads.filter(|&h| {
+            let divides = d.is_multiple_of(h);
+            if !divides {
+                self.cx.push(
+                    o.at("heads"),
+                    format!(
+                        "`heads` must divide the layer's width d = {d} (each head gets d / heads features), got {h}"
+                    ),
+                );
+            }
+            divides
+        });
+        let (Some(depth), Some(f)) = (depth, ffn) else { return (None, input) };
+        let (dd, ff) = (d as u128, f as u128);
+        // self_attn 4d(d+1), linear1 f(d+1), linear2 d(f+1), two norms 4d.
+        let per_block = 4 * dd * (dd + 1) + ff * (dd + 1) + dd * (ff + 1) + 4 * dd;
+        self.add_params(per_block.saturating_mul(depth as u128));
+        let mut blocks = Vec::new();
+        let mut blocks_ok = true;
+        if let Some(given) = &t.blocks {
+            if given.len() != depth {
+                self.cx.push(
+                    o.at("blocks"),
+                    format!("`blocks` has {} entries; expected one per block: depth = {depth}", given.len()),
+                );
+                blocks_ok = false;
+            }
+            for (i, b) in given.iter().enumerate() {
+                let at = |name: &str| join(&index(&o.at("blocks"), i), name);
+                let mut params = e::ExplicitParams::new();
+                for (name, m) in b.matrices() {
+                    let Some(m) = m else { continue };
+                    let (rows, cols, per) = match name {
+                        "self_attn.in_proj_weight" => (3 * d, d, "3 x d x d (q, k, v)"),
+                        "self_attn.out_proj.weight" => (d, d, "d x d"),
+                        "linear1.weight" => (f, d, "ffn x d"),
+                        _ => (d, f, "d x ffn"),
+                    };
+                    match self.matrix(&at(name), name, m, rows, cols, per) {
+                        Some(v) => {
+                            params.insert(name.to_owned(), v);
+                        }
+                        None => blocks_ok = false,
+                    }
+                }
+                for (name, v) in b.vectors() {
+                    let Some(v) = v else { continue };
+                    let (len, per) = match name {
+                        "self_attn.in_proj_bias" => (3 * d, "3 x d (q, k, v)"),
+                        "linear1.bias" => (f, "ffn"),
+                        _ => (d, "d"),
+                    };
+                    match self.vector(&at(name), name, v, len, per) {
+                        Some(v) => {
+                            params.insert(name.to_owned(), v);
+                        }
+                        None => blocks_ok = false,
+                    }
+                }
+                blocks.push(params);
+            }
+        }
+        let config = match heads {
+            Some(heads) if placed_ok && activation_ok && alpha_ok && eps_ok && blocks_ok => {
+                Some(e::LayerConfig::Transformer(e::TransformerConfig {
+                    depth,
+                    heads,
+                    ffn: f,
+                    activation,
+                    norm_first: t.norm_first.unwrap_or(TRANSFORMER_NORM_FIRST),
+                    causal: t.causal.unwrap_or(ATTENTION_CAUSAL),
+                    alpha,
+                    eps,
+                    blocks,
+                }))
+            }
+            _ => None,
+        };
+        (config, input)
+    }
+
     fn dense(&mut self, d: &Dense, o: &Origin, input: Option<usize>) -> (Option<e::DenseConfig>, Option<usize>) {
         let units = self.width(&o.at("units"), o.name("units"), d.units, "the layer");
         let activation = d.activation.unwrap_or(DENSE_ACTIVATION);
@@ -816,10 +934,10 @@ fn activation_name(a: e::Activation) -> &'static str {
     }
 }
 
-/// Whether a layer reads across the time steps: an rnn, attention or pool layer.
+/// Whether a layer reads across the time steps: an rnn, attention, transformer or pool layer.
 fn reads_across_steps(layers: &[Layer]) -> bool {
     layers.iter().any(|l| match l {
-        Layer::Rnn(_) | Layer::Attention(_) | Layer::Pool(_) => true,
+        Layer::Rnn(_) | Layer::Attention(_) | Layer::Pool(_) | Layer::Transformer(_) => true,
         Layer::Residual(r) => reads_across_steps(&r.layers),
         _ => false,
     })

@@ -404,6 +404,9 @@ fn parse_model(cx: &mut Collector, v: &Value, ptr: &str) -> Option<Model> {
     Some(Model { input_dim: input_dim?, layers: layers? })
 }
 
+mod attention;
+pub(crate) use attention::{parse_attention, parse_transformer};
+
 fn parse_layers(cx: &mut Collector, v: &Value, ptr: &str, nesting: usize) -> Option<Vec<Layer>> {
     p_list(cx, v, ptr, "layers", |cx, v, p| parse_layer(cx, v, p, nesting))
 }
@@ -421,6 +424,7 @@ pub(crate) const LAYER_TYPES: &[&str] = &[
     "attention",
     "pool",
     "positional",
+    "transformer",
 ];
 
 fn parse_layer(cx: &mut Collector, v: &Value, ptr: &str, nesting: usize) -> Option<Layer> {
@@ -443,6 +447,7 @@ fn parse_layer(cx: &mut Collector, v: &Value, ptr: &str, nesting: usize) -> Opti
         "mlp" => parse_mlp(cx, &mut o).map(Layer::Mlp),
         "rnn" => parse_rnn(cx, &mut o).map(Layer::Rnn),
         "attention" => parse_attention(cx, &mut o).map(Layer::Attention),
+        "transformer" => parse_transformer(cx, &mut o).map(Layer::Transformer),
         "pool" => o.opt(cx, "mode", p_pool_mode).map(|mode| Layer::Pool(Pool { mode })),
         "positional" => {
             let encoding = o.opt(cx, "encoding", p_positional);
@@ -557,23 +562,6 @@ fn parse_rnn(cx: &mut Collector, o: &mut Obj<'_>) -> Option<Rnn> {
         weight_hh: weight_hh?,
         bias_ih: bias_ih?,
         bias_hh: bias_hh?,
-    })
-}
-
-fn parse_attention(cx: &mut Collector, o: &mut Obj<'_>) -> Option<Attention> {
-    let heads = o.req(cx, "heads", p_u64);
-    let causal = o.opt(cx, "causal", p_bool);
-    let in_proj_weight = o.opt(cx, "in_proj_weight", p_matrix);
-    let in_proj_bias = o.opt(cx, "in_proj_bias", p_vector);
-    let out_proj_weight = o.opt(cx, "out_proj.weight", p_matrix);
-    let out_proj_bias = o.opt(cx, "out_proj.bias", p_vector);
-    Some(Attention {
-        heads: heads?,
-        causal: causal?,
-        in_proj_weight: in_proj_weight?,
-        in_proj_bias: in_proj_bias?,
-        out_proj_weight: out_proj_weight?,
-        out_proj_bias: out_proj_bias?,
     })
 }
 

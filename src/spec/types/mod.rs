@@ -67,6 +67,9 @@ pub struct Spec {
     pub return_gradients: Option<bool>,
 }
 
+mod transformer;
+pub use transformer::{Transformer, TransformerBlock};
+
 /// The network: input width and layers.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Model {
@@ -102,6 +105,8 @@ pub enum Layer {
     Pool(Pool),
     /// A vector per time step added to the rows of that step.
     Positional(Positional),
+    /// `depth` transformer encoder blocks (PyTorch's `nn.TransformerEncoderLayer`).
+    Transformer(Transformer),
 }
 
 /// A dense layer. Explicit parameters are laid out as PyTorch's `state_dict`.
