@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::{p_bool, p_f64, p_list, p_matrix, p_u64, p_vector, parse_activation, Collector, Obj};
 use crate::spec::types::{Attention, Transformer, TransformerBlock};
 
-pub(crate) fn parse_attention(cx: &mut Collector, o: &mut Obj<'_>) -> Option<Attention> {
+pub(in crate::spec) fn parse_attention(cx: &mut Collector, o: &mut Obj<'_>) -> Option<Attention> {
     let heads = o.req(cx, "heads", p_u64);
     let causal = o.opt(cx, "causal", p_bool);
     let in_proj_weight = o.opt(cx, "in_proj_weight", p_matrix);
@@ -22,7 +22,7 @@ pub(crate) fn parse_attention(cx: &mut Collector, o: &mut Obj<'_>) -> Option<Att
     })
 }
 
-pub(crate) fn parse_transformer(cx: &mut Collector, o: &mut Obj<'_>) -> Option<Transformer> {
+pub(in crate::spec) fn parse_transformer(cx: &mut Collector, o: &mut Obj<'_>) -> Option<Transformer> {
     let depth = o.opt(cx, "depth", p_u64);
     let heads = o.req(cx, "heads", p_u64);
     let ffn = o.req(cx, "ffn", p_u64);

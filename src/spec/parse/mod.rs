@@ -123,7 +123,7 @@ fn unknown_name(kind: &str, got: &str, known: &[&str]) -> String {
 
 /// Reads the fields of one JSON object, remembering which names were asked for so that
 /// [`Obj::finish`] can report the rest as unknown.
-struct Obj<'v> {
+pub(super) struct Obj<'v> {
     /// `None` for the bare-string form of a tagged object (`"relu"`), which has no fields.
     map: Option<&'v Map<String, Value>>,
     /// Pointer of the object (or of the bare string).
@@ -405,7 +405,7 @@ fn parse_model(cx: &mut Collector, v: &Value, ptr: &str) -> Option<Model> {
 }
 
 mod attention;
-pub(crate) use attention::{parse_attention, parse_transformer};
+pub(super) use attention::{parse_attention, parse_transformer};
 
 fn parse_layers(cx: &mut Collector, v: &Value, ptr: &str, nesting: usize) -> Option<Vec<Layer>> {
     p_list(cx, v, ptr, "layers", |cx, v, p| parse_layer(cx, v, p, nesting))
