@@ -17,6 +17,10 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use gradscope::engine::config::*;
+mod common;
+
+use gradscope::analysis::diagnostics::diagnose;
+use gradscope::analysis::findings::{DiagnosticCode, Severity};
 use gradscope::engine::train::{analyze, RunRecord};
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -157,14 +161,19 @@ fn last_block_gradient_is_flat_in_depth_for_post_ln_and_falls_as_inverse_root_de
     }
 }
 
-/// Ten attention layers: with no skip, each layer's output (`rank_collapse` of its probe); with
-/// skips, each block's output.
-fn rank_profile(seed: u64, skip: bool) -> Vec<f64> {
+/// Ten attention layers, with or without a skip around each, then the readout.
+fn attention_stack(seed: u64, skip: bool) -> RunRecord {
     let attention = || LayerConfig::Attention(AttentionConfig { heads: 4, causal: false, params: Default::default() });
     let mut layers: Vec<LayerConfig> =
         (0..10).map(|_| if skip { LayerConfig::Residual(vec![attention()]) } else { attention() }).collect();
     layers.extend([LayerConfig::Pool(PoolKind::Last), torch_linear(10, D)]);
-    let record = analyze(&config(seed, layers), None, false).expect("valid config");
+    analyze(&config(seed, layers), None, false).expect("valid config")
+}
+
+/// Ten attention layers: with no skip, each layer's output (`rank_collapse` of its probe); with
+/// skips, each block's output.
+fn rank_profile(seed: u64, skip: bool) -> Vec<f64> {
+    let record = attention_stack(seed, skip);
     if skip {
         record.block_stats.iter().map(|b| b.rank_collapse[0].expect("sequences")).collect()
     } else {
@@ -193,5 +202,63 @@ fn pure_attention_collapses_to_rank_one_within_three_layers_and_skips_prevent_it
         eprintln!("seed {seed}, skip: {skip:.3?}");
         assert_eq!(skip.len(), 10);
         assert!(skip.iter().all(|&r| r > 0.8), "with skips: {skip:?} (PyTorch 0.93 at depth 10)");
+    }
+}
+
+/// The `rank_collapse` diagnostic reads the same probes: critical on the pure attention stack
+/// (naming every layer from the second on, not the first), absent with skip connections.
+#[test]
+fn rank_collapse_diagnostic_fires_on_pure_attention_and_not_with_skips() {
+    for seed in 0..3 {
+        let pure = diagnose(&attention_stack(seed, false), Some(10));
+        let d = pure.iter().find(|d| d.code == DiagnosticCode::RankCollapse).expect("rank_collapse on pure attention");
+        assert_eq!(d.severity, Severity::Critical);
+        assert!(!d.layers.contains(&"attention_0".to_string()), "one layer leaves 0.5: {:?}", d.layers);
+        assert_eq!(d.layers.len(), 9, "{:?}", d.layers);
+        let skip = diagnose(&attention_stack(seed, true), Some(10));
+        assert!(skip.iter().all(|d| d.code != DiagnosticCode::RankCollapse), "seed {seed}: {skip:?}");
+    }
+}
+
+/// The report's theory carries the depth profile and names the regime: at L = 12 with the
+/// common setup, flat for post-LN and falling toward the output for pre-LN (both as predicted),
+/// over three seeds, through `gradscope analyze` on a JSON spec.
+#[test]
+fn report_names_the_depth_regime_of_post_ln_and_pre_ln_stacks() {
+    for seed in 0..3u64 {
+        let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+        let x: Vec<Vec<Vec<f64>>> =
+            (0..B).map(|_| (0..T).map(|_| (0..D).map(|_| r.sample(StandardNormal)).collect()).collect()).collect();
+        let y: Vec<usize> = (0..B).map(|_| r.random_range(0..10)).collect();
+        for (norm_first, regime) in [(false, "flat"), (true, "falls_toward_output")] {
+            let linear = |units: usize| {
+                let limit = 1.0 / (D as f64).sqrt();
+                serde_json::json!({"type": "dense", "units": units, "init": {"type": "uniform", "limit": limit},
+                                   "bias_init": {"type": "uniform", "limit": limit}})
+            };
+            let mut layers = vec![
+                linear(D),
+                serde_json::json!({"type": "transformer", "depth": 12, "heads": 4, "ffn": 4 * D, "norm_first": norm_first}),
+            ];
+            if norm_first {
+                layers.push(serde_json::json!("layer_norm"));
+            }
+            layers.extend([serde_json::json!("pool"), linear(10)]);
+            let spec = serde_json::json!({
+                "seed": seed,
+                "model": {"input_dim": D, "layers": layers},
+                "data": {"type": "inline_sequences", "x": x, "y": y},
+                "training": {"loss": "cross_entropy", "batch_size": B, "steps": 1, "precision": "f64", "shuffle": false},
+            });
+            let path = common::temp_json(&format!("depth_regime_{seed}_{norm_first}.json"), &spec);
+            let out = common::gradscope(&["analyze", path.to_str().expect("utf-8")], None);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+            let profile = &report["theory"]["transformer"][0];
+            assert_eq!(profile["regime"], regime, "seed {seed}, norm_first {norm_first}: {profile}");
+            assert_eq!(profile["as_predicted"], true);
+            assert_eq!(profile["measured"].as_array().map(Vec::len), Some(12));
+            assert_eq!(report["blocks"].as_array().map(Vec::len), Some(12), "one block series per encoder block");
+        }
     }
 }

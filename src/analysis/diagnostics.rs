@@ -73,6 +73,11 @@ pub const INPUT_SCALE: Thresholds = Thresholds { warning: 3.0, critical: 10.0 };
 /// than at unit scale. Taken over all features, not per feature, so that sparse one-hot or
 /// marker features (copy, adding: std ~0.1-0.3 each) do not count as small.
 pub const INPUT_RMS_WARNING: f64 = 0.1;
+/// `rank_collapse`: the rank-collapse measure (relative distance of a sequence's tokens from
+/// their mean, `engine::probe`) of an attention layer's token representations. 1 for unrelated
+/// tokens; one pure attention layer at init leaves about 0.5, two about 2e-4 (Dong et al. 2021;
+/// tests/transformer_science.rs); with skip connections it stays above 0.9.
+pub const RANK_COLLAPSE: Thresholds = Thresholds { warning: 0.1, critical: 1e-3 };
 /// `not_learning`: final loss as a fraction of the step-0 loss (warning) and of the best
 /// constant prediction's loss (critical).
 pub const NOT_LEARNING: Thresholds = Thresholds { warning: 0.9, critical: 0.9 };
@@ -207,6 +212,19 @@ pub const RULES: &[Rule] = &[
             )
         },
         check: not_learning,
+    },
+    Rule {
+        code: DiagnosticCode::RankCollapse,
+        band: RANK_COLLAPSE,
+        describe: |r| {
+            format!(
+                "sequences: the smallest rank-collapse measure over the probes (||X - 1 mean(X)||_F / ||X||_F of the \
+                 tokens after an attention layer, or after the residual block around it) < {} warning, < {} critical",
+                num(r.band.warning),
+                num(r.band.critical)
+            )
+        },
+        check: rank_collapse,
     },
 ];
 
@@ -675,6 +693,38 @@ fn long_range(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
             }),
         ));
     }
+}
+
+/// Per attention layer, its token representations: the innermost block around it, or else its
+/// own output.
+fn rank_collapse(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
+    let record = run.record;
+    let mut found = Vec::new();
+    for (info, s) in record.layers.iter().zip(&record.layer_stats) {
+        if s.attention.is_empty() {
+            continue;
+        }
+        let block = record.blocks.iter().filter(|b| b.layers.contains(&info.index)).min_by_key(|b| b.layers.len());
+        let series: Vec<Option<f64>> = match block {
+            Some(b) => record.block_stats[b.index].rank_collapse.clone(),
+            None => s.attention.iter().map(|a| a.rank_collapse).collect(),
+        };
+        let Some(min) = series.iter().copied().flatten().filter(|v| v.is_finite()).reduce(f64::min) else { continue };
+        if min < rule.band.warning {
+            let at = block.map_or_else(|| info.name.clone(), |b| format!("{} (around {})", b.name, info.name));
+            found.push((
+                info.name.clone(),
+                Severity::of(min < rule.band.critical),
+                format!("the tokens after {at} are within {min:.1e} of their mean (relative): attention mixed them into one"),
+                LayerEvidence::RankCollapse {
+                    rank_collapse_min: min,
+                    rank_collapse_step0: series.first().copied().flatten(),
+                    thresholds: rule.band,
+                },
+            ));
+        }
+    }
+    per_layer(rule.code, found, out);
 }
 
 fn not_learning(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {

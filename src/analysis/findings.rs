@@ -42,6 +42,8 @@ pub enum DiagnosticCode {
     NotLearning,
     /// Input features far from zero mean and unit variance.
     InputScale,
+    /// Attention has mixed every sequence's tokens into (nearly) one.
+    RankCollapse,
 }
 
 impl DiagnosticCode {
@@ -74,6 +76,10 @@ impl DiagnosticCode {
             DiagnosticCode::InputScale => {
                 "the input features are far from zero mean and unit variance, so the first layer's pre-activations \
                  (and the loss at the start) are far from the scale the initialisation assumes"
+            }
+            DiagnosticCode::RankCollapse => {
+                "attention without skip connections averages the tokens of a sequence into one (rank collapse), so \
+                 later layers and the readout cannot tell the positions apart and their gradient vanishes"
             }
         }
     }
@@ -367,6 +373,16 @@ pub enum LayerEvidence {
         /// Dead fraction at step 0.
         dead_fraction_step0: Option<f64>,
         /// The rule's thresholds.
+        thresholds: Thresholds,
+    },
+    /// `rank_collapse`: an attention layer's token representations (its output, or the output
+    /// of the residual block around it).
+    RankCollapse {
+        /// Smallest rank-collapse measure over the probes.
+        rank_collapse_min: f64,
+        /// At step 0.
+        rank_collapse_step0: Option<f64>,
+        /// The rule's thresholds (below warning, below critical).
         thresholds: Thresholds,
     },
     /// `update_ratio`.

@@ -121,6 +121,10 @@ struct SpecView<'a> {
     vanishing: bool,
 }
 
+const WHY_ATTENTION_SKIP: &str = "Pure attention averages tokens: each layer shrinks a sequence's distance from rank \
+    one doubly exponentially (Dong et al. 2021), so after two or three layers every position carries the same vector; \
+    a skip connection x + attention(x) keeps the tokens apart (above 0.9 through ten layers at init).";
+
 fn add(path: &str, value: Value) -> Value {
     json!({"op": "add", "path": path, "value": value})
 }
@@ -179,8 +183,27 @@ impl SpecView<'_> {
             DiagnosticCode::UpdateRatio => self.update_ratio(d),
             DiagnosticCode::NotLearning => self.not_learning(),
             DiagnosticCode::InputScale => self.standardize(),
+            DiagnosticCode::RankCollapse => self.attention_skips(d),
         };
         out.into_iter().filter(|r| !r.patch.is_empty()).collect()
+    }
+
+    /// Every collapsing attention layer written at the top level of the spec wrapped in a
+    /// residual block (`x + attention(x)`), the skip Dong et al. show keeps the tokens apart.
+    fn attention_skips(&self, d: &Diagnostic) -> Vec<Recommendation> {
+        let mut patch = Vec::new();
+        for l in d.layers.iter().filter_map(|n| self.by_name(n)) {
+            let depth = l.pointer.matches("/layers/").count();
+            if depth != 1 || l.kind != LayerKind::Attention {
+                continue;
+            }
+            if let Some(layer) = self.spec.pointer(&l.pointer) {
+                patch.push(
+                    json!({"op": "replace", "path": l.pointer, "value": {"type": "residual", "layers": [layer]}}),
+                );
+            }
+        }
+        vec![rec(Cure::Residual, "wrap the attention layers in residual blocks", WHY_ATTENTION_SKIP, patch)]
     }
 
     /// `data.standardize: true`, unless the spec already standardizes.
@@ -625,6 +648,8 @@ mod tests {
             units: 4,
             activation: activation.map(Into::into),
             pointer: format!("/model/layers/{index}"),
+            block: None,
+            part: None,
         }
     }
 

@@ -53,6 +53,9 @@ pub struct Report {
     pub grad_norm_clipped: Vec<Option<f64>>,
     /// Per-layer series, parallel to `layers`.
     pub layer_stats: Vec<LayerStats>,
+    /// Residual and transformer blocks: the residual stream at each kept probe step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<BlockStats>,
     /// Recurrent networks: ||dL/dh_t|| for t = 1..T at each kept probe step, for the first
     /// recurrent layer (the one the gradient must travel furthest to reach).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -197,8 +200,37 @@ pub struct LayerEntry {
     /// Activation, when the layer applies one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activation: Option<String>,
-    /// JSON Pointer of the layer in `spec`.
+    /// JSON Pointer of the layer in `spec` (a transformer's sub-layers: the transformer's).
     pub pointer: String,
+    /// A transformer's sub-layer: its block within the transformer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<usize>,
+    /// A transformer's sub-layer: its `state_dict` prefix (`self_attn`, `linear1`, `linear2`,
+    /// `norm1`, `norm2`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<String>,
+}
+
+/// Series of one residual or transformer block (see `engine::probe`), parallel to `steps`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BlockStats {
+    /// `block_0`, ...
+    pub name: String,
+    /// JSON Pointer of the residual layer or transformer in `spec`.
+    pub pointer: String,
+    /// A transformer block: its index within the transformer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub within: Option<usize>,
+    /// Names of the layers inside.
+    pub layers: Vec<String>,
+    /// L2 norm of the block's output (the residual stream) over the batch.
+    pub stream_norm: Vec<Option<f64>>,
+    /// ||dL/d(block input)|| over the batch (absent for a block at the network's input).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_norm: Option<Vec<Option<f64>>>,
+    /// Rank-collapse measure of the block's output (sequences).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank_collapse: Option<Vec<Option<f64>>>,
 }
 
 /// Per-layer series (see `engine::probe` for the definitions).
@@ -246,6 +278,16 @@ pub struct LayerStats {
     /// Recurrent layers: spectral radius of each recurrent block, at each of `spectra_steps`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub spectral_radius: BTreeMap<String, Vec<Option<f64>>>,
+    /// Attention layers: per probe step, the entropy of each head's attention weights (ln T for
+    /// uniform attention, 0 for one-hot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attention_entropy: Option<Vec<Vec<Option<f64>>>>,
+    /// Attention layers: the largest attention logit, per probe step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_logit: Option<Vec<Option<f64>>>,
+    /// Attention layers: rank-collapse measure of the output, per probe step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank_collapse: Option<Vec<Option<f64>>>,
     /// Gated cells: mean activation of each gate, per probe step.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub gate_mean: BTreeMap<String, Vec<Option<f64>>>,
@@ -321,6 +363,43 @@ pub fn layer_entries(record: &RunRecord) -> Vec<LayerEntry> {
             units: l.units,
             activation: l.activation.map(|a| a.name().to_string()),
             pointer: pointer(&l.path),
+            block: l.part.map(|(b, _)| b),
+            part: l.part.map(|(_, p)| p.name().to_string()),
+        })
+        .collect()
+}
+
+/// The block series of `record` at the kept probes.
+fn block_stats(record: &RunRecord, keep: &[usize]) -> Vec<BlockStats> {
+    let mut counts = NonFiniteCounts::default();
+    record
+        .blocks
+        .iter()
+        .zip(&record.block_stats)
+        .map(|(b, s)| {
+            let mut opt = |v: &[Option<f64>]| -> Option<Vec<Option<f64>>> {
+                if v.iter().all(Option::is_none) {
+                    return None;
+                }
+                Some(
+                    keep.iter()
+                        .map(|&i| finite(v.get(i).copied().flatten().unwrap_or(f64::NAN), &mut counts))
+                        .collect(),
+                )
+            };
+            let (delta_norm, rank_collapse) = (opt(&s.delta_norm), opt(&s.rank_collapse));
+            BlockStats {
+                name: b.name.clone(),
+                pointer: pointer(&b.path),
+                within: b.within,
+                layers: b.layers.iter().filter_map(|&i| record.layers.get(i).map(|l| l.name.clone())).collect(),
+                stream_norm: keep
+                    .iter()
+                    .map(|&i| finite(s.stream_norm.get(i).copied().unwrap_or(f64::NAN), &mut counts))
+                    .collect(),
+                delta_norm,
+                rank_collapse,
+            }
         })
         .collect()
 }
@@ -388,6 +467,7 @@ pub fn build_report(record: &RunRecord, parts: Parts) -> Report {
         grad_norm_global: pick(&record.grad_norm_global, &mut global),
         grad_norm_clipped: pick(&record.grad_norm_clipped, &mut global),
         layer_stats,
+        blocks: block_stats(record, &keep),
         timesteps: timesteps(record, &keep),
         diagnostics,
         theory,
@@ -479,8 +559,28 @@ fn layer_stats(name: &str, s: &LayerSeries, keep: &[usize], steps: &[usize]) -> 
         spectral_radius: BTreeMap::new(),
         gate_mean: BTreeMap::new(),
         gate_saturation: BTreeMap::new(),
+        attention_entropy: None,
+        max_logit: None,
+        rank_collapse: None,
         non_finite: NonFiniteCounts::default(),
     };
+    if !s.attention.is_empty() {
+        let at = |i: usize| s.attention.get(i);
+        out.attention_entropy = Some(
+            keep.iter()
+                .map(|&i| {
+                    at(i).map(|a| a.entropy.iter().map(|&e| finite(e, &mut counts)).collect()).unwrap_or_default()
+                })
+                .collect(),
+        );
+        out.max_logit =
+            Some(keep.iter().map(|&i| finite(at(i).map_or(f64::NAN, |a| a.max_logit), &mut counts)).collect());
+        out.rank_collapse = Some(
+            keep.iter()
+                .map(|&i| finite(at(i).and_then(|a| a.rank_collapse).unwrap_or(f64::NAN), &mut counts))
+                .collect(),
+        );
+    }
     for &i in keep {
         let Some(rec) = s.recurrent.get(i) else { continue };
         // Probes that did not compute the spectra (`train::spectra_at`) are left out.

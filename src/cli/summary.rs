@@ -195,6 +195,7 @@ fn evidence(d: &Diagnostic) -> (String, String) {
             let quantity = match entries.first().map(|(_, v)| *v) {
                 Some(LayerEvidence::Saturation { .. }) => "saturated",
                 Some(LayerEvidence::Dead { .. }) => "dead",
+                Some(LayerEvidence::RankCollapse { .. }) => "rank collapse",
                 Some(LayerEvidence::UpdateRatio { .. }) | None => "median update ratio",
             };
             let mut values: Vec<String> = entries
@@ -208,6 +209,9 @@ fn evidence(d: &Diagnostic) -> (String, String) {
                     }
                     LayerEvidence::UpdateRatio { median_update_ratio, .. } => {
                         format!("{name} {}", num(*median_update_ratio))
+                    }
+                    LayerEvidence::RankCollapse { rank_collapse_min, .. } => {
+                        format!("{name} {}", num(*rank_collapse_min))
                     }
                 })
                 .collect();
@@ -225,6 +229,9 @@ fn evidence(d: &Diagnostic) -> (String, String) {
                 }
                 Some(LayerEvidence::UpdateRatio { range, .. }) => {
                     format!(" (healthy {} to {})", num(range[0]), num(range[1]))
+                }
+                Some(LayerEvidence::RankCollapse { thresholds, .. }) => {
+                    format!(" (warning < {}, critical < {})", num(thresholds.warning), num(thresholds.critical))
                 }
                 None => String::new(),
             };

@@ -100,6 +100,7 @@ mod quadrature;
 mod recurrent;
 #[cfg(test)]
 mod tests;
+mod transformer;
 mod types;
 
 pub use mean_field::{
@@ -107,7 +108,10 @@ pub use mean_field::{
     MAX_PROFILE_SAMPLES, MAX_PROFILE_WORK,
 };
 pub use quadrature::{GAUSS_HERMITE_MAX_Q, LEGENDRE_NODES, QUADRATURE_NODES};
-pub use types::{JacobianSpectrum, RecurrentBlock, RecurrentTheory, StepZero, Theory, TheoryProfile};
+pub use transformer::{FALLING_LAST_OVER_FIRST, FLAT_MAX_OVER_MIN};
+pub use types::{
+    DepthProfile, DepthRegime, JacobianSpectrum, RecurrentBlock, RecurrentTheory, StepZero, Theory, TheoryProfile,
+};
 
 use crate::engine::config::RunConfig;
 use crate::engine::layers::LayerKind;
@@ -120,7 +124,11 @@ use recurrent::recurrent;
 /// Never panics; what cannot be computed is omitted and explained in `notes`.
 pub fn theory_at_init(config: &RunConfig, record: &RunRecord, step0: StepZero) -> Theory {
     let mut notes = Vec::new();
-    let mut t = Theory { recurrent: recurrent(config, record, &mut notes), ..Theory::default() };
+    let mut t = Theory {
+        recurrent: recurrent(config, record, &mut notes),
+        transformer: transformer::depth_profiles(config, record),
+        ..Theory::default()
+    };
     // Dense layers in forward order (nested ones included) for the measured factor.
     let dense: Vec<usize> = record.layers.iter().filter(|l| l.kind == LayerKind::Dense).map(|l| l.index).collect();
     let hidden_all = &dense[..dense.len().saturating_sub(1)];

@@ -53,6 +53,9 @@ pub struct Theory {
     /// One entry per recurrent layer.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recurrent: Vec<RecurrentTheory>,
+    /// One entry per transformer layer of at least two blocks: Xiong et al.'s depth profile.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transformer: Vec<DepthProfile>,
     /// Why parts are absent or approximate (e.g. `batch norm: mean-field map not applied`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -146,4 +149,49 @@ pub enum StepZero {
     },
     /// A training run: the first batch of the shuffled order, dropout on.
     Train,
+}
+
+/// The gradient of each block's FFN output weight (`linear2.weight`) at step 0 along a
+/// transformer stack, beside Xiong et al.'s prediction (see `theory::transformer`). Entries of
+/// `measured`, `stream_norm` and `predicted` are per block, in forward order.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct DepthProfile {
+    /// JSON Pointer of the transformer layer in the spec.
+    pub pointer: String,
+    /// Pre-LN (true) or post-LN.
+    pub norm_first: bool,
+    /// ||dL/d linear2.weight|| of each block at step 0.
+    pub measured: Vec<Option<f64>>,
+    /// L2 norm of the residual stream entering each block (block 0: leaving it).
+    pub stream_norm: Vec<Option<f64>>,
+    /// Post-LN: flat at the measured geometric mean; pre-LN: `g_1 sigma_1 / sigma_l`.
+    pub predicted: Vec<Option<f64>>,
+    /// Largest over smallest measured value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_over_min: Option<f64>,
+    /// Last block's over the first block's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_over_first: Option<f64>,
+    /// The regime the measured profile is in.
+    pub regime: DepthRegime,
+    /// Whether it is the regime theory predicts for the placement (flat for post-LN, falling
+    /// toward the output for pre-LN).
+    pub as_predicted: bool,
+}
+
+/// The shape of a transformer's depth profile.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DepthRegime {
+    /// max/min within `FLAT_MAX_OVER_MIN` (post-LN at init).
+    Flat,
+    /// last/first at most `FALLING_LAST_OVER_FIRST` (pre-LN: the stream grows, the gradient
+    /// falls as 1/sigma_l).
+    FallsTowardOutput,
+    /// last/first at least 1 / `FALLING_LAST_OVER_FIRST`.
+    GrowsTowardOutput,
+    /// None of the above.
+    Uneven,
+    /// Too few finite values.
+    Unmeasured,
 }
