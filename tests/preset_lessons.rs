@@ -13,6 +13,7 @@
 //! | `lstm-adding` | verdict `healthy`, training and validation MSE < 0.01 (baseline 1/6) | 11, 1, 2 |
 //! | `rnn-exploding-clipping` | `exploding_gradient` flagged, finite, MSE < 0.11 (baseline 1/6); without `/training/clip`: `diverged` | 13, 1, 2 |
 //! | `dead-relu-high-lr` | `dead_units` flagged (cause `learning_rate`); the same net at lr 0.01: no `dead_units` | 4, 1, 2, 3 |
+//! | `attention-no-skip` | `rank_collapse` warning: attention layers 2-4 stay collapsed (the first only at step 0), verdict `healthy`; the recommended residual blocks: no `rank_collapse` | 1, 2, 3 |
 
 // Tests may panic on a broken expectation; the crate's unwrap/expect lints are for library code.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -202,5 +203,39 @@ fn dead_relu_high_lr_kills_units_and_a_small_lr_does_not() {
     for seed in [4, 1] {
         let r = run(&gentle, seed);
         assert!(!has(&r, "dead_units", &["warning", "critical"]), "lr 0.01 seed {seed}: {:?}", codes(&r));
+    }
+}
+
+#[test]
+fn attention_no_skip_collapses_the_tokens_and_its_residual_blocks_do_not() {
+    for (label, r) in runs("attention-no-skip", &[1, 2, 3]) {
+        let d = r["diagnostics"].as_array().unwrap().iter().find(|d| d["code"] == "rank_collapse");
+        let d = d.unwrap_or_else(|| panic!("{label}: no rank_collapse: {:?}", codes(&r)));
+        assert_eq!(d["severity"], "warning", "{label}");
+        let layers: Vec<&str> = d["layers"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert_eq!(layers, ["attention_2", "attention_3", "attention_4", "attention_5"], "{label}");
+        // The first layer's tokens start near their mean (one-hot tokens, small positions) and
+        // training separates them; from the second layer on they stay collapsed.
+        let evidence = &d["evidence"]["per_layer"];
+        let last = |l: &str| evidence[l]["rank_collapse"].as_f64().unwrap();
+        let first_step0 = evidence["attention_2"]["rank_collapse_step0"].as_f64().unwrap();
+        assert!(last("attention_2") >= 0.1 && first_step0 < 0.1, "{label}: {evidence}");
+        assert!(["attention_3", "attention_4", "attention_5"].iter().all(|l| last(l) < 0.1), "{label}: {evidence}");
+        assert_eq!(verdict(&r), "healthy", "{label}: {:?}", codes(&r));
+        // The recommendation: the attention layers wrapped in residual blocks.
+        let patch = &d["recommendations"][0]["patch"];
+        assert_eq!(patch.as_array().map(Vec::len), Some(4), "{label}: {patch}");
+        let mut skips = preset("attention-no-skip");
+        for i in 2..6 {
+            let attention = skips["model"]["layers"][i].clone();
+            skips["model"]["layers"][i] = serde_json::json!({"type": "residual", "layers": [attention]});
+        }
+        let seed = r["engine"]["seed"].as_u64().unwrap();
+        let with_skips = run(&skips, seed);
+        assert!(
+            !has(&with_skips, "rank_collapse", &["info", "warning", "critical"]),
+            "{label} with skips: {:?}",
+            codes(&with_skips)
+        );
     }
 }

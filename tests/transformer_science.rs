@@ -205,14 +205,15 @@ fn pure_attention_collapses_to_rank_one_within_three_layers_and_skips_prevent_it
     }
 }
 
-/// The `rank_collapse` diagnostic reads the same probes: critical on the pure attention stack
-/// (naming every layer from the second on, not the first), absent with skip connections.
+/// The `rank_collapse` diagnostic reads the same probes: a warning on the pure attention stack
+/// (naming every layer from the second on, not the first; critical only with a run that does
+/// not learn), absent with skip connections.
 #[test]
 fn rank_collapse_diagnostic_fires_on_pure_attention_and_not_with_skips() {
     for seed in 0..3 {
         let pure = diagnose(&attention_stack(seed, false), Some(10));
         let d = pure.iter().find(|d| d.code == DiagnosticCode::RankCollapse).expect("rank_collapse on pure attention");
-        assert_eq!(d.severity, Severity::Critical);
+        assert_eq!(d.severity, Severity::Warning);
         assert!(!d.layers.contains(&"attention_0".to_string()), "one layer leaves 0.5: {:?}", d.layers);
         assert_eq!(d.layers.len(), 9, "{:?}", d.layers);
         let skip = diagnose(&attention_stack(seed, true), Some(10));

@@ -218,8 +218,9 @@ pub const RULES: &[Rule] = &[
         band: RANK_COLLAPSE,
         describe: |r| {
             format!(
-                "sequences: the smallest rank-collapse measure over the probes (||X - 1 mean(X)||_F / ||X||_F of the \
-                 tokens after an attention layer, or after the residual block around it) < {} warning, < {} critical",
+                "sequences: rank-collapse measure at the last probe (||X - 1 mean(X)||_F / ||X||_F of the tokens after \
+                 an attention layer, or after the residual block around it) < {} warning, < {} critical when the run \
+                 also did not learn (info: collapsed at step 0 only)",
                 num(r.band.warning),
                 num(r.band.critical)
             )
@@ -696,9 +697,11 @@ fn long_range(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
 }
 
 /// Per attention layer, its token representations: the innermost block around it, or else its
-/// own output.
+/// own output. Collapsed tokens are harmless when one vector per sequence is all the readout
+/// needs (a pooled class), so the finding is critical only when the run also did not learn.
 fn rank_collapse(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
     let record = run.record;
+    let stuck = out.iter().any(|d| d.code == DiagnosticCode::NotLearning && d.severity == Severity::Critical);
     let mut found = Vec::new();
     for (info, s) in record.layers.iter().zip(&record.layer_stats) {
         if s.attention.is_empty() {
@@ -709,20 +712,39 @@ fn rank_collapse(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
             Some(b) => record.block_stats[b.index].rank_collapse.clone(),
             None => s.attention.iter().map(|a| a.rank_collapse).collect(),
         };
-        let Some(min) = series.iter().copied().flatten().filter(|v| v.is_finite()).reduce(f64::min) else { continue };
-        if min < rule.band.warning {
-            let at = block.map_or_else(|| info.name.clone(), |b| format!("{} (around {})", b.name, info.name));
-            found.push((
-                info.name.clone(),
-                Severity::of(min < rule.band.critical),
-                format!("the tokens after {at} are within {min:.1e} of their mean (relative): attention mixed them into one"),
-                LayerEvidence::RankCollapse {
-                    rank_collapse_min: min,
-                    rank_collapse_step0: series.first().copied().flatten(),
-                    thresholds: rule.band,
-                },
-            ));
-        }
+        let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+        let (Some(first), Some(last)) =
+            (finite(series.first().copied().flatten()), finite(series.last().copied().flatten()))
+        else {
+            continue;
+        };
+        let at = block.map_or_else(|| info.name.clone(), |b| format!("{} (around {})", b.name, info.name));
+        let severity = if last < rule.band.critical && stuck {
+            Severity::Critical
+        } else if last < rule.band.warning {
+            Severity::Warning
+        } else if first < rule.band.warning {
+            Severity::Info
+        } else {
+            continue;
+        };
+        let message = if severity == Severity::Info {
+            format!("the tokens after {at} had collapsed to their mean at step 0 ({first:.1e}); training separated them ({last:.2})")
+        } else {
+            format!(
+                "the tokens after {at} are within {last:.1e} of their mean (relative): attention mixed them into one"
+            )
+        };
+        found.push((
+            info.name.clone(),
+            severity,
+            message,
+            LayerEvidence::RankCollapse {
+                rank_collapse: last,
+                rank_collapse_step0: Some(first),
+                thresholds: rule.band,
+            },
+        ));
     }
     per_layer(rule.code, found, out);
 }

@@ -378,8 +378,8 @@ pub enum LayerEvidence {
     /// `rank_collapse`: an attention layer's token representations (its output, or the output
     /// of the residual block around it).
     RankCollapse {
-        /// Smallest rank-collapse measure over the probes.
-        rank_collapse_min: f64,
+        /// The rank-collapse measure at the last probe.
+        rank_collapse: f64,
         /// At step 0.
         rank_collapse_step0: Option<f64>,
         /// The rule's thresholds (below warning, below critical).

@@ -210,8 +210,8 @@ fn evidence(d: &Diagnostic) -> (String, String) {
                     LayerEvidence::UpdateRatio { median_update_ratio, .. } => {
                         format!("{name} {}", num(*median_update_ratio))
                     }
-                    LayerEvidence::RankCollapse { rank_collapse_min, .. } => {
-                        format!("{name} {}", num(*rank_collapse_min))
+                    LayerEvidence::RankCollapse { rank_collapse, .. } => {
+                        format!("{name} {}", num(*rank_collapse))
                     }
                 })
                 .collect();

@@ -23,7 +23,7 @@ use super::parse::parse;
 use super::types::Spec;
 
 /// The preset files, by name, in the published order (`GET /v1/presets` lists them so).
-const FILES: [(&str, &str); 10] = [
+const FILES: [(&str, &str); 11] = [
     ("deep-sigmoid-vanishing", include_str!("presets/deep-sigmoid-vanishing.json")),
     ("relu-xavier-30", include_str!("presets/relu-xavier-30.json")),
     ("relu-he-30", include_str!("presets/relu-he-30.json")),
@@ -34,6 +34,7 @@ const FILES: [(&str, &str); 10] = [
     ("lstm-adding", include_str!("presets/lstm-adding.json")),
     ("rnn-exploding-clipping", include_str!("presets/rnn-exploding-clipping.json")),
     ("dead-relu-high-lr", include_str!("presets/dead-relu-high-lr.json")),
+    ("attention-no-skip", include_str!("presets/attention-no-skip.json")),
 ];
 
 /// A preset.
@@ -237,6 +238,7 @@ mod tests {
                 "lstm-adding",
                 "rnn-exploding-clipping",
                 "dead-relu-high-lr",
+                "attention-no-skip",
             ]
         );
         assert!(all().iter().all(|p| !p.title.is_empty()), "every preset file has a `name`, its title");
@@ -291,7 +293,7 @@ mod tests {
             "{}",
             errors.0[2].detail
         );
-        assert!(errors.0[2].detail.ends_with(", `dead-relu-high-lr`"), "{}", errors.0[2].detail);
+        assert!(errors.0[2].detail.ends_with(", `attention-no-skip`"), "{}", errors.0[2].detail);
     }
 
     #[test]

@@ -261,6 +261,7 @@ async fn presets_are_listed_as_full_specs_and_can_be_submitted_by_name() {
         "lstm-adding",
         "rnn-exploding-clipping",
         "dead-relu-high-lr",
+        "attention-no-skip",
     ] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
         let spec: Value = app.get(&format!("/v1/presets/{name}")).await.json().await.unwrap();
