@@ -147,3 +147,45 @@ fn schedules_convert_and_warmups_longer_than_the_run_are_refused() {
     let v = with(recall(pre_ln_block()), "/training/schedule", json!({"type": "warmup", "warmup_steps": 0}));
     assert_problem(&invalid(&v), "/training/schedule/warmup_steps", "must be at least 1");
 }
+
+#[test]
+fn a_transformer_converts_with_its_defaults_and_takes_state_dict_names_per_block() {
+    let layers = json!([
+        {"type": "dense", "units": 4},
+        {"type": "transformer", "depth": 2, "heads": 2, "ffn": 3,
+         "blocks": [{}, {"linear1.bias": [0.1, 0.2, 0.3], "norm2.weight": [1.0, 2.0, 3.0, 4.0]}]},
+        "pool",
+        {"type": "dense", "units": 8}
+    ]);
+    let c = valid(&recall(layers));
+    let LayerConfig::Transformer(t) = &c.network.layers[1] else { panic!("{:?}", c.network.layers[1]) };
+    assert_eq!((t.depth, t.heads, t.ffn, t.norm_first, t.causal, t.alpha), (2, 2, 3, false, false, 1.0));
+    assert_eq!(t.activation, crate::engine::config::Activation::Relu);
+    assert!(t.blocks[0].is_empty());
+    assert_eq!(t.blocks[1]["linear1.bias"], [0.1, 0.2, 0.3]);
+    assert_eq!(t.blocks[1]["norm2.weight"], [1.0, 2.0, 3.0, 4.0]);
+}
+
+#[test]
+fn every_transformer_mistake_is_refused_at_its_field_in_one_answer() {
+    let layers = json!([
+        {"type": "dense", "units": 6},
+        {"type": "transformer", "depth": 2, "heads": 4, "ffn": 3, "activation": "tanh", "alpha": 0.0,
+         "blocks": [{"linear2.weight": [[1.0, 2.0]]}]},
+        "pool",
+        {"type": "dense", "units": 8}
+    ]);
+    let e = invalid(&recall(layers));
+    let at = "/model/layers/1";
+    assert_eq!(
+        detail_at(&e, &format!("{at}/heads")),
+        "`heads` must divide the layer's width d = 6 (each head gets d / heads features), got 4"
+    );
+    assert!(detail_at(&e, &format!("{at}/activation")).contains("`relu` or `gelu`"));
+    assert!(detail_at(&e, &format!("{at}/alpha")).contains("> 0"));
+    assert!(detail_at(&e, &format!("{at}/blocks")).contains("expected one per block: depth = 2"));
+    assert!(detail_at(&e, &format!("{at}/blocks/0/linear2.weight")).contains("d x ffn"));
+    // On plain data the transformer is refused where it stands.
+    let v = with(base(), "/model/layers/0", json!({"type": "transformer", "heads": 1, "ffn": 4}));
+    assert!(detail_at(&invalid(&v), "/model/layers/0").contains("needs sequence data"));
+}

@@ -540,18 +540,7 @@ impl Validator<'_> {
         }
         let heads = self.at_least(&o.at("heads"), "heads", a.heads, 1);
         let Some(d) = input else { return (None, input) };
-        let heads = heads.filter(|&h| {
-            let divides = d.is_multiple_of(h);
-            if !divides {
-                self.cx.push(
-                    o.at("heads"),
-                    format!(
-                        "`heads` must divide the layer's width d = {d} (each head gets d / heads features), got {h}"
-                    ),
-                );
-            }
-            divides
-        });
+        let heads = heads.filter(|&h| self.heads_divide(o, h, d));
         self.add_params(4 * (d as u128) * (d as u128 + 1));
         let mut params = Some(e::ExplicitParams::new());
         let mut put = |name: &str, value: Option<Vec<f64>>| match (value, params.as_mut()) {
@@ -583,6 +572,20 @@ impl Validator<'_> {
             _ => None,
         };
         (config, input)
+    }
+
+    /// Whether `heads` divides the width `d` (reported at the layer's `heads` when not).
+    fn heads_divide(&mut self, o: &Origin, heads: usize, d: usize) -> bool {
+        let divides = d.is_multiple_of(heads);
+        if !divides {
+            self.cx.push(
+                o.at("heads"),
+                format!(
+                    "`heads` must divide the layer's width d = {d} (each head gets d / heads features), got {heads}"
+                ),
+            );
+        }
+        divides
     }
 
     /// A transformer fed `input` features per time step: where it sits, its sizes, settings and
@@ -618,18 +621,7 @@ impl Validator<'_> {
         let eps = t.eps.unwrap_or(NORM_EPS);
         let eps_ok = self.positive(&o.at("eps"), "eps", eps);
         let Some(d) = input else { return (None, input) };
-        let heads = heads.filter(|&h| {
-            let divides = d.is_multiple_of(h);
-            if !divides {
-                self.cx.push(
-                    o.at("heads"),
-                    format!(
-                        "`heads` must divide the layer's width d = {d} (each head gets d / heads features), got {h}"
-                    ),
-                );
-            }
-            divides
-        });
+        let heads = heads.filter(|&h| self.heads_divide(o, h, d));
         let (Some(depth), Some(f)) = (depth, ffn) else { return (None, input) };
         let (dd, ff) = (d as u128, f as u128);
         // self_attn 4d(d+1), linear1 f(d+1), linear2 d(f+1), two norms 4d.
