@@ -377,17 +377,8 @@ fn block_stats(record: &RunRecord, keep: &[usize]) -> Vec<BlockStats> {
         .iter()
         .zip(&record.block_stats)
         .map(|(b, s)| {
-            let mut opt = |v: &[Option<f64>]| -> Option<Vec<Option<f64>>> {
-                if v.iter().all(Option::is_none) {
-                    return None;
-                }
-                Some(
-                    keep.iter()
-                        .map(|&i| finite(v.get(i).copied().flatten().unwrap_or(f64::NAN), &mut counts))
-                        .collect(),
-                )
-            };
-            let (delta_norm, rank_collapse) = (opt(&s.delta_norm), opt(&s.rank_collapse));
+            let delta_norm = kept_where_applies(&s.delta_norm, keep, &mut counts);
+            let rank_collapse = kept_where_applies(&s.rank_collapse, keep, &mut counts);
             BlockStats {
                 name: b.name.clone(),
                 pointer: pointer(&b.path),
@@ -413,12 +404,7 @@ pub fn build_report(record: &RunRecord, parts: Parts) -> Report {
     };
     let mut global = NonFiniteCounts::default();
     let loss = pick(&record.loss, &mut global);
-    let opt = |v: &[Option<f64>], counts: &mut NonFiniteCounts| -> Option<Vec<Option<f64>>> {
-        if v.iter().all(Option::is_none) {
-            return None;
-        }
-        Some(keep.iter().map(|&i| finite(v.get(i).copied().flatten().unwrap_or(f64::NAN), counts)).collect())
-    };
+    let opt = |v: &[Option<f64>], counts: &mut NonFiniteCounts| kept_where_applies(v, &keep, counts);
     let layer_stats = record
         .layers
         .iter()
@@ -512,6 +498,15 @@ pub fn downsample(n: usize, max_points: usize) -> Vec<usize> {
     keep
 }
 
+/// A series at the kept probes, non-finite values as `None` (counted); `None` altogether when the
+/// quantity never applied (every entry `None`).
+fn kept_where_applies(v: &[Option<f64>], keep: &[usize], counts: &mut NonFiniteCounts) -> Option<Vec<Option<f64>>> {
+    if v.iter().all(Option::is_none) {
+        return None;
+    }
+    Some(keep.iter().map(|&i| finite(v.get(i).copied().flatten().unwrap_or(f64::NAN), counts)).collect())
+}
+
 fn finite(v: f64, counts: &mut NonFiniteCounts) -> Option<f64> {
     if v.is_nan() {
         counts.nan += 1;
@@ -532,13 +527,7 @@ fn layer_stats(name: &str, s: &LayerSeries, keep: &[usize], steps: &[usize]) -> 
     let delta_norm = all(&s.delta_norm);
     let activation_mean = all(&s.activation_mean);
     let activation_std = all(&s.activation_std);
-    let mut some = |v: &[Option<f64>]| -> Option<Vec<Option<f64>>> {
-        // A quantity is absent for a layer when it never applied to it.
-        if v.iter().all(Option::is_none) {
-            return None;
-        }
-        Some(keep.iter().map(|&i| finite(v.get(i).copied().flatten().unwrap_or(f64::NAN), &mut counts)).collect())
-    };
+    let mut some = |v: &[Option<f64>]| kept_where_applies(v, keep, &mut counts);
     let mut out = LayerStats {
         layer: name.to_string(),
         grad_norm: some(&s.grad_norm),
