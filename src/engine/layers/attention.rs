@@ -32,7 +32,8 @@
 //! `out_proj.weight` U(±1/sqrt(d)) (`nn.Linear`'s default, kaiming-uniform with a = sqrt(5)),
 //! both biases 0.
 //!
-//! Probes ([`Attention::attention_entropy`], [`Attention::max_logits`]) read the last forward pass.
+//! Probes ([`Attention::attention_entropy`], [`Attention::max_logits`]) read the last forward pass;
+//! both are computed with the softmax, on every forward pass (one logarithm per row).
 
 use ndarray::{s, Array2, ArrayView2};
 
@@ -77,6 +78,9 @@ pub struct Attention<T> {
     dqkv: Array2<T>,
     /// Largest unmasked logit `S_ij` per head on the last forward pass.
     max_logits: Vec<f64>,
+    /// Per head, the sum over samples and query positions of the attention weights' entropy on
+    /// the last forward pass (computed with the softmax, see [`softmax_rows_entropy`]).
+    entropy_sums: Vec<f64>,
 }
 
 /// Shape of a packed pass: steps, batch, heads, head width.
@@ -90,25 +94,51 @@ struct Dims {
 
 /// `packed[(b*H + h)*T + t, j] = wide[t*B + b, off + h*dh + j]` for `wide` with `cols` columns.
 fn pack<T: Scalar>(wide: &[T], cols: usize, off: usize, packed: &mut [T], n: Dims) {
-    for t in 0..n.steps {
-        for b in 0..n.batch {
-            let src = &wide[(t * n.batch + b) * cols + off..];
-            for h in 0..n.heads {
-                let row = ((b * n.heads + h) * n.steps + t) * n.dh;
-                packed[row..row + n.dh].copy_from_slice(&src[h * n.dh..(h + 1) * n.dh]);
-            }
+    for (r, src) in wide.chunks_exact(cols).take(n.steps * n.batch).enumerate() {
+        let (t, b) = (r / n.batch, r % n.batch);
+        for (h, s) in src[off..off + n.heads * n.dh].chunks_exact(n.dh).enumerate() {
+            let row = ((b * n.heads + h) * n.steps + t) * n.dh;
+            packed[row..row + n.dh].copy_from_slice(s);
+        }
+    }
+}
+
+/// [`pack`] of Q, K and V (columns `0..d`, `d..2d`, `2d..3d` of `qkv`) in one pass over `qkv`.
+fn pack_qkv<T: Scalar>(qkv: &[T], out: [&mut [T]; 3], n: Dims) {
+    let d = n.heads * n.dh;
+    let [q, k, v] = out;
+    for (r, src) in qkv.chunks_exact(3 * d).take(n.steps * n.batch).enumerate() {
+        let (t, b) = (r / n.batch, r % n.batch);
+        for h in 0..n.heads {
+            let row = ((b * n.heads + h) * n.steps + t) * n.dh;
+            let col = h * n.dh;
+            q[row..row + n.dh].copy_from_slice(&src[col..col + n.dh]);
+            k[row..row + n.dh].copy_from_slice(&src[d + col..d + col + n.dh]);
+            v[row..row + n.dh].copy_from_slice(&src[2 * d + col..2 * d + col + n.dh]);
         }
     }
 }
 
 /// The inverse of [`pack`]: writes `packed` into columns `off..off + d` of `wide`.
 fn unpack<T: Scalar>(packed: &[T], wide: &mut [T], cols: usize, off: usize, n: Dims) {
-    for t in 0..n.steps {
-        for b in 0..n.batch {
-            let dst = &mut wide[(t * n.batch + b) * cols + off..];
-            for h in 0..n.heads {
+    for (r, dst) in wide.chunks_exact_mut(cols).take(n.steps * n.batch).enumerate() {
+        let (t, b) = (r / n.batch, r % n.batch);
+        for (h, out) in dst[off..off + n.heads * n.dh].chunks_exact_mut(n.dh).enumerate() {
+            let row = ((b * n.heads + h) * n.steps + t) * n.dh;
+            out.copy_from_slice(&packed[row..row + n.dh]);
+        }
+    }
+}
+
+/// The inverse of [`pack_qkv`], in one pass over `qkv`.
+fn unpack_qkv<T: Scalar>(parts: [&[T]; 3], qkv: &mut [T], n: Dims) {
+    let d = n.heads * n.dh;
+    for (r, dst) in qkv.chunks_exact_mut(3 * d).take(n.steps * n.batch).enumerate() {
+        let (t, b) = (r / n.batch, r % n.batch);
+        for (part, out) in parts.iter().zip(dst.chunks_exact_mut(d)) {
+            for (h, o) in out.chunks_exact_mut(n.dh).enumerate() {
                 let row = ((b * n.heads + h) * n.steps + t) * n.dh;
-                dst[h * n.dh..(h + 1) * n.dh].copy_from_slice(&packed[row..row + n.dh]);
+                o.copy_from_slice(&part[row..row + n.dh]);
             }
         }
     }
@@ -126,31 +156,77 @@ fn flat_mut<T: Scalar>(a: &mut Array2<T>) -> &mut [T] {
 
 /// Row-wise softmax of the logits in `rows` (T columns each, query `i` = row index) in place,
 /// over the first `i + 1` entries when `causal` (the rest set to 0), else over all. Subtracts the
-/// row maximum first. Returns the largest logit it saw (unmasked entries only).
-fn softmax_rows<T: Scalar>(rows: &mut [T], steps: usize, causal: bool) -> f64 {
+/// row maximum first. Returns the largest logit it saw (unmasked entries only) and the sum over
+/// the rows of their entropies `-sum_j P_ij ln P_ij`, from the same pass: with `v_j = S_ij - m_i`
+/// and `Z = sum_j e^v_j`, `ln P_ij = v_j - ln Z`, so the entropy is `ln Z - (sum_j e^v_j v_j) / Z`
+/// (two non-negative terms: no cancellation), one logarithm per row instead of one per entry.
+fn softmax_rows_entropy<T: Scalar>(rows: &mut [T], steps: usize, causal: bool) -> (f64, f64) {
+    const L: usize = 8;
     let mut largest = f64::NEG_INFINITY;
+    let mut entropy = 0.0f64;
     for (i, row) in rows.chunks_exact_mut(steps.max(1)).enumerate() {
         let lim = if causal { (i + 1).min(steps) } else { steps };
         let (live, masked) = row.split_at_mut(lim);
-        let m = live.iter().fold(T::neg_infinity(), |m, &v| if v > m || v.is_nan() { v } else { m });
-        largest = largest.max(m.f64());
-        let mut sum = T::zero();
-        for v in live.iter_mut() {
-            *v = (*v - m).exp();
-            sum += *v;
+        // The maximum (NaN if any entry is NaN), over L lanes so that the loop vectorises.
+        let pick = |m: T, v: T| if v > m || v.is_nan() { v } else { m };
+        let mut lanes = [T::neg_infinity(); L];
+        let chunks = live.chunks_exact(L);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for (l, &v) in lanes.iter_mut().zip(c) {
+                *l = pick(*l, v);
+            }
         }
-        let inv = T::one() / sum;
+        let m = tail.iter().chain(lanes.iter()).fold(T::neg_infinity(), |m, &v| pick(m, v));
+        largest = largest.max(m.f64());
+        let (mut sum, mut weighted) = ([T::zero(); L], [T::zero(); L]);
+        let mut chunks = live.chunks_exact_mut(L);
+        for c in &mut chunks {
+            for ((v, s), w) in c.iter_mut().zip(sum.iter_mut()).zip(weighted.iter_mut()) {
+                let shifted = *v - m;
+                let e = shifted.exp_branchless();
+                *s += e;
+                *w += e * shifted;
+                *v = e;
+            }
+        }
+        for (j, v) in chunks.into_remainder().iter_mut().enumerate() {
+            let shifted = *v - m;
+            let e = shifted.exp_branchless();
+            sum[j] += e;
+            weighted[j] += e * shifted;
+            *v = e;
+        }
+        let z = sum.iter().fold(T::zero(), |a, &b| a + b);
+        let ev = weighted.iter().fold(T::zero(), |a, &b| a + b);
+        entropy += z.f64().ln() - ev.f64() / z.f64();
+        let inv = T::one() / z;
         live.iter_mut().for_each(|v| *v *= inv);
         masked.fill(T::zero());
     }
-    largest
+    (largest, entropy)
+}
+
+/// [`softmax_rows_entropy`] without the entropy.
+#[cfg(test)]
+fn softmax_rows<T: Scalar>(rows: &mut [T], steps: usize, causal: bool) -> f64 {
+    softmax_rows_entropy(rows, steps, causal).0
 }
 
 /// `dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik)`, in place of `dP`, row by row.
 fn softmax_backward_rows<T: Scalar>(p: &[T], dp: &mut [T], steps: usize) {
+    const L: usize = 8;
     let n = steps.max(1);
     for (pr, dr) in p.chunks_exact(n).zip(dp.chunks_exact_mut(n)) {
-        let dot = pr.iter().zip(dr.iter()).fold(T::zero(), |acc, (&p, &g)| acc + p * g);
+        let mut lanes = [T::zero(); L];
+        let (pc, dc) = (pr.chunks_exact(L), dr.chunks_exact(L));
+        let tail = pc.remainder().iter().zip(dc.remainder()).fold(T::zero(), |acc, (&p, &g)| acc + p * g);
+        for (a, b) in pc.zip(dc) {
+            for ((l, &p), &g) in lanes.iter_mut().zip(a).zip(b) {
+                *l += p * g;
+            }
+        }
+        let dot = lanes.iter().fold(tail, |acc, &v| acc + v);
         for (g, &p) in dr.iter_mut().zip(pr) {
             *g = p * (*g - dot);
         }
@@ -206,6 +282,7 @@ impl<T: Scalar> Attention<T> {
             dp: empty(),
             dqkv: empty(),
             max_logits: Vec::new(),
+            entropy_sums: Vec::new(),
         })
     }
 
@@ -238,24 +315,10 @@ impl<T: Scalar> Attention<T> {
     /// forward. Uniform attention over T positions gives ln T.
     pub fn attention_entropy(&self) -> Vec<f64> {
         let (t, b, heads) = (self.steps, self.batch, self.heads);
-        if t == 0 || b == 0 || self.probs.nrows() != b * heads * t {
+        if t == 0 || b == 0 || self.probs.nrows() != b * heads * t || self.entropy_sums.len() != heads {
             return Vec::new();
         }
-        let p = flat(&self.probs);
-        let mut out = vec![0.0; heads];
-        for bi in 0..b {
-            for (h, e) in out.iter_mut().enumerate() {
-                let r0 = (bi * heads + h) * t;
-                *e += p[r0 * t..(r0 + t) * t]
-                    .iter()
-                    .map(|v| v.f64())
-                    .filter(|&v| v > 0.0)
-                    .map(|v| -v * v.ln())
-                    .sum::<f64>();
-            }
-        }
-        out.iter_mut().for_each(|e| *e /= (b * t) as f64);
-        out
+        self.entropy_sums.iter().map(|e| e / (b * t) as f64).collect()
     }
 
     /// Per head, the largest attention logit `S_ij = q_i . k_j / sqrt(dh)` (unmasked entries,
@@ -305,7 +368,7 @@ impl<T: Scalar> Layer<T> for Attention<T> {
         ensure_shape(&mut self.heads_out, packed, n.dh, "the attention head outputs")?;
         ensure_shape(&mut self.concat, rows, d, "the attention head outputs")?;
         ensure_shape(y, rows, d, "the output")?;
-        let Attention { params, qkv, q, k, v, probs, heads_out, concat, max_logits, causal, .. } = self;
+        let Attention { params, qkv, q, k, v, probs, heads_out, concat, max_logits, entropy_sums, causal, .. } = self;
         let (zero, one) = (T::zero(), T::one());
 
         // QKV = X W_in^T + b_in: the bias row in every row, then the product accumulated.
@@ -313,13 +376,13 @@ impl<T: Scalar> Layer<T> for Attention<T> {
             row.assign(&params[IN_B].value.row(0));
         }
         gemm(one, x, &params[IN_W].value.t(), one, qkv);
-        pack(flat(qkv), 3 * d, 0, flat_mut(q), n);
-        pack(flat(qkv), 3 * d, d, flat_mut(k), n);
-        pack(flat(qkv), 3 * d, 2 * d, flat_mut(v), n);
+        pack_qkv(flat(qkv), [flat_mut(q), flat_mut(k), flat_mut(v)], n);
 
         let scale = T::of(1.0 / (n.dh as f64).sqrt());
         max_logits.clear();
         max_logits.resize(heads, f64::NEG_INFINITY);
+        entropy_sums.clear();
+        entropy_sums.resize(heads, 0.0);
         for bh in 0..n.batch * heads {
             let (r0, r1) = (bh * steps, (bh + 1) * steps);
             // S = c Q K^T (T, T), into P's rows.
@@ -331,9 +394,10 @@ impl<T: Scalar> Layer<T> for Attention<T> {
                 &mut probs.slice_mut(s![r0..r1, ..]),
             );
             // P = softmax(S) per row, masked under the causal mask.
-            let largest = softmax_rows(&mut flat_mut(probs)[r0 * steps..r1 * steps], steps, *causal);
+            let (largest, entropy) = softmax_rows_entropy(&mut flat_mut(probs)[r0 * steps..r1 * steps], steps, *causal);
             let m = &mut max_logits[bh % heads];
             *m = m.max(largest);
+            entropy_sums[bh % heads] += entropy;
             // O = P V (T, dh).
             gemm(
                 one,
@@ -388,9 +452,7 @@ impl<T: Scalar> Layer<T> for Attention<T> {
             gemm(scale, &*dp, &k.slice(s![r0..r1, ..]), zero, &mut dq.slice_mut(s![r0..r1, ..]));
             gemm(scale, &dp.t(), &q.slice(s![r0..r1, ..]), zero, &mut dk.slice_mut(s![r0..r1, ..]));
         }
-        unpack(flat(dq), flat_mut(dqkv), 3 * d, 0, n);
-        unpack(flat(dk), flat_mut(dqkv), 3 * d, d, n);
-        unpack(flat(dv), flat_mut(dqkv), 3 * d, 2 * d, n);
+        unpack_qkv([flat(dq), flat(dk), flat(dv)], flat_mut(dqkv), n);
 
         // QKV = X W_in^T + b_in: dW_in = dQKV^T X, db_in = sum_rows dQKV, dX = dQKV W_in.
         gemm(one, &dqkv.t(), x, zero, &mut w_in.grad);

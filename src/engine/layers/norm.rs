@@ -109,17 +109,20 @@ impl<T: Scalar> NormCore<T> {
                 if self.inv_std.len() != n {
                     self.inv_std = zeros(n)?;
                 }
+                let x = x.as_standard_layout();
+                let (g, b) = (slice(gamma), slice(beta));
                 let ff = T::of(f as f64);
-                for i in 0..n {
-                    let row = x.row(i);
-                    let mean = row.sum() / ff;
-                    let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>() / ff;
+                let rows = slice(&x).chunks_exact(f).zip(slice_mut(y).chunks_exact_mut(f));
+                let rows = rows.zip(slice_mut(&mut self.xhat).chunks_exact_mut(f));
+                for (((xr, yr), hr), inv_std) in rows.zip(self.inv_std.iter_mut()) {
+                    let mean = lanes_sum(xr, |v| v) / ff;
+                    let var = lanes_sum(xr, |v| (v - mean) * (v - mean)) / ff;
                     let inv = T::one() / (var + self.eps).sqrt();
-                    self.inv_std[i] = inv;
-                    for j in 0..f {
-                        let xh = (row[j] - mean) * inv;
-                        self.xhat[(i, j)] = xh;
-                        y[(i, j)] = g[j] * xh + b[j];
+                    *inv_std = inv;
+                    for ((((&xv, yv), hv), &gj), &bj) in xr.iter().zip(yr.iter_mut()).zip(hr.iter_mut()).zip(g).zip(b) {
+                        let xh = (xv - mean) * inv;
+                        *hv = xh;
+                        *yv = gj * xh + bj;
                     }
                 }
             }
@@ -140,12 +143,12 @@ impl<T: Scalar> NormCore<T> {
         ensure_shape(dx, n, f, "the input gradients")?;
         gamma.grad.fill(T::zero());
         beta.grad.fill(T::zero());
-        {
-            let (mut gg, mut gb) = (gamma.grad.row_mut(0), beta.grad.row_mut(0));
-            for i in 0..n {
-                for j in 0..f {
-                    gg[j] += dy[(i, j)] * self.xhat[(i, j)];
-                    gb[j] += dy[(i, j)];
+        let dy = dy.as_standard_layout();
+        if let (Some(gg), Some(gb)) = (gamma.grad.as_slice_mut(), beta.grad.as_slice_mut()) {
+            for (dr, hr) in slice(&dy).chunks_exact(f).zip(slice(&self.xhat).chunks_exact(f)) {
+                for (((g, b), &d), &h) in gg.iter_mut().zip(gb.iter_mut()).zip(dr).zip(hr) {
+                    *g += d * h;
+                    *b += d;
                 }
             }
         }
@@ -173,23 +176,81 @@ impl<T: Scalar> NormCore<T> {
             }
             NormKind::Layer => {
                 let ff = T::of(f as f64);
-                for i in 0..n {
-                    let (mut s1, mut s2) = (T::zero(), T::zero());
-                    for j in 0..f {
-                        let dxh = dy[(i, j)] * g[j];
-                        s1 += dxh;
-                        s2 += dxh * self.xhat[(i, j)];
-                    }
-                    let k = self.inv_std[i] / ff;
-                    for j in 0..f {
-                        let dxh = dy[(i, j)] * g[j];
-                        dx[(i, j)] = k * (ff * dxh - s1 - self.xhat[(i, j)] * s2);
+                let g = gamma.value.as_slice().unwrap_or(&[]);
+                let rows = slice(&dy).chunks_exact(f).zip(slice(&self.xhat).chunks_exact(f));
+                let rows = rows.zip(slice_mut(dx).chunks_exact_mut(f)).zip(self.inv_std.iter());
+                for (((dr, hr), xr), &inv) in rows {
+                    // sum(dxhat) and sum(dxhat * xhat), dxhat = dy * gamma.
+                    let s1 = lanes_dot(dr, g, None);
+                    let s2 = lanes_dot(dr, g, Some(hr));
+                    let k = inv / ff;
+                    for (((o, &d), &gj), &h) in xr.iter_mut().zip(dr).zip(g).zip(hr) {
+                        *o = k * (ff * (d * gj) - s1 - h * s2);
                     }
                 }
             }
         }
         Ok(())
     }
+}
+
+/// The elements of a standard-layout array (every buffer here is one), row-major.
+fn slice<T: Scalar>(a: &ndarray::ArrayBase<impl ndarray::Data<Elem = T>, ndarray::Ix2>) -> &[T] {
+    a.as_slice().unwrap_or(&[])
+}
+
+/// See [`slice`].
+fn slice_mut<T: Scalar>(a: &mut Array2<T>) -> &mut [T] {
+    a.as_slice_mut().unwrap_or(&mut [])
+}
+
+/// Lanes of the row reductions below: independent partial sums, so that the loops vectorise.
+const LANES: usize = 8;
+
+/// `sum_j f(v_j)` over [`LANES`] partial sums.
+#[inline(always)]
+fn lanes_sum<T: Scalar>(v: &[T], f: impl Fn(T) -> T) -> T {
+    let mut acc = [T::zero(); LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail = chunks.remainder().iter().fold(T::zero(), |a, &x| a + f(x));
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(x);
+        }
+    }
+    acc.iter().fold(tail, |a, &x| a + x)
+}
+
+/// `sum_j a_j b_j` (times `c_j` when given) over [`LANES`] partial sums.
+#[inline(always)]
+fn lanes_dot<T: Scalar>(a: &[T], b: &[T], c: Option<&[T]>) -> T {
+    let mut acc = [T::zero(); LANES];
+    let n = a.len().min(b.len());
+    let full = n - n % LANES;
+    let mut tail = T::zero();
+    match c {
+        Some(c) => {
+            for ((ca, cb), cc) in a[..full].chunks_exact(LANES).zip(b.chunks_exact(LANES)).zip(c.chunks_exact(LANES)) {
+                for (((s, &x), &y), &z) in acc.iter_mut().zip(ca).zip(cb).zip(cc) {
+                    *s += x * y * z;
+                }
+            }
+            for j in full..n.min(c.len()) {
+                tail += a[j] * b[j] * c[j];
+            }
+        }
+        None => {
+            for (ca, cb) in a[..full].chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
+                for ((s, &x), &y) in acc.iter_mut().zip(ca).zip(cb) {
+                    *s += x * y;
+                }
+            }
+            for j in full..n {
+                tail += a[j] * b[j];
+            }
+        }
+    }
+    acc.iter().fold(tail, |s, &x| s + x)
 }
 
 /// `n` zeros, reserved fallibly (the per-row statistics of a layer norm grow with the batch).

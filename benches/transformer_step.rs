@@ -1,0 +1,341 @@
+//! Transformer training-step throughput, measured beside its PyTorch counterpart in this
+//! directory, `benches/transformer_step.py` (benches/README.md).
+//!
+//! ```text
+//! cargo bench --bench transformer_step -- [--d-model 64 256] [--heads 4] [--depth 4] [--seq 64]
+//!                                         [--batch 32] [--norm-first] [--out FILE] [--blocks 3]
+//!                                         [--block-sec 0.4] [--modes plain,instrumented]
+//! ```
+//!
+//! Workload (the same text is the module doc of `transformer_step.py`):
+//! - data: 8 fixed batches of `batch` sequences of `seq` steps, inputs N(0, 1) of width
+//!   `in = d_model`, labels uniform over 10 classes; cycled in order (step `i` sees batch `i % 8`,
+//!   no data generation is timed);
+//! - model: a linear input projection `in -> d_model`; `depth` encoder blocks, each PyTorch's
+//!   `nn.TransformerEncoderLayer(d_model, heads, 4 d_model, dropout=0, activation=relu,
+//!   batch_first=True, norm_first)` (post-LN by default, pre-LN with `--norm-first`, which also
+//!   adds a final LayerNorm(d_model) as `nn.TransformerEncoder(..., norm=...)` does), no mask, no
+//!   positional encoding; the last time step's row; Linear(d_model, 10); softmax cross-entropy
+//!   (mean over the batch); gradscope: `dense`, `transformer` {depth, heads, ffn 4 d_model, relu,
+//!   norm_first, causal false, alpha 1, eps 1e-5}, (`layer_norm`,) `pool` last, `dense`;
+//! - init: PyTorch's defaults (Linear weight and bias U(+-1/sqrt(fan_in)), attention in-proj
+//!   Xavier-uniform with zero biases, out-proj U(+-1/sqrt(d)) with a zero bias, norms 1 and 0);
+//! - optimiser: Adam, lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay;
+//! - f32, one thread (gradscope: faer's products with `Par::Seq`; PyTorch: `--threads 1`).
+//!
+//! One step = zero the gradients, forward, loss, backward, optimiser update.
+//!
+//! Modes, timed in interleaved blocks:
+//! - `plain`: no probes;
+//! - `instrumented`: the engine's probes at every step (`ProbeConfig { every: 1 }`): for every
+//!   layer (input projection, each block's attention, linear1, linear2, norm1, norm2, the pool
+//!   and the head) the weight-gradient norm/rms/max, bias-gradient norm, weight norm,
+//!   ||dL/d(output)||, output mean/std, dead fraction (relu), non-finite counts; for every
+//!   attention layer the per-head attention entropy, the largest logit and the rank collapse of
+//!   its output; for every block ||dL/dx_l|| of its input, the norm and the rank collapse of its
+//!   output; the loss, accuracy and the global gradient norm. PyTorch's instrumented modes read
+//!   every parameter's gradient norm, ||dL/dx_l|| of each block's input and the loss (a subset).
+//!
+//! Timing as `mlp_step.rs` (`benches/common`): a block is timed after a warm-up, with enough
+//! steps to take ~`--block-sec`; the median of `--blocks` blocks is reported; a block during
+//! which other processes used more than 0.15 cores is re-run (up to `--retries` times, 2 s apart)
+//! and the least disturbed attempt is kept. Each block starts a fresh `RunRecord`.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+
+mod common;
+
+use clap::Parser;
+use common::{median, round, Mode, BUSY_THRESHOLD};
+use gradscope::engine::config::{
+    Activation, DataConfig, DenseConfig, Init, InlineSequenceTargets, InlineTargets, LayerConfig, LossKind,
+    NetworkConfig, NormConfig, OptimizerConfig, PoolKind, Precision, ProbeConfig, RunConfig, Schedule, TrainConfig,
+    TransformerConfig,
+};
+use gradscope::engine::train::Session;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::Serialize;
+
+const CLASSES: usize = 10;
+const BATCHES: usize = 8;
+const LR: f64 = 1e-3;
+
+#[derive(Parser, Debug)]
+#[command(about = "gradscope transformer training-step benchmark (see the module doc)")]
+struct Args {
+    #[arg(long, num_args = 1.., default_values_t = [64, 256])]
+    d_model: Vec<usize>,
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    #[arg(long, default_value_t = 4)]
+    depth: usize,
+    #[arg(long, default_value_t = 64)]
+    seq: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Pre-LN blocks (and a final layer norm) instead of post-LN.
+    #[arg(long)]
+    norm_first: bool,
+    /// Timed blocks per mode; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    blocks: usize,
+    /// Target seconds per block.
+    #[arg(long, default_value_t = 0.4)]
+    block_sec: f64,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Fixed steps per block (0 = calibrate from --block-sec).
+    #[arg(long, default_value_t = 0)]
+    steps_per_block: usize,
+    /// Re-runs of a contended block (0 for a fixed amount of work, e.g. under perf).
+    #[arg(long, default_value_t = 3)]
+    retries: usize,
+    /// Modes to run, comma-separated: plain, instrumented.
+    #[arg(long, default_value = "plain,instrumented")]
+    modes: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also append the JSON lines to this file.
+    #[arg(long)]
+    out: Option<String>,
+    #[arg(long, default_value = "")]
+    tag: String,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// `nn.Linear`'s default init: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+fn linear(units: usize, fan_in: usize) -> LayerConfig {
+    let limit = 1.0 / (fan_in as f64).sqrt();
+    LayerConfig::Dense(DenseConfig {
+        units,
+        activation: Activation::Linear,
+        init: Init::Uniform { limit },
+        bias_init: Init::Uniform { limit },
+        norm: None,
+        norm_config: NormConfig::default(),
+        params: Default::default(),
+    })
+}
+
+/// 8 batches of N(0, 1) sequences (`seq` x `in_dim`) with labels uniform over 10 classes.
+fn data(batch: usize, seq: usize, in_dim: usize, seed: u64) -> DataConfig {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
+    let n = BATCHES * batch;
+    let x =
+        (0..n).map(|_| (0..seq).map(|_| (0..in_dim).map(|_| rng.sample(StandardNormal)).collect()).collect()).collect();
+    let y = (0..n).map(|_| rng.random_range(0..CLASSES)).collect();
+    DataConfig::InlineSequences { x, y: InlineSequenceTargets::PerSequence(InlineTargets::Classes(y)) }
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Config {
+    d_model: usize,
+    heads: usize,
+    depth: usize,
+    ffn: usize,
+    seq: usize,
+    batch: usize,
+    in_dim: usize,
+    classes: usize,
+    norm_first: bool,
+    activation: &'static str,
+    loss: &'static str,
+    optimizer: &'static str,
+    lr: f64,
+    params: usize,
+}
+
+impl Config {
+    fn run_config(&self, seed: u64) -> RunConfig {
+        let d = self.d_model;
+        let blocks = TransformerConfig {
+            depth: self.depth,
+            heads: self.heads,
+            ffn: self.ffn,
+            activation: Activation::Relu,
+            norm_first: self.norm_first,
+            causal: false,
+            alpha: 1.0,
+            eps: 1e-5,
+            blocks: Vec::new(),
+        };
+        let mut layers = vec![linear(d, self.in_dim), LayerConfig::Transformer(blocks)];
+        if self.norm_first {
+            layers.push(LayerConfig::LayerNorm(NormConfig { eps: 1e-5, ..NormConfig::default() }));
+        }
+        layers.extend([LayerConfig::Pool(PoolKind::Last), linear(CLASSES, d)]);
+        RunConfig {
+            seed,
+            network: NetworkConfig { input_dim: self.in_dim, layers },
+            data: data(self.batch, self.seq, self.in_dim, seed),
+            training: TrainConfig {
+                steps: usize::MAX,
+                batch_size: self.batch,
+                loss: LossKind::CrossEntropy,
+                optimizer: OptimizerConfig::Adam { lr: LR, beta1: 0.9, beta2: 0.999, eps: 1e-8, amsgrad: false },
+                schedule: Schedule::Constant,
+                weight_decay: 0.0,
+                clip: None,
+                shuffle: false,
+                precision: Precision::F32,
+                validation_split: 0.0,
+                standardize: false,
+                bptt_truncate: None,
+            },
+            probes: ProbeConfig { every: 1, histograms: false, parameters: false },
+        }
+    }
+
+    /// Matrix-product FLOPs of one step, as `transformer_step.py` counts them: forward
+    /// `2 B T (in d + depth (4 d^2 + 2 d ffn + 2 T d)) + 2 B d 10`, times 3 (forward and the two
+    /// products of backward; the input projection's input gradient is counted too).
+    fn flops(&self) -> f64 {
+        let (b, t, d, f) = (self.batch as f64, self.seq as f64, self.d_model as f64, self.ffn as f64);
+        let block = 4.0 * d * d + 2.0 * d * f + 2.0 * t * d;
+        let fwd = 2.0 * b * t * (self.in_dim as f64 * d + self.depth as f64 * block) + 2.0 * b * d * CLASSES as f64;
+        3.0 * fwd
+    }
+
+    fn count_params(&self) -> usize {
+        let (d, f) = (self.d_model, self.ffn);
+        let block = 3 * d * d + 3 * d + d * d + d + d * f + f + f * d + d + 4 * d;
+        let final_norm = if self.norm_first { 2 * d } else { 0 };
+        self.in_dim * d + d + self.depth * block + final_norm + d * CLASSES + CLASSES
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    framework: &'static str,
+    bench: &'static str,
+    config: Config,
+    threads: usize,
+    instrumented: bool,
+    mode: &'static str,
+    steps_per_sec: f64,
+    us_per_step: f64,
+    us_per_step_min: f64,
+    us_per_step_max: f64,
+    spread_pct: f64,
+    /// Median CPU time per step: unlike wall time, not inflated when the scheduler runs other
+    /// processes on this core (shared caches still are).
+    cpu_us_per_step: f64,
+    steps_per_block: usize,
+    blocks: usize,
+    other_busy_cores_max: f64,
+    contended_blocks: usize,
+    overhead_pct: Option<f64>,
+    matmul_gflop_per_step: f64,
+    achieved_gflops: f64,
+    last_batch_loss: f64,
+    tag: &'a str,
+}
+
+fn emit(line: &Line<'_>, out: Option<&str>) {
+    let text = match serde_json::to_string(line) {
+        Ok(t) => t,
+        Err(e) => panic!("serialising a bench line: {e}"),
+    };
+    println!("{text}");
+    if let Some(path) = out {
+        let written = OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| writeln!(f, "{text}"));
+        if let Err(e) = written {
+            eprintln!("cannot append to {path}: {e}");
+        }
+    }
+}
+
+fn bench(args: &Args, config: Config) {
+    let run = config.run_config(args.seed);
+    let wanted: Vec<&str> = args.modes.split(',').filter(|m| !m.is_empty()).collect();
+    let mut modes: Vec<Mode<'_>> = [("plain", false), ("instrumented", true)]
+        .into_iter()
+        .filter(|(name, _)| wanted.contains(name))
+        .map(|(name, probe)| Mode {
+            name,
+            probe,
+            session: match Session::<f32>::new(&run) {
+                Ok(s) => s,
+                Err(e) => panic!("invalid bench config: {e}"),
+            },
+            step: 0,
+            steps_per_block: 0,
+            per_step: Vec::new(),
+            cpu_per_step: Vec::new(),
+            loads: Vec::new(),
+            last_loss: f64::NAN,
+        })
+        .collect();
+    for m in &mut modes {
+        m.calibrate(args.warmup, args.block_sec, args.steps_per_block);
+    }
+    for _ in 0..args.blocks {
+        for m in &mut modes {
+            m.block(args.retries);
+        }
+    }
+    let flops = config.flops();
+    let plain_us = modes.iter().find(|m| !m.probe).map(|m| median(&m.per_step) * 1e6);
+    for m in &modes {
+        let med = median(&m.per_step);
+        let (min, max) = m.per_step.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
+        let us = med * 1e6;
+        let line = Line {
+            framework: "gradscope",
+            bench: "transformer_step",
+            config,
+            threads: 1,
+            instrumented: m.probe,
+            mode: m.name,
+            steps_per_sec: round(1.0 / med, 2),
+            us_per_step: round(us, 1),
+            us_per_step_min: round(min * 1e6, 1),
+            us_per_step_max: round(max * 1e6, 1),
+            spread_pct: round((max - min) / med * 100.0, 1),
+            cpu_us_per_step: round(median(&m.cpu_per_step) * 1e6, 1),
+            steps_per_block: m.steps_per_block,
+            blocks: m.per_step.len(),
+            other_busy_cores_max: round(m.loads.iter().copied().fold(0.0, f64::max), 2),
+            contended_blocks: m.loads.iter().filter(|&&l| l >= BUSY_THRESHOLD).count(),
+            overhead_pct: plain_us.filter(|_| m.probe).map(|p| round((us / p - 1.0) * 100.0, 1)),
+            matmul_gflop_per_step: round(flops / 1e9, 4),
+            achieved_gflops: round(flops / us / 1e3, 2),
+            last_batch_loss: round(m.last_loss, 4),
+            tag: &args.tag,
+        };
+        emit(&line, args.out.as_deref());
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    for &d in &args.d_model {
+        if args.heads == 0 || d % args.heads != 0 {
+            eprintln!("d_model {d} is not divisible by {} heads", args.heads);
+            std::process::exit(2);
+        }
+        let mut config = Config {
+            d_model: d,
+            heads: args.heads,
+            depth: args.depth,
+            ffn: 4 * d,
+            seq: args.seq,
+            batch: args.batch,
+            in_dim: d,
+            classes: CLASSES,
+            norm_first: args.norm_first,
+            activation: "relu",
+            loss: "cross_entropy",
+            optimizer: "adam",
+            lr: LR,
+            params: 0,
+        };
+        config.params = config.count_params();
+        bench(&args, config);
+    }
+}
