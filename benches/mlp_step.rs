@@ -31,19 +31,17 @@
 //! resident set size after every `--steps / 10` steps and the peak (from /proc/self/status), so
 //! that steady-state growth would show.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::time::Instant;
 
 mod common;
 
 use clap::Parser;
-use common::{median, round, Mode, BUSY_THRESHOLD};
+use common::{emit, measure, round, Blocks, Timing};
 use gradscope::engine::config::{
     Activation, DataConfig, DenseConfig, Init, InlineTargets, LayerConfig, LossKind, NetworkConfig, NormConfig,
     OptimizerConfig, Precision, ProbeConfig, RunConfig, TrainConfig,
 };
-use gradscope::engine::train::{train, CancelFlag, Session};
+use gradscope::engine::train::{train, CancelFlag};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -216,74 +214,24 @@ struct Line<'a> {
     threads: usize,
     instrumented: bool,
     mode: &'static str,
-    steps_per_sec: f64,
-    us_per_step: f64,
-    us_per_step_min: f64,
-    us_per_step_max: f64,
-    spread_pct: f64,
-    /// Median CPU time per step: unlike wall time, not inflated when the scheduler runs other
-    /// processes on this core (shared caches still are).
-    cpu_us_per_step: f64,
-    steps_per_block: usize,
-    blocks: usize,
-    other_busy_cores_max: f64,
-    contended_blocks: usize,
-    overhead_pct: Option<f64>,
+    #[serde(flatten)]
+    timing: Timing,
     matmul_gflop_per_step: f64,
-    achieved_gflops: f64,
-    last_batch_loss: f64,
     tag: &'a str,
-}
-
-fn emit(line: &Line<'_>, out: Option<&str>) {
-    let text = match serde_json::to_string(line) {
-        Ok(t) => t,
-        Err(e) => panic!("serialising a bench line: {e}"),
-    };
-    println!("{text}");
-    if let Some(path) = out {
-        let written = OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| writeln!(f, "{text}"));
-        if let Err(e) = written {
-            eprintln!("cannot append to {path}: {e}");
-        }
-    }
 }
 
 fn bench(args: &Args, config: Config, act: Activation) {
     let run = config.run_config(act, args.seed, usize::MAX, 1);
-    let wanted: Vec<&str> = args.modes.split(',').filter(|m| !m.is_empty()).collect();
-    let mut modes: Vec<Mode<'_>> = [("plain", false), ("instrumented", true)]
-        .into_iter()
-        .filter(|(name, _)| wanted.contains(name))
-        .map(|(name, probe)| Mode {
-            name,
-            probe,
-            session: match Session::<f32>::new(&run) {
-                Ok(s) => s,
-                Err(e) => panic!("invalid bench config: {e}"),
-            },
-            step: 0,
-            steps_per_block: 0,
-            per_step: Vec::new(),
-            cpu_per_step: Vec::new(),
-            loads: Vec::new(),
-            last_loss: f64::NAN,
-        })
-        .collect();
-    for m in &mut modes {
-        m.calibrate(args.warmup, args.block_sec, args.steps_per_block);
-    }
-    for _ in 0..args.blocks {
-        for m in &mut modes {
-            m.block(args.retries);
-        }
-    }
+    let blocks = Blocks {
+        warmup: args.warmup,
+        block_sec: args.block_sec,
+        steps_per_block: args.steps_per_block,
+        blocks: args.blocks,
+        retries: args.retries,
+    };
+    let modes = measure(&run, &args.modes, &blocks);
     let flops = config.flops();
-    let plain_us = modes.iter().find(|m| !m.probe).map(|m| median(&m.per_step) * 1e6);
     for m in &modes {
-        let med = median(&m.per_step);
-        let (min, max) = m.per_step.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
-        let us = med * 1e6;
         let line = Line {
             framework: "gradscope",
             bench: "mlp_step",
@@ -291,20 +239,8 @@ fn bench(args: &Args, config: Config, act: Activation) {
             threads: 1,
             instrumented: m.probe,
             mode: m.name,
-            steps_per_sec: round(1.0 / med, 2),
-            us_per_step: round(us, 1),
-            us_per_step_min: round(min * 1e6, 1),
-            us_per_step_max: round(max * 1e6, 1),
-            spread_pct: round((max - min) / med * 100.0, 1),
-            cpu_us_per_step: round(median(&m.cpu_per_step) * 1e6, 1),
-            steps_per_block: m.steps_per_block,
-            blocks: m.per_step.len(),
-            other_busy_cores_max: round(m.loads.iter().copied().fold(0.0, f64::max), 2),
-            contended_blocks: m.loads.iter().filter(|&&l| l >= BUSY_THRESHOLD).count(),
-            overhead_pct: plain_us.filter(|_| m.probe).map(|p| round((us / p - 1.0) * 100.0, 1)),
+            timing: Timing::of(m, &modes, flops),
             matmul_gflop_per_step: round(flops / 1e9, 4),
-            achieved_gflops: round(flops / us / 1e3, 2),
-            last_batch_loss: round(m.last_loss, 4),
             tag: &args.tag,
         };
         emit(&line, args.out.as_deref());
@@ -357,13 +293,7 @@ fn memory(args: &Args, config: Config, act: Activation) {
         "seconds": round(secs, 2),
         "final_loss": record.final_loss,
     });
-    println!("{line}");
-    if let Some(path) = &args.out {
-        let written = OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| writeln!(f, "{line}"));
-        if let Err(e) = written {
-            eprintln!("cannot append to {path}: {e}");
-        }
-    }
+    emit(&line, args.out.as_deref());
 }
 
 fn main() {

@@ -1,10 +1,17 @@
-//! The timing harness both step benchmarks share: blocks of steps timed in wall and CPU time,
+//! The timing harness the step benchmarks share: blocks of steps timed in wall and CPU time,
 //! with the other processes' CPU use measured beside them (the machine is shared), contended
-//! blocks retried, and medians.
+//! blocks retried, medians, the timing fields of every JSON line and its output.
 
+// Each bench binary compiles this module and uses a part of it.
+#![allow(dead_code)]
+
+use std::fs::OpenOptions;
+use std::io::Write;
 use std::time::Instant;
 
+use gradscope::engine::config::RunConfig;
 use gradscope::engine::train::Session;
+use serde::Serialize;
 
 /// Other processes using more than this many cores during a block make it "contended".
 pub const BUSY_THRESHOLD: f64 = 0.15;
@@ -147,5 +154,115 @@ pub fn median(v: &[f64]) -> f64 {
         0 => f64::NAN,
         n if n % 2 == 1 => s[n / 2],
         n => 0.5 * (s[n / 2 - 1] + s[n / 2]),
+    }
+}
+
+/// How the modes are timed.
+pub struct Blocks {
+    /// Untimed steps before calibration.
+    pub warmup: usize,
+    /// Target seconds per block.
+    pub block_sec: f64,
+    /// Fixed steps per block (0: calibrated from `block_sec`).
+    pub steps_per_block: usize,
+    /// Timed blocks per mode.
+    pub blocks: usize,
+    /// Re-runs of a contended block.
+    pub retries: usize,
+}
+
+/// The modes of `wanted` (comma-separated: `plain`, `instrumented`) on `run`, each calibrated
+/// after a warm-up, then timed in interleaved blocks (A B A B ...), so that a drift in the
+/// machine's speed hits every mode alike.
+pub fn measure<'c>(run: &'c RunConfig, wanted: &str, b: &Blocks) -> Vec<Mode<'c>> {
+    let wanted: Vec<&str> = wanted.split(',').filter(|m| !m.is_empty()).collect();
+    let mut modes: Vec<Mode<'c>> = [("plain", false), ("instrumented", true)]
+        .into_iter()
+        .filter(|(name, _)| wanted.contains(name))
+        .map(|(name, probe)| Mode {
+            name,
+            probe,
+            session: match Session::<f32>::new(run) {
+                Ok(s) => s,
+                Err(e) => panic!("invalid bench config: {e}"),
+            },
+            step: 0,
+            steps_per_block: 0,
+            per_step: Vec::new(),
+            cpu_per_step: Vec::new(),
+            loads: Vec::new(),
+            last_loss: f64::NAN,
+        })
+        .collect();
+    for m in &mut modes {
+        m.calibrate(b.warmup, b.block_sec, b.steps_per_block);
+    }
+    for _ in 0..b.blocks {
+        for m in &mut modes {
+            m.block(b.retries);
+        }
+    }
+    modes
+}
+
+/// What a mode's blocks measured: the fields every bench line shares.
+#[derive(Serialize)]
+pub struct Timing {
+    pub steps_per_sec: f64,
+    pub us_per_step: f64,
+    pub us_per_step_min: f64,
+    pub us_per_step_max: f64,
+    pub spread_pct: f64,
+    /// Median CPU time per step: unlike wall time, not inflated when the scheduler runs other
+    /// processes on this core (shared caches still are).
+    pub cpu_us_per_step: f64,
+    pub steps_per_block: usize,
+    pub blocks: usize,
+    pub other_busy_cores_max: f64,
+    pub contended_blocks: usize,
+    /// Over the `plain` mode, for the instrumented one.
+    pub overhead_pct: Option<f64>,
+    /// `flops` per step over the median wall time.
+    pub achieved_gflops: f64,
+    pub last_batch_loss: f64,
+}
+
+impl Timing {
+    /// Of mode `m` among `modes` (whose `plain` one gives the overhead), `flops` per step.
+    pub fn of(m: &Mode<'_>, modes: &[Mode<'_>], flops: f64) -> Timing {
+        let plain_us = modes.iter().find(|m| !m.probe).map(|m| median(&m.per_step) * 1e6);
+        let med = median(&m.per_step);
+        let (min, max) = m.per_step.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
+        let us = med * 1e6;
+        Timing {
+            steps_per_sec: round(1.0 / med, 2),
+            us_per_step: round(us, 1),
+            us_per_step_min: round(min * 1e6, 1),
+            us_per_step_max: round(max * 1e6, 1),
+            spread_pct: round((max - min) / med * 100.0, 1),
+            cpu_us_per_step: round(median(&m.cpu_per_step) * 1e6, 1),
+            steps_per_block: m.steps_per_block,
+            blocks: m.per_step.len(),
+            other_busy_cores_max: round(m.loads.iter().copied().fold(0.0, f64::max), 2),
+            contended_blocks: m.loads.iter().filter(|&&l| l >= BUSY_THRESHOLD).count(),
+            overhead_pct: plain_us.filter(|_| m.probe).map(|p| round((us / p - 1.0) * 100.0, 1)),
+            achieved_gflops: round(flops / us / 1e3, 2),
+            last_batch_loss: round(m.last_loss, 4),
+        }
+    }
+}
+
+/// Prints one JSON line and appends it to `out` when given.
+pub fn emit(line: &impl Serialize, out: Option<&str>) {
+    let text = match serde_json::to_string(line) {
+        Ok(t) => t,
+        Err(e) => panic!("serialising a bench line: {e}"),
+    };
+    println!("{text}");
+    if let Some(path) = out {
+        let written = OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| writeln!(f, "{text}"));
+        if let Err(e) = written {
+            eprintln!("cannot append to {path}: {e}");
+        }
     }
 }
