@@ -131,7 +131,7 @@ fn run_and_analyze_write_the_html_report_and_every_applicable_plot() {
 }
 
 /// The presets, in the published order.
-const PRESETS: [&str; 11] = [
+const PRESETS: [&str; 13] = [
     "deep-sigmoid-vanishing",
     "relu-xavier-30",
     "relu-he-30",
@@ -143,6 +143,8 @@ const PRESETS: [&str; 11] = [
     "rnn-exploding-clipping",
     "dead-relu-high-lr",
     "attention-no-skip",
+    "post-ln-deep",
+    "pre-ln-deep",
 ];
 
 fn preset_file(name: &str) -> std::path::PathBuf {

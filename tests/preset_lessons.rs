@@ -14,6 +14,8 @@
 //! | `rnn-exploding-clipping` | `exploding_gradient` flagged, finite, MSE < 0.11 (baseline 1/6); without `/training/clip`: `diverged` | 13, 1, 2 |
 //! | `dead-relu-high-lr` | `dead_units` flagged (cause `learning_rate`); the same net at lr 0.01: no `dead_units` | 4, 1, 2, 3 |
 //! | `attention-no-skip` | `rank_collapse` warning: attention layers 2-4 stay collapsed (the first only at step 0), verdict `healthy`; the recommended residual blocks: no `rank_collapse` | 1, 2, 3 |
+//! | `post-ln-deep` | stuck at chance (ln 16), critical `not_learning`; warm-up and pre-LN recommended, the top verified recommendation one of them (seed 5); with 10% warm-up the same seeds learn (< 0.05) — in `tests/transformer_training.rs` | 5, 6, 7 |
+//! | `pre-ln-deep` | final loss < 0.05, accuracy > 99%, no `not_learning` — in `tests/transformer_training.rs` | 5, 6, 7 |
 
 // Tests may panic on a broken expectation; the crate's unwrap/expect lints are for library code.
 #![allow(clippy::expect_used, clippy::unwrap_used)]

@@ -78,6 +78,11 @@ pub const INPUT_RMS_WARNING: f64 = 0.1;
 /// tokens; one pure attention layer at init leaves about 0.5, two about 2e-4 (Dong et al. 2021;
 /// tests/transformer_science.rs); with skip connections it stays above 0.9.
 pub const RANK_COLLAPSE: Thresholds = Thresholds { warning: 0.1, critical: 1e-3 };
+/// `attention_entropy_collapse`: an attention layer's entropy (nats), averaged over its heads, at
+/// the last probe. Uniform attention over T tokens has ln T (2.8 for 16); below 0.1 a head puts
+/// ~99% of its weight on one token on average (e^0.1 = 1.1 tokens attended), where the
+/// softmax passes back almost no gradient (Zhai et al. 2023).
+pub const ATTENTION_ENTROPY: Thresholds = Thresholds { warning: 0.1, critical: 0.01 };
 /// `not_learning`: final loss as a fraction of the step-0 loss (warning) and of the best
 /// constant prediction's loss (critical).
 pub const NOT_LEARNING: Thresholds = Thresholds { warning: 0.9, critical: 0.9 };
@@ -226,6 +231,20 @@ pub const RULES: &[Rule] = &[
             )
         },
         check: rank_collapse,
+    },
+    Rule {
+        code: DiagnosticCode::AttentionEntropyCollapse,
+        band: ATTENTION_ENTROPY,
+        describe: |r| {
+            format!(
+                "attention layer whose entropy (nats, averaged over heads, samples and query positions; ln T when \
+                 uniform) at the last probe is < {} warning, < {} critical when the run also did not learn or \
+                 diverged",
+                num(r.band.warning),
+                num(r.band.critical)
+            )
+        },
+        check: attention_entropy,
     },
 ];
 
@@ -744,6 +763,41 @@ fn rank_collapse(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
                 rank_collapse_step0: Some(first),
                 thresholds: rule.band,
             },
+        ));
+    }
+    per_layer(rule.code, found, out);
+}
+
+/// Per attention layer, the mean over heads of its attention entropy. One sharp head can be the
+/// task (a head that reads the marked token); all heads near one-hot is a saturated softmax.
+/// Critical only when the run also failed: not learning, or NaN/Inf.
+fn attention_entropy(rule: &Rule, run: &Run<'_>, out: &mut Vec<Diagnostic>) {
+    let record = run.record;
+    let failed = out.iter().any(|d| {
+        d.severity == Severity::Critical && matches!(d.code, DiagnosticCode::NotLearning | DiagnosticCode::NonFinite)
+    });
+    let mean = |entropy: &[f64]| {
+        let finite: Vec<f64> = entropy.iter().copied().filter(|v| v.is_finite()).collect();
+        (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
+    };
+    let mut found = Vec::new();
+    for (info, s) in record.layers.iter().zip(&record.layer_stats) {
+        let (Some(first), Some(last)) = (s.attention.first(), s.attention.last()) else { continue };
+        let Some(entropy) = mean(&last.entropy) else { continue };
+        if entropy >= rule.band.warning {
+            continue;
+        }
+        let severity = Severity::of(entropy < rule.band.critical && failed);
+        found.push((
+            info.name.clone(),
+            severity,
+            format!(
+                "{}'s heads attend to ~{:.2} tokens each (entropy {entropy:.1e} nats averaged over heads): its softmax \
+                 is saturated and passes back almost no gradient to the queries and keys",
+                info.name,
+                entropy.exp()
+            ),
+            LayerEvidence::AttentionEntropy { entropy, entropy_step0: mean(&first.entropy), thresholds: rule.band },
         ));
     }
     per_layer(rule.code, found, out);

@@ -44,6 +44,8 @@ pub enum DiagnosticCode {
     InputScale,
     /// Attention has mixed every sequence's tokens into (nearly) one.
     RankCollapse,
+    /// An attention layer's heads put (nearly) all their weight on one token.
+    AttentionEntropyCollapse,
 }
 
 impl DiagnosticCode {
@@ -80,6 +82,11 @@ impl DiagnosticCode {
             DiagnosticCode::RankCollapse => {
                 "attention without skip connections averages the tokens of a sequence into one (rank collapse), so \
                  later layers and the readout cannot tell the positions apart and their gradient vanishes"
+            }
+            DiagnosticCode::AttentionEntropyCollapse => {
+                "the attention heads put nearly all their weight on one token (entropy near 0): the softmax is \
+                 saturated, its Jacobian diag(p) - pp^T is near zero, and almost no gradient reaches the queries and \
+                 keys (Zhai et al. 2023 tie this collapse to unstable training)"
             }
         }
     }
@@ -385,6 +392,15 @@ pub enum LayerEvidence {
         /// The rule's thresholds (below warning, below critical).
         thresholds: Thresholds,
     },
+    /// `attention_entropy_collapse`: an attention layer's entropy, averaged over its heads.
+    AttentionEntropy {
+        /// The mean over heads of the attention entropy (nats) at the last probe.
+        entropy: f64,
+        /// At step 0.
+        entropy_step0: Option<f64>,
+        /// The rule's thresholds (below warning, below critical).
+        thresholds: Thresholds,
+    },
     /// `update_ratio`.
     UpdateRatio {
         /// Median update ratio over the probes.
@@ -483,6 +499,10 @@ pub enum Cure {
     FullBptt,
     /// Standardized input features (`data.standardize`).
     Standardize,
+    /// A linear learning-rate warm-up (`training.schedule`).
+    Warmup,
+    /// Pre-LN transformer blocks (`norm_first`) with a final layer norm.
+    PreLn,
 }
 
 /// One concrete change.
@@ -583,6 +603,9 @@ pub enum NotVerifiedReason {
     RunFailed,
     /// The patched spec's estimated peak memory is over the job's memory limit.
     OverMemory,
+    /// The budget ends before the patched spec's warm-up does: its learning rate would not
+    /// reach its value within the run.
+    WithinWarmup,
 }
 
 impl NotVerifiedReason {

@@ -125,6 +125,23 @@ const WHY_ATTENTION_SKIP: &str = "Pure attention averages tokens: each layer shr
     one doubly exponentially (Dong et al. 2021), so after two or three layers every position carries the same vector; \
     a skip connection x + attention(x) keeps the tokens apart (above 0.9 through ten layers at init).";
 
+const WHY_WARMUP: &str = "In a post-LN transformer the layer norm after each residual sum leaves the gradient of \
+    the last blocks' parameters large at initialisation, independent of depth (Xiong et al. 2020), and Adam's first \
+    steps are full-size whatever the gradient: the early updates are too large and a deep post-LN stack can collapse \
+    to a constant prediction and stay there. Raising the learning rate linearly over the first steps (10% of the \
+    run here) keeps those updates small until Adam's moment estimates settle (Liu et al. 2020). Clipping would \
+    not do the same: it bounds the gradient, not Adam's normalised step.";
+const WHY_PRE_LN: &str = "Pre-LN blocks (x + F(LN(x)), with a layer norm after the last block) keep an identity \
+    path from every block to the output, so the gradient at initialisation is well-behaved and shrinks with depth \
+    as 1/sqrt(L) instead of staying large at the last blocks; Xiong et al. (2020) train them without warm-up.";
+
+const WHY_ATTENTION_INIT: &str = "The attention logits are q.k/sqrt(d_h); query and key projections much larger \
+    than Xavier's make them large from the first step, the softmax puts all its weight on one token and its \
+    Jacobian diag(p) - pp^T is near zero, so the projections receive almost no gradient to get out (Zhai et al. \
+    2023). PyTorch's Xavier-uniform in_proj_weight starts near uniform attention.";
+const WHY_ATTENTION_LR: &str = "Large steps grow the query and key weights until the attention logits saturate the \
+    softmax (attention entropy collapse, Zhai et al. 2023); smaller steps keep the attention spread.";
+
 fn add(path: &str, value: Value) -> Value {
     json!({"op": "add", "path": path, "value": value})
 }
@@ -167,6 +184,69 @@ impl SpecView<'_> {
         self.get("/training/clip").is_some()
     }
 
+    /// Indices in `/model/layers` of the post-LN transformers (`norm_first` false) written at
+    /// the top level of the spec.
+    fn post_ln_transformers(&self) -> Vec<usize> {
+        let Some(layers) = self.get("/model/layers").and_then(Value::as_array) else { return Vec::new() };
+        layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                l.get("type").and_then(Value::as_str) == Some("transformer")
+                    && l.get("norm_first").and_then(Value::as_bool) != Some(true)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Xiong et al.'s two cures of a post-LN transformer that does not train: a linear
+    /// warm-up over the first 10% of the steps (unless the spec already warms up) and pre-LN
+    /// blocks with a final layer norm. Empty without a top-level post-LN transformer.
+    fn post_ln_cures(&self) -> Vec<Recommendation> {
+        let transformers = self.post_ln_transformers();
+        if transformers.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let schedule = self.str_at("/training/schedule/type");
+        let steps = self.get("/training/steps").and_then(Value::as_u64);
+        if let (None | Some("constant"), Some(steps)) = (schedule, steps) {
+            let warmup_steps = (steps / 10).max(1);
+            out.push(rec(
+                Cure::Warmup,
+                format!("Warm the learning rate up linearly over the first {warmup_steps} steps"),
+                WHY_WARMUP,
+                vec![add("/training/schedule", json!({"type": "warmup", "warmup_steps": warmup_steps}))],
+            ));
+        }
+        // Last transformer first, so that an inserted layer norm does not move the ones before.
+        let mut pre_ln = Vec::new();
+        for &i in transformers.iter().rev() {
+            pre_ln.push(add(&format!("/model/layers/{i}/norm_first"), json!(true)));
+            let next = self.get(&format!("/model/layers/{}", i + 1));
+            let normed = next.is_some_and(|l| l == "layer_norm" || l.get("type") == Some(&json!("layer_norm")));
+            if !normed {
+                pre_ln.push(add(&format!("/model/layers/{}", i + 1), json!({"type": "layer_norm"})));
+            }
+        }
+        out.push(rec(
+            Cure::PreLn,
+            "Use pre-LN transformer blocks (norm_first) with a final layer norm",
+            WHY_PRE_LN,
+            pre_ln,
+        ));
+        out
+    }
+
+    /// Whether the patch op changes a transformer layer written at the top level (whose
+    /// sub-layers take no dense-layer cure: their activation, norms and skips are the block's).
+    fn in_transformer(&self, op: &Value) -> bool {
+        let Some(path) = op.get("path").and_then(Value::as_str) else { return false };
+        let Some(rest) = path.strip_prefix("/model/layers/") else { return false };
+        let index = rest.split('/').next().unwrap_or(rest);
+        self.get(&format!("/model/layers/{index}/type")).and_then(Value::as_str) == Some("transformer")
+    }
+
     fn by_name(&self, name: &str) -> Option<&LayerEntry> {
         self.layers.iter().find(|l| l.name == name)
     }
@@ -174,6 +254,8 @@ impl SpecView<'_> {
     fn for_diagnostic(&self, d: &Diagnostic) -> Vec<Recommendation> {
         let recurrent = !self.rnns().is_empty();
         let out = match d.code {
+            // The dense-layer cures do not reach a transformer's blocks.
+            DiagnosticCode::VanishingGradient if !self.post_ln_transformers().is_empty() => Vec::new(),
             DiagnosticCode::VanishingGradient if !recurrent => self.vanishing_mlp(),
             DiagnosticCode::VanishingGradient | DiagnosticCode::LongRangeVanishing => self.vanishing_rnn(),
             DiagnosticCode::ExplodingGradient => self.exploding(d),
@@ -184,8 +266,22 @@ impl SpecView<'_> {
             DiagnosticCode::NotLearning => self.not_learning(),
             DiagnosticCode::InputScale => self.standardize(),
             DiagnosticCode::RankCollapse => self.attention_skips(d),
+            DiagnosticCode::AttentionEntropyCollapse => self.attention_entropy(d),
         };
-        out.into_iter().filter(|r| !r.patch.is_empty()).collect()
+        // A post-LN transformer that does not train, or whose gradient vanishes or explodes, is
+        // Xiong et al.'s case: their cures first. Tokens collapsed in a network that learns
+        // (a rank_collapse warning) are not.
+        let transformer_case = match d.code {
+            DiagnosticCode::VanishingGradient
+            | DiagnosticCode::ExplodingGradient
+            | DiagnosticCode::DeadUnits
+            | DiagnosticCode::NotLearning => true,
+            DiagnosticCode::RankCollapse | DiagnosticCode::AttentionEntropyCollapse => d.severity == Severity::Critical,
+            _ => false,
+        };
+        let mut all = if transformer_case { self.post_ln_cures() } else { Vec::new() };
+        all.extend(out.into_iter().filter(|r| !r.patch.iter().any(|op| self.in_transformer(op))));
+        all.into_iter().filter(|r| !r.patch.is_empty()).collect()
     }
 
     /// Every collapsing attention layer written at the top level of the spec wrapped in a
@@ -204,6 +300,38 @@ impl SpecView<'_> {
             }
         }
         vec![rec(Cure::Residual, "wrap the attention layers in residual blocks", WHY_ATTENTION_SKIP, patch)]
+    }
+
+    /// Attention collapsed from the start: its explicit query/key projections make the logits
+    /// too large, and PyTorch's init (the default) does not. Collapsed during training: smaller
+    /// steps.
+    fn attention_entropy(&self, d: &Diagnostic) -> Vec<Recommendation> {
+        let Evidence::PerLayer(e) = &d.evidence else { return Vec::new() };
+        let at_init = |name: &String| {
+            matches!(e.per_layer.get(name), Some(LayerEvidence::AttentionEntropy { entropy_step0: Some(h), thresholds, .. })
+                if *h < thresholds.warning)
+        };
+        let explicit: Vec<Value> = d
+            .layers
+            .iter()
+            .filter(|n| at_init(n))
+            .filter_map(|n| self.by_name(n))
+            .filter(|l| l.kind == LayerKind::Attention && l.part.is_none())
+            .map(|l| format!("{}/in_proj_weight", l.pointer))
+            .filter(|p| self.get(p).is_some())
+            .map(|p| remove(&p))
+            .collect();
+        let mut out = Vec::new();
+        if !explicit.is_empty() {
+            out.push(rec(
+                Cure::MatchedInit,
+                "Initialise the attention projections as PyTorch does (Xavier-uniform) instead of the explicit weights",
+                WHY_ATTENTION_INIT,
+                explicit,
+            ));
+        }
+        out.push(self.lr_scaled(0.1, "Lower the learning rate 10x", WHY_ATTENTION_LR));
+        out
     }
 
     /// `data.standardize: true`, unless the spec already standardizes.

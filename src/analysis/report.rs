@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::findings::{Diagnostic, Verdict};
+use super::findings::{Diagnostic, Recommendation, Verdict, Verification, VerifyStatus};
 use super::measures::{first_recurrent, grad_ratio_first_last, memory_horizon};
 use super::theory::Theory;
 use crate::engine::layers::LayerKind;
@@ -74,6 +74,37 @@ pub struct Report {
     pub parameters: Option<Value>,
     /// What produced the report, so it can be reproduced.
     pub engine: EngineInfo,
+}
+
+impl Report {
+    /// The top recommendation when one was verified: the `verified_better` one that lowered the
+    /// loss most (all are measured against the same baseline run), with its diagnostic. Ties go
+    /// to the report's order.
+    pub fn top_verified(&self) -> Option<(&Diagnostic, &Recommendation, &Verification)> {
+        let verified = self.diagnostics.iter().flat_map(|d| {
+            d.recommendations.iter().filter_map(move |r| {
+                let v = r.verification.as_ref().filter(|v| v.status == VerifyStatus::VerifiedBetter)?;
+                Some((d, r, v))
+            })
+        });
+        // `min_by` keeps the first of equals.
+        verified.min_by(|a, b| {
+            let change = |v: &Verification| v.loss_change.unwrap_or(f64::INFINITY);
+            change(a.2).total_cmp(&change(b.2))
+        })
+    }
+
+    /// The first recommendation still recommended (not tried and found no better), most serious
+    /// diagnostic first: the top recommendation when none was verified better.
+    pub fn first_recommended(&self) -> Option<(&Diagnostic, &Recommendation)> {
+        let mut diagnostics: Vec<&Diagnostic> = self.diagnostics.iter().collect();
+        diagnostics.sort_by_key(|d| std::cmp::Reverse(d.severity));
+        diagnostics.into_iter().find_map(|d| {
+            let r =
+                d.recommendations.iter().find(|r| r.verification.as_ref().is_none_or(|v| v.status.recommended()))?;
+            Some((d, r))
+        })
+    }
 }
 
 /// Headline figures.

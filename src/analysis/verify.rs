@@ -216,7 +216,9 @@ pub fn verify(diagnostics: &mut [Diagnostic], job: &Job<'_>, share: f64) {
     let unlimited = Limits { max_job_memory: u64::MAX, ..job.limits.clone() };
     for c in candidates.iter_mut() {
         c.run = std::mem::replace(&mut c.run, Err(NotVerifiedReason::RunFailed)).and_then(|(spec, _)| {
-            let per_step = compute_of(&with_steps(&spec, 1), &unlimited).ok_or(NotVerifiedReason::PatchInvalid)?;
+            // At the job's steps, which a warm-up's length was checked against.
+            let total = compute_of(&spec, &unlimited).ok_or(NotVerifiedReason::PatchInvalid)?;
+            let per_step = total.div_ceil(job.steps as u128);
             if over_memory(&spec, job, &unlimited) {
                 return Err(NotVerifiedReason::OverMemory);
             }
@@ -251,6 +253,7 @@ pub fn verify(diagnostics: &mut [Diagnostic], job: &Job<'_>, share: f64) {
                     }
                 });
                 match base {
+                    Ok(_) if warmup_steps(spec).is_some_and(|w| w > budget) => Err(NotVerifiedReason::WithinWarmup),
                     Ok(base) => run_for_steps(spec, budget, job.limits, job.cancel).map(|p| (base.clone(), p)),
                     Err(reason) => Err(*reason),
                 }
@@ -277,6 +280,12 @@ pub fn verify(diagnostics: &mut [Diagnostic], job: &Job<'_>, share: f64) {
         }
         rank(&mut d.recommendations);
     }
+}
+
+/// A spec's linear warm-up length, when it warms up (a cosine schedule is not a pure warm-up).
+fn warmup_steps(spec: &Value) -> Option<usize> {
+    let schedule = spec.pointer("/training/schedule")?;
+    (schedule.get("type")? == "warmup").then(|| schedule.get("warmup_steps")?.as_u64())??.try_into().ok()
 }
 
 fn not_verified(reason: NotVerifiedReason) -> Verification {

@@ -13,9 +13,7 @@ use serde_json::Value;
 use super::files::Written;
 use super::format::{count, num, opt, percent};
 use crate::analysis::experiment::{ExperimentResult, VariantRow};
-use crate::analysis::findings::{
-    Diagnostic, Evidence, LayerEvidence, Recommendation, Severity, Thresholds, Verification, VerifyStatus,
-};
+use crate::analysis::findings::{Diagnostic, Evidence, LayerEvidence, Severity, Thresholds, Verification};
 use crate::analysis::report::{Outcome, Report};
 use crate::jobs::experiments::model::Experiment;
 
@@ -196,6 +194,7 @@ fn evidence(d: &Diagnostic) -> (String, String) {
                 Some(LayerEvidence::Saturation { .. }) => "saturated",
                 Some(LayerEvidence::Dead { .. }) => "dead",
                 Some(LayerEvidence::RankCollapse { .. }) => "rank collapse",
+                Some(LayerEvidence::AttentionEntropy { .. }) => "attention entropy (nats)",
                 Some(LayerEvidence::UpdateRatio { .. }) | None => "median update ratio",
             };
             let mut values: Vec<String> = entries
@@ -213,6 +212,7 @@ fn evidence(d: &Diagnostic) -> (String, String) {
                     LayerEvidence::RankCollapse { rank_collapse, .. } => {
                         format!("{name} {}", num(*rank_collapse))
                     }
+                    LayerEvidence::AttentionEntropy { entropy, .. } => format!("{name} {}", num(*entropy)),
                 })
                 .collect();
             if entries.len() > LAYERS_SHOWN {
@@ -230,7 +230,9 @@ fn evidence(d: &Diagnostic) -> (String, String) {
                 Some(LayerEvidence::UpdateRatio { range, .. }) => {
                     format!(" (healthy {} to {})", num(range[0]), num(range[1]))
                 }
-                Some(LayerEvidence::RankCollapse { thresholds, .. }) => {
+                Some(
+                    LayerEvidence::RankCollapse { thresholds, .. } | LayerEvidence::AttentionEntropy { thresholds, .. },
+                ) => {
                     format!(" (warning < {}, critical < {})", num(thresholds.warning), num(thresholds.critical))
                 }
                 None => String::new(),
@@ -282,41 +284,14 @@ fn evidence(d: &Diagnostic) -> (String, String) {
     }
 }
 
-/// The verified recommendation that lowered the loss most (all are measured against the same
-/// baseline run), with its diagnostic.
-fn top_verified(report: &Report) -> Option<(&Diagnostic, &Recommendation, &Verification)> {
-    let verified = report.diagnostics.iter().flat_map(|d| {
-        d.recommendations.iter().filter_map(move |r| {
-            let v = r.verification.as_ref().filter(|v| v.status == VerifyStatus::VerifiedBetter)?;
-            Some((d, r, v))
-        })
-    });
-    // `min_by` keeps the first of equals: the report's order breaks ties.
-    verified.min_by(|a, b| {
-        let change = |v: &Verification| v.loss_change.unwrap_or(f64::INFINITY);
-        change(a.2).total_cmp(&change(b.2))
-    })
-}
-
-/// The first recommendation still recommended (not tried and found no better), most serious
-/// diagnostic first.
-fn first_recommended(report: &Report) -> Option<(&Diagnostic, &Recommendation)> {
-    let mut diagnostics: Vec<&Diagnostic> = report.diagnostics.iter().collect();
-    diagnostics.sort_by_key(|d| std::cmp::Reverse(d.severity));
-    diagnostics.into_iter().find_map(|d| {
-        let r = d.recommendations.iter().find(|r| r.verification.as_ref().is_none_or(|v| v.status.recommended()))?;
-        Some((d, r))
-    })
-}
-
 fn recommendation(out: &mut String, report: &Report, made: Made) {
-    if let Some((d, r, v)) = top_verified(report) {
+    if let Some((d, r, v)) = report.top_verified() {
         let _ = writeln!(out, "\ntop verified recommendation (for {}): {}", d.code.name(), r.title);
         let _ = writeln!(out, "  it did:  {}", verification_words(v));
         let _ = writeln!(out, "  change:  {}", patch_words(&r.patch));
         return;
     }
-    let Some((d, r)) = first_recommended(report) else {
+    let Some((d, r)) = report.first_recommended() else {
         if report.diagnostics.iter().any(|d| !d.recommendations.is_empty()) {
             out.push_str("\nno recommendation beat the unchanged network when verified\n");
         }
@@ -465,7 +440,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::analysis::findings::{RunOutcome, Verdict};
+    use crate::analysis::findings::{RunOutcome, Verdict, VerifyStatus};
     use crate::analysis::pipeline::{analyze, parse_body, AnalyzeOptions};
     use crate::spec::Limits;
 

@@ -23,7 +23,7 @@ use super::parse::parse;
 use super::types::Spec;
 
 /// The preset files, by name, in the published order (`GET /v1/presets` lists them so).
-const FILES: [(&str, &str); 11] = [
+const FILES: [(&str, &str); 13] = [
     ("deep-sigmoid-vanishing", include_str!("presets/deep-sigmoid-vanishing.json")),
     ("relu-xavier-30", include_str!("presets/relu-xavier-30.json")),
     ("relu-he-30", include_str!("presets/relu-he-30.json")),
@@ -35,6 +35,8 @@ const FILES: [(&str, &str); 11] = [
     ("rnn-exploding-clipping", include_str!("presets/rnn-exploding-clipping.json")),
     ("dead-relu-high-lr", include_str!("presets/dead-relu-high-lr.json")),
     ("attention-no-skip", include_str!("presets/attention-no-skip.json")),
+    ("post-ln-deep", include_str!("presets/post-ln-deep.json")),
+    ("pre-ln-deep", include_str!("presets/pre-ln-deep.json")),
 ];
 
 /// A preset.
@@ -239,6 +241,8 @@ mod tests {
                 "rnn-exploding-clipping",
                 "dead-relu-high-lr",
                 "attention-no-skip",
+                "post-ln-deep",
+                "pre-ln-deep",
             ]
         );
         assert!(all().iter().all(|p| !p.title.is_empty()), "every preset file has a `name`, its title");
@@ -293,7 +297,7 @@ mod tests {
             "{}",
             errors.0[2].detail
         );
-        assert!(errors.0[2].detail.ends_with(", `attention-no-skip`"), "{}", errors.0[2].detail);
+        assert!(errors.0[2].detail.ends_with(", `pre-ln-deep`"), "{}", errors.0[2].detail);
     }
 
     #[test]

@@ -262,6 +262,8 @@ async fn presets_are_listed_as_full_specs_and_can_be_submitted_by_name() {
         "rnn-exploding-clipping",
         "dead-relu-high-lr",
         "attention-no-skip",
+        "post-ln-deep",
+        "pre-ln-deep",
     ] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
         let spec: Value = app.get(&format!("/v1/presets/{name}")).await.json().await.unwrap();
