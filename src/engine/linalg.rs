@@ -150,9 +150,75 @@ pub fn gemm<T, SA, SB, SC>(
     general_mat_mul(alpha, a, b, beta, c);
 }
 
+/// A matrix inside a slice: element `(i, j)` at `data[offset + i * stride + j]`, rows `stride >= cols`
+/// apart, read as its transpose after [`Strided::t`]. One head's columns of a wider buffer (every
+/// `B`-th row of a time-major `(T*B, 3d)` projection) is one: the attention products read and write
+/// such blocks in place instead of copying them out and back.
+#[derive(Clone, Copy)]
+pub struct Strided<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    transposed: bool,
+}
+
+impl<'a, T: Scalar> Strided<'a, T> {
+    /// `rows x cols` starting at `data[offset]`; panics (in [`gemm_strided`]) when the last row
+    /// does not fit in `data`, a programming error as a shape mismatch is in [`gemm`].
+    pub fn new(data: &'a [T], offset: usize, rows: usize, cols: usize, stride: usize) -> Self {
+        Strided { data: data.get(offset..).unwrap_or(&[]), rows, cols, stride, transposed: false }
+    }
+
+    /// The transpose, over the same memory.
+    pub fn t(self) -> Self {
+        Strided { transposed: !self.transposed, ..self }
+    }
+
+    fn faer(&self) -> MatRef<'a, T> {
+        let m = MatRef::from_row_major_slice_with_stride(self.data, self.rows, self.cols, self.stride);
+        if self.transposed {
+            m.transpose()
+        } else {
+            m
+        }
+    }
+}
+
+/// The destination of [`gemm_strided`]: as [`Strided`], written.
+pub struct StridedMut<'a, T> {
+    data: &'a mut [T],
+    rows: usize,
+    cols: usize,
+    stride: usize,
+}
+
+impl<'a, T: Scalar> StridedMut<'a, T> {
+    /// See [`Strided::new`].
+    pub fn new(data: &'a mut [T], offset: usize, rows: usize, cols: usize, stride: usize) -> Self {
+        let data = match data.get_mut(offset..) {
+            Some(d) => d,
+            None => &mut [],
+        };
+        StridedMut { data, rows, cols, stride }
+    }
+}
+
+/// `C = alpha A B (+ C if accumulate)` on blocks inside larger buffers (see [`Strided`]); C is
+/// never read unless `accumulate`. Shapes: A (m, k), B (k, n), C (m, n); a mismatch or a block
+/// that does not fit its slice panics, as in [`gemm`].
+pub fn gemm_strided<T: Scalar>(alpha: T, a: Strided<'_, T>, b: Strided<'_, T>, accumulate: bool, c: StridedMut<'_, T>) {
+    // The transpose of the column-major view: faer 0.22.6's `from_row_major_slice_with_stride_mut`
+    // builds a column-major view (strides 1 and `row_stride`) while checking the bounds of a
+    // row-major one, so it writes the transpose, past the checked end (the test below catches it).
+    let out = MatMut::from_column_major_slice_with_stride_mut(c.data, c.cols, c.rows, c.stride).transpose_mut();
+    T::faer_matmul(out, accumulate, a.faer(), b.faer(), alpha);
+    clear_upper_vector_state();
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{gelfand_radius, gemm, spectrum};
+    use super::{gelfand_radius, gemm, gemm_strided, spectrum, Strided, StridedMut};
     use faer::Mat;
     use ndarray::linalg::general_mat_mul;
     use ndarray::{s, Array2};
@@ -197,6 +263,49 @@ mod tests {
         gemm(1.0, &a, &b, 1.0, &mut big.slice_mut(s![7..14, ..]));
         general_mat_mul(1.0, &a, &b, 1.0, &mut want.slice_mut(s![7..14, ..]));
         assert!((&big - &want).iter().all(|d| d.abs() < 1e-12));
+    }
+
+    /// Blocks with gaps between their rows (one head's columns of every B-th row, as attention
+    /// reads them), transposed or not, into a block of a larger output, against ndarray's product
+    /// of the same blocks copied out; cells of the output outside the block are untouched.
+    #[test]
+    fn gemm_strided_matches_ndarray_on_blocks_of_wider_buffers() {
+        // (T*B, 3d) with T 5, B 3, d 4: sample 1's rows are 1, 4, 7, 10, 13.
+        let wide = filled(15, 12, 0.3);
+        let (t, b, w) = (5, 3, 12);
+        let q = wide.slice(s![1..;3, 2..4]).to_owned();
+        let k = wide.slice(s![1..;3, 6..8]).to_owned();
+        for accumulate in [false, true] {
+            let mut out = filled(15, 4, 0.9);
+            let mut want = out.clone();
+            // S = 0.5 Q K^T into a (T, T) buffer, then 1.5 S^T K into sample 1's block of `out`.
+            let mut s_buf = vec![0.0; t * t];
+            gemm_strided(
+                0.5,
+                Strided::new(wide.as_slice().unwrap(), w + 2, t, 2, b * w),
+                Strided::new(wide.as_slice().unwrap(), w + 6, t, 2, b * w).t(),
+                false,
+                StridedMut::new(&mut s_buf, 0, t, t, t),
+            );
+            let s_want = q.dot(&k.t()) * 0.5;
+            let s_got = Array2::from_shape_vec((t, t), s_buf.clone()).unwrap();
+            assert!((&s_got - &s_want).iter().all(|d| d.abs() < 1e-12), "{s_got:?}\n{s_want:?}");
+            gemm_strided(
+                1.5,
+                Strided::new(&s_buf, 0, t, t, t).t(),
+                Strided::new(wide.as_slice().unwrap(), w + 6, t, 2, b * w),
+                accumulate,
+                StridedMut::new(out.as_slice_mut().unwrap(), 4 + 1, t, 2, b * 4),
+            );
+            let prod = s_want.t().dot(&k) * 1.5;
+            let mut block = want.slice_mut(s![1..;3, 1..3]);
+            if accumulate {
+                block += &prod;
+            } else {
+                block.assign(&prod);
+            }
+            assert!((&out - &want).iter().all(|d| d.abs() < 1e-12), "accumulate {accumulate}");
+        }
     }
 
     #[test]

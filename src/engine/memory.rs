@@ -573,12 +573,12 @@ impl Walk {
                 LayerConfig::Attention(a) => {
                     let name = self.name("attention");
                     let (t, heads) = (self.t, u(a.heads));
-                    // QKV and dQKV (3d wide each); Q, K, V, O, the heads side by side, dQ, dK,
-                    // dV (d wide each, packed per head): 14 arrays of rows x d.
+                    // QKV and dQKV (3d wide each) and the heads side by side (d wide, dC in
+                    // backward): 7 arrays of rows x d.
                     self.caches.push(part(
                         PartKind::AttentionCaches,
                         format!("the projections, heads and their gradients of {name}"),
-                        vec![(14, "arrays"), (rows, rows_word), (width, "features"), (e, "bytes")],
+                        vec![(7, "arrays"), (rows, rows_word), (width, "features"), (e, "bytes")],
                     ));
                     self.caches.push(part(
                         PartKind::AttentionCaches,

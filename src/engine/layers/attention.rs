@@ -23,10 +23,12 @@
 //!           dW_out = dY^T C,  db_out = sum_rows dY,  dC = dY W_out
 //! ```
 //!
-//! Q, K, V (and O and their gradients) are kept packed per (sample, head), `(B*H*T, dh)` with
-//! `(b, h, t)` in row `(b*H + h)*T + t`, so that every per-head product runs on contiguous row
-//! blocks; the attention weights `P` are kept as `(B*H*T, T)` in the same row order (for backward
-//! and for the probes). Every buffer is resized only when the batch shape changes.
+//! The per-(sample, head) products read Q, K, V in place in `QKV` and write O in place in `C`
+//! (and their gradients in `dQKV`, `dC`): sample `b`, head `h` is the column block
+//! `h*dh..(h+1)*dh` (+ d for K, + 2d for V) of every `B`-th row starting at row `b`, a
+//! [`Strided`] block, so nothing is copied per head. The attention weights `P` are kept as
+//! `(B*H*T, T)`, `(b, h, i)` in row `(b*H + h)*T + i` (for backward and for the probes). Every
+//! buffer is resized only when the batch shape changes.
 //!
 //! Init as PyTorch: `in_proj_weight` Xavier-uniform over the stacked `(3d, d)` matrix,
 //! `out_proj.weight` U(±1/sqrt(d)) (`nn.Linear`'s default, kaiming-uniform with a = sqrt(5)),
@@ -39,7 +41,7 @@ use ndarray::{s, Array2, ArrayView2};
 
 use super::{column_sums, ensure_shape, explicit_or, Ctx, Layer, LayerKind, Param};
 use crate::engine::config::{AttentionConfig, Init};
-use crate::engine::linalg::gemm;
+use crate::engine::linalg::{gemm, gemm_strided, Strided, StridedMut};
 use crate::engine::rng::Rng;
 use crate::engine::{EngineError, Result, Scalar};
 
@@ -58,20 +60,10 @@ pub struct Attention<T> {
     batch: usize,
     /// `X W_in^T + b_in`, (T*B, 3d).
     qkv: Array2<T>,
-    /// Packed per (sample, head), (B*H*T, dh).
-    q: Array2<T>,
-    k: Array2<T>,
-    v: Array2<T>,
     /// Attention weights, (B*H*T, T).
     probs: Array2<T>,
-    /// `O = P V` packed, (B*H*T, dh); in backward, `dO`.
-    heads_out: Array2<T>,
     /// The heads' outputs side by side, (T*B, d); in backward, `dC`.
     concat: Array2<T>,
-    /// dQ, dK, dV packed, (B*H*T, dh).
-    dq: Array2<T>,
-    dk: Array2<T>,
-    dv: Array2<T>,
     /// dP, then dS, of one (sample, head), (T, T).
     dp: Array2<T>,
     /// dQKV, (T*B, 3d).
@@ -83,64 +75,37 @@ pub struct Attention<T> {
     entropy_sums: Vec<f64>,
 }
 
-/// Shape of a packed pass: steps, batch, heads, head width.
+/// Shape of a pass: steps, batch, head width.
 #[derive(Clone, Copy)]
 struct Dims {
     steps: usize,
     batch: usize,
-    heads: usize,
     dh: usize,
 }
 
-/// `packed[(b*H + h)*T + t, j] = wide[t*B + b, off + h*dh + j]` for `wide` with `cols` columns.
-fn pack<T: Scalar>(wide: &[T], cols: usize, off: usize, packed: &mut [T], n: Dims) {
-    for (r, src) in wide.chunks_exact(cols).take(n.steps * n.batch).enumerate() {
-        let (t, b) = (r / n.batch, r % n.batch);
-        for (h, s) in src[off..off + n.heads * n.dh].chunks_exact(n.dh).enumerate() {
-            let row = ((b * n.heads + h) * n.steps + t) * n.dh;
-            packed[row..row + n.dh].copy_from_slice(s);
-        }
+impl Dims {
+    /// Sample `b`, head `h`'s `(T, dh)` block of the time-major buffer `wide` with `cols`
+    /// columns, starting at column `off + h*dh` (`off`: 0 for Q, d for K, 2d for V).
+    fn head<'a, T: Scalar>(&self, wide: &'a [T], cols: usize, off: usize, b: usize, h: usize) -> Strided<'a, T> {
+        Strided::new(wide, b * cols + off + h * self.dh, self.steps, self.dh, self.batch * cols)
     }
-}
 
-/// [`pack`] of Q, K and V (columns `0..d`, `d..2d`, `2d..3d` of `qkv`) in one pass over `qkv`.
-fn pack_qkv<T: Scalar>(qkv: &[T], out: [&mut [T]; 3], n: Dims) {
-    let d = n.heads * n.dh;
-    let [q, k, v] = out;
-    for (r, src) in qkv.chunks_exact(3 * d).take(n.steps * n.batch).enumerate() {
-        let (t, b) = (r / n.batch, r % n.batch);
-        for h in 0..n.heads {
-            let row = ((b * n.heads + h) * n.steps + t) * n.dh;
-            let col = h * n.dh;
-            q[row..row + n.dh].copy_from_slice(&src[col..col + n.dh]);
-            k[row..row + n.dh].copy_from_slice(&src[d + col..d + col + n.dh]);
-            v[row..row + n.dh].copy_from_slice(&src[2 * d + col..2 * d + col + n.dh]);
-        }
+    /// [`Dims::head`], to be written.
+    fn head_mut<'a, T: Scalar>(
+        &self,
+        wide: &'a mut [T],
+        cols: usize,
+        off: usize,
+        b: usize,
+        h: usize,
+    ) -> StridedMut<'a, T> {
+        StridedMut::new(wide, b * cols + off + h * self.dh, self.steps, self.dh, self.batch * cols)
     }
-}
 
-/// The inverse of [`pack`]: writes `packed` into columns `off..off + d` of `wide`.
-fn unpack<T: Scalar>(packed: &[T], wide: &mut [T], cols: usize, off: usize, n: Dims) {
-    for (r, dst) in wide.chunks_exact_mut(cols).take(n.steps * n.batch).enumerate() {
-        let (t, b) = (r / n.batch, r % n.batch);
-        for (h, out) in dst[off..off + n.heads * n.dh].chunks_exact_mut(n.dh).enumerate() {
-            let row = ((b * n.heads + h) * n.steps + t) * n.dh;
-            out.copy_from_slice(&packed[row..row + n.dh]);
-        }
-    }
-}
-
-/// The inverse of [`pack_qkv`], in one pass over `qkv`.
-fn unpack_qkv<T: Scalar>(parts: [&[T]; 3], qkv: &mut [T], n: Dims) {
-    let d = n.heads * n.dh;
-    for (r, dst) in qkv.chunks_exact_mut(3 * d).take(n.steps * n.batch).enumerate() {
-        let (t, b) = (r / n.batch, r % n.batch);
-        for (part, out) in parts.iter().zip(dst.chunks_exact_mut(d)) {
-            for (h, o) in out.chunks_exact_mut(n.dh).enumerate() {
-                let row = ((b * n.heads + h) * n.steps + t) * n.dh;
-                o.copy_from_slice(&part[row..row + n.dh]);
-            }
-        }
+    /// The `(T, T)` matrix of (sample, head) `bh = b*H + h` in `(B*H*T, T)` rows.
+    fn square<'a, T: Scalar>(&self, rows: &'a [T], bh: usize) -> Strided<'a, T> {
+        let t = self.steps;
+        Strided::new(rows, bh * t * t, t, t, t)
     }
 }
 
@@ -270,15 +235,8 @@ impl<T: Scalar> Attention<T> {
             steps: 0,
             batch: 0,
             qkv: empty(),
-            q: empty(),
-            k: empty(),
-            v: empty(),
             probs: empty(),
-            heads_out: empty(),
             concat: empty(),
-            dq: empty(),
-            dk: empty(),
-            dv: empty(),
             dp: empty(),
             dqkv: empty(),
             max_logits: Vec::new(),
@@ -297,7 +255,7 @@ impl<T: Scalar> Attention<T> {
     }
 
     fn dims(&self) -> Dims {
-        Dims { steps: self.steps, batch: self.batch, heads: self.heads, dh: self.d / self.heads }
+        Dims { steps: self.steps, batch: self.batch, dh: self.d / self.heads }
     }
 
     /// The attention weights `P` (T, T) of sample `b`, head `h` on the last forward pass (row `i`:
@@ -361,53 +319,38 @@ impl<T: Scalar> Layer<T> for Attention<T> {
         let n = self.dims();
         let (rows, packed) = (steps * n.batch, n.batch * heads * steps);
         ensure_shape(&mut self.qkv, rows, 3 * d, "the attention projections")?;
-        ensure_shape(&mut self.q, packed, n.dh, "the attention queries")?;
-        ensure_shape(&mut self.k, packed, n.dh, "the attention keys")?;
-        ensure_shape(&mut self.v, packed, n.dh, "the attention values")?;
         ensure_shape(&mut self.probs, packed, steps, "the attention weights")?;
-        ensure_shape(&mut self.heads_out, packed, n.dh, "the attention head outputs")?;
         ensure_shape(&mut self.concat, rows, d, "the attention head outputs")?;
         ensure_shape(y, rows, d, "the output")?;
-        let Attention { params, qkv, q, k, v, probs, heads_out, concat, max_logits, entropy_sums, causal, .. } = self;
-        let (zero, one) = (T::zero(), T::one());
+        let Attention { params, qkv, probs, concat, max_logits, entropy_sums, causal, .. } = self;
+        let one = T::one();
 
         // QKV = X W_in^T + b_in: the bias row in every row, then the product accumulated.
         for mut row in qkv.rows_mut() {
             row.assign(&params[IN_B].value.row(0));
         }
         gemm(one, x, &params[IN_W].value.t(), one, qkv);
-        pack_qkv(flat(qkv), [flat_mut(q), flat_mut(k), flat_mut(v)], n);
 
         let scale = T::of(1.0 / (n.dh as f64).sqrt());
         max_logits.clear();
         max_logits.resize(heads, f64::NEG_INFINITY);
         entropy_sums.clear();
         entropy_sums.resize(heads, 0.0);
+        let qkv = flat(qkv);
         for bh in 0..n.batch * heads {
-            let (r0, r1) = (bh * steps, (bh + 1) * steps);
+            let (b, h) = (bh / heads, bh % heads);
+            let (r0, r1) = (bh * steps * steps, (bh + 1) * steps * steps);
             // S = c Q K^T (T, T), into P's rows.
-            gemm(
-                scale,
-                &q.slice(s![r0..r1, ..]),
-                &k.slice(s![r0..r1, ..]).t(),
-                zero,
-                &mut probs.slice_mut(s![r0..r1, ..]),
-            );
+            let (q, k) = (n.head(qkv, 3 * d, 0, b, h), n.head(qkv, 3 * d, d, b, h));
+            gemm_strided(scale, q, k.t(), false, StridedMut::new(&mut flat_mut(probs)[r0..r1], 0, steps, steps, steps));
             // P = softmax(S) per row, masked under the causal mask.
-            let (largest, entropy) = softmax_rows_entropy(&mut flat_mut(probs)[r0 * steps..r1 * steps], steps, *causal);
-            let m = &mut max_logits[bh % heads];
-            *m = m.max(largest);
-            entropy_sums[bh % heads] += entropy;
-            // O = P V (T, dh).
-            gemm(
-                one,
-                &probs.slice(s![r0..r1, ..]),
-                &v.slice(s![r0..r1, ..]),
-                zero,
-                &mut heads_out.slice_mut(s![r0..r1, ..]),
-            );
+            let (largest, entropy) = softmax_rows_entropy(&mut flat_mut(probs)[r0..r1], steps, *causal);
+            max_logits[h] = max_logits[h].max(largest);
+            entropy_sums[h] += entropy;
+            // O = P V (T, dh), into the head's columns of C.
+            let v = n.head(qkv, 3 * d, 2 * d, b, h);
+            gemm_strided(one, n.square(flat(probs), bh), v, false, n.head_mut(flat_mut(concat), d, 0, b, h));
         }
-        unpack(flat(heads_out), flat_mut(concat), d, 0, n);
 
         // Y = C W_out^T + b_out.
         for mut row in y.rows_mut() {
@@ -420,13 +363,10 @@ impl<T: Scalar> Layer<T> for Attention<T> {
     fn backward(&mut self, x: &Array2<T>, _y: &Array2<T>, dy: &Array2<T>, dx: Option<&mut Array2<T>>) -> Result<()> {
         let (d, heads, steps) = (self.d, self.heads, self.steps);
         let n = self.dims();
-        let (rows, packed) = (steps * n.batch, n.batch * heads * steps);
-        ensure_shape(&mut self.dq, packed, n.dh, "the attention query gradients")?;
-        ensure_shape(&mut self.dk, packed, n.dh, "the attention key gradients")?;
-        ensure_shape(&mut self.dv, packed, n.dh, "the attention value gradients")?;
+        let rows = steps * n.batch;
         ensure_shape(&mut self.dp, steps, steps, "the attention weight gradients")?;
         ensure_shape(&mut self.dqkv, rows, 3 * d, "the attention projection gradients")?;
-        let Attention { params, q, k, v, probs, heads_out, concat, dq, dk, dv, dp, dqkv, .. } = self;
+        let Attention { params, qkv, probs, concat, dp, dqkv, .. } = self;
         let (zero, one) = (T::zero(), T::one());
         let [w_in, b_in, w_out, b_out] = &mut params[..] else { return Ok(()) };
 
@@ -435,24 +375,24 @@ impl<T: Scalar> Layer<T> for Attention<T> {
         gemm(one, &dy.t(), &*concat, zero, &mut w_out.grad);
         column_sums(dy, &mut b_out.grad);
         gemm(one, dy, &w_out.value, zero, concat);
-        // dO, packed (into `heads_out`).
-        pack(flat(concat), d, 0, flat_mut(heads_out), n);
 
         let scale = T::of(1.0 / (n.dh as f64).sqrt());
+        let (qkv, dc) = (flat(qkv), flat(concat));
         for bh in 0..n.batch * heads {
-            let (r0, r1) = (bh * steps, (bh + 1) * steps);
-            let p_bh = probs.slice(s![r0..r1, ..]);
-            let do_bh = heads_out.slice(s![r0..r1, ..]);
+            let (b, h) = (bh / heads, bh % heads);
+            let (p_bh, do_bh) = (n.square(flat(probs), bh), n.head(dc, d, 0, b, h));
+            let (q, k, v) = (n.head(qkv, 3 * d, 0, b, h), n.head(qkv, 3 * d, d, b, h), n.head(qkv, 3 * d, 2 * d, b, h));
             // O = P V: dP = dO V^T (T, T), dV = P^T dO (T, dh).
-            gemm(one, &do_bh, &v.slice(s![r0..r1, ..]).t(), zero, dp);
-            gemm(one, &p_bh.t(), &do_bh, zero, &mut dv.slice_mut(s![r0..r1, ..]));
+            gemm_strided(one, do_bh, v.t(), false, StridedMut::new(flat_mut(dp), 0, steps, steps, steps));
+            gemm_strided(one, p_bh.t(), do_bh, false, n.head_mut(flat_mut(dqkv), 3 * d, 2 * d, b, h));
             // P = softmax(S): dS = P (dP - rowsum(P dP)), in place of dP.
-            softmax_backward_rows(&flat(probs)[r0 * steps..r1 * steps], flat_mut(dp), steps);
+            let r0 = bh * steps * steps;
+            softmax_backward_rows(&flat(probs)[r0..r0 + steps * steps], flat_mut(dp), steps);
             // S = c Q K^T: dQ = c dS K, dK = c dS^T Q.
-            gemm(scale, &*dp, &k.slice(s![r0..r1, ..]), zero, &mut dq.slice_mut(s![r0..r1, ..]));
-            gemm(scale, &dp.t(), &q.slice(s![r0..r1, ..]), zero, &mut dk.slice_mut(s![r0..r1, ..]));
+            let ds = Strided::new(flat(dp), 0, steps, steps, steps);
+            gemm_strided(scale, ds, k, false, n.head_mut(flat_mut(dqkv), 3 * d, 0, b, h));
+            gemm_strided(scale, ds.t(), q, false, n.head_mut(flat_mut(dqkv), 3 * d, d, b, h));
         }
-        unpack_qkv([flat(dq), flat(dk), flat(dv)], flat_mut(dqkv), n);
 
         // QKV = X W_in^T + b_in: dW_in = dQKV^T X, db_in = sum_rows dQKV, dX = dQKV W_in.
         gemm(one, &dqkv.t(), x, zero, &mut w_in.grad);
