@@ -120,26 +120,38 @@ pub fn rank_collapse<T: Scalar>(x: &Array2<T>, steps: usize) -> Option<f64> {
         return None;
     }
     let (b, d) = (rows / steps, x.ncols());
-    let mut total = 0.0;
-    let mut mean = vec![0.0f64; d];
-    for s in 0..b {
-        mean.iter_mut().for_each(|m| *m = 0.0);
-        for t in 0..steps {
-            for (m, v) in mean.iter_mut().zip(x.row(t * b + s)) {
-                *m += v.f64();
-            }
-        }
-        mean.iter_mut().for_each(|m| *m /= steps as f64);
-        let (mut dev, mut all) = (0.0, 0.0);
-        for t in 0..steps {
-            for (m, v) in mean.iter().zip(x.row(t * b + s)) {
-                let v = v.f64();
-                dev += (v - m) * (v - m);
-                all += v * v;
-            }
-        }
-        total += if all > 0.0 { (dev / all).sqrt() } else { 0.0 };
+    // One pass per sum over the rows in memory order, with a (sequence, feature) accumulator per
+    // entry of a step's B x d block: sums over t per entry (that vectorises), then over features.
+    let values = match x.as_slice() {
+        Some(v) => std::borrow::Cow::Borrowed(v),
+        None => std::borrow::Cow::Owned(x.iter().copied().collect()),
+    };
+    let block = b * d;
+    let mut mean = vec![0.0f64; block];
+    for step in values.chunks_exact(block.max(1)) {
+        mean.iter_mut().zip(step).for_each(|(m, v)| *m += v.f64());
     }
+    mean.iter_mut().for_each(|m| *m /= steps as f64);
+    let (mut dev, mut all) = (vec![0.0f64; block], vec![0.0f64; block]);
+    for step in values.chunks_exact(block.max(1)) {
+        for (((dv, al), m), v) in dev.iter_mut().zip(all.iter_mut()).zip(&mean).zip(step) {
+            let v = v.f64();
+            *dv += (v - m) * (v - m);
+            *al += v * v;
+        }
+    }
+    let total: f64 = dev
+        .chunks_exact(d.max(1))
+        .zip(all.chunks_exact(d.max(1)))
+        .map(|(dv, al)| {
+            let (dev, all) = (dv.iter().sum::<f64>(), al.iter().sum::<f64>());
+            if all > 0.0 {
+                (dev / all).sqrt()
+            } else {
+                0.0
+            }
+        })
+        .sum();
     Some(total / b as f64)
 }
 
