@@ -133,6 +133,21 @@ fn post_ln_needs_warm_up_where_pre_ln_does_not_and_the_report_says_so() {
         );
         assert!(v.loss_change.unwrap() < -1.0, "{label}: {}: {v:?}", top.title);
     }
+    // The preset's own seed is the one its title describes: stuck at chance, and both cures
+    // verified better at verify_share 1.
+    let own = post["seed"].as_u64().unwrap();
+    let (label, r) = &done[SEEDS.iter().position(|&s| s == own).unwrap()];
+    assert!((final_loss(r) - CHANCE).abs() < 0.05, "{label}: the preset's title says it stays at chance");
+    for cure in ["Warm the learning rate up", "Use pre-LN"] {
+        let status = r
+            .diagnostics
+            .iter()
+            .flat_map(|d| &d.recommendations)
+            .filter(|x| x.title.starts_with(cure))
+            .filter_map(|x| x.verification.as_ref().map(|v| v.status.name()))
+            .collect::<Vec<_>>();
+        assert!(status.contains(&"verified_better"), "{label}: {cure}: {status:?}");
+    }
     eprintln!(
         "post-LN without warm-up failed on {} of {} seeds, {stuck:?}; {at_chance} at chance",
         stuck.len(),
