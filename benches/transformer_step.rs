@@ -36,6 +36,13 @@
 //!   output; the loss, accuracy and the global gradient norm. PyTorch's instrumented modes read
 //!   every parameter's gradient norm, ||dL/dx_l|| of each block's input and the loss (a subset).
 //!
+//! - `products` (only when asked for): not a training step but its lower bound, the step's matrix
+//!   products alone ([`products_only`]): each `linalg::gemm` of the forward and backward passes
+//!   (the input projection, per block QKV, the per-(sample, head) scores and mixes, the output
+//!   projection, the FFN, and their weight and input gradients), on buffers of the step's shapes,
+//!   back to back, with nothing else (no bias, softmax, norm, optimiser or probe). Its
+//!   `steps_per_sec` is the most any step on these products can reach.
+//!
 //! Timing as `mlp_step.rs` (`benches/common`): a block is timed after a warm-up, with enough
 //! steps to take ~`--block-sec`; the median of `--blocks` blocks is reported; a block during
 //! which other processes used more than 0.15 cores is re-run (up to `--retries` times, 2 s apart)
@@ -44,16 +51,19 @@
 mod common;
 
 use clap::Parser;
-use common::{emit, measure, round, Blocks, Timing};
+use common::{emit, measure, median, round, Blocks, Timing};
 use gradscope::engine::config::{
     Activation, DataConfig, DenseConfig, Init, InlineSequenceTargets, InlineTargets, LayerConfig, LossKind,
     NetworkConfig, NormConfig, OptimizerConfig, PoolKind, Precision, ProbeConfig, RunConfig, Schedule, TrainConfig,
     TransformerConfig,
 };
+use gradscope::engine::linalg::gemm;
+use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::Serialize;
+use std::time::Instant;
 
 const CLASSES: usize = 10;
 const BATCHES: usize = 8;
@@ -89,7 +99,7 @@ struct Args {
     /// Re-runs of a contended block (0 for a fixed amount of work, e.g. under perf).
     #[arg(long, default_value_t = 3)]
     retries: usize,
-    /// Modes to run, comma-separated: plain, instrumented.
+    /// Modes to run, comma-separated: plain, instrumented, products.
     #[arg(long, default_value = "plain,instrumented")]
     modes: String,
     #[arg(long, default_value_t = 0)]
@@ -244,6 +254,141 @@ fn bench(args: &Args, config: Config) {
         };
         emit(&line, args.out.as_deref());
     }
+    if args.modes.split(',').any(|m| m == "products") {
+        products_only(args, config);
+    }
+}
+
+/// One matrix product of a step, `C = A B` with A (m, k) and B (k, n), each stored as the engine
+/// stores it (a weight gradient reads `dZ^T` as the transpose of `dZ`; a forward product reads
+/// `W^T` as the transpose of `W`).
+struct Product {
+    a: Array2<f32>,
+    b: Array2<f32>,
+    a_t: bool,
+    b_t: bool,
+    c: Array2<f32>,
+    /// How many times a step runs it (the per-(sample, head) products: B * heads).
+    times: usize,
+}
+
+impl Product {
+    fn new(m: usize, k: usize, n: usize, a_t: bool, b_t: bool, times: usize) -> Self {
+        let fill = |r: usize, c: usize, s: usize| {
+            Array2::from_shape_fn((r, c), |(i, j)| ((i * 7 + j * 3 + s) % 13) as f32 * 0.01 - 0.06)
+        };
+        let a = if a_t { fill(k, m, 1) } else { fill(m, k, 1) };
+        let b = if b_t { fill(n, k, 2) } else { fill(k, n, 2) };
+        Product { a, b, a_t, b_t, c: Array2::zeros((m, n)), times }
+    }
+
+    fn run(&mut self) {
+        for _ in 0..self.times {
+            match (self.a_t, self.b_t) {
+                (false, false) => gemm(1.0, &self.a, &self.b, 0.0, &mut self.c),
+                (false, true) => gemm(1.0, &self.a, &self.b.t(), 0.0, &mut self.c),
+                (true, false) => gemm(1.0, &self.a.t(), &self.b, 0.0, &mut self.c),
+                (true, true) => gemm(1.0, &self.a.t(), &self.b.t(), 0.0, &mut self.c),
+            }
+        }
+    }
+
+    fn flops(&self) -> f64 {
+        let (m, n) = self.c.dim();
+        let k = if self.a_t { self.a.nrows() } else { self.a.ncols() };
+        2.0 * (m * k * n * self.times) as f64
+    }
+}
+
+/// The products of one training step of `config` (see the module doc), in the order the step
+/// runs them. Each per-(sample, head) product reuses one set of buffers, which keeps them in
+/// cache: an optimistic figure, as a bound should be.
+fn step_products(config: &Config) -> Vec<Product> {
+    let (r, d, f, t, i) = (config.batch * config.seq, config.d_model, config.ffn, config.seq, config.in_dim);
+    let (dh, bh) = (d / config.heads, config.batch * config.heads);
+    let p = Product::new;
+    let mut out = vec![p(r, i, d, false, true, 1)];
+    for _ in 0..config.depth {
+        // Forward: QKV, S = c Q K^T, O = P V, the output projection, the FFN.
+        out.extend([p(r, d, 3 * d, false, true, 1), p(t, dh, t, false, true, bh), p(t, t, dh, false, false, bh)]);
+        out.extend([p(r, d, d, false, true, 1), p(r, d, f, false, true, 1), p(r, f, d, false, true, 1)]);
+    }
+    let head = config.batch;
+    out.extend([
+        p(head, d, CLASSES, false, true, 1),
+        p(CLASSES, head, d, true, false, 1),
+        p(head, CLASSES, d, false, false, 1),
+    ]);
+    for _ in 0..config.depth {
+        // Backward, last block first: the FFN's and the output projection's weight and input
+        // gradients, dP, dV, dQ, dK per (sample, head), then QKV's.
+        out.extend([p(d, r, f, true, false, 1), p(r, d, f, false, false, 1), p(f, r, d, true, false, 1)]);
+        out.extend([p(r, f, d, false, false, 1), p(d, r, d, true, false, 1), p(r, d, d, false, false, 1)]);
+        out.extend([p(t, dh, t, false, true, bh), p(t, t, dh, true, false, bh), p(t, t, dh, false, false, bh)]);
+        out.extend([p(t, t, dh, true, false, bh), p(3 * d, r, d, true, false, 1), p(r, 3 * d, d, false, false, 1)]);
+    }
+    // The input projection's weight gradient (its input gradient is not needed).
+    out.push(p(d, r, i, true, false, 1));
+    out
+}
+
+#[derive(Serialize)]
+struct ProductsLine<'a> {
+    framework: &'static str,
+    bench: &'static str,
+    config: Config,
+    threads: usize,
+    instrumented: bool,
+    mode: &'static str,
+    /// The most steps per second a step on these products can reach (1 / median time).
+    steps_per_sec: f64,
+    us_per_step: f64,
+    us_per_step_min: f64,
+    us_per_step_max: f64,
+    repeats: usize,
+    /// The products' FLOPs over their median time.
+    achieved_gflops: f64,
+    matmul_gflop_per_step: f64,
+    tag: &'a str,
+}
+
+/// Times [`step_products`] back to back: `--warmup` untimed passes, then repeats for about
+/// `--blocks` x `--block-sec` seconds; the median pass.
+fn products_only(args: &Args, config: Config) {
+    let mut products = step_products(&config);
+    let flops: f64 = products.iter().map(Product::flops).sum();
+    let mut pass = || {
+        let start = Instant::now();
+        products.iter_mut().for_each(Product::run);
+        start.elapsed().as_secs_f64()
+    };
+    for _ in 0..args.warmup {
+        pass();
+    }
+    let budget = args.blocks as f64 * args.block_sec;
+    let (mut times, started) = (Vec::new(), Instant::now());
+    while times.len() < 3 || started.elapsed().as_secs_f64() < budget {
+        times.push(pass());
+    }
+    let med = median(&times);
+    let (min, max) = times.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
+    let line = ProductsLine {
+        framework: "gradscope",
+        bench: "transformer_step",
+        config,
+        threads: 1,
+        instrumented: false,
+        mode: "products",
+        steps_per_sec: round(1.0 / med, 2),
+        us_per_step: round(med * 1e6, 1),
+        us_per_step_min: round(min * 1e6, 1),
+        us_per_step_max: round(max * 1e6, 1),
+        repeats: times.len(),
+        achieved_gflops: round(flops / med / 1e9, 2),
+        matmul_gflop_per_step: round(flops / 1e9, 4),
+        tag: &args.tag,
+    };
+    emit(&line, args.out.as_deref());
 }
 
 fn main() {
