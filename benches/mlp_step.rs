@@ -36,7 +36,7 @@ use std::time::Instant;
 mod common;
 
 use clap::Parser;
-use common::{emit, measure, round, Blocks, Timing};
+use common::{emit, measure, round, Blocks, Line, MatmulFlops, Timing};
 use gradscope::engine::config::{
     Activation, DataConfig, DenseConfig, Init, InlineTargets, LayerConfig, LossKind, NetworkConfig, NormConfig,
     OptimizerConfig, Precision, ProbeConfig, RunConfig, TrainConfig,
@@ -206,20 +206,6 @@ impl Config {
     }
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
-    framework: &'static str,
-    bench: &'static str,
-    config: Config,
-    threads: usize,
-    instrumented: bool,
-    mode: &'static str,
-    #[serde(flatten)]
-    timing: Timing,
-    matmul_gflop_per_step: f64,
-    tag: &'a str,
-}
-
 fn bench(args: &Args, config: Config, act: Activation) {
     let run = config.run_config(act, args.seed, usize::MAX, 1);
     let blocks = Blocks {
@@ -232,17 +218,8 @@ fn bench(args: &Args, config: Config, act: Activation) {
     let modes = measure(&run, &args.modes, &blocks);
     let flops = config.flops();
     for m in &modes {
-        let line = Line {
-            framework: "gradscope",
-            bench: "mlp_step",
-            config,
-            threads: 1,
-            instrumented: m.probe,
-            mode: m.name,
-            timing: Timing::of(m, &modes, flops),
-            matmul_gflop_per_step: round(flops / 1e9, 4),
-            tag: &args.tag,
-        };
+        let timing = Timing::of(m, &modes, flops);
+        let line = Line::new("mlp_step", config, m.name, m.probe, timing, MatmulFlops::of(flops), &args.tag);
         emit(&line, args.out.as_deref());
     }
 }

@@ -34,7 +34,7 @@
 mod common;
 
 use clap::Parser;
-use common::{emit, measure, round, Blocks, Timing};
+use common::{emit, measure, round, Blocks, Line, Timing};
 use gradscope::engine::config::{
     Activation, CellKind, DataConfig, DenseConfig, ExplicitParams, Init, InlineSequenceTargets, InlineTargets,
     LayerConfig, LossKind, NetworkConfig, NormConfig, OptimizerConfig, Precision, ProbeConfig, RnnConfig, RunConfig,
@@ -199,21 +199,13 @@ impl Config {
     }
 }
 
+/// The RNN bench's own figures on its lines.
 #[derive(Serialize)]
-struct Line<'a> {
-    framework: &'static str,
-    bench: &'static str,
-    config: Config,
-    threads: usize,
-    instrumented: bool,
-    mode: &'static str,
-    #[serde(flatten)]
-    timing: Timing,
+struct RnnFigures {
     approx_gflop_per_step: f64,
     /// Steps of the `--run-steps` run (probed every step) that compute the W_hh spectra.
     spectra_in_run: Option<usize>,
     run_steps: usize,
-    tag: &'a str,
 }
 
 fn bench(args: &Args, config: Config, kind: CellKind) {
@@ -228,22 +220,15 @@ fn bench(args: &Args, config: Config, kind: CellKind) {
     let modes = measure(&run, &args.modes, &blocks);
     let flops = config.flops(kind);
     for m in &modes {
-        let line = Line {
-            framework: "gradscope",
-            bench: "rnn_step",
-            config,
-            threads: 1,
-            instrumented: m.probe,
-            mode: m.name,
-            timing: Timing::of(m, &modes, flops),
+        let figures = RnnFigures {
             approx_gflop_per_step: round(flops / 1e9, 4),
             spectra_in_run: m.probe.then(|| {
                 let gap = m.session.spectra_gap();
                 (0..args.run_steps).filter(|&s| spectra_at(s, args.run_steps, 1, gap)).count()
             }),
             run_steps: args.run_steps,
-            tag: &args.tag,
         };
+        let line = Line::new("rnn_step", config, m.name, m.probe, Timing::of(m, &modes, flops), figures, &args.tag);
         emit(&line, args.out.as_deref());
     }
 }

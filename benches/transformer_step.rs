@@ -51,7 +51,7 @@
 mod common;
 
 use clap::Parser;
-use common::{emit, measure, median, round, Blocks, Timing};
+use common::{emit, measure, median, round, Blocks, Line, MatmulFlops, Timing};
 use gradscope::engine::config::{
     Activation, DataConfig, DenseConfig, Init, InlineSequenceTargets, InlineTargets, LayerConfig, LossKind,
     NetworkConfig, NormConfig, OptimizerConfig, PoolKind, Precision, ProbeConfig, RunConfig, Schedule, TrainConfig,
@@ -215,20 +215,6 @@ impl Config {
     }
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
-    framework: &'static str,
-    bench: &'static str,
-    config: Config,
-    threads: usize,
-    instrumented: bool,
-    mode: &'static str,
-    #[serde(flatten)]
-    timing: Timing,
-    matmul_gflop_per_step: f64,
-    tag: &'a str,
-}
-
 fn bench(args: &Args, config: Config) {
     let run = config.run_config(args.seed);
     let blocks = Blocks {
@@ -241,17 +227,8 @@ fn bench(args: &Args, config: Config) {
     let modes = measure(&run, &args.modes, &blocks);
     let flops = config.flops();
     for m in &modes {
-        let line = Line {
-            framework: "gradscope",
-            bench: "transformer_step",
-            config,
-            threads: 1,
-            instrumented: m.probe,
-            mode: m.name,
-            timing: Timing::of(m, &modes, flops),
-            matmul_gflop_per_step: round(flops / 1e9, 4),
-            tag: &args.tag,
-        };
+        let timing = Timing::of(m, &modes, flops);
+        let line = Line::new("transformer_step", config, m.name, m.probe, timing, MatmulFlops::of(flops), &args.tag);
         emit(&line, args.out.as_deref());
     }
     if args.modes.split(',').any(|m| m == "products") {
@@ -332,14 +309,9 @@ fn step_products(config: &Config) -> Vec<Product> {
     out
 }
 
+/// The timing of the `products` mode.
 #[derive(Serialize)]
-struct ProductsLine<'a> {
-    framework: &'static str,
-    bench: &'static str,
-    config: Config,
-    threads: usize,
-    instrumented: bool,
-    mode: &'static str,
+struct ProductsTiming {
     /// The most steps per second a step on these products can reach (1 / median time).
     steps_per_sec: f64,
     us_per_step: f64,
@@ -348,8 +320,6 @@ struct ProductsLine<'a> {
     repeats: usize,
     /// The products' FLOPs over their median time.
     achieved_gflops: f64,
-    matmul_gflop_per_step: f64,
-    tag: &'a str,
 }
 
 /// Times [`step_products`] back to back: `--warmup` untimed passes, then repeats for about
@@ -372,22 +342,15 @@ fn products_only(args: &Args, config: Config) {
     }
     let med = median(&times);
     let (min, max) = times.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
-    let line = ProductsLine {
-        framework: "gradscope",
-        bench: "transformer_step",
-        config,
-        threads: 1,
-        instrumented: false,
-        mode: "products",
+    let timing = ProductsTiming {
         steps_per_sec: round(1.0 / med, 2),
         us_per_step: round(med * 1e6, 1),
         us_per_step_min: round(min * 1e6, 1),
         us_per_step_max: round(max * 1e6, 1),
         repeats: times.len(),
         achieved_gflops: round(flops / med / 1e9, 2),
-        matmul_gflop_per_step: round(flops / 1e9, 4),
-        tag: &args.tag,
     };
+    let line = Line::new("transformer_step", config, "products", false, timing, MatmulFlops::of(flops), &args.tag);
     emit(&line, args.out.as_deref());
 }
 

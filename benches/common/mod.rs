@@ -252,6 +252,51 @@ impl Timing {
     }
 }
 
+/// One JSON line of a gradscope bench, fields in the order of the PyTorch scripts' lines: what ran
+/// (`config`, `mode`), how fast (`timing`, e.g. [`Timing`]) and the bench's own figures (`extra`,
+/// e.g. [`MatmulFlops`]); `framework` is "gradscope" and `threads` 1.
+#[derive(Serialize)]
+pub struct Line<'a, C, M, X> {
+    framework: &'static str,
+    bench: &'static str,
+    config: C,
+    threads: usize,
+    instrumented: bool,
+    mode: &'static str,
+    #[serde(flatten)]
+    timing: M,
+    #[serde(flatten)]
+    extra: X,
+    tag: &'a str,
+}
+
+impl<'a, C, M, X> Line<'a, C, M, X> {
+    /// The line of `mode` (probed when `instrumented`) of `bench` on `config`.
+    pub fn new(
+        bench: &'static str,
+        config: C,
+        mode: &'static str,
+        instrumented: bool,
+        timing: M,
+        extra: X,
+        tag: &'a str,
+    ) -> Self {
+        Line { framework: "gradscope", bench, config, threads: 1, instrumented, mode, timing, extra, tag }
+    }
+}
+
+/// The matrix-product FLOPs of one step, in GFLOP.
+#[derive(Serialize)]
+pub struct MatmulFlops {
+    pub matmul_gflop_per_step: f64,
+}
+
+impl MatmulFlops {
+    pub fn of(flops: f64) -> Self {
+        MatmulFlops { matmul_gflop_per_step: round(flops / 1e9, 4) }
+    }
+}
+
 /// Prints one JSON line and appends it to `out` when given.
 pub fn emit(line: &impl Serialize, out: Option<&str>) {
     let text = match serde_json::to_string(line) {
