@@ -293,6 +293,19 @@ mod tests {
         assert_eq!(rank_collapse(&y, 3), None);
     }
 
+    /// A column-major input gives what its standard-layout copy gives; no features gives 0
+    /// (every sequence all zero).
+    #[test]
+    fn rank_collapse_reads_any_layout_and_no_features() {
+        use ndarray::ShapeBuilder;
+        let x = Array2::from_shape_fn((6, 5), |(i, j)| ((i * 5 + j) as f64 * 0.7).sin());
+        let mut column_major = Array2::zeros((6, 5).f());
+        column_major.assign(&x);
+        assert!(!column_major.is_standard_layout());
+        assert_eq!(rank_collapse(&column_major, 3), rank_collapse(&x, 3));
+        assert_eq!(rank_collapse(&Array2::<f32>::zeros((6, 0)), 3), Some(0.0));
+    }
+
     #[test]
     fn norm_keeps_nan_visible() {
         let (n, _, m) = norm_rms_max(&array![[1.0f32, f32::NAN]]);

@@ -23,8 +23,9 @@
 //!           dW_out = dY^T C,  db_out = sum_rows dY,  dC = dY W_out
 //! ```
 //!
-//! The per-(sample, head) products read Q, K, V in place in `QKV` and write O in place in `C`
-//! (and their gradients in `dQKV`, `dC`): sample `b`, head `h` is the column block
+//! The per-(sample, head) products read Q, K, V in place in `QKV` and write O in place in `C`;
+//! backward reads dO in place in `dC` and writes dQ, dK, dV in place in `dQKV`: sample `b`, head
+//! `h` is the column block
 //! `h*dh..(h+1)*dh` (+ d for K, + 2d for V) of every `B`-th row starting at row `b`, a
 //! [`Strided`] block, so nothing is copied per head. The attention weights `P` are kept as
 //! `(B*H*T, T)`, `(b, h, i)` in row `(b*H + h)*T + i` (for backward and for the probes). Every
@@ -518,6 +519,19 @@ mod tests {
                 assert!(worst < 1e-6, "heads {heads} causal {causal}: {worst:e} at {at}");
                 // 3d*d + 3d + d*d + d parameters and T*B*d inputs.
                 assert_eq!(checked, 3 * 64 + 24 + 64 + 8 + 15 * 8);
+            }
+        }
+    }
+
+    /// The edges of the per-head blocks: one step of one sample (T = B = 1), one sample of three
+    /// steps, and heads of width 1 (heads = d), with and without the mask.
+    #[test]
+    fn gradients_match_finite_differences_at_one_step_one_sample_and_unit_heads() {
+        for (d, heads, steps, batch) in [(4, 2, 1, 1), (4, 4, 3, 1), (4, 4, 3, 2), (6, 6, 1, 3)] {
+            for causal in [false, true] {
+                let (worst, at, checked) = worst_error(d, heads, causal, steps, batch);
+                assert!(worst < 1e-6, "d {d} heads {heads} T {steps} B {batch} causal {causal}: {worst:e} at {at}");
+                assert_eq!(checked, 4 * d * d + 4 * d + steps * batch * d);
             }
         }
     }
