@@ -133,30 +133,30 @@ fn softmax_rows_entropy<T: Scalar>(rows: &mut [T], steps: usize, causal: bool) -
     for (i, row) in rows.chunks_exact_mut(steps.max(1)).enumerate() {
         let lim = if causal { (i + 1).min(steps) } else { steps };
         let (live, masked) = row.split_at_mut(lim);
-        // The maximum (NaN if any entry is NaN), over L lanes so that the loop vectorises.
+        // The maximum (NaN if any entry is NaN), over L lanes so that the loop vectorises (the
+        // lanes as fixed-size arrays: with zipped iterators the compiler kept them scalar).
         let pick = |m: T, v: T| if v > m || v.is_nan() { v } else { m };
         let mut lanes = [T::neg_infinity(); L];
-        let chunks = live.chunks_exact(L);
-        let tail = chunks.remainder();
+        let (chunks, tail) = live.as_chunks::<L>();
         for c in chunks {
-            for (l, &v) in lanes.iter_mut().zip(c) {
-                *l = pick(*l, v);
+            for l in 0..L {
+                lanes[l] = pick(lanes[l], c[l]);
             }
         }
         let m = tail.iter().chain(lanes.iter()).fold(T::neg_infinity(), |m, &v| pick(m, v));
         largest = largest.max(m.f64());
         let (mut sum, mut weighted) = ([T::zero(); L], [T::zero(); L]);
-        let mut chunks = live.chunks_exact_mut(L);
-        for c in &mut chunks {
-            for ((v, s), w) in c.iter_mut().zip(sum.iter_mut()).zip(weighted.iter_mut()) {
-                let shifted = *v - m;
+        let (chunks, tail) = live.as_chunks_mut::<L>();
+        for c in chunks {
+            for l in 0..L {
+                let shifted = c[l] - m;
                 let e = shifted.exp_branchless();
-                *s += e;
-                *w += e * shifted;
-                *v = e;
+                sum[l] += e;
+                weighted[l] += e * shifted;
+                c[l] = e;
             }
         }
-        for (j, v) in chunks.into_remainder().iter_mut().enumerate() {
+        for (j, v) in tail.iter_mut().enumerate() {
             let shifted = *v - m;
             let e = shifted.exp_branchless();
             sum[j] += e;
@@ -185,11 +185,11 @@ fn softmax_backward_rows<T: Scalar>(p: &[T], dp: &mut [T], steps: usize) {
     let n = steps.max(1);
     for (pr, dr) in p.chunks_exact(n).zip(dp.chunks_exact_mut(n)) {
         let mut lanes = [T::zero(); L];
-        let (pc, dc) = (pr.chunks_exact(L), dr.chunks_exact(L));
-        let tail = pc.remainder().iter().zip(dc.remainder()).fold(T::zero(), |acc, (&p, &g)| acc + p * g);
-        for (a, b) in pc.zip(dc) {
-            for ((l, &p), &g) in lanes.iter_mut().zip(a).zip(b) {
-                *l += p * g;
+        let ((pc, pt), (dc, dt)) = (pr.as_chunks::<L>(), dr.as_chunks::<L>());
+        let tail = pt.iter().zip(dt).fold(T::zero(), |acc, (&p, &g)| acc + p * g);
+        for (a, b) in pc.iter().zip(dc) {
+            for l in 0..L {
+                lanes[l] += a[l] * b[l];
             }
         }
         let dot = lanes.iter().fold(tail, |acc, &v| acc + v);
