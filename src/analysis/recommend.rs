@@ -201,9 +201,9 @@ impl SpecView<'_> {
 
     /// Xiong et al.'s two cures of a post-LN transformer that does not train: a linear
     /// warm-up over the first 10% of the steps (unless the spec already warms up) and pre-LN
-    /// blocks with a final layer norm. Empty without a top-level post-LN transformer.
-    fn post_ln_cures(&self) -> Vec<Recommendation> {
-        let transformers = self.post_ln_transformers();
+    /// blocks with a final layer norm, for the post-LN `transformers` (from
+    /// [`Self::post_ln_transformers`]). Empty without one.
+    fn post_ln_cures(&self, transformers: &[usize]) -> Vec<Recommendation> {
         if transformers.is_empty() {
             return Vec::new();
         }
@@ -253,9 +253,10 @@ impl SpecView<'_> {
 
     fn for_diagnostic(&self, d: &Diagnostic) -> Vec<Recommendation> {
         let recurrent = !self.rnns().is_empty();
+        let post_ln = self.post_ln_transformers();
         let out = match d.code {
             // The dense-layer cures do not reach a transformer's blocks.
-            DiagnosticCode::VanishingGradient if !self.post_ln_transformers().is_empty() => Vec::new(),
+            DiagnosticCode::VanishingGradient if !post_ln.is_empty() => Vec::new(),
             DiagnosticCode::VanishingGradient if !recurrent => self.vanishing_mlp(),
             DiagnosticCode::VanishingGradient | DiagnosticCode::LongRangeVanishing => self.vanishing_rnn(),
             DiagnosticCode::ExplodingGradient => self.exploding(d),
@@ -279,7 +280,7 @@ impl SpecView<'_> {
             DiagnosticCode::RankCollapse | DiagnosticCode::AttentionEntropyCollapse => d.severity == Severity::Critical,
             _ => false,
         };
-        let mut all = if transformer_case { self.post_ln_cures() } else { Vec::new() };
+        let mut all = if transformer_case { self.post_ln_cures(&post_ln) } else { Vec::new() };
         all.extend(out.into_iter().filter(|r| !r.patch.iter().any(|op| self.in_transformer(op))));
         all.into_iter().filter(|r| !r.patch.is_empty()).collect()
     }
