@@ -318,8 +318,9 @@ async fn a_client_sending_its_headers_slowly_is_disconnected_after_the_header_ti
     let mut idle = TcpStream::connect(app.addr).await.unwrap();
     let (_, after) = read_until_closed(&mut idle, Duration::from_secs(6)).await.expect("idle connection closed");
     assert!(after < Duration::from_secs(4), "closed after {after:?}");
-    // An event stream outlives the idle limit: its keep-alive comments are traffic.
-    let job = app.submit(&crate::helpers::long_spec()).await;
+    // An event stream outlives the idle limit: its keep-alive comments are traffic (a job that
+    // runs for minutes: a million steps of a tiny network ended within 4 s on a fast machine).
+    let job = app.submit(&crate::helpers::minutes_long_spec()).await;
     let id = job["id"].as_str().unwrap();
     let mut res = app.get(&format!("/v1/jobs/{id}/events")).await;
     let start = Instant::now();

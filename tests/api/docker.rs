@@ -19,7 +19,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
 use crate::common::TestDb;
-use crate::helpers::tiny_spec;
+use crate::helpers::{minutes_long_spec, tiny_spec};
 
 /// How long `docker stop` waits after SIGTERM before it sends SIGKILL (its `--time` default).
 const DOCKER_STOP_DEFAULT: Duration = Duration::from_secs(10);
@@ -141,19 +141,6 @@ async fn terminate(child: &mut Child, within: Duration) -> (std::process::ExitSt
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// A job that trains for minutes (about 20 MFLOP a step, a million steps) unless stopped.
-fn minutes_long_spec() -> Value {
-    json!({
-        "model": {"input_dim": 16, "layers": [
-            {"type": "mlp", "depth": 4, "width": 128, "activation": "tanh"},
-            {"type": "dense", "units": 4}
-        ]},
-        "data": {"type": "blobs", "samples": 512, "classes": 4, "dims": 16},
-        "training": {"steps": 1_000_000, "batch_size": 64},
-        "probes": {"every": 1000}
-    })
 }
 
 fn client() -> Client {
