@@ -503,9 +503,13 @@ pub(crate) fn encode_cursor(seq: u64) -> String {
     format!("c{seq:x}")
 }
 
+/// The inverse of [`encode_cursor`]: exactly the strings of the API's documented pattern
+/// `^c[0-9a-f]{1,16}$` (`u64::from_str_radix` alone also takes a leading `+` and upper-case
+/// digits, which the pattern refuses).
 pub(crate) fn decode_cursor(cursor: &str) -> Option<u64> {
     let hex = cursor.strip_prefix('c')?;
-    if hex.is_empty() || hex.len() > 16 {
+    let digits = hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if hex.is_empty() || hex.len() > 16 || !digits {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
@@ -540,5 +544,21 @@ fn cancelled_while_lost() -> JobFailure {
     JobFailure {
         code: super::FailureCode::Cancelled,
         message: "cancelled by request; its worker was lost before it stopped".into(),
+    }
+}
+
+#[cfg(test)]
+mod cursor_tests {
+    use super::{decode_cursor, encode_cursor};
+
+    #[test]
+    fn cursors_round_trip_and_only_the_documented_pattern_decodes() {
+        for seq in [0, 1, 0xabc, u64::MAX] {
+            assert_eq!(decode_cursor(&encode_cursor(seq)), Some(seq));
+        }
+        // Found by schemathesis: `c+C` was accepted as cursor 12.
+        for bad in ["c+C", "c+c", "cC", "cABC", "c-1", "c", "", "x1", "c 1", "c11111111111111111", "c１"] {
+            assert_eq!(decode_cursor(bad), None, "{bad:?}");
+        }
     }
 }
